@@ -1,0 +1,9 @@
+//! The Attest node and the `attest` command-line tool.
+//!
+//! Today it runs the deterministic workload from the command line (`attest run`) and lists
+//! the model catalogue (`attest models`). The sans-IO node core, the libp2p/tokio shell,
+//! storage and the HTTP API arrive with the ledger issue. This crate is the only place where
+//! I/O, clocks and OS randomness may enter; it must keep `attest-protocol` and
+//! `attest-contracts-sim` free of them.
+
+pub mod cli;

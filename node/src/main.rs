@@ -1,0 +1,86 @@
+//! The `attest` binary.
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use attest_node::cli;
+
+/// Attest: a node and client for a verifiable compute marketplace.
+#[derive(Debug, Parser)]
+#[command(name = "attest", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a catalogue model on an input and print its output and trace root.
+    Run {
+        /// The model id (see `attest models`).
+        #[arg(long, default_value = "attest-base-8b")]
+        model: String,
+        /// The input: text, or @PATH to read a file's bytes.
+        #[arg(long)]
+        input: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 32)]
+        max_tokens: u32,
+        /// Print one JSON object (schema attest.run/1) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the model catalogue.
+    Models {
+        /// Print JSON (schema attest.models/1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        Command::Run {
+            model,
+            input,
+            max_tokens,
+            json,
+        } => {
+            let input = cli::read_input(&input)?;
+            let report = cli::run(&model, &input, max_tokens)?;
+            if json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                cli::print_run(&mut out, &report)?;
+            }
+        }
+        Command::Models { json } => {
+            let rows = cli::models();
+            if json {
+                let doc = serde_json::json!({ "schema": "attest.models/1", "models": rows });
+                serde_json::to_writer(&mut out, &doc)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<18} {:>7} {:>6}  description",
+                    "model", "params", "layers"
+                )?;
+                for m in rows {
+                    let billions = m.params as f64 / 1e9;
+                    writeln!(
+                        out,
+                        "{:<18} {:>6.1}B {:>6}  {}",
+                        m.id, billions, m.layers, m.description
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

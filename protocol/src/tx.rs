@@ -1,0 +1,236 @@
+//! Transactions: what accounts sign to change the ledger.
+//!
+//! A transaction is a [`Tx`] (nonce, fee, one [`Action`]) inside a [`Signed`] whose signer is
+//! the sending account. Its hash ([`tx_hash`]) covers the whole signed object.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bounded::Bytes;
+use crate::consensus::Vote;
+use crate::encoding::{Canonical, encode};
+use crate::hash::{Hash, hash_tagged, tag};
+use crate::keys::{AccountId, PublicKey, SecretKey, Signature};
+use crate::limits::{MAX_ACTIVATION_BYTES, MAX_INPUT_BYTES, MAX_TX_BYTES};
+use crate::merkle::MerkleProof;
+use crate::signed::{Signable, Signed, signing_payload};
+use crate::types::{Amount, ChainId, DeviceName, JobId, ModelId, Nonce, Round, TxHash};
+
+/// A transaction body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tx {
+    /// Must equal the sender's current nonce.
+    pub nonce: Nonce,
+    /// Paid to the block proposer; must be at least the chain's minimum fee.
+    pub fee: Amount,
+    /// What the transaction does.
+    pub action: Action,
+}
+
+impl Signable for Tx {
+    const SIGNING_TAG: &'static str = "attest/sig/tx/v1";
+}
+
+impl Canonical for Tx {
+    const NAME: &'static str = "transaction";
+    const MAX_ENCODED_LEN: usize = MAX_TX_BYTES - 96;
+}
+
+/// A signed transaction, as it travels and as blocks hold it.
+pub type SignedTx = Signed<Tx>;
+
+/// The hash of a signed transaction: `H("attest/tx/v1", encode(signed))`.
+pub fn tx_hash(tx: &SignedTx) -> TxHash {
+    hash_tagged(tag::TX, &[&encode(tx)]).into()
+}
+
+/// The one thing a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Move tokens to another account.
+    Transfer(Transfer),
+    /// Lock tokens as stake and bind a node's PeerId to the sender.
+    Stake(Stake),
+    /// Begin unbonding stake.
+    Unstake(Unstake),
+    /// Open a job and lock its escrow.
+    OpenJob(OpenJob),
+    /// The assigned provider's committed result.
+    CommitResult(CommitResult),
+    /// An assigned checker's verdict on a result.
+    Verdict(Verdict),
+    /// A move in a bisection dispute.
+    Dispute(DisputeMove),
+    /// Proof that a validator signed two conflicting votes.
+    Equivocation(Box<EquivocationEvidence>),
+}
+
+/// Move `amount` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The receiving account.
+    pub to: AccountId,
+    /// How much.
+    pub amount: Amount,
+}
+
+/// Lock `amount` of the sender's balance as stake, bound to the node whose identity key is
+/// `node`. `node_signature` is the node key's signature over a [`NodeBinding`] naming the
+/// sender, so nobody can claim another operator's node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stake {
+    /// How much to add to the sender's stake.
+    pub amount: Amount,
+    /// The node's identity key (its libp2p PeerId).
+    pub node: PublicKey,
+    /// The node key's signature over `NodeBinding { account: sender }`.
+    pub node_signature: Signature,
+}
+
+impl Stake {
+    /// A stake of `amount` for `account`, binding the node whose key is `node_key`.
+    pub fn new(chain: &ChainId, node_key: &SecretKey, account: AccountId, amount: Amount) -> Self {
+        let node_signature = node_key.sign(&signing_payload(chain, &NodeBinding { account }));
+        Self {
+            amount,
+            node: node_key.public(),
+            node_signature,
+        }
+    }
+
+    /// Whether the node key really bound itself to `account` on `chain`.
+    pub fn binding_is_valid(&self, chain: &ChainId, account: &AccountId) -> bool {
+        let payload = signing_payload(chain, &NodeBinding { account: *account });
+        self.node.verify(&payload, &self.node_signature)
+    }
+}
+
+/// What a node key signs to say "this account operates me".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBinding {
+    /// The operating account.
+    pub account: AccountId,
+}
+
+impl Signable for NodeBinding {
+    const SIGNING_TAG: &'static str = "attest/sig/node-binding/v1";
+}
+
+/// Start unbonding `amount` of the sender's stake. It stays slashable until released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unstake {
+    /// How much to unbond.
+    pub amount: Amount,
+}
+
+/// Open a job with `provider` on the terms of its advert, locking escrow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenJob {
+    /// The model to run.
+    pub model: ModelId,
+    /// The input bytes (tokens are bytes).
+    pub input: Bytes<MAX_INPUT_BYTES>,
+    /// How many tokens to generate.
+    pub max_tokens: u32,
+    /// The provider chosen from its advert.
+    pub provider: AccountId,
+    /// The device named in the advert.
+    pub device: DeviceName,
+    /// The advert's price per generated token.
+    pub price_per_token: Amount,
+    /// Blocks after the opening block by which the result must be committed.
+    pub deadline_blocks: u32,
+}
+
+/// The assigned provider's result for a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitResult {
+    /// The job.
+    pub job: JobId,
+    /// `H("attest/output/v1", output bytes)`.
+    pub output_hash: Hash,
+    /// The Merkle root over the trace leaves.
+    pub trace_root: Hash,
+    /// How many steps (trace leaves) the execution had.
+    pub step_count: u64,
+    /// How many tokens were generated.
+    pub tokens: u32,
+}
+
+/// A checker's verdict on a committed result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The job checked.
+    pub job: JobId,
+    /// What re-execution found.
+    pub outcome: VerdictOutcome,
+}
+
+/// What a checker found on re-execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VerdictOutcome {
+    /// The re-execution gave the committed output hash, trace root and step count.
+    Agree,
+    /// The re-execution gave a different trace; this opens a dispute.
+    Disagree {
+        /// The checker's own trace root.
+        trace_root: Hash,
+        /// The checker's own step count.
+        step_count: u64,
+    },
+}
+
+/// A move in the bisection dispute over a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeMove {
+    /// The disputed job.
+    pub job: JobId,
+    /// The dispute round this move answers (from 0), so a late move cannot land in a later one.
+    pub round: Round,
+    /// The move.
+    pub step: DisputeStep,
+}
+
+/// The kinds of dispute move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisputeStep {
+    /// Open the leaf at `index` of the mover's committed trace, with its inclusion proof.
+    Open {
+        /// The step index the round asks for.
+        index: u64,
+        /// The mover's leaf at that index.
+        leaf: Hash,
+        /// Its proof against the mover's committed root.
+        proof: MerkleProof,
+    },
+    /// Supply the activation before the first divergent step, so the contract can run that
+    /// one step. It must hash to the leaf both parties agreed on.
+    Witness {
+        /// The activation of the step before the divergent one.
+        activation: Activation,
+    },
+}
+
+/// One step's activation (hidden state), as bytes: each `i8` lane as its two's-complement byte.
+pub type Activation = Bytes<MAX_ACTIVATION_BYTES>;
+
+/// Two votes by one validator for the same height, round and kind but different blocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquivocationEvidence {
+    /// One vote.
+    pub first: Signed<Vote>,
+    /// The conflicting vote.
+    pub second: Signed<Vote>,
+}
+
+impl EquivocationEvidence {
+    /// Whether the two votes conflict: same signer, height, round and kind, different blocks.
+    /// Their signatures must be checked separately.
+    pub fn is_conflicting(&self) -> bool {
+        let (a, b) = (&self.first, &self.second);
+        a.signer == b.signer
+            && a.body.height == b.body.height
+            && a.body.round == b.body.round
+            && a.body.kind == b.body.kind
+            && a.body.block != b.body.block
+    }
+}

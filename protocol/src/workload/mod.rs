@@ -1,0 +1,364 @@
+//! The deterministic, re-executable inference workload.
+//!
+//! A job runs a catalogue model autoregressively over its input. The token sequence is a BOS
+//! token (256) followed by the input bytes; after the prompt the model generates
+//! `max_tokens` tokens, each a printable ASCII byte (0x20..=0x7e). Every (position, layer) pair
+//! is one **step**, numbered `position * layers + layer`; a job has
+//! `(1 + input_len + max_tokens - 1) * layers` steps (the last generated token is emitted, not
+//! fed back).
+//!
+//! Each step maps the previous step's activation (a vector of `hidden` `i8` lanes; zeros before
+//! step 0) to its own. All arithmetic is on integers with explicit wrapping and fixed shifts,
+//! so the result is the same on every machine, thread count and build profile. The leaf of step
+//! `i` is `H("attest/trace-leaf/v1", u64_le(i) || activation)` and the trace root is the Merkle
+//! root over all leaves (see [`crate::merkle`]). [`step`] computes one step alone, which is what
+//! a dispute referee runs.
+
+mod model;
+
+use std::sync::OnceLock;
+
+pub use model::{CATALOGUE, ModelSpec};
+
+use crate::hash::{Hash, hash_tagged, tag};
+use crate::limits::{MAX_INPUT_BYTES, MAX_OUTPUT_TOKENS};
+use crate::merkle::{self, MerkleTree};
+
+/// The token that opens every sequence.
+pub const BOS: u16 = 256;
+/// The first byte the model may generate (space).
+pub const FIRST_OUTPUT_BYTE: u8 = 0x20;
+/// The number of bytes the model may generate: printable ASCII, 0x20..=0x7e.
+pub const OUTPUT_VOCAB: usize = 95;
+
+/// A job that cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    /// The model is not in the catalogue.
+    #[error("unknown model {0:?}; the catalogue has: {known}", known = model::known_ids())]
+    UnknownModel(String),
+    /// The input is longer than the protocol allows.
+    #[error("input is {len} bytes; the limit is {max}")]
+    InputTooLong {
+        /// The input length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The job asks for no tokens, or more than the protocol allows.
+    #[error("max_tokens is {got}; it must be between 1 and {max}")]
+    BadMaxTokens {
+        /// The number asked for.
+        got: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// A step index beyond the job's last step.
+    #[error("step {index} is out of range: the job has {count} steps")]
+    StepOutOfRange {
+        /// The index asked for.
+        index: u64,
+        /// The job's step count.
+        count: u64,
+    },
+    /// A previous activation of the wrong width for the model.
+    #[error("activation is {got} bytes; model {model} uses {expected}")]
+    ActivationWidth {
+        /// The model.
+        model: &'static str,
+        /// The model's hidden width.
+        expected: usize,
+        /// The width offered.
+        got: usize,
+    },
+}
+
+/// A model, an input and a token count: everything that determines an execution.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    /// The model.
+    pub model: &'static ModelSpec,
+    /// The input bytes.
+    pub input: &'a [u8],
+    /// Tokens to generate.
+    pub max_tokens: u32,
+}
+
+impl<'a> Job<'a> {
+    /// Checks the model id, input length and token count.
+    pub fn new(model_id: &str, input: &'a [u8], max_tokens: u32) -> Result<Self, WorkloadError> {
+        let model = ModelSpec::find(model_id)?;
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(WorkloadError::InputTooLong {
+                len: input.len(),
+                max: MAX_INPUT_BYTES,
+            });
+        }
+        if max_tokens == 0 || max_tokens > MAX_OUTPUT_TOKENS {
+            return Err(WorkloadError::BadMaxTokens {
+                got: max_tokens,
+                max: MAX_OUTPUT_TOKENS,
+            });
+        }
+        Ok(Self {
+            model,
+            input,
+            max_tokens,
+        })
+    }
+
+    /// Token positions the model processes: BOS, the input, all generated tokens but the last.
+    pub fn positions(&self) -> u64 {
+        1 + self.input.len() as u64 + u64::from(self.max_tokens) - 1
+    }
+
+    /// The number of steps, and so of trace leaves.
+    pub fn step_count(&self) -> u64 {
+        self.positions() * u64::from(self.model.layers)
+    }
+
+    /// The activation before step 0: all zeros.
+    pub fn initial_activation(&self) -> Vec<u8> {
+        vec![0; self.model.hidden]
+    }
+
+    /// The prompt token at `position`, or `None` past the prompt (the token is then generated).
+    fn prompt_token(&self, position: u64) -> Option<u16> {
+        match position {
+            0 => Some(BOS),
+            p => self
+                .input
+                .get(usize::try_from(p - 1).ok()?)
+                .map(|&b| u16::from(b)),
+        }
+    }
+}
+
+/// The result of running a job: output, every leaf, and the commitments over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    /// The generated bytes (printable ASCII).
+    pub output: Vec<u8>,
+    /// `H("attest/output/v1", output)`.
+    pub output_hash: Hash,
+    /// Every step's leaf, in step order.
+    pub leaves: Vec<Hash>,
+    /// The Merkle root over `leaves`.
+    pub trace_root: Hash,
+}
+
+impl Execution {
+    /// The number of steps.
+    pub fn step_count(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The tree over the leaves, to answer inclusion proofs in a dispute.
+    pub fn tree(&self) -> MerkleTree {
+        MerkleTree::new(self.leaves.clone())
+    }
+}
+
+/// The leaf of step `index` with activation `activation`.
+pub fn leaf_hash(index: u64, activation: &[u8]) -> Hash {
+    hash_tagged(tag::TRACE_LEAF, &[&index.to_le_bytes(), activation])
+}
+
+/// The hash committed for an output.
+pub fn output_hash(output: &[u8]) -> Hash {
+    hash_tagged(tag::OUTPUT, &[output])
+}
+
+/// Runs `job` honestly.
+pub fn execute(job: &Job<'_>) -> Execution {
+    execute_with(job, |_, _, _| {})
+}
+
+/// Runs `job`, letting `hook(index, previous, activation)` see and change each step's
+/// activation after it is computed and before it is hashed and fed forward. An honest run
+/// passes a hook that does nothing; the node's test-only cheat modes use it to skip layers or
+/// corrupt a step. The output follows whatever the hook leaves in place.
+pub fn execute_with(job: &Job<'_>, mut hook: impl FnMut(u64, &[u8], &mut Vec<u8>)) -> Execution {
+    let weights = job.model.weights();
+    let layers = u64::from(job.model.layers);
+    let count = job.step_count();
+    let mut leaves = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut output = Vec::with_capacity(job.max_tokens as usize);
+    let mut prev = job.initial_activation();
+    let mut act = prev.clone();
+    for index in 0..count {
+        weights.step_into(job, index, &prev, &mut act);
+        hook(index, &prev, &mut act);
+        leaves.push(leaf_hash(index, &act));
+        // From the last prompt position on, each position's last layer emits a token.
+        if index % layers == layers - 1 && index / layers >= job.input.len() as u64 {
+            output.push(weights.next_token(&act));
+        }
+        std::mem::swap(&mut prev, &mut act);
+    }
+    // The loop emits a token after the last layer of each position from the last prompt
+    // position on: exactly `max_tokens` of them.
+    debug_assert_eq!(output.len(), job.max_tokens as usize);
+    let trace_root = merkle::root(&leaves);
+    Execution {
+        output_hash: output_hash(&output),
+        output,
+        leaves,
+        trace_root,
+    }
+}
+
+/// Computes step `index` of `job` alone from the activation of step `index - 1` (the
+/// [`Job::initial_activation`] for step 0). Pure: the same arguments give the same bytes.
+pub fn step(job: &Job<'_>, index: u64, previous: &[u8]) -> Result<Vec<u8>, WorkloadError> {
+    let count = job.step_count();
+    if index >= count {
+        return Err(WorkloadError::StepOutOfRange { index, count });
+    }
+    if previous.len() != job.model.hidden {
+        return Err(WorkloadError::ActivationWidth {
+            model: job.model.id,
+            expected: job.model.hidden,
+            got: previous.len(),
+        });
+    }
+    let mut out = vec![0; job.model.hidden];
+    job.model
+        .weights()
+        .step_into(job, index, previous, &mut out);
+    Ok(out)
+}
+
+/// The honest activation of step `index`, by replaying the job from the start. Dispute
+/// parties use it to supply the witness before a divergent step.
+pub fn activation_at(job: &Job<'_>, index: u64) -> Result<Vec<u8>, WorkloadError> {
+    let count = job.step_count();
+    if index >= count {
+        return Err(WorkloadError::StepOutOfRange { index, count });
+    }
+    let weights = job.model.weights();
+    let mut prev = job.initial_activation();
+    let mut act = prev.clone();
+    for i in 0..=index {
+        weights.step_into(job, i, &prev, &mut act);
+        std::mem::swap(&mut prev, &mut act);
+    }
+    Ok(prev)
+}
+
+/// A model's weights, drawn from a blake3 XOF seeded by the model id.
+#[derive(Debug)]
+pub(crate) struct Weights {
+    hidden: usize,
+    layers: usize,
+    shift: u32,
+    /// Per layer: `hidden * hidden` matrix entries (row-major), then `hidden` biases.
+    layer_params: Vec<i8>,
+    /// 257 rows of `hidden`: one per byte token and one for BOS.
+    embed: Vec<i8>,
+    /// 95 rows of `hidden`: one per printable output byte.
+    unembed: Vec<i8>,
+}
+
+impl Weights {
+    /// Draws the weights of `spec`: the XOF of `H`-prefix `attest/weights/v1` over the model id,
+    /// read in order as `i8`: every layer's matrix and biases, the embedding, the unembedding.
+    pub(crate) fn generate(spec: &ModelSpec) -> Self {
+        let (d, l) = (spec.hidden, spec.layers as usize);
+        let mut xof = crate::hash::tagged_hasher(tag::WEIGHTS);
+        xof.update(spec.id.as_bytes());
+        let mut reader = xof.finalize_xof();
+        let mut take = |n: usize| {
+            let mut buf = vec![0u8; n];
+            reader.fill(&mut buf);
+            buf.into_iter().map(|b| b as i8).collect::<Vec<i8>>()
+        };
+        let layer_params = take(l * (d * d + d));
+        let embed = take(257 * d);
+        let unembed = take(OUTPUT_VOCAB * d);
+        Self {
+            hidden: d,
+            layers: l,
+            shift: spec.shift,
+            layer_params,
+            embed,
+            unembed,
+        }
+    }
+
+    /// Computes step `index` of `job` from `prev` into `out` (both `hidden` bytes).
+    fn step_into(&self, job: &Job<'_>, index: u64, prev: &[u8], out: &mut [u8]) {
+        let d = self.hidden;
+        let layers = self.layers as u64;
+        let (position, layer) = (index / layers, (index % layers) as usize);
+        let mut x = [0i8; model::MAX_HIDDEN];
+        let x = &mut x[..d];
+        if layer == 0 {
+            // A new position: mix the running state with the token's embedding. The token is
+            // the prompt's, or after the prompt the one generated from the previous step.
+            let token = job.prompt_token(position).unwrap_or_else(|| {
+                u16::from(self.next_token(prev)) // prev is the last layer of the previous position
+            });
+            let row = &self.embed[usize::from(token) * d..][..d];
+            for j in 0..d {
+                x[j] = (prev[j] as i8).wrapping_add(row[j]);
+            }
+        } else {
+            for j in 0..d {
+                x[j] = prev[j] as i8;
+            }
+        }
+        let base = layer * (d * d + d);
+        let matrix = &self.layer_params[base..base + d * d];
+        let bias = &self.layer_params[base + d * d..base + d * d + d];
+        for r in 0..d {
+            let row = &matrix[r * d..(r + 1) * d];
+            let mut acc = i32::from(bias[r]) << 6;
+            for j in 0..d {
+                acc = acc.wrapping_add(i32::from(row[j]).wrapping_mul(i32::from(x[j])));
+            }
+            // Requantize with round-half-up, then a leaky ReLU (negative side divided by 4),
+            // then a residual added modulo 256, which keeps the state moving instead of
+            // settling into a fixed point.
+            let q = clamp_i8(acc.wrapping_add(1 << (self.shift - 1)) >> self.shift);
+            let a = if q >= 0 { q } else { q >> 2 };
+            out[r] = (x[r]).wrapping_add(a) as u8;
+        }
+    }
+
+    /// The output byte chosen from a last-layer activation: the arg-max of the unembedding
+    /// logits, ties to the lowest byte.
+    fn next_token(&self, act: &[u8]) -> u8 {
+        let d = self.hidden;
+        let mut best = (i32::MIN, 0usize);
+        for v in 0..OUTPUT_VOCAB {
+            let row = &self.unembed[v * d..(v + 1) * d];
+            let mut logit = 0i32;
+            for j in 0..d {
+                logit = logit.wrapping_add(i32::from(row[j]).wrapping_mul(act[j] as i8 as i32));
+            }
+            if logit > best.0 {
+                best = (logit, v);
+            }
+        }
+        FIRST_OUTPUT_BYTE + best.1 as u8
+    }
+}
+
+fn clamp_i8(v: i32) -> i8 {
+    v.clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
+}
+
+/// Weights are drawn once per model per process; they are a pure function of the model id.
+static WEIGHTS: [OnceLock<Weights>; CATALOGUE.len()] = [const { OnceLock::new() }; CATALOGUE.len()];
+
+impl ModelSpec {
+    /// The weights of this model, drawn on first use.
+    pub(crate) fn weights(&'static self) -> &'static Weights {
+        let slot = CATALOGUE
+            .iter()
+            .position(|m| std::ptr::eq(m, self))
+            .expect("ModelSpec values exist only in CATALOGUE");
+        WEIGHTS[slot].get_or_init(|| Weights::generate(self))
+    }
+}
