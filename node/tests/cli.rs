@@ -1,0 +1,130 @@
+//! Process-level tests of the `attest` binary, run as a user runs it.
+
+use std::process::{Command, Output};
+
+fn attest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_attest"))
+        .args(args)
+        .output()
+        .expect("attest runs")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "attest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+#[test]
+fn run_prints_the_golden_trace_root_every_time() {
+    let args = [
+        "run",
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        "attest golden vector",
+        "--max-tokens",
+        "8",
+        "--json",
+    ];
+    let first = stdout_json(&attest(&args));
+    let second = stdout_json(&attest(&args));
+    assert_eq!(first, second);
+    assert_eq!(first["schema"], "attest.run/1");
+    assert_eq!(first["output"], "meUY]51e");
+    assert_eq!(
+        first["trace_root"],
+        "c4f66a6f229958012b0a8d83efec58e2b183f0b2eca4814b708992f1f63b6a6a"
+    );
+    assert_eq!(first["step_count"], 616);
+}
+
+#[test]
+fn run_reads_input_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("attest-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.txt");
+    std::fs::write(&path, "attest golden vector").unwrap();
+    let arg = format!("@{}", path.display());
+    let out = stdout_json(&attest(&[
+        "run",
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        &arg,
+        "--max-tokens",
+        "8",
+        "--json",
+    ]));
+    assert_eq!(
+        out["trace_root"],
+        "c4f66a6f229958012b0a8d83efec58e2b183f0b2eca4814b708992f1f63b6a6a"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn text_output_names_every_field() {
+    let out = attest(&["run", "--input", "hi", "--max-tokens", "4"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for field in ["model", "output", "output hash", "trace root", "steps"] {
+        assert!(text.contains(field), "missing {field:?} in {text}");
+    }
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = attest(args);
+    assert!(!out.status.success(), "attest {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(needle),
+        "stderr of {args:?} lacks {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "attest {args:?} panicked: {err}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    fails_with(
+        &["run", "--model", "gpt-9", "--input", "x"],
+        "unknown model \"gpt-9\"",
+    );
+    fails_with(
+        &["run", "--input", "x", "--max-tokens", "0"],
+        "max_tokens is 0",
+    );
+    fails_with(
+        &["run", "--input", "x", "--max-tokens", "5000"],
+        "max_tokens is 5000",
+    );
+    fails_with(
+        &["run", "--input", "@/nonexistent/attest-input"],
+        "/nonexistent/attest-input",
+    );
+    let big = "x".repeat(5000);
+    fails_with(
+        &["run", "--input", &big],
+        "input is 5000 bytes; the limit is 4096",
+    );
+    fails_with(&["run", "--input", "x", "--max-tokens", "many"], "many");
+}
+
+#[test]
+fn models_lists_the_catalogue() {
+    let out = stdout_json(&attest(&["models", "--json"]));
+    assert_eq!(out["schema"], "attest.models/1");
+    let ids: Vec<&str> = out["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["attest-tiny-1b", "attest-base-8b", "attest-large-70b"]
+    );
+}
