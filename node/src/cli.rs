@@ -52,7 +52,7 @@ pub fn run(model: &str, input: &[u8], max_tokens: u32) -> Result<RunReport> {
     let exec = workload::execute(&job);
     Ok(RunReport {
         schema: "attest.run/1",
-        model: job.model.id.to_owned(),
+        model: job.model().id.to_owned(),
         input_bytes: input.len(),
         tokens: max_tokens,
         output: String::from_utf8(exec.output.clone())

@@ -39,8 +39,9 @@ impl PublicKey {
         if key.is_weak() {
             return Err(ParseError::PublicKey("a point of small order"));
         }
-        // Non-canonical encodings of a point would give one key two names.
-        if key.to_bytes() != bytes {
+        // Non-canonical encodings of a point (y >= p) would give one key two names. The
+        // parsed key keeps the bytes it was given, so compare with a fresh compression.
+        if key.to_edwards().compress().to_bytes() != bytes {
             return Err(ParseError::PublicKey("a non-canonical point encoding"));
         }
         Ok(Self { bytes, key })
@@ -288,13 +289,32 @@ impl<'de> Deserialize<'de> for Signature {
 /// Verifies many `(key, message, signature)` triples at once and answers, for each, what
 /// [`PublicKey::verify`] would answer.
 ///
-/// Fast path: triples whose `R` is not a canonical point of large order are answered `false`
-/// at once (the strict rule rejects them); the rest go through one deterministic batch
-/// equation. If that fails, each is verified singly. Only auditing uses this; admission and
-/// consensus use [`PublicKey::verify`].
+/// The batch equation (cofactorless, random 128-bit weights) agrees with the strict rule only
+/// for items whose `R` and key have no torsion component: a torsion part of order 2 vanishes
+/// under an even weight, so a signature the strict rule rejects could pass a batch. So each
+/// item is sorted first: an `R` that is not a canonical point of large order is answered
+/// `false` at once (the strict rule rejects it); an item whose `R` or key has a torsion part
+/// is verified singly; the rest go through one deterministic batch equation, and if that
+/// fails, through single verification too. Only auditing uses this; admission and consensus
+/// use [`PublicKey::verify`].
 pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<bool> {
-    let mut answers: Vec<bool> = items.iter().map(|(_, _, sig)| r_is_strict(sig)).collect();
-    let idx: Vec<usize> = (0..items.len()).filter(|&i| answers[i]).collect();
+    let mut answers = vec![false; items.len()];
+    let mut idx = Vec::with_capacity(items.len());
+    // Keys repeat within a batch (one account signs many transactions): check each once.
+    let mut key_torsion_free = std::collections::BTreeMap::new();
+    for (i, (key, msg, sig)) in items.iter().enumerate() {
+        match r_point(sig) {
+            RPoint::Rejected => {}
+            RPoint::TorsionFree
+                if *key_torsion_free
+                    .entry(key.bytes)
+                    .or_insert_with(|| key.key.to_edwards().is_torsion_free()) =>
+            {
+                idx.push(i)
+            }
+            RPoint::TorsionFree | RPoint::MixedOrder => answers[i] = key.verify(msg, sig),
+        }
+    }
     if idx.is_empty() {
         return answers;
     }
@@ -304,21 +324,34 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<bool> {
         .map(|&i| ed25519_dalek::Signature::from_bytes(&items[i].2.0))
         .collect();
     let keys: Vec<ed25519_dalek::VerifyingKey> = idx.iter().map(|&i| items[i].0.key).collect();
-    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_err() {
-        for &i in &idx {
-            let (key, msg, sig) = &items[i];
-            answers[i] = key.verify(msg, sig);
-        }
+    let batch_ok = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
+    for &i in &idx {
+        let (key, msg, sig) = &items[i];
+        answers[i] = batch_ok || key.verify(msg, sig);
     }
     answers
 }
 
-/// Whether the `R` half of `sig` passes the checks `verify_strict` makes of it: a canonical
-/// encoding of a curve point that is not of small order.
-fn r_is_strict(sig: &Signature) -> bool {
+/// What the `R` half of a signature is, as far as batching cares.
+enum RPoint {
+    /// Not a canonical encoding of a point of large order: the strict rule rejects it.
+    Rejected,
+    /// A canonical point in the prime-order subgroup: safe to batch.
+    TorsionFree,
+    /// A canonical point of large order with a torsion component: verify singly.
+    MixedOrder,
+}
+
+fn r_point(sig: &Signature) -> RPoint {
     let r: [u8; 32] = sig.0[..32].try_into().expect("64 = 32 + 32");
     match CompressedEdwardsY(r).decompress() {
-        Some(p) => !p.is_small_order() && p.compress().to_bytes() == r,
-        None => false,
+        Some(p) if !p.is_small_order() && p.compress().to_bytes() == r => {
+            if p.is_torsion_free() {
+                RPoint::TorsionFree
+            } else {
+                RPoint::MixedOrder
+            }
+        }
+        _ => RPoint::Rejected,
     }
 }

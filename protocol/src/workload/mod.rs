@@ -73,15 +73,13 @@ pub enum WorkloadError {
     },
 }
 
-/// A model, an input and a token count: everything that determines an execution.
+/// A model, an input and a token count: everything that determines an execution. Only
+/// [`Job::new`] builds one, so every job names a catalogue model and respects the limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
-    /// The model.
-    pub model: &'static ModelSpec,
-    /// The input bytes.
-    pub input: &'a [u8],
-    /// Tokens to generate.
-    pub max_tokens: u32,
+    model: &'static ModelSpec,
+    input: &'a [u8],
+    max_tokens: u32,
 }
 
 impl<'a> Job<'a> {
@@ -105,6 +103,21 @@ impl<'a> Job<'a> {
             input,
             max_tokens,
         })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'static ModelSpec {
+        self.model
+    }
+
+    /// The input bytes.
+    pub fn input(&self) -> &'a [u8] {
+        self.input
+    }
+
+    /// Tokens to generate.
+    pub fn max_tokens(&self) -> u32 {
+        self.max_tokens
     }
 
     /// Token positions the model processes: BOS, the input, all generated tokens but the last.
@@ -355,10 +368,12 @@ static WEIGHTS: [OnceLock<Weights>; CATALOGUE.len()] = [const { OnceLock::new() 
 impl ModelSpec {
     /// The weights of this model, drawn on first use.
     pub(crate) fn weights(&'static self) -> &'static Weights {
+        // By id, not address: `CATALOGUE` is a const, so each use of it may be a new copy.
+        // Jobs are built only by `Job::new`, which takes models from the catalogue.
         let slot = CATALOGUE
             .iter()
-            .position(|m| std::ptr::eq(m, self))
-            .expect("ModelSpec values exist only in CATALOGUE");
+            .position(|m| m.id == self.id)
+            .expect("Job::new admits only catalogue models");
         WEIGHTS[slot].get_or_init(|| Weights::generate(self))
     }
 }
