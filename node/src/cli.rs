@@ -104,3 +104,51 @@ pub fn models() -> Vec<ModelRow> {
         })
         .collect()
 }
+
+/// What `attest init --json` prints (schema `attest.init/1`).
+#[derive(Debug, Serialize)]
+pub struct InitReport {
+    /// Always `attest.init/1`.
+    pub schema: &'static str,
+    /// The node's libp2p PeerId.
+    pub peer_id: String,
+    /// The validator account (public key, hex).
+    pub account: String,
+    /// The home directory.
+    pub home: String,
+}
+
+/// Creates a node home: `config.toml` and two new keys (node and account), mode 0600.
+/// Refuses a home that already holds any of them, so no key is ever overwritten.
+pub fn init(home: &std::path::Path, config: &crate::config::Config) -> Result<InitReport> {
+    use crate::config::files;
+    use std::os::unix::fs::PermissionsExt;
+
+    config.validate(&home.join(files::CONFIG))?;
+    for name in [files::CONFIG, files::NODE_KEY, files::ACCOUNT_KEY] {
+        let path = home.join(name);
+        if path.exists() {
+            bail!(
+                "{} is already initialised: {} exists",
+                home.display(),
+                path.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", home.display()))?;
+    let node_key = crate::keyfile::generate()?;
+    let account_key = crate::keyfile::generate()?;
+    crate::keyfile::write(&home.join(files::NODE_KEY), &node_key)?;
+    crate::keyfile::write(&home.join(files::ACCOUNT_KEY), &account_key)?;
+    let config_path = home.join(files::CONFIG);
+    std::fs::write(&config_path, config.to_commented_toml())
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    Ok(InitReport {
+        schema: "attest.init/1",
+        peer_id: node_key.public().peer_id(),
+        account: account_key.public().to_string(),
+        home: home.display().to_string(),
+    })
+}

@@ -7,3 +7,5 @@
 //! `attest-contracts-sim` free of them.
 
 pub mod cli;
+pub mod config;
+pub mod keyfile;

@@ -33,6 +33,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create a node home: config.toml, a node key and a validator account key.
+    Init {
+        /// The home directory to create.
+        #[arg(long)]
+        home: std::path::PathBuf,
+        /// libp2p listen multiaddr (repeatable); default /ip4/127.0.0.1/tcp/26656.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// HTTP API address; default 127.0.0.1:26657.
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
+        /// Print JSON (schema attest.init/1) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the model catalogue.
     Models {
         /// Print JSON (schema attest.models/1) instead of a table.
@@ -69,6 +84,29 @@ fn run(args: Args) -> Result<()> {
                 writeln!(out)?;
             } else {
                 cli::print_run(&mut out, &report)?;
+            }
+        }
+        Command::Init {
+            home,
+            listen,
+            api,
+            json,
+        } => {
+            let mut config = attest_node::config::Config::default();
+            if !listen.is_empty() {
+                config.listen = listen;
+            }
+            if let Some(api) = api {
+                config.api = api;
+            }
+            let report = cli::init(&home, &config)?;
+            if json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "home     {}", report.home)?;
+                writeln!(out, "peer id  {}", report.peer_id)?;
+                writeln!(out, "account  {}", report.account)?;
             }
         }
         Command::Models { json } => {

@@ -128,3 +128,36 @@ fn models_lists_the_catalogue() {
         ["attest-tiny-1b", "attest-base-8b", "attest-large-70b"]
     );
 }
+
+#[test]
+fn init_creates_a_private_home_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("n0");
+    let home_arg = home.to_str().unwrap();
+    let out = stdout_json(&attest(&["init", "--home", home_arg, "--json"]));
+    assert_eq!(out["schema"], "attest.init/1");
+    assert_eq!(out["home"], home_arg);
+    assert!(out["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+    let account: attest_protocol::PublicKey = out["account"].as_str().unwrap().parse().unwrap();
+    for key in ["node.key", "account.key"] {
+        let mode = std::fs::metadata(home.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let account_key = attest_node::keyfile::read(&home.join("account.key")).unwrap();
+    assert_eq!(account_key.public(), account);
+    attest_node::config::Config::load(&home.join("config.toml")).unwrap();
+
+    // A second init must not touch the keys.
+    fails_with(&["init", "--home", home_arg], "already initialised");
+    assert_eq!(
+        attest_node::keyfile::read(&home.join("account.key"))
+            .unwrap()
+            .public(),
+        account
+    );
+}

@@ -54,6 +54,20 @@ fn crypto(c: &mut Criterion) {
     let mut group = c.benchmark_group("verify_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("64", |b| b.iter(|| verify_batch(black_box(&refs))));
+    // For comparison only: dalek's raw batch equation, without the torsion checks that make
+    // `verify_batch` agree with the strict rule. Never use it to decide validity.
+    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| m.as_slice()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = items
+        .iter()
+        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
+        .collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = items
+        .iter()
+        .map(|(k, _, _)| ed25519_dalek::VerifyingKey::from_bytes(k.as_bytes()).unwrap())
+        .collect();
+    group.bench_function("64_raw_dalek_reference", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(black_box(&msgs), &sigs, &keys))
+    });
     group.finish();
 }
 

@@ -1,0 +1,217 @@
+//! The node's configuration file (`HOME/config.toml`): parsed once into a trusted struct.
+//!
+//! Unknown keys, wrong types and out-of-range values are errors that name the file and the key;
+//! a node never starts on a configuration it did not understand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File names inside a node's home directory.
+pub mod files {
+    /// The configuration.
+    pub const CONFIG: &str = "config.toml";
+    /// The node's libp2p identity key (its PeerId).
+    pub const NODE_KEY: &str = "node.key";
+    /// The validator account key (signs transactions and votes).
+    pub const ACCOUNT_KEY: &str = "account.key";
+    /// The block store and vote log.
+    pub const DATA: &str = "data";
+}
+
+/// A node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// libp2p listen multiaddrs.
+    pub listen: Vec<String>,
+    /// Peers to dial at start: multiaddrs ending in `/p2p/<PeerId>`.
+    pub bootnodes: Vec<String>,
+    /// Address of the HTTP API.
+    pub api: SocketAddr,
+    /// Milliseconds after which an idle chain still makes a block, so that time-based
+    /// windows (deadlines, verdict windows) advance. 10 to 60,000.
+    pub idle_block_interval_ms: u64,
+    /// The most transactions the mempool holds. 1 to 1,000,000.
+    pub mempool_max_txs: usize,
+    /// The most encoded bytes the mempool holds. 64 KiB to 1 GiB.
+    pub mempool_max_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/127.0.0.1/tcp/26656".into()],
+            bootnodes: Vec::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 26657)),
+            idle_block_interval_ms: 1_000,
+            mempool_max_txs: 10_000,
+            mempool_max_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration (unknown key, wrong type).
+    #[error("config file {path}: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        detail: String,
+    },
+    /// A value is out of its range.
+    #[error("config file {path}: {key} = {value}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The accepted range.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks every range.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, value: String, reason| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                value,
+                reason,
+            })
+        };
+        if !(10..=60_000).contains(&self.idle_block_interval_ms) {
+            let v = self.idle_block_interval_ms.to_string();
+            return bad("idle_block_interval_ms", v, "must be between 10 and 60000");
+        }
+        if !(1..=1_000_000).contains(&self.mempool_max_txs) {
+            let v = self.mempool_max_txs.to_string();
+            return bad("mempool_max_txs", v, "must be between 1 and 1000000");
+        }
+        if !(64 * 1024..=1 << 30).contains(&self.mempool_max_bytes) {
+            let v = self.mempool_max_bytes.to_string();
+            return bad(
+                "mempool_max_bytes",
+                v,
+                "must be between 65536 and 1073741824",
+            );
+        }
+        if self.listen.is_empty() {
+            return bad(
+                "listen",
+                "[]".into(),
+                "at least one listen address is needed",
+            );
+        }
+        Ok(())
+    }
+
+    /// The file `attest init` writes: every key, each with a comment.
+    pub fn to_commented_toml(&self) -> String {
+        let list = |v: &[String]| {
+            let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+            format!("[{}]", items.join(", "))
+        };
+        format!(
+            "# Attest node configuration. `attest node` flags override these values.\n\
+             \n\
+             # libp2p listen multiaddrs.\n\
+             listen = {listen}\n\
+             \n\
+             # Peers to dial at start: multiaddrs ending in /p2p/<PeerId>.\n\
+             bootnodes = {bootnodes}\n\
+             \n\
+             # Address of the HTTP API (loopback unless you mean to expose it).\n\
+             api = \"{api}\"\n\
+             \n\
+             # Milliseconds after which an idle chain still makes a block (10 to 60000).\n\
+             idle_block_interval_ms = {idle}\n\
+             \n\
+             # The most transactions the mempool holds (1 to 1000000).\n\
+             mempool_max_txs = {txs}\n\
+             \n\
+             # The most encoded bytes the mempool holds (65536 to 1073741824).\n\
+             mempool_max_bytes = {bytes}\n",
+            listen = list(&self.listen),
+            bootnodes = list(&self.bootnodes),
+            api = self.api,
+            idle = self.idle_block_interval_ms,
+            txs = self.mempool_max_txs,
+            bytes = self.mempool_max_bytes,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_commented_file_parses_back_to_the_same_config() {
+        let config = Config {
+            bootnodes: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWx".into()],
+            ..Config::default()
+        };
+        assert_eq!(load_text(&config.to_commented_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn every_key_is_commented() {
+        let text = Config::default().to_commented_toml();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains(" = ") {
+                assert!(lines[i - 1].starts_with('#'), "no comment above {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = load_text("listn = []\n").unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = load_text("idle_block_interval_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idle_block_interval_ms = 0"), "{err}");
+        let err = load_text("api = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains("api"), "{err}");
+    }
+}
