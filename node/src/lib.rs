@@ -10,3 +10,4 @@ pub mod cli;
 pub mod config;
 pub mod keyfile;
 pub mod mempool;
+pub mod net;
