@@ -22,10 +22,14 @@ use crate::hash::parse_hex32;
 
 /// A valid ed25519 public key: a canonical curve point that is not of small order. Accounts,
 /// validators and nodes are named by their public key.
-#[derive(Clone, Copy, PartialEq, Eq)]
+///
+/// It holds only the 32 checked bytes. Keys name accounts everywhere (map keys, events,
+/// state), so keeping the ~160-byte decompressed point in each copy would bloat every type
+/// that names one; verification decompresses again instead, a few microseconds next to the
+/// tens a verification takes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey {
     bytes: [u8; 32],
-    key: ed25519_dalek::VerifyingKey,
 }
 
 /// Accounts are named by the public key that signs for them.
@@ -44,7 +48,13 @@ impl PublicKey {
         if key.to_edwards().compress().to_bytes() != bytes {
             return Err(ParseError::PublicKey("a non-canonical point encoding"));
         }
-        Ok(Self { bytes, key })
+        Ok(Self { bytes })
+    }
+
+    /// The dalek key. The bytes were checked at construction, so this cannot fail.
+    fn dalek(&self) -> ed25519_dalek::VerifyingKey {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.bytes)
+            .expect("PublicKey holds only bytes that decompressed at construction")
     }
 
     /// The 32 bytes of the key.
@@ -56,7 +66,7 @@ impl PublicKey {
     /// decides whether a signature is valid anywhere in Attest.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.key.verify_strict(message, &sig).is_ok()
+        self.dalek().verify_strict(message, &sig).is_ok()
     }
 
     /// The libp2p PeerId of a node whose identity key is this key, as bytes: the identity
@@ -95,24 +105,6 @@ impl PublicKey {
 
 /// Identity multihash header and protobuf header of an ed25519 libp2p public key.
 const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
-
-impl PartialOrd for PublicKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for PublicKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.bytes.cmp(&other.bytes)
-    }
-}
-
-impl std::hash::Hash for PublicKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bytes.hash(state);
-    }
-}
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -312,7 +304,7 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<bool> {
             RPoint::TorsionFree
                 if *key_torsion_free
                     .entry(key.bytes)
-                    .or_insert_with(|| key.key.to_edwards().is_torsion_free()) =>
+                    .or_insert_with(|| key.dalek().to_edwards().is_torsion_free()) =>
             {
                 idx.push(i)
             }
@@ -327,7 +319,7 @@ pub fn verify_batch(items: &[(PublicKey, &[u8], Signature)]) -> Vec<bool> {
         .iter()
         .map(|&i| ed25519_dalek::Signature::from_bytes(&items[i].2.0))
         .collect();
-    let keys: Vec<ed25519_dalek::VerifyingKey> = idx.iter().map(|&i| items[i].0.key).collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = idx.iter().map(|&i| items[i].0.dalek()).collect();
     let batch_ok = ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
     for &i in &idx {
         let (key, msg, sig) = &items[i];
