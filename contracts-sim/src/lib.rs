@@ -1,6 +1,49 @@
-//! Attest's ledger rulebook: the deterministic state machine every node and auditor replays
-//! (accounts, stake, escrow, jobs, spot-checks, disputes, slashing).
+//! Attest's ledger rulebook: the deterministic state machine every node and auditor replays.
+//! It owns accounts and fees, stake with unbonding and jailing, job escrow, the spot-check
+//! draw, verdicts, the bisection dispute game with its one-step referee, slashing, settlement
+//! and the invariants an auditor checks.
 //!
-//! It must never do I/O, read the clock or OS randomness, or iterate a hash map: the same
-//! blocks give the same state root on every machine. The state machine itself is the subject
-//! of the contracts-sim issue; this crate holds nothing yet.
+//! It must never do I/O, read the clock or OS randomness, use floats or iterate a hash map:
+//! the same genesis and blocks give the same state root on every machine. Everything from
+//! outside comes in as a [`Ctx`] (header facts) or a [`Verified`](attest_protocol::Verified)
+//! transaction, and it must never panic on a transaction: every refusal is a [`TxError`]
+//! value, and a refused transaction changes nothing.
+//!
+//! Entry points: [`State::from_genesis`], [`State::apply`], [`State::end_block`],
+//! [`State::state_root`] and [`State::check_invariants`].
+//!
+//! # The rules at a glance
+//!
+//! - Every transaction: nonce = the account's nonce, fee >= `min_fee` (paid to the proposer);
+//!   all or nothing ([`apply`]).
+//! - Stake: bound to a node key that signed a binding; unbonding for `unbonding_blocks`, still
+//!   slashable; `min_stake` bonded to be assigned work or checks ([`apply::stake`]).
+//! - Jobs: escrow `price * max_tokens + checker_fee`; the result must carry the step and
+//!   token counts the job implies; a missed commit refunds the client and penalizes the
+//!   provider ([`apply::jobs`]).
+//! - Spot-checks: drawn from `H(block hash, job id)` at rate `p` (always on probation),
+//!   checker drawn stake-weighted from the same seed ([`draw`], [`apply::checks`]).
+//! - Disputes: `ceil(log2 L)` bisection rounds, one re-executed step; the loser is slashed
+//!   `slash_fraction` of its stake, at least 20% of it to the winner ([`apply::disputes`]).
+//! - Equivocation evidence slashes and jails ([`apply::evidence`]).
+//! - Settlement: the provider gets `price * tokens` less the protocol share, an agreeing
+//!   checker its fee, the client the rest ([`apply::jobs`]).
+
+
+pub mod apply;
+pub mod draw;
+pub mod error;
+pub mod events;
+pub mod invariants;
+mod journal;
+pub mod params;
+pub mod state;
+
+pub use error::{GenesisError, TxError};
+pub use events::{DisputeEnd, Event, JailReason, RefundReason, SlashReason};
+pub use invariants::InvariantViolation;
+pub use params::Params;
+pub use state::{
+    Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobPhase, Side, SlashRecord, StakeEntry,
+    StakeStatus, State, Unbond,
+};

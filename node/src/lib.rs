@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod genesis;
 pub mod keyfile;
 pub mod mempool;
 pub mod net;

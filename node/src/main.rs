@@ -48,6 +48,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a genesis file staking and funding each validator home.
+    Genesis {
+        /// The chain id (a-z, 0-9 and -, up to 32 characters).
+        #[arg(long)]
+        chain_id: attest_protocol::ChainId,
+        /// Where to write the genesis (never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// A validator home made by `attest init` (repeatable).
+        #[arg(long = "validator", required = true)]
+        validators: Vec<std::path::PathBuf>,
+        /// Fund an extra account: ACCOUNT=AMOUNT, amount in tokens (repeatable).
+        #[arg(long, value_parser = cli::parse_fund)]
+        fund: Vec<(attest_protocol::AccountId, attest_protocol::Amount)>,
+        /// Each validator's bonded stake, in tokens.
+        #[arg(long, default_value = "1000")]
+        stake: attest_protocol::Amount,
+        /// Each validator's spendable balance, in tokens.
+        #[arg(long, default_value = "1000")]
+        balance: attest_protocol::Amount,
+        /// The chain's start time in ms since the Unix epoch; default now.
+        #[arg(long)]
+        genesis_time_ms: Option<u64>,
+        /// Print JSON (schema attest.genesis-report/1) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the model catalogue.
     Models {
         /// Print JSON (schema attest.models/1) instead of a table.
@@ -107,6 +134,48 @@ fn run(args: Args) -> Result<()> {
                 writeln!(out, "home     {}", report.home)?;
                 writeln!(out, "peer id  {}", report.peer_id)?;
                 writeln!(out, "account  {}", report.account)?;
+            }
+        }
+        Command::Genesis {
+            chain_id,
+            out: path,
+            validators,
+            fund,
+            stake,
+            balance,
+            genesis_time_ms,
+            json,
+        } => {
+            let genesis_time_ms = match genesis_time_ms {
+                Some(t) => t,
+                None => u64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_millis(),
+                )?,
+            };
+            let args = cli::GenesisArgs {
+                chain_id,
+                out: path,
+                validators,
+                fund,
+                stake,
+                balance,
+                genesis_time_ms,
+            };
+            let report = cli::genesis(&args)?;
+            if json {
+                serde_json::to_writer(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "wrote {} (chain {}, hash {})",
+                    report.out, report.chain_id, report.genesis_hash
+                )?;
+                for v in &report.validators {
+                    writeln!(out, "validator {} {}", v["account"], v["peer_id"])?;
+                }
             }
         }
         Command::Models { json } => {

@@ -161,3 +161,99 @@ fn init_creates_a_private_home_once() {
         account
     );
 }
+
+#[test]
+fn genesis_stakes_and_funds_each_validator_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accounts = Vec::new();
+    for i in 0..2 {
+        let home = dir.path().join(format!("n{i}"));
+        let out = stdout_json(&attest(&[
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--json",
+        ]));
+        accounts.push(out["account"].as_str().unwrap().to_owned());
+    }
+    let client = attest_protocol::SecretKey::from_seed([7; 32])
+        .public()
+        .to_string();
+    let out_path = dir.path().join("genesis.json");
+    let (n0, n1) = (dir.path().join("n0"), dir.path().join("n1"));
+    let fund = format!("{client}=12.5");
+    let report = stdout_json(&attest(&[
+        "genesis",
+        "--chain-id",
+        "attest-local",
+        "--out",
+        out_path.to_str().unwrap(),
+        "--validator",
+        n0.to_str().unwrap(),
+        "--validator",
+        n1.to_str().unwrap(),
+        "--fund",
+        &fund,
+        "--genesis-time-ms",
+        "1700000000000",
+        "--json",
+    ]));
+    assert_eq!(report["chain_id"], "attest-local");
+    let file = attest_node::genesis::GenesisFile::load(&out_path).unwrap();
+    assert_eq!(report["genesis_hash"], file.hash().to_string());
+    assert_eq!(file.genesis_time_ms, 1_700_000_000_000);
+    let staked: Vec<String> = file
+        .genesis
+        .stakes
+        .iter()
+        .map(|(a, _, _)| a.to_string())
+        .collect();
+    assert_eq!(staked, accounts);
+    let funded = file
+        .genesis
+        .balances
+        .iter()
+        .find(|(a, _)| a.to_string() == client)
+        .unwrap();
+    assert_eq!(funded.1, attest_protocol::Amount(12_500_000));
+
+    // The file is never overwritten, and bad flags are named.
+    fails_with(
+        &[
+            "genesis",
+            "--chain-id",
+            "x",
+            "--out",
+            out_path.to_str().unwrap(),
+            "--validator",
+            n0.to_str().unwrap(),
+        ],
+        "genesis.json",
+    );
+    fails_with(
+        &[
+            "genesis",
+            "--chain-id",
+            "x",
+            "--out",
+            "/tmp/never.json",
+            "--validator",
+            "/nonexistent/home",
+        ],
+        "/nonexistent/home/node.key",
+    );
+    fails_with(
+        &[
+            "genesis",
+            "--chain-id",
+            "x",
+            "--out",
+            "/tmp/never.json",
+            "--validator",
+            n0.to_str().unwrap(),
+            "--fund",
+            "zz=1",
+        ],
+        "expected 64 hex characters",
+    );
+}

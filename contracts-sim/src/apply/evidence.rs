@@ -1,0 +1,69 @@
+//! Rule "equivocation": two conflicting signed votes slash and jail their signer.
+
+use attest_protocol::AccountId;
+use attest_protocol::tx::EquivocationEvidence;
+
+use crate::error::TxError;
+use crate::events::{Event, JailReason, SlashReason};
+use crate::state::{Ctx, StakeStatus, State};
+
+impl State {
+    /// Rule "equivocation evidence": the two votes must conflict (same signer, height, round
+    /// and kind, different blocks), both signatures must verify on this chain, and the signer
+    /// must have stake. Its stake is slashed by `slash_fraction` (the reporter receiving the
+    /// winner's share, unless it reports itself) and it is jailed. Each (signer, height,
+    /// round, kind) is punished once, whichever pair of votes proves it.
+    pub(crate) fn equivocation(
+        &mut self,
+        ctx: &Ctx,
+        reporter: AccountId,
+        ev: &EquivocationEvidence,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        if !ev.is_conflicting() {
+            return Err(TxError::NotConflicting);
+        }
+        for vote in [&ev.first, &ev.second] {
+            vote.check(&self.chain_id)
+                .map_err(|_| TxError::BadEvidenceSignature {
+                    signer: vote.signer,
+                })?;
+        }
+        let offender = ev.first.signer;
+        let vote = &ev.first.body;
+        let has_stake = self
+            .stakes
+            .get(&offender)
+            .and_then(|s| s.total())
+            .is_some_and(|t| t.0 > 0);
+        if !has_stake {
+            return Err(TxError::NotValidator { account: offender });
+        }
+        let key = (offender, vote.height, vote.round, vote.kind);
+        if self.evidence.contains(&key) {
+            return Err(TxError::DuplicateEvidence {
+                signer: offender,
+                height: vote.height,
+                round: vote.round,
+            });
+        }
+        self.insert_evidence(key);
+        let reason = SlashReason::Equivocation {
+            height: vote.height,
+            round: vote.round,
+            kind: vote.kind,
+        };
+        self.slash_fraction(ctx, offender, reason, Some(reporter), events)?;
+        if let Some(mut entry) = self.stakes.get(&offender).cloned()
+            && entry.status == StakeStatus::Active
+        {
+            entry.status = StakeStatus::Jailed;
+            self.put_stake(offender, entry);
+            events.push(Event::Jailed {
+                who: offender,
+                reason: JailReason::Equivocation,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Shared test harness: keys, a genesis, a block-by-block driver and workload traces.
+#![allow(dead_code)]
+// See the crate root: `TxError` names accounts, whose keys are large.
+#![allow(clippy::result_large_err)]
+
+use std::sync::OnceLock;
+
+use attest_contracts_sim::apply::disputes::round_index;
+use attest_contracts_sim::draw::{is_selected, spot_check_seed};
+use attest_contracts_sim::{Ctx, Event, Genesis, JobPhase, Params, State, TxError};
+use attest_protocol::tx::{
+    Action, CommitResult, DisputeMove, DisputeStep, OpenJob, Verdict, VerdictOutcome,
+};
+use attest_protocol::workload::{self, execute_with};
+use attest_protocol::{
+    AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height, JobId, MerkleTree,
+    ModelId, Round, SecretKey, Signed, Tx, Verified,
+};
+
+/// A table row's expectation of a refusal.
+pub type Expect = fn(&TxError) -> bool;
+
+pub const CLIENT: u8 = 1;
+pub const PROVIDER: u8 = 2;
+pub const CHECKER: u8 = 3;
+pub const PROPOSER: u8 = 4;
+pub const OTHER: u8 = 5;
+
+/// Key derivation is a scalar multiplication; the Monte Carlo test names accounts millions
+/// of times, so keys are derived once per process.
+fn keys() -> &'static [SecretKey] {
+    static KEYS: OnceLock<Vec<SecretKey>> = OnceLock::new();
+    KEYS.get_or_init(|| (0..=255u8).map(|n| SecretKey::from_seed([n; 32])).collect())
+}
+
+pub fn key(n: u8) -> SecretKey {
+    keys()[usize::from(n)].clone()
+}
+
+pub fn node_key(n: u8) -> SecretKey {
+    key(n.wrapping_add(100))
+}
+
+pub fn id(n: u8) -> AccountId {
+    keys()[usize::from(n)].public()
+}
+
+pub fn chain() -> ChainId {
+    ChainId::new("attest-test").expect("valid chain id")
+}
+
+pub fn tokens(n: u64) -> Amount {
+    Amount::tokens(n).expect("small amount")
+}
+
+/// Params with every check forced (p = 1) or none (p = 0) so rule tests are not at the
+/// mercy of the draw.
+pub fn params(p_ppm: u32) -> Params {
+    Params {
+        check_probability_ppm: p_ppm,
+        ..Params::default()
+    }
+}
+
+/// Client and proposer funded; provider and checker funded and staked above the minimum.
+pub fn genesis(params: Params) -> Genesis {
+    Genesis {
+        chain_id: chain(),
+        params,
+        balances: vec![
+            (id(CLIENT), tokens(1_000)),
+            (id(PROVIDER), tokens(10)),
+            (id(CHECKER), tokens(10)),
+            (id(OTHER), tokens(10)),
+        ],
+        stakes: vec![
+            (id(PROVIDER), node_key(PROVIDER).public(), tokens(200)),
+            (id(CHECKER), node_key(CHECKER).public(), tokens(200)),
+        ],
+    }
+}
+
+/// Drives a state block by block and checks the invariants after every transition.
+pub struct Harness {
+    pub state: State,
+    pub height: Height,
+    pub block_hash: BlockHash,
+}
+
+impl Harness {
+    pub fn new(genesis: Genesis) -> Self {
+        let state = State::from_genesis(&genesis).expect("valid genesis");
+        Self {
+            state,
+            height: Height(1),
+            block_hash: BlockHash([7; 32]),
+        }
+    }
+
+    pub fn ctx(&self) -> Ctx {
+        Ctx {
+            height: self.height,
+            time_ms: 1_000 * self.height.0,
+            block_hash: self.block_hash,
+            proposer: id(PROPOSER),
+        }
+    }
+
+    pub fn sign(&self, who: u8, action: Action) -> Verified<Tx> {
+        let nonce = self.state.account(&id(who)).nonce;
+        let fee = self.state.params().min_fee;
+        Signed::sign(&chain(), &key(who), Tx { nonce, fee, action })
+            .verify(&chain())
+            .expect("own signature")
+    }
+
+    /// Applies a transaction; on refusal checks the state root did not move.
+    pub fn apply(&mut self, tx: &Verified<Tx>) -> Result<Vec<Event>, TxError> {
+        let before = self.state.state_root();
+        let out = self.state.apply(&self.ctx(), tx);
+        if out.is_err() {
+            assert_eq!(
+                before,
+                self.state.state_root(),
+                "a refused tx changed the state"
+            );
+        }
+        self.state.check_invariants().expect("invariants");
+        out
+    }
+
+    pub fn send(&mut self, who: u8, action: Action) -> Result<Vec<Event>, TxError> {
+        let tx = self.sign(who, action);
+        self.apply(&tx)
+    }
+
+    /// Ends the current block and starts the next.
+    pub fn next_block(&mut self) -> Vec<Event> {
+        let events = self.state.end_block(&self.ctx());
+        self.state.check_invariants().expect("invariants");
+        self.height = self.height.next();
+        let mut bh = [0u8; 32];
+        bh[..8].copy_from_slice(&self.height.0.to_le_bytes());
+        self.block_hash = BlockHash(bh);
+        events
+    }
+
+    /// Ends blocks until (and including) `height`, collecting their events.
+    pub fn run_to(&mut self, height: u64) -> Vec<Event> {
+        let mut all = Vec::new();
+        while self.height.0 <= height {
+            all.extend(self.next_block());
+        }
+        all
+    }
+
+    pub fn balance(&self, who: u8) -> Amount {
+        self.state.account(&id(who)).balance
+    }
+
+    pub fn stake_total(&self, who: u8) -> Amount {
+        self.state
+            .stake(&id(who))
+            .and_then(|s| s.total())
+            .unwrap_or(Amount::ZERO)
+    }
+
+    /// Opens a job from CLIENT to PROVIDER; returns its id.
+    pub fn open(&mut self, spec: &JobSpec) -> JobId {
+        let tx = self.sign(CLIENT, Action::OpenJob(spec.open_job()));
+        let job = JobId::from(attest_protocol::tx_hash(tx.signed()));
+        self.apply(&tx).expect("job opens");
+        job
+    }
+
+    /// Sets the block hash so that committing `job` in this block is (or is not) selected at
+    /// rate `p_ppm`.
+    pub fn steer_draw(&mut self, job: &JobId, p_ppm: u32, selected: bool) {
+        for i in 0u64.. {
+            let mut bh = [0xabu8; 32];
+            bh[..8].copy_from_slice(&i.to_le_bytes());
+            let bh = BlockHash(bh);
+            if is_selected(&spot_check_seed(&bh, job), p_ppm) == selected {
+                self.block_hash = bh;
+                return;
+            }
+        }
+    }
+
+    pub fn commit(&mut self, job: JobId, trace: &Trace) -> Result<Vec<Event>, TxError> {
+        self.send(PROVIDER, Action::CommitResult(trace.commit(job)))
+    }
+
+    pub fn verdict(
+        &mut self,
+        who: u8,
+        job: JobId,
+        outcome: VerdictOutcome,
+    ) -> Result<Vec<Event>, TxError> {
+        self.send(who, Action::Verdict(Verdict { job, outcome }))
+    }
+
+    /// The dispute over `job`, if one is running.
+    pub fn dispute(&self, job: &JobId) -> Option<attest_contracts_sim::Dispute> {
+        match &self.state.job(job)?.phase {
+            JobPhase::Disputed { dispute, .. } => Some((**dispute).clone()),
+            _ => None,
+        }
+    }
+
+    /// One party's opening for the current round (or the resolution phase).
+    pub fn open_move(&self, job: JobId, trace: &Trace) -> Action {
+        let d = self.dispute(&job).expect("a dispute");
+        let steps = self.state.job(&job).expect("job").step_count;
+        let index = round_index(&d, steps).expect("index");
+        let proof = trace.tree.prove(index).expect("index in range");
+        Action::Dispute(DisputeMove {
+            job,
+            round: Round(d.round),
+            step: DisputeStep::Open {
+                index,
+                leaf: trace.leaves[index as usize],
+                proof,
+            },
+        })
+    }
+
+    /// The challenger's witness: its own activation at `lo`.
+    pub fn witness_move(&self, job: JobId, trace: &Trace) -> Action {
+        let d = self.dispute(&job).expect("a dispute");
+        let lo = d.lo.expect("a witness is needed only for lo >= 0");
+        Action::Dispute(DisputeMove {
+            job,
+            round: Round(d.round),
+            step: DisputeStep::Witness {
+                activation: Bytes::new(trace.activations[lo as usize].clone()).expect("small"),
+            },
+        })
+    }
+
+    /// Plays a dispute to the end with both parties answering from their traces. Returns
+    /// the events and the number of bisection rounds played.
+    pub fn play_dispute(
+        &mut self,
+        job: JobId,
+        provider: &Trace,
+        checker: &Trace,
+    ) -> (Vec<Event>, u32) {
+        let mut events = Vec::new();
+        let mut rounds = 0;
+        while let Some(d) = self.dispute(&job) {
+            if d.round < d.rounds {
+                rounds += 1;
+                let (p, c) = (self.open_move(job, provider), self.open_move(job, checker));
+                events.extend(self.send(PROVIDER, p).expect("provider opens"));
+                events.extend(self.send(CHECKER, c).expect("checker opens"));
+            } else if d.hi_leaves.is_none() && d.provider_leaf.is_none() {
+                let (p, c) = (self.open_move(job, provider), self.open_move(job, checker));
+                events.extend(self.send(PROVIDER, p).expect("provider opens hi"));
+                events.extend(self.send(CHECKER, c).expect("checker opens hi"));
+            } else {
+                let w = self.witness_move(job, checker);
+                events.extend(self.send(CHECKER, w).expect("witness"));
+            }
+            events.extend(self.next_block());
+        }
+        (events, rounds)
+    }
+}
+
+/// A job's parameters.
+#[derive(Clone)]
+pub struct JobSpec {
+    pub model: &'static str,
+    pub input: Vec<u8>,
+    pub max_tokens: u32,
+    pub price: Amount,
+    pub deadline_blocks: u32,
+}
+
+impl JobSpec {
+    pub fn tiny() -> Self {
+        Self {
+            model: "attest-tiny-1b",
+            input: b"hi".to_vec(),
+            max_tokens: 2,
+            price: Amount(1_000),
+            deadline_blocks: 5,
+        }
+    }
+
+    pub fn open_job(&self) -> OpenJob {
+        OpenJob {
+            model: ModelId::new(self.model).expect("model id"),
+            input: Bytes::new(self.input.clone()).expect("small input"),
+            max_tokens: self.max_tokens,
+            provider: id(PROVIDER),
+            device: DeviceName::new("h100").expect("device"),
+            price_per_token: self.price,
+            deadline_blocks: self.deadline_blocks,
+        }
+    }
+
+    pub fn workload(&self) -> workload::Job<'_> {
+        workload::Job::new(self.model, &self.input, self.max_tokens).expect("valid job")
+    }
+
+    pub fn escrow(&self, params: &Params) -> Amount {
+        Amount(self.price.0 * u64::from(self.max_tokens) + params.checker_fee.0)
+    }
+}
+
+/// A full trace: leaves, activations, tree and commitments.
+pub struct Trace {
+    pub leaves: Vec<Hash>,
+    pub activations: Vec<Vec<u8>>,
+    pub tree: MerkleTree,
+    pub output_hash: Hash,
+    pub root: Hash,
+    pub tokens: u32,
+}
+
+impl Trace {
+    /// The honest trace, or one whose activation at `corrupt` is flipped (and propagated).
+    pub fn new(spec: &JobSpec, corrupt: Option<u64>) -> Self {
+        let job = spec.workload();
+        let mut activations = Vec::new();
+        let exec = execute_with(&job, |i, _, act| {
+            if Some(i) == corrupt {
+                act[0] ^= 0x01;
+            }
+            activations.push(act.clone());
+        });
+        Self {
+            tree: exec.tree(),
+            root: exec.trace_root,
+            output_hash: exec.output_hash,
+            leaves: exec.leaves,
+            activations,
+            tokens: spec.max_tokens,
+        }
+    }
+
+    /// The honest trace with only the leaf at `index` replaced (not propagated): a doctored
+    /// tree rather than a different execution.
+    pub fn doctored(spec: &JobSpec, index: u64) -> Self {
+        let mut t = Self::new(spec, None);
+        t.leaves[index as usize] = Hash([0x5a; 32]);
+        t.tree = MerkleTree::new(t.leaves.clone());
+        t.root = t.tree.root();
+        t
+    }
+
+    pub fn commit(&self, job: JobId) -> CommitResult {
+        CommitResult {
+            job,
+            output_hash: self.output_hash,
+            trace_root: self.root,
+            step_count: self.leaves.len() as u64,
+            tokens: self.tokens,
+        }
+    }
+
+    pub fn disagree(&self) -> VerdictOutcome {
+        VerdictOutcome::Disagree {
+            trace_root: self.root,
+            step_count: self.leaves.len() as u64,
+        }
+    }
+}
+
+/// The events of a kind, for assertions.
+pub fn count(events: &[Event], pred: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|e| pred(e)).count()
+}
