@@ -29,7 +29,6 @@
 //! - Settlement: the provider gets `price * tokens` less the protocol share, an agreeing
 //!   checker its fee, the client the rest ([`apply::jobs`]).
 
-
 pub mod apply;
 pub mod draw;
 pub mod error;
