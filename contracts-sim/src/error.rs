@@ -1,7 +1,7 @@
 //! Typed errors: why a genesis or a transaction was refused.
 
 use attest_protocol::workload::WorkloadError;
-use attest_protocol::{AccountId, Amount, Height, JobId, Nonce, PublicKey, Round};
+use attest_protocol::{AccountId, Amount, Hash, Height, JobId, Nonce, PublicKey, Round};
 
 /// A genesis that cannot start a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -250,9 +250,49 @@ pub enum TxError {
         /// The count offered.
         got: u32,
     },
+    /// The result's final activation is not as wide as the job's activations (the model's
+    /// hidden lanes, then the 32-byte output accumulator).
+    #[error("job {job}: the final activation is {got} bytes, the job's activations are {expected}")]
+    FinalActivationWidth {
+        /// The job.
+        job: JobId,
+        /// The job's activation width.
+        expected: usize,
+        /// The width offered.
+        got: usize,
+    },
+    /// The result's output hash is not the accumulator its final activation ends with: the
+    /// trace it commits did not produce the output it claims.
+    #[error(
+        "job {job}: output hash {output_hash}, the final activation's accumulator is {accumulator}"
+    )]
+    OutputHashMismatch {
+        /// The job.
+        job: JobId,
+        /// The output hash committed.
+        output_hash: Hash,
+        /// The accumulator at the end of the final activation.
+        accumulator: Hash,
+    },
+    /// The proof of a last leaf (a result's, or a disagreeing verdict's) does not verify
+    /// against the trace root it comes with.
+    #[error("job {job}: the last leaf's proof (step {index}) does not verify against its root")]
+    BadFinalProof {
+        /// The job.
+        job: JobId,
+        /// The last step's index.
+        index: u64,
+    },
     /// A disagreeing verdict names the provider's own trace root.
     #[error("job {job}: a disagreeing verdict must name a different trace root")]
     DisagreeWithSameRoot {
+        /// The job.
+        job: JobId,
+    },
+    /// A disagreeing verdict shows the provider's own last leaf: the checker reached the same
+    /// last state, and so the same output, so it must agree.
+    #[error("job {job}: the disagreeing verdict shows the provider's own last leaf; it must agree")]
+    DisagreementWithoutDifference {
         /// The job.
         job: JobId,
     },
@@ -295,13 +335,23 @@ pub enum TxError {
         round: Round,
     },
     /// A move of a kind the dispute does not need now (a witness during bisection, a witness
-    /// from the provider, an opening nobody asked for).
+    /// from the provider, an opening after the bisection).
     #[error("job {job}: unexpected move: {reason}")]
     UnexpectedMove {
         /// The job.
         job: JobId,
         /// Why the move is not expected.
         reason: &'static str,
+    },
+    /// The witness activation is not as wide as the job's activations.
+    #[error("job {job}: the witness is {got} bytes, the job's activations are {expected}")]
+    WitnessWidth {
+        /// The job.
+        job: JobId,
+        /// The job's activation width.
+        expected: usize,
+        /// The width offered.
+        got: usize,
     },
     /// The witness activation does not hash to the agreed leaf.
     #[error("job {job}: the witness does not hash to the agreed leaf of step {index}")]

@@ -57,8 +57,6 @@ pub enum RefundReason {
     MissedCommit,
     /// The provider lost the dispute.
     ProviderLost,
-    /// The dispute proved neither party wrong (see [`Event::DisputeVoid`]).
-    DisputeVoid,
 }
 
 /// Why an account was jailed. Both are permanent in this version of the rules.
@@ -147,6 +145,9 @@ pub enum Event {
         output_hash: Hash,
         /// The trace root.
         trace_root: Hash,
+        /// The trace's last leaf, proven against the root; its activation ends in the
+        /// output hash.
+        final_leaf: Hash,
         /// The trace's step count.
         step_count: u64,
         /// Tokens generated.
@@ -201,6 +202,9 @@ pub enum Event {
         challenger: AccountId,
         /// The challenger's trace root.
         challenger_root: Hash,
+        /// The challenger's last leaf, proven against its root; it differs from the
+        /// provider's, which is where the bisection starts.
+        challenger_final_leaf: Hash,
         /// Steps in the trace.
         step_count: u64,
         /// Bisection rounds the dispute takes: `ceil(log2 step_count)`.
@@ -229,14 +233,6 @@ pub enum Event {
         loser: AccountId,
         /// How it ended.
         end: DisputeEnd,
-    },
-    /// The bisection found the parties agreeing on the last step they were asked about, so it
-    /// could prove neither wrong; the client is refunded and nobody is slashed.
-    DisputeVoid {
-        /// The job.
-        job: JobId,
-        /// The step both parties agree on.
-        step: u64,
     },
     /// Stake was slashed.
     Slashed {

@@ -19,12 +19,15 @@
 //! - Stake: bound to a node key that signed a binding; unbonding for `unbonding_blocks`, still
 //!   slashable; `min_stake` bonded to be assigned work or checks ([`apply::stake`]).
 //! - Jobs: escrow `price * max_tokens + checker_fee`; the result must carry the step and
-//!   token counts the job implies; a missed commit refunds the client and penalizes the
-//!   provider ([`apply::jobs`]).
+//!   token counts the job implies and open its last leaf, whose activation ends in the output
+//!   hash; a missed commit refunds the client and penalizes the provider ([`apply::jobs`]).
 //! - Spot-checks: drawn from `H(block hash, job id)` at rate `p` (always on probation),
-//!   checker drawn stake-weighted from the same seed ([`draw`], [`apply::checks`]).
-//! - Disputes: `ceil(log2 L)` bisection rounds, one re-executed step; the loser is slashed
-//!   `slash_fraction` of its stake, at least 20% of it to the winner ([`apply::disputes`]).
+//!   checker drawn stake-weighted from the same seed; a disagreeing checker must show a
+//!   different last leaf ([`draw`], [`apply::checks`]).
+//! - Disputes: from the agreed initial activation to the two different last leaves,
+//!   `ceil(log2 L)` bisection rounds, one re-executed step, always a loser; the loser is
+//!   slashed `slash_fraction` of its stake, at least 20% of it to the winner
+//!   ([`apply::disputes`]).
 //! - Equivocation evidence slashes and jails ([`apply::evidence`]).
 //! - Settlement: the provider gets `price * tokens` less the protocol share, an agreeing
 //!   checker its fee, the client the rest ([`apply::jobs`]).

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use attest_protocol::encoding::encode;
 use attest_protocol::hash::{hash_tagged, tag};
 use attest_protocol::limits::MAX_INPUT_BYTES;
+use attest_protocol::workload::{self, WorkloadError};
 use attest_protocol::{AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height};
 use attest_protocol::{JobId, ModelId, Nonce, PublicKey, Round, VoteKind};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,10 @@ pub struct Committed {
     pub output_hash: Hash,
     /// The trace root.
     pub trace_root: Hash,
+    /// The trace's last leaf, `leaf_hash(step_count - 1, final_activation)`: the commit
+    /// proved it against `trace_root`, and its activation ends in `output_hash`. A checker
+    /// disagrees only by showing a different one.
+    pub final_leaf: Hash,
     /// Tokens generated (always the job's `max_tokens`).
     pub tokens: u32,
     /// The block of the commit.
@@ -168,14 +173,13 @@ pub struct Dispute {
     pub lo: Option<u64>,
     /// The leaf both parties opened at `lo` (when `lo` is an index).
     pub agreed_leaf: Option<Hash>,
-    /// The two leaves (provider, challenger) at the current disagreed index, once opened.
-    pub hi_leaves: Option<(Hash, Hash)>,
+    /// The two leaves (provider, challenger) at the disagreed end `hi`: at first the last
+    /// leaves the commit and the verdict proved, then those of each disagreeing round.
+    pub hi_leaves: (Hash, Hash),
     /// The provider's opening this round.
     pub provider_leaf: Option<Hash>,
     /// The challenger's opening this round.
     pub challenger_leaf: Option<Hash>,
-    /// The activation before the divergent step, once supplied.
-    pub witness: Option<Vec<u8>>,
     /// The last block for the current round's moves.
     pub deadline: Height,
 }
@@ -275,6 +279,19 @@ pub struct Job {
     pub phase: JobPhase,
     /// Faults established on it (each backs one slash).
     pub faults: Vec<Fault>,
+}
+
+impl Job {
+    /// The workload job this job describes: what the result is checked against and what the
+    /// dispute referee runs. Opening checked it, so it only fails for a job no rule admits.
+    pub fn workload(&self) -> Result<workload::Job<'_>, WorkloadError> {
+        workload::Job::new(self.model.as_str(), &self.input, self.max_tokens)
+    }
+
+    /// The index of the trace's last step, `step_count - 1` (every job has a step).
+    pub fn last_step(&self) -> u64 {
+        self.step_count.saturating_sub(1)
+    }
 }
 
 /// The key of an equivocation: one punishment per signer, height, round and vote kind.

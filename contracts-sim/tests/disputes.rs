@@ -1,5 +1,6 @@
 //! Bisection disputes: divergence at the first, a middle and the last step, cheating
-//! providers, lying checkers, void disputes, bad moves and every missed deadline.
+//! providers (a doctored trace, a lie about the output), lying checkers (a doctored trace, a
+//! copied last leaf), bad moves and every missed deadline.
 
 mod common;
 
@@ -7,7 +8,8 @@ use attest_contracts_sim::apply::disputes::rounds_for;
 use attest_contracts_sim::{
     DisputeEnd, Event, JailReason, JobPhase, Params, SlashReason, StakeStatus, TxError,
 };
-use attest_protocol::tx::{Action, DisputeMove, DisputeStep, Unstake};
+use attest_protocol::tx::{Action, DisputeMove, DisputeStep, Unstake, VerdictOutcome};
+use attest_protocol::workload;
 use attest_protocol::{Amount, Bytes, Hash, JobId, Round};
 use common::*;
 
@@ -47,7 +49,8 @@ fn specs() -> Vec<JobSpec> {
     vec![
         // 88 steps: not a power of two, 7 rounds.
         JobSpec::tiny(),
-        // 32 steps: a power of two, 5 rounds; the last step is opened in resolution.
+        // 32 steps: a power of two, 5 rounds; divergence at the last step is never opened:
+        // the commit and the verdict proved both last leaves.
         JobSpec {
             model: "attest-base-8b",
             input: Vec::new(),
@@ -57,6 +60,9 @@ fn specs() -> Vec<JobSpec> {
     ]
 }
 
+/// The provider doctors one step and lets the change propagate: its commit is consistent
+/// (the final activation it opens is its trace's last and ends in its output hash), so only
+/// the dispute can catch it, at the step it doctored.
 #[test]
 fn cheating_provider_loses_at_the_first_divergent_step() {
     for spec in specs() {
@@ -100,6 +106,8 @@ fn cheating_provider_loses_at_the_first_divergent_step() {
     }
 }
 
+/// The checker's trace is the doctored one: it disagrees with a genuinely different last leaf,
+/// loses at the step it doctored and is slashed.
 #[test]
 fn lying_checker_loses_and_the_honest_provider_is_paid() {
     for spec in specs() {
@@ -131,36 +139,116 @@ fn lying_checker_loses_and_the_honest_provider_is_paid() {
     }
 }
 
+/// A cheat is refused before any dispute: the honest provider commits, the checker's
+/// alternative trace keeps the provider's last leaf.
 #[test]
-fn a_doctored_leaf_off_the_bisection_path_voids_the_dispute() {
-    // With 88 steps the last leaf is agreed during the bisection; with 32 it is opened, and
-    // found equal, in the resolution phase.
+fn a_checker_that_copies_the_last_leaf_cannot_open_a_dispute() {
     for spec in specs() {
-        let steps = spec.workload().step_count();
-        void_case(&spec, steps);
+        let honest = Trace::new(&spec, None);
+        // The lying checker doctors an intermediate leaf and keeps the honest last one.
+        let liar = Trace::doctored(&spec, 10);
+        assert_ne!(liar.root(), honest.root());
+        let mut h = Harness::new(genesis(params(1_000_000)));
+        let job = h.open(&spec);
+        h.commit(job, &honest).unwrap();
+        let err = h.verdict(CHECKER, job, liar.disagree()).unwrap_err();
+        assert!(
+            matches!(err, TxError::DisagreementWithoutDifference { .. }),
+            "{err:?}"
+        );
+        // Nor can it claim a different last leaf its root does not hold.
+        let forged = VerdictOutcome::Disagree {
+            trace_root: liar.root(),
+            final_leaf: Hash([0x66; 32]),
+            final_proof: liar.tree.prove(liar.steps() - 1).unwrap(),
+        };
+        let err = h.verdict(CHECKER, job, forged).unwrap_err();
+        assert!(matches!(err, TxError::BadFinalProof { .. }), "{err:?}");
+        // It can only agree or stay silent; silent, it is penalized and the provider is paid.
+        let deadline = h.state.job(&job).unwrap().phase.deadline().unwrap();
+        let events = h.run_to(deadline.0);
+        assert!(h.dispute(&job).is_none());
+        assert!(events.contains(&Event::VerdictMissed {
+            job,
+            checker: id(CHECKER),
+        }));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Settled { provider_paid, .. } if provider_paid.0 > 0))
+        );
+        assert_eq!(h.stake_total(PROVIDER), tokens(200));
+        assert!(h.state.slashes().iter().all(|s| s.who != id(PROVIDER)));
     }
 }
 
-fn void_case(spec: &JobSpec, steps: u64) {
-    let spec = spec.clone();
+#[test]
+fn a_wrong_output_hash_is_refused_at_commit() {
+    // The provider computed honestly but commits the hash of another output: the final
+    // activation it opens ends in the true accumulator, not in the claimed hash.
+    let spec = JobSpec::tiny();
     let honest = Trace::new(&spec, None);
-    let doctored = Trace::doctored(&spec, 10);
-    for (provider, checker) in [(&doctored, &honest), (&honest, &doctored)] {
-        let (mut h, job) = disputed(params(1_000_000), &spec, provider, checker);
+    let mut h = Harness::new(genesis(params(1_000_000)));
+    let job = h.open(&spec);
+    let mut lie = honest.commit(job);
+    lie.output_hash = workload::output_hash(b"xx");
+    assert_ne!(lie.output_hash, honest.exec.output_hash);
+    let err = h.send(PROVIDER, Action::CommitResult(lie)).unwrap_err();
+    let TxError::OutputHashMismatch { accumulator, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(accumulator, honest.exec.output_hash);
+    assert!(matches!(
+        h.state.job(&job).unwrap().phase,
+        JobPhase::Open { .. }
+    ));
+    h.commit(job, &honest).unwrap();
+}
+
+#[test]
+fn a_provider_that_lies_about_its_output_is_slashed() {
+    // The provider makes its lie consistent: its last step's accumulator is the hash it
+    // claims. The commit is accepted; the last leaf differs from the honest one, every
+    // earlier leaf agrees, and the referee re-executes the last step.
+    for spec in specs() {
+        let steps = spec.workload().step_count();
+        let honest = Trace::new(&spec, None);
+        let liar = Trace::wrong_output(&spec, workload::output_hash(b"x"));
+        assert_ne!(liar.exec.output_hash, honest.exec.output_hash);
+        let (mut h, job) = disputed(params(1_000_000), &spec, &liar, &honest);
         let client_before = h.balance(CLIENT);
-        let (events, rounds) = h.play_dispute(job, provider, checker);
+        let (events, rounds) = h.play_dispute(job, &liar, &honest);
         assert_eq!(rounds, rounds_for(steps).unwrap());
-        let last = steps - 1;
-        assert!(events.contains(&Event::DisputeVoid { job, step: last }));
-        assert!(
-            h.state.slashes().is_empty(),
-            "a void dispute slashes nobody"
-        );
+        let (winner, loser, end) = resolved(&events);
+        assert_eq!((winner, loser), (id(CHECKER), id(PROVIDER)));
+        assert_eq!(end, DisputeEnd::Reexecuted { step: steps - 1 });
+        assert_eq!(h.stake_total(PROVIDER), tokens(100));
         assert_eq!(
             h.balance(CLIENT),
             Amount(client_before.0 + spec.escrow(h.state.params()).0)
         );
+        assert_eq!(h.state.job(&job).unwrap().phase, JobPhase::Refunded);
     }
+}
+
+#[test]
+fn divergence_at_step_zero_is_decided_by_the_last_opening() {
+    // With lo = -1 the referee starts from the initial activation: no resolution phase.
+    let spec = JobSpec::tiny();
+    let honest = Trace::new(&spec, None);
+    let cheat = Trace::new(&spec, Some(0));
+    let (mut h, job) = disputed(params(1_000_000), &spec, &cheat, &honest);
+    for round in 0..7 {
+        let (p, c) = (h.open_move(job, &cheat), h.open_move(job, &honest));
+        h.send(PROVIDER, p).unwrap();
+        let events = h.send(CHECKER, c).unwrap();
+        let decided = events
+            .iter()
+            .any(|e| matches!(e, Event::DisputeResolved { .. }));
+        assert_eq!(decided, round == 6, "round {round}");
+    }
+    assert!(h.dispute(&job).is_none());
+    assert_eq!(h.stake_total(PROVIDER), tokens(100));
 }
 
 /// Plays the dispute until round `round` (bisection or resolution), then lets only `mover`
@@ -244,7 +332,8 @@ fn missed_resolution_phase_loses() {
             DisputeEnd::MissedRound { round: Round(7) }
         )
     );
-    // With 32 steps and divergence at the last, the provider must open it in resolution.
+    // With 32 steps and divergence at the last, no round opens step 31: the witness of
+    // step 30 is still the challenger's to give.
     let spec = &specs()[1];
     let honest = Trace::new(spec, None);
     let cheat = Trace::new(spec, Some(31));
@@ -252,8 +341,8 @@ fn missed_resolution_phase_loses() {
     assert_eq!(
         r,
         (
-            id(CHECKER),
             id(PROVIDER),
+            id(CHECKER),
             DisputeEnd::MissedRound { round: Round(5) }
         )
     );
@@ -269,7 +358,7 @@ fn bad_moves_are_refused() {
     let Action::Dispute(good_move) = good.clone() else {
         unreachable!()
     };
-    let DisputeStep::Open { index, leaf, .. } = good_move.step.clone() else {
+    let DisputeStep::Open { index, .. } = good_move.step.clone() else {
         unreachable!()
     };
     let with = |step: DisputeStep, round: u32| {
@@ -287,7 +376,7 @@ fn bad_moves_are_refused() {
             with(
                 DisputeStep::Open {
                     index: other_index,
-                    leaf: cheat.leaves[other_index as usize],
+                    leaf: cheat.leaf(other_index),
                     proof: cheat.tree.prove(other_index).unwrap(),
                 },
                 0,
@@ -335,7 +424,6 @@ fn bad_moves_are_refused() {
         let err = h.send(who, action).expect_err(name);
         assert!(expected(&err), "{name}: got {err:?}");
     }
-    let _ = leaf;
     h.send(PROVIDER, good.clone()).unwrap();
     let err = h.send(PROVIDER, good).unwrap_err();
     assert!(matches!(err, TxError::AlreadyMoved { .. }));
@@ -370,13 +458,25 @@ fn bad_resolution_moves_are_refused() {
     let err = h
         .send(CHECKER, witness(honest.activations[38].clone()))
         .unwrap_err();
-    assert!(matches!(err, TxError::WitnessMismatch { .. }));
-    let err = h.send(PROVIDER, h.open_move(job, &cheat)).unwrap_err();
-    assert!(matches!(err, TxError::UnexpectedMove { .. }));
+    assert!(matches!(err, TxError::WitnessMismatch { index: 39, .. }));
+    let err = h.send(CHECKER, witness(vec![0; 10])).unwrap_err();
+    assert!(matches!(err, TxError::WitnessWidth { got: 10, .. }));
+    // The bisection is over: nobody opens leaves any more.
+    for (who, trace) in [(PROVIDER, &cheat), (CHECKER, &honest)] {
+        let err = h.send(who, h.open_move(job, trace)).unwrap_err();
+        assert!(matches!(err, TxError::UnexpectedMove { .. }));
+    }
     let events = h
         .send(CHECKER, witness(honest.activations[39].clone()))
         .unwrap();
-    assert_eq!(resolved(&events).1, id(PROVIDER));
+    assert_eq!(
+        resolved(&events),
+        (
+            id(CHECKER),
+            id(PROVIDER),
+            DisputeEnd::Reexecuted { step: 40 }
+        )
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! No transaction can crash the state machine: arbitrary actions (huge amounts, bogus
-//! indices, random proofs and witnesses, unknown models, random evidence) from every party,
+//! indices, random proofs, final activations and witnesses, unknown models, random evidence,
+//! real results and verdicts with one part changed) from every party,
 //! against a state with a dispute, a pending check and an open job. Each must either apply
 //! or be refused with the state root unchanged, and the invariants must hold after each.
 
@@ -59,8 +60,14 @@ enum FuzzAction {
     Transfer(u8, Amount),
     Unstake(Amount),
     Open(String, Vec<u8>, u32, Amount, u32),
-    Commit(Hash, u64, u32),
-    Verdict(Option<(Hash, u64)>),
+    Commit(Hash, u64, u32, Vec<u8>, Vec<Hash>),
+    /// The honest or the cheating trace's real result, with the output hash replaced if
+    /// given.
+    RealCommit(bool, Option<Hash>),
+    Verdict(Option<(Hash, Hash, Vec<Hash>)>),
+    /// The honest or the cheating trace's real disagreement, with the final leaf replaced if
+    /// given.
+    RealDisagree(bool, Option<Hash>),
     OpenLeaf(u32, u64, Hash, Vec<Hash>),
     Witness(u32, Vec<u8>),
     Evidence(u8, u64, u8, u8),
@@ -77,9 +84,20 @@ fn fuzz_action() -> impl Strategy<Value = FuzzAction> {
         1 => amount().prop_map(FuzzAction::Unstake),
         1 => (model, prop::collection::vec(any::<u8>(), 0..8), any::<u32>(), amount(), any::<u32>())
             .prop_map(|(m, i, t, p, d)| FuzzAction::Open(m, i, t, p, d)),
-        1 => (hash(), prop_oneof![any::<u64>(), Just(88u64)], prop_oneof![any::<u32>(), Just(2u32)])
-            .prop_map(|(h, s, t)| FuzzAction::Commit(h, s, t)),
-        1 => prop::option::of((hash(), prop_oneof![any::<u64>(), Just(88u64)])).prop_map(FuzzAction::Verdict),
+        1 => (
+            hash(),
+            prop_oneof![any::<u64>(), Just(88u64)],
+            prop_oneof![any::<u32>(), Just(2u32)],
+            prop::collection::vec(any::<u8>(), 0..70),
+            prop::collection::vec(hash(), 0..9),
+        )
+            .prop_map(|(h, s, t, a, p)| FuzzAction::Commit(h, s, t, a, p)),
+        1 => (any::<bool>(), prop::option::of(hash()))
+            .prop_map(|(c, h)| FuzzAction::RealCommit(c, h)),
+        1 => prop::option::of((hash(), hash(), prop::collection::vec(hash(), 0..9)))
+            .prop_map(FuzzAction::Verdict),
+        1 => (any::<bool>(), prop::option::of(hash()))
+            .prop_map(|(c, h)| FuzzAction::RealDisagree(c, h)),
         4 => (0..10u32, prop_oneof![any::<u64>(), 0..100u64], hash(), prop::collection::vec(hash(), 0..9))
             .prop_map(|(r, i, l, p)| FuzzAction::OpenLeaf(r, i, l, p)),
         2 => (0..10u32, prop::collection::vec(any::<u8>(), 0..70)).prop_map(|(r, w)| FuzzAction::Witness(r, w)),
@@ -95,7 +113,7 @@ fn fuzz() -> impl Strategy<Value = Fuzz> {
     ]
 }
 
-fn build(jobs: &[JobId], job: &JobRef, a: FuzzAction) -> Action {
+fn build(jobs: &[JobId], job: &JobRef, a: FuzzAction, traces: [&Trace; 2]) -> Action {
     let job = match job {
         JobRef::Live(i) => jobs[*i],
         JobRef::Random(id) => *id,
@@ -112,35 +130,50 @@ fn build(jobs: &[JobId], job: &JobRef, a: FuzzAction) -> Action {
             price_per_token: price,
             deadline_blocks: deadline,
         }),
-        FuzzAction::Commit(h, step_count, tokens) => Action::CommitResult(CommitResult {
-            job,
-            output_hash: h,
-            trace_root: h,
-            step_count,
-            tokens,
-        }),
+        FuzzAction::Commit(h, step_count, tokens, activation, siblings) => {
+            Action::CommitResult(CommitResult {
+                job,
+                output_hash: h,
+                trace_root: h,
+                step_count,
+                tokens,
+                final_activation: Bytes::new(activation).unwrap(),
+                final_proof: proof(siblings),
+            })
+        }
+        FuzzAction::RealCommit(cheat, output_hash) => {
+            let mut c = traces[usize::from(cheat)].commit(job);
+            c.output_hash = output_hash.unwrap_or(c.output_hash);
+            Action::CommitResult(c)
+        }
         FuzzAction::Verdict(d) => Action::Verdict(Verdict {
             job,
             outcome: match d {
                 None => VerdictOutcome::Agree,
-                Some((trace_root, step_count)) => VerdictOutcome::Disagree {
+                Some((trace_root, final_leaf, siblings)) => VerdictOutcome::Disagree {
                     trace_root,
-                    step_count,
+                    final_leaf,
+                    final_proof: proof(siblings),
                 },
             },
         }),
-        FuzzAction::OpenLeaf(round, index, leaf, siblings) => {
-            let siblings = BoundedVec::<Hash, MAX_PROOF_DEPTH>::new(siblings).unwrap();
-            Action::Dispute(DisputeMove {
-                job,
-                round: Round(round),
-                step: DisputeStep::Open {
-                    index,
-                    leaf,
-                    proof: MerkleProof { siblings },
-                },
-            })
+        FuzzAction::RealDisagree(cheat, leaf) => {
+            let mut outcome = traces[usize::from(cheat)].disagree();
+            if let (VerdictOutcome::Disagree { final_leaf, .. }, Some(leaf)) = (&mut outcome, leaf)
+            {
+                *final_leaf = leaf;
+            }
+            Action::Verdict(Verdict { job, outcome })
         }
+        FuzzAction::OpenLeaf(round, index, leaf, siblings) => Action::Dispute(DisputeMove {
+            job,
+            round: Round(round),
+            step: DisputeStep::Open {
+                index,
+                leaf,
+                proof: proof(siblings),
+            },
+        }),
         FuzzAction::Witness(round, w) => Action::Dispute(DisputeMove {
             job,
             round: Round(round),
@@ -160,6 +193,12 @@ fn build(jobs: &[JobId], job: &JobRef, a: FuzzAction) -> Action {
                 second: Signed::sign(&chain(), &key(signer), vote(b)),
             }))
         }
+    }
+}
+
+fn proof(siblings: Vec<Hash>) -> MerkleProof {
+    MerkleProof {
+        siblings: BoundedVec::<Hash, MAX_PROOF_DEPTH>::new(siblings).unwrap(),
     }
 }
 
@@ -201,7 +240,7 @@ proptest! {
                 }
                 // `Harness::apply` checks the root on refusal and the invariants always.
                 Fuzz::Act(who, job, action) => {
-                    let _ = h.send(who, build(&jobs, &job, action));
+                    let _ = h.send(who, build(&jobs, &job, action, [&honest, &cheat]));
                 }
             }
         }

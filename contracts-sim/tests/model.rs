@@ -5,12 +5,15 @@
 //!
 //! The chain runs with p = 0 so no result is checked; disputes and checks have their own
 //! tests. The model does handle every timeout the sequences reach: missed commits (refund
-//! and capped penalty), unchecked settlement and unbonding releases.
+//! and capped penalty), unchecked settlement and unbonding releases. Commits are real
+//! results (the final activation and its proof from an execution), some with one fault.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use attest_contracts_sim::{Ctx, Genesis, JobPhase, Params, State, TxError};
 use attest_protocol::tx::{Action, CommitResult, OpenJob, Stake, Transfer, Unstake};
+use attest_protocol::workload::{self, Execution};
 use attest_protocol::{
     AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height, JobId, ModelId, Nonce,
     SecretKey, Signed, Tx, tx_hash,
@@ -75,7 +78,7 @@ enum Op {
     Commit {
         job: usize,
         who: u8,
-        good_steps: bool,
+        fault: Option<CommitFault>,
     },
     BadNonce {
         who: u8,
@@ -87,6 +90,35 @@ enum Op {
     EndBlock,
     /// Many empty blocks at once, so unbonding releases are reached.
     Skip(u8),
+}
+
+/// One thing wrong with an otherwise honest result.
+#[derive(Debug, Clone, Copy)]
+enum CommitFault {
+    StepCount,
+    /// An output hash the final activation does not end in.
+    OutputHash,
+    /// A final activation that is not the trace's last.
+    FinalActivation,
+}
+
+impl CommitFault {
+    /// The refusal the fault gives when nothing else is wrong with the commit.
+    fn refusal(self, e: &TxError) -> bool {
+        match self {
+            CommitFault::StepCount => matches!(e, TxError::WrongStepCount { .. }),
+            CommitFault::OutputHash => matches!(e, TxError::OutputHashMismatch { .. }),
+            CommitFault::FinalActivation => matches!(e, TxError::BadFinalProof { .. }),
+        }
+    }
+}
+
+/// The honest execution of the model's jobs (input "x") for `tokens`, computed once.
+fn execution(tokens: u32) -> &'static Execution {
+    static EXECUTIONS: [OnceLock<Execution>; 3] = [const { OnceLock::new() }; 3];
+    EXECUTIONS[tokens as usize].get_or_init(|| {
+        workload::execute(&workload::Job::new("attest-tiny-1b", b"x", tokens).unwrap())
+    })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -106,8 +138,12 @@ fn op() -> impl Strategy<Value = Op> {
                 deadline
             }
         ),
-        3 => (any::<usize>(), who.clone(), prop::bool::weighted(0.8))
-            .prop_map(|(job, who, good_steps)| Op::Commit { job, who, good_steps }),
+        3 => (any::<usize>(), who.clone(), prop::option::weighted(0.2, prop_oneof![
+            Just(CommitFault::StepCount),
+            Just(CommitFault::OutputHash),
+            Just(CommitFault::FinalActivation),
+        ]))
+            .prop_map(|(job, who, fault)| Op::Commit { job, who, fault }),
         1 => (who.clone(), any::<bool>()).prop_map(|(who, ahead)| Op::BadNonce { who, ahead }),
         1 => who.prop_map(|who| Op::LowFee { who }),
         3 => Just(Op::EndBlock),
@@ -194,9 +230,7 @@ impl Model {
                 };
                 self.open(avail, job, deadline)
             }
-            Op::Commit {
-                job, good_steps, ..
-            } => self.commit(h, signer, job, good_steps),
+            Op::Commit { job, fault, .. } => self.commit(h, signer, job, fault.is_none()),
             Op::BadNonce { .. } | Op::LowFee { .. } | Op::EndBlock | Op::Skip(_) => unreachable!(),
         }
     }
@@ -260,16 +294,20 @@ impl Model {
         true
     }
 
-    fn commit(&mut self, h: u64, signer: AccountId, job: usize, good_steps: bool) -> bool {
+    /// Whether a commit of job `job` by `signer` passes every check but the result's own.
+    fn commit_ok(&self, h: u64, signer: AccountId, job: usize) -> bool {
         let n = self.jobs.len();
-        let Some(j) = self.jobs.get_mut(job % n.max(1)) else {
-            return false;
-        };
-        if j.done || j.settle_at.is_some() || j.provider != signer || h > j.deadline || !good_steps
-        {
+        self.jobs.get(job % n.max(1)).is_some_and(|j| {
+            !j.done && j.settle_at.is_none() && j.provider == signer && h <= j.deadline
+        })
+    }
+
+    fn commit(&mut self, h: u64, signer: AccountId, job: usize, good_result: bool) -> bool {
+        if !good_result || !self.commit_ok(h, signer, job) {
             return false;
         }
-        j.settle_at = Some(h + 3);
+        let n = self.jobs.len();
+        self.jobs[job % n].settle_at = Some(h + 3);
         true
     }
 
@@ -418,28 +456,28 @@ impl Sim {
                     deadline_blocks: deadline,
                 }),
             ),
-            Op::Commit {
-                job,
-                who,
-                good_steps,
-            } => {
+            Op::Commit { job, who, fault } => {
                 let (id, steps, tokens) = match self.model.jobs.len() {
-                    0 => (JobId([1; 32]), 0, 1),
+                    0 => (JobId([1; 32]), 22 * 2, 1),
                     n => {
                         let j = &self.model.jobs[job % n];
                         (j.id, j.steps, j.tokens)
                     }
                 };
-                (
-                    who,
-                    Action::CommitResult(CommitResult {
-                        job: id,
-                        output_hash: Hash([1; 32]),
-                        trace_root: Hash([2; 32]),
-                        step_count: if good_steps { steps } else { steps + 1 },
-                        tokens,
-                    }),
-                )
+                let mut c = CommitResult::from_execution(id, execution(tokens));
+                // The model's step count formula, checked against the workload's.
+                assert_eq!(c.step_count, steps);
+                match fault {
+                    None => {}
+                    Some(CommitFault::StepCount) => c.step_count += 1,
+                    Some(CommitFault::OutputHash) => c.output_hash = Hash([1; 32]),
+                    Some(CommitFault::FinalActivation) => {
+                        let mut activation = c.final_activation.into_vec();
+                        activation[0] ^= 1;
+                        c.final_activation = Bytes::new(activation).unwrap();
+                    }
+                }
+                (who, Action::CommitResult(c))
             }
             Op::BadNonce { .. } | Op::LowFee { .. } | Op::EndBlock | Op::Skip(_) => return None,
         })
@@ -488,6 +526,19 @@ impl Sim {
             .verify(&chain())
             .unwrap();
         let job_id = JobId::from(tx_hash(tx.signed()));
+        // A faulty commit that nothing else is wrong with must be refused for its fault.
+        let commit_fault = match *op {
+            Op::Commit {
+                job,
+                who,
+                fault: Some(fault),
+            } if self.model.bal(&acct(who)) >= MIN_FEE
+                && self.model.commit_ok(self.height, acct(who), job) =>
+            {
+                Some(fault)
+            }
+            _ => None,
+        };
         let before = self.state.state_root();
         let got = self.state.apply(&self.ctx(), &tx);
         let ok = self.model_apply(acct(who), nonce, fee, op, job_id);
@@ -497,6 +548,9 @@ impl Sim {
                 let after = self.state.state_root();
                 assert_eq!(before, after, "refused {e:?} changed the root");
                 check_error_kind(op, e);
+                if let Some(fault) = commit_fault {
+                    assert!(fault.refusal(e), "{fault:?} refused with {e:?}");
+                }
             }
             _ => panic!("state said {got:?}, model said ok={ok} for {op:?}"),
         }

@@ -12,8 +12,8 @@ mod common;
 
 use attest_contracts_sim::apply::disputes::round_index;
 use attest_contracts_sim::{Ctx, Event, JobPhase, Params, State};
-use attest_protocol::tx::{Action, DisputeMove, DisputeStep, Verdict, VerdictOutcome};
-use attest_protocol::{Amount, BlockHash, Bytes, Height, JobId, Nonce, Round, Signed, Tx, tx_hash};
+use attest_protocol::tx::{Action, DisputeMove, Verdict, VerdictOutcome};
+use attest_protocol::{Amount, BlockHash, Height, JobId, Nonce, Round, Signed, Tx, tx_hash};
 use common::*;
 
 /// splitmix64: a tiny, well-mixed, seedable generator (no `rand` crate in the tree).
@@ -100,7 +100,8 @@ fn mc_params() -> Params {
     }
 }
 
-/// Plays the dispute over `job` with both parties answering from their traces.
+/// Plays the dispute over `job` with both parties answering from their traces: both open
+/// in every bisection round, then the checker supplies its witness if one is needed.
 fn play(
     c: &mut Chain,
     rng: &mut SplitMix,
@@ -112,33 +113,19 @@ fn play(
     while let Some(JobPhase::Disputed { dispute: d, .. }) =
         c.state.job(&job).map(|j| j.phase.clone())
     {
-        let index = round_index(&d, provider.leaves.len() as u64).unwrap();
-        let open = |t: &Trace| {
+        let mv = |step| {
             Action::Dispute(DisputeMove {
                 job,
                 round: Round(d.round),
-                step: DisputeStep::Open {
-                    index,
-                    leaf: t.leaves[index as usize],
-                    proof: t.tree.prove(index).unwrap(),
-                },
+                step,
             })
         };
-        if d.round < d.rounds || (d.hi_leaves.is_none() && d.provider_leaf.is_none()) {
-            events.extend(c.send(PROVIDER, open(provider)));
-            events.extend(c.send(CHECKER, open(checker)));
+        if d.round < d.rounds {
+            let index = round_index(&d, provider.steps()).unwrap();
+            events.extend(c.send(PROVIDER, mv(provider.opening(index))));
+            events.extend(c.send(CHECKER, mv(checker.opening(index))));
         } else {
-            let lo = d.lo.unwrap() as usize;
-            let activation = Bytes::new(checker.activations[lo].clone()).unwrap();
-            let step = DisputeStep::Witness { activation };
-            events.extend(c.send(
-                CHECKER,
-                Action::Dispute(DisputeMove {
-                    job,
-                    round: Round(d.round),
-                    step,
-                }),
-            ));
+            events.extend(c.send(CHECKER, mv(checker.witness(d.lo.unwrap()))));
         }
         events.extend(c.end_block(rng));
     }

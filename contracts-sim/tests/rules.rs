@@ -6,7 +6,8 @@ use attest_contracts_sim::{
     Event, Genesis, GenesisError, JobPhase, Params, RefundReason, SlashReason, State, TxError,
 };
 use attest_protocol::tx::{Action, CommitResult, Stake, Transfer, Unstake, VerdictOutcome};
-use attest_protocol::{Amount, Hash, Height, JobId, Nonce, Signed, Tx};
+use attest_protocol::workload;
+use attest_protocol::{Amount, Bytes, Hash, Height, JobId, Nonce, Signed, Tx};
 use common::*;
 
 type GenesisExpect = fn(&GenesisError) -> bool;
@@ -419,6 +420,76 @@ fn commit_result_refusals() {
             },
             |e| matches!(e, TxError::UnknownJob { .. }),
         ),
+        (
+            "final activation of the wrong width",
+            PROVIDER,
+            |mut c| {
+                c.final_activation = Bytes::new(c.final_activation[..10].to_vec()).unwrap();
+                c
+            },
+            |e| matches!(e, TxError::FinalActivationWidth { got: 10, .. }),
+        ),
+        (
+            // An honest computation with a wrong output hash.
+            "output hash is not the final accumulator",
+            PROVIDER,
+            |mut c| {
+                c.output_hash = Hash([1; 32]);
+                c
+            },
+            |e| {
+                matches!(
+                    e,
+                    TxError::OutputHashMismatch {
+                        output_hash: Hash([1, ..]),
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "forged accumulator and output hash",
+            PROVIDER,
+            |mut c| {
+                let mut activation = c.final_activation.into_vec();
+                let tail = activation.len() - 32;
+                activation[tail..].copy_from_slice(&[1; 32]);
+                c.final_activation = Bytes::new(activation).unwrap();
+                c.output_hash = Hash([1; 32]);
+                c
+            },
+            |e| matches!(e, TxError::BadFinalProof { index: 87, .. }),
+        ),
+        (
+            "final activation not the trace's last",
+            PROVIDER,
+            |mut c| {
+                let mut activation = c.final_activation.into_vec();
+                activation[0] ^= 1;
+                c.final_activation = Bytes::new(activation).unwrap();
+                c
+            },
+            |e| matches!(e, TxError::BadFinalProof { .. }),
+        ),
+        (
+            "final proof against another root",
+            PROVIDER,
+            |mut c| {
+                c.trace_root = Hash([3; 32]);
+                c
+            },
+            |e| matches!(e, TxError::BadFinalProof { .. }),
+        ),
+        (
+            "final proof of another leaf",
+            PROVIDER,
+            |mut c| {
+                let trace = Trace::new(&JobSpec::tiny(), None);
+                c.final_proof = trace.tree.prove(0).unwrap();
+                c
+            },
+            |e| matches!(e, TxError::BadFinalProof { .. }),
+        ),
     ];
     for (name, who, tweak, expected) in cases {
         let mut h = Harness::new(genesis(params(0)));
@@ -428,6 +499,27 @@ fn commit_result_refusals() {
             .expect_err(name);
         assert!(expected(&err), "{name}: got {err:?}");
     }
+}
+
+#[test]
+fn commit_records_the_last_leaf() {
+    let spec = JobSpec::tiny();
+    let trace = Trace::new(&spec, None);
+    let mut h = Harness::new(genesis(params(0)));
+    let job = h.open(&spec);
+    let events = h.commit(job, &trace).unwrap();
+    // An honest output hash is the accumulator chain a client recomputes from the bytes.
+    let output_hash = workload::output_hash(&trace.exec.output);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ResultCommitted { final_leaf, output_hash: o, .. }
+            if *final_leaf == trace.final_leaf() && *o == output_hash
+    )));
+    let JobPhase::Committed { result, .. } = &h.state.job(&job).unwrap().phase else {
+        panic!("not committed");
+    };
+    assert_eq!(result.final_leaf, trace.final_leaf());
+    assert_eq!(result.output_hash, output_hash);
 }
 
 #[test]
@@ -581,13 +673,37 @@ fn verdict_refusals() {
             |e| matches!(e, TxError::DisagreeWithSameRoot { .. }),
         ),
         (
-            "disagree with another step count",
+            // A different root, but the same last leaf: the same output.
+            "disagree showing the provider's last leaf",
             CHECKER,
-            |t| VerdictOutcome::Disagree {
-                trace_root: Hash([1; 32]),
-                step_count: t.leaves.len() as u64 + 1,
+            |_| Trace::doctored(&JobSpec::tiny(), 10).disagree(),
+            |e| matches!(e, TxError::DisagreementWithoutDifference { .. }),
+        ),
+        (
+            "last leaf not proven against the checker's root",
+            CHECKER,
+            |_| {
+                let other = Trace::new(&JobSpec::tiny(), Some(40));
+                VerdictOutcome::Disagree {
+                    trace_root: Hash([1; 32]),
+                    final_leaf: other.final_leaf(),
+                    final_proof: other.tree.prove(other.steps() - 1).unwrap(),
+                }
             },
-            |e| matches!(e, TxError::WrongStepCount { .. }),
+            |e| matches!(e, TxError::BadFinalProof { index: 87, .. }),
+        ),
+        (
+            "a proof of another leaf than the last",
+            CHECKER,
+            |_| {
+                let other = Trace::new(&JobSpec::tiny(), Some(40));
+                VerdictOutcome::Disagree {
+                    trace_root: other.root(),
+                    final_leaf: other.leaf(0),
+                    final_proof: other.tree.prove(0).unwrap(),
+                }
+            },
+            |e| matches!(e, TxError::BadFinalProof { .. }),
         ),
     ];
     for (name, who, outcome, expected) in cases {

@@ -27,7 +27,7 @@ def run(model, inp, T):
             if best is None or lg>best: best=lg;bv=v
         return 0x20+bv
     P=1+n+T-1
-    h=[0]*D; leaves=[]; out=[]
+    h=[0]*D; oacc=bytes(32); leaves=[]; out=[]
     for i in range(P*L):
         pos,layer=divmod(i,L)
         if layer==0:
@@ -41,10 +41,11 @@ def run(model, inp, T):
             a=q if q>=0 else q>>2
             o.append(wrap8(x[r]+a))
         h=o
-        leaves.append(H("attest/trace-leaf/v1", i.to_bytes(8,"little")+bytes(b&0xff for b in h)))
-        if layer==L-1 and pos>=n: out.append(nxt(h))
+        if layer==L-1 and pos>=n:
+            tok=nxt(h); out.append(tok); oacc=H("attest/output/v1", oacc+bytes([tok]))
+        leaves.append(H("attest/trace-leaf/v1", i.to_bytes(8,"little")+bytes(b&0xff for b in h)+oacc))
     lvl=leaves
     while len(lvl)>1:
         lvl=[H("attest/merkle-node/v1",lvl[k]+lvl[k+1]) if k+1<len(lvl) else lvl[k] for k in range(0,len(lvl),2)]
-    return bytes(out), lvl[0].hex(), len(leaves)
+    return bytes(out), lvl[0].hex(), len(leaves), oacc.hex()
 print(run(sys.argv[1], b"attest golden vector", 8))

@@ -37,7 +37,7 @@ fn run_prints_the_golden_trace_root_every_time() {
     assert_eq!(first["output"], "meUY]51e");
     assert_eq!(
         first["trace_root"],
-        "c4f66a6f229958012b0a8d83efec58e2b183f0b2eca4814b708992f1f63b6a6a"
+        "2d584e83a5384624da2ddee57ca5e6d173f66825996fae93ef3563c4879d9c58"
     );
     assert_eq!(first["step_count"], 616);
 }
@@ -61,7 +61,7 @@ fn run_reads_input_from_a_file() {
     ]));
     assert_eq!(
         out["trace_root"],
-        "c4f66a6f229958012b0a8d83efec58e2b183f0b2eca4814b708992f1f63b6a6a"
+        "2d584e83a5384624da2ddee57ca5e6d173f66825996fae93ef3563c4879d9c58"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -36,10 +36,11 @@ fn main() {
         let job = Job::new(m.id, b"attest golden vector", 8).expect("valid job");
         let exec = workload::execute(&job);
         println!(
-            "golden {:<17} steps {:>5} output {:?} root {}",
+            "golden {:<17} steps {:>5} output {:?} output hash {} root {}",
             m.id,
             exec.step_count(),
             String::from_utf8_lossy(&exec.output),
+            exec.output_hash,
             exec.trace_root
         );
     }

@@ -14,6 +14,7 @@ use crate::limits::{MAX_ACTIVATION_BYTES, MAX_INPUT_BYTES, MAX_TX_BYTES};
 use crate::merkle::MerkleProof;
 use crate::signed::{Signable, Signed, signing_payload};
 use crate::types::{Amount, ChainId, DeviceName, JobId, ModelId, Nonce, Round, TxHash};
+use crate::workload::Execution;
 
 /// A transaction body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,11 +143,15 @@ pub struct OpenJob {
 }
 
 /// The assigned provider's result for a job.
+///
+/// It opens the trace's last leaf: the last step's activation ends with the output
+/// accumulator, which must equal `output_hash`, so the result proves which output its trace
+/// produced, and a checker's disagreement is always about that last leaf (see `Verdict`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitResult {
     /// The job.
     pub job: JobId,
-    /// `H("attest/output/v1", output bytes)`.
+    /// The output accumulator over the output bytes (`workload::output_hash`).
     pub output_hash: Hash,
     /// The Merkle root over the trace leaves.
     pub trace_root: Hash,
@@ -154,6 +159,33 @@ pub struct CommitResult {
     pub step_count: u64,
     /// How many tokens were generated.
     pub tokens: u32,
+    /// The last step's activation (hidden state, then the output accumulator).
+    pub final_activation: Activation,
+    /// Proof that `leaf_hash(step_count - 1, final_activation)` is the last leaf of
+    /// `trace_root`.
+    pub final_proof: MerkleProof,
+}
+
+impl CommitResult {
+    /// The result of `execution` for `job`.
+    pub fn from_execution(job: JobId, execution: &Execution) -> Self {
+        Self {
+            job,
+            output_hash: execution.output_hash,
+            trace_root: execution.trace_root,
+            step_count: execution.step_count(),
+            tokens: u32::try_from(execution.output.len()).expect("at most 1024 tokens"),
+            final_activation: Activation::new(execution.final_activation.clone())
+                .expect("activations fit MAX_ACTIVATION_BYTES"),
+            final_proof: last_leaf_proof(execution),
+        }
+    }
+}
+
+/// The inclusion proof of an execution's last leaf.
+pub fn last_leaf_proof(execution: &Execution) -> MerkleProof {
+    let last = execution.step_count().saturating_sub(1);
+    execution.tree().prove(last).unwrap_or_default()
 }
 
 /// A checker's verdict on a committed result.
@@ -168,15 +200,28 @@ pub struct Verdict {
 /// What a checker found on re-execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VerdictOutcome {
-    /// The re-execution gave the committed output hash, trace root and step count.
+    /// The re-execution reached the committed last leaf (so the same output).
     Agree,
-    /// The re-execution gave a different trace; this opens a dispute.
+    /// The re-execution reached a different last leaf; this opens a dispute.
     Disagree {
         /// The checker's own trace root.
         trace_root: Hash,
-        /// The checker's own step count.
-        step_count: u64,
+        /// The checker's last leaf, which must differ from the provider's.
+        final_leaf: Hash,
+        /// Its proof against the checker's root.
+        final_proof: MerkleProof,
     },
+}
+
+impl VerdictOutcome {
+    /// A disagreement stating the checker's own `execution`.
+    pub fn disagree(execution: &Execution) -> Self {
+        Self::Disagree {
+            trace_root: execution.trace_root,
+            final_leaf: execution.leaves.last().copied().unwrap_or_default(),
+            final_proof: last_leaf_proof(execution),
+        }
+    }
 }
 
 /// A move in the bisection dispute over a job.

@@ -17,25 +17,28 @@ const SIGNATURE: &str = "abe92c796f7445d118899403c304a3f9f61382af7ffd13dabc8091a
 const SIGNED_TX: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5cabe92c796f7445d118899403c304a3f9f61382af7ffd13dabc8091a4a66ef407fcbbde0e57d12d91c434520277485150292526f334b11ba4d66e92b139ea770400e807008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394c096b102";
 const TX_HASH: &str = "b16b9c7e9b780f03a27b2eb20f2b53cba8429c12d27adb94179001d803641eff";
 
-/// `(model, steps, output, trace root)` of input `attest golden vector`, 8 tokens.
-const GOLDEN_TRACES: [(&str, u64, &str, &str); 3] = [
+/// `(model, steps, output, output hash, trace root)` of input `attest golden vector`, 8 tokens.
+const GOLDEN_TRACES: [(&str, u64, &str, &str, &str); 3] = [
     (
         "attest-tiny-1b",
         616,
         "meUY]51e",
-        "c4f66a6f229958012b0a8d83efec58e2b183f0b2eca4814b708992f1f63b6a6a",
+        "2fecf2289f3293b42ed79b4e267650d330fb79f5a12fcd2af0d5a6be7f0fcf10",
+        "2d584e83a5384624da2ddee57ca5e6d173f66825996fae93ef3563c4879d9c58",
     ),
     (
         "attest-base-8b",
         896,
         "fd=yX=^V",
-        "3de0565331aba5eb3a23ff3817e816cf084a2226e879d02dbfc8175681cf5419",
+        "3220568eb7017d2278270f036c71d379836ca9b4806727c797d9a0d93d2175a6",
+        "04f62a2ff1efe2ee3805b034654786560a625621ea7c7fa9b036773d6a098cf5",
     ),
     (
         "attest-large-70b",
         2240,
         "pR;t$:>K",
-        "4750da06aad7f03a582f7d9bb9c90039516908d1c95f2547844c43b368956a00",
+        "230c14adc8bb249992a72f14e772a0ca83de7d616dd0ebc5743c18048261374d",
+        "29ead6d01e08101c0a0057c36ca708ecaeb152bf475a461a89e5f2ec847cfc8f",
     ),
 ];
 
@@ -101,7 +104,11 @@ fn the_document_shows_the_pinned_example_and_roots() {
             "docs/PROTOCOL.md lacks the {name} {value}"
         );
     }
-    for (_, _, _, root) in GOLDEN_TRACES {
+    for (_, _, _, output_hash, root) in GOLDEN_TRACES {
+        assert!(
+            flat.contains(output_hash),
+            "docs/PROTOCOL.md lacks the output hash {output_hash}"
+        );
         assert!(
             flat.contains(root),
             "docs/PROTOCOL.md lacks the trace root {root}"
@@ -116,7 +123,7 @@ fn golden_trace_roots_per_model() {
         CATALOGUE.len(),
         "one golden vector per catalogue model"
     );
-    for (model, steps, output, root) in GOLDEN_TRACES {
+    for (model, steps, output, output_hash, root) in GOLDEN_TRACES {
         let job = Job::new(model, b"attest golden vector", 8).unwrap();
         let exec = workload::execute(&job);
         assert_eq!(exec.step_count(), steps, "{model} steps");
@@ -126,6 +133,15 @@ fn golden_trace_roots_per_model() {
             "{model} output"
         );
         assert_eq!(exec.trace_root.to_string(), root, "{model} trace root");
+        assert_eq!(
+            exec.output_hash.to_string(),
+            output_hash,
+            "{model} output hash"
+        );
         assert_eq!(exec.output_hash, workload::output_hash(output.as_bytes()));
+        assert_eq!(
+            workload::accumulator(&exec.final_activation),
+            Some(exec.output_hash)
+        );
     }
 }

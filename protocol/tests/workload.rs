@@ -40,9 +40,17 @@ fn check_execution(job: &Job<'_>, exec: &Execution) -> Result<(), TestCaseError>
         exec.output
     );
     prop_assert_eq!(exec.output_hash, workload::output_hash(&exec.output));
+    // The output hash is the accumulator chain, spelled out independently here.
+    let chain = exec
+        .output
+        .iter()
+        .fold(attest_protocol::Hash([0; 32]), |acc, &b| {
+            hash_tagged("attest/output/v1", &[&acc.0, &[b]])
+        });
+    prop_assert_eq!(exec.output_hash, chain);
     prop_assert_eq!(
-        exec.output_hash,
-        hash_tagged("attest/output/v1", &[&exec.output])
+        workload::accumulator(&exec.final_activation),
+        Some(exec.output_hash)
     );
     prop_assert_eq!(exec.trace_root, merkle::root(&exec.leaves));
     prop_assert_eq!(exec.tree().root(), exec.trace_root);
@@ -51,11 +59,11 @@ fn check_execution(job: &Job<'_>, exec: &Execution) -> Result<(), TestCaseError>
     let spot = [0, 1, count / 2, count - 1];
     let mut spotted = Vec::new();
     let mut prev = job.initial_activation();
-    prop_assert_eq!(prev.len(), job.model().hidden);
+    prop_assert_eq!(prev.len(), job.activation_len());
     prop_assert!(prev.iter().all(|b| *b == 0));
     for i in 0..count {
         let act = step(job, i, &prev).expect("index in range, right width");
-        prop_assert_eq!(act.len(), job.model().hidden);
+        prop_assert_eq!(act.len(), job.activation_len());
         prop_assert_eq!(leaf_hash(i, &act), exec.leaves[i as usize], "step {}", i);
         if spot.contains(&i) {
             spotted.push((i, act.clone()));
@@ -122,7 +130,10 @@ proptest! {
         prop_assert_ne!(cheat.trace_root, honest.trace_root);
         prop_assert_eq!(cheat.trace_root, merkle::root(&cheat.leaves));
         prop_assert_eq!(cheat.output.len(), job.max_tokens() as usize);
-        prop_assert_eq!(cheat.output_hash, workload::output_hash(&cheat.output));
+        // The accumulator is part of the state: the corruption reaches the output hash,
+        // which is still what the last activation carries.
+        prop_assert_ne!(cheat.output_hash, honest.output_hash);
+        prop_assert_eq!(Some(cheat.output_hash), workload::accumulator(&cheat.final_activation));
     }
 
     #[test]
@@ -144,8 +155,8 @@ fn a_hook_that_does_nothing_is_an_honest_run() {
     let job = Job::new("attest-tiny-1b", b"hello", 5).expect("valid");
     let mut calls = Vec::new();
     let exec = execute_with(&job, |index, previous, act| {
-        assert_eq!(previous.len(), job.model().hidden);
-        assert_eq!(act.len(), job.model().hidden);
+        assert_eq!(previous.len(), job.activation_len());
+        assert_eq!(act.len(), job.activation_len());
         calls.push(index);
     });
     assert_eq!(exec, execute(&job));
@@ -194,12 +205,14 @@ fn step_rejects_bad_arguments() {
                 count
             })
         );
-        for width in [0, model.hidden - 1, model.hidden + 1, 1024] {
+        let len = job.activation_len();
+        assert_eq!(len, model.hidden + workload::ACC_BYTES);
+        for width in [0, model.hidden, len - 1, len + 1, 1024] {
             assert_eq!(
                 step(&job, 0, &vec![0; width]),
                 Err(WorkloadError::ActivationWidth {
                     model: model.id,
-                    expected: model.hidden,
+                    expected: len,
                     got: width
                 })
             );
@@ -261,7 +274,9 @@ fn job_new_checks_its_arguments() {
 fn catalogue_lookup() {
     for model in &CATALOGUE {
         assert_eq!(ModelSpec::find(model.id), Ok(model));
-        assert!(model.hidden <= attest_protocol::limits::MAX_ACTIVATION_BYTES);
+        assert!(
+            model.hidden + workload::ACC_BYTES <= attest_protocol::limits::MAX_ACTIVATION_BYTES
+        );
         assert_eq!(
             model.weight_bytes(),
             model.params * u64::from(model.bytes_per_param)

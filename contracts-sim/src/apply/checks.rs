@@ -85,8 +85,11 @@ impl State {
     }
 
     /// Rule "verdict": only the assigned checker, within its window. `Agree` settles the job
-    /// at once and pays the checker; `Disagree` must name a different trace root and the
-    /// job's step count, and opens a dispute.
+    /// at once and pays the checker. `Disagree` shows the checker's own last leaf, proven
+    /// against its own trace root: the root must differ from the provider's and the leaf from
+    /// the provider's last leaf (a checker that reached the same last state reached the same
+    /// output, and must agree). It opens a dispute between the agreed start and those two
+    /// different last leaves.
     pub(crate) fn verdict(
         &mut self,
         ctx: &Ctx,
@@ -129,24 +132,28 @@ impl State {
             }
             VerdictOutcome::Disagree {
                 trace_root,
-                step_count,
+                final_leaf,
+                final_proof,
             } => {
-                if *step_count != job.step_count {
-                    return Err(TxError::WrongStepCount {
-                        job: v.job,
-                        expected: job.step_count,
-                        got: *step_count,
-                    });
-                }
                 if *trace_root == result.trace_root {
                     return Err(TxError::DisagreeWithSameRoot { job: v.job });
+                }
+                let last = job.last_step();
+                if !final_proof.verify(trace_root, job.step_count, last, final_leaf) {
+                    return Err(TxError::BadFinalProof {
+                        job: v.job,
+                        index: last,
+                    });
+                }
+                if *final_leaf == result.final_leaf {
+                    return Err(TxError::DisagreementWithoutDifference { job: v.job });
                 }
                 events.push(Event::VerdictPosted {
                     job: v.job,
                     checker: signer,
                     agree: false,
                 });
-                self.open_dispute(ctx, v.job, signer, *trace_root, events)
+                self.open_dispute(ctx, v.job, signer, *trace_root, *final_leaf, events)
             }
         }
     }

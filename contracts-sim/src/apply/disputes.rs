@@ -1,39 +1,69 @@
 //! Rule "disputes": the bisection game over a trace and its one-step referee.
 //!
+//! # What is disputed
+//!
+//! An activation ends with the output accumulator, so the last leaf of a trace commits to its
+//! output. The provider's result opened its last leaf (`leaf_hash(L - 1, final_activation)`,
+//! proven against its root, the accumulator equal to the output hash), and a disagreeing
+//! checker showed its own last leaf, proven against its own root and different from the
+//! provider's (see [`crate::apply::jobs`] and [`crate::apply::checks`]). Every dispute is
+//! therefore between an agreed start, the initial activation (index -1, all zeros), and a
+//! disagreed end, leaf `L - 1`, whose two versions are known from the commit and the verdict.
+//! Between them lies a step whose previous leaf is agreed and whose own leaf is not, and one
+//! step of re-execution there says who is wrong. There is no void outcome.
+//!
 //! # The game
 //!
-//! A trace has `L` steps (leaves `0..L`). The game takes exactly `R = ceil(log2 L)` rounds,
-//! then a resolution phase (round number `R`). It bisects a virtual range of `2^R` indices
-//! `-1..2^R - 1`, where index `-1` is the initial activation (agreed by definition) and the
-//! virtual indices from `L - 1` up all stand for leaf `L - 1`, assumed disagreed because the
-//! committed roots differ. Padding to a power of two is what makes every dispute take exactly
-//! `R` rounds whatever the answers.
+//! A trace has `L` steps (leaves `0..L`). The game takes exactly `R = ceil(log2 L)` bisection
+//! rounds, then a resolution phase (round number `R`). It bisects a virtual range of `2^R`
+//! indices `-1..2^R - 1`, where index `-1` is the initial activation and the virtual indices
+//! from `L - 1` up all stand for leaf `L - 1`. Padding to a power of two is what makes every
+//! dispute take exactly `R` rounds whatever the answers.
 //!
-//! The state is `lo` (the highest agreed virtual index, initially -1) and the round `r`; the
-//! disagreed end is implied: `hi = lo + 2^(R - r)`. In round `r` both parties open the leaf at
-//! `min(mid, L - 1)` with `mid = lo + 2^(R - 1 - r)`, each with a Merkle proof against its own
-//! committed root (`MerkleProof::verify(root, L, index, leaf)`). Equal leaves set `lo = mid`;
-//! different leaves set `hi = mid` (and remember both leaves). After round `R - 1`,
-//! `hi = lo + 1`.
+//! The state is `lo` (the highest agreed virtual index, initially -1, with the leaf agreed
+//! there), the round `r`, and the two leaves at the disagreed end, which is implied:
+//! `hi = lo + 2^(R - r)` (initially `2^R - 1`, standing for `L - 1`, with the two last leaves).
+//! In round `r` both parties open the leaf at `min(mid, L - 1)` with
+//! `mid = lo + 2^(R - 1 - r)`, each with a Merkle proof against its own committed root
+//! (`MerkleProof::verify(root, L, index, leaf)`). Equal leaves set `lo = mid`; different
+//! leaves set `hi = mid` (and remember both leaves). A proof binds one leaf per root and
+//! index, so an opening of leaf `L - 1` repeats the last leaf already proven and is a
+//! disagreement: `lo` stays below `L - 1`. After round `R - 1`, `hi = lo + 1 <= L - 1` is a
+//! real step, and both parties' leaves at `hi` are known (opened in a round, or the last
+//! leaves when `hi = L - 1` was never opened).
 //!
 //! # Resolution
 //!
-//! - If `lo >= L - 1`, both parties opened leaf `L - 1` and it was equal: the roots differ
-//!   elsewhere, and the bisection cannot say who is wrong. The dispute is void: the client is
-//!   refunded, nobody is slashed. (An honest provider is then unpaid but never slashed; an
-//!   honest checker is never slashed for a trace the provider doctored off the bisection path.)
-//! - Otherwise `hi <= L - 1` is the first divergent step. If it was never opened (only when
-//!   `hi = L - 1 = 2^R - 1`), both parties open it in the resolution phase; equal leaves there
-//!   void the dispute as above. If `lo >= 0`, the challenger supplies the activation of step
-//!   `lo`, which must hash to the agreed leaf (`leaf_hash(lo, activation)`); for `lo = -1` the
-//!   job's initial activation is used. The contract runs `workload::step(job, hi, previous)`
-//!   once: the provider wins iff its leaf at `hi` is `leaf_hash(hi, result)`.
-//! - A party that misses the deadline of a round (or of the resolution phase) loses. If both
-//!   miss, the provider loses: its committed result is the claim under test.
+//! The referee runs `workload::step(job, hi, previous)` once, from the activation of step
+//! `lo`:
+//!
+//! - If `lo = -1`, that is the job's initial activation, and the move that completes the last
+//!   bisection round decides the dispute (with `R = 0`, a one-step trace, the verdict that
+//!   opens it does).
+//! - If `lo >= 0`, the challenger supplies it in the resolution phase: `activation_len()`
+//!   bytes whose `leaf_hash(lo, activation)` is the agreed leaf at `lo`. The witness decides
+//!   the dispute.
+//!
+//! The provider wins iff its leaf at `hi` is `leaf_hash(hi, result)`; otherwise it loses, as
+//! its committed result is the claim under test. (When the provider's leaf is wrong the
+//! challenger wins even if its own is wrong too.)
+//!
+//! # Deadlines
+//!
+//! Every round, and the resolution phase, lasts `dispute_round_blocks`. A party that has not
+//! made its move by the end of the deadline block loses: in a bisection round the provider if
+//! it has not opened (so the provider if both missed), otherwise the challenger; in the
+//! resolution phase only the challenger's witness is awaited, so the challenger.
+//!
+//! # Outcome
+//!
+//! The loser is slashed `slash_fraction_ppm` of its stake, `winner_share_ppm` of that (at least
+//! 20%) to the winner. A losing provider refunds the client in full and goes on probation
+//! (banned on a second loss); a losing challenger lets the job settle without its checker fee.
 
 use attest_protocol::tx::{DisputeMove, DisputeStep};
 use attest_protocol::workload::{self, leaf_hash};
-use attest_protocol::{AccountId, Hash, Height, JobId, Round};
+use attest_protocol::{AccountId, Hash, Height, JobId, MerkleProof, Round};
 
 use crate::error::TxError;
 use crate::events::{DisputeEnd, Event, JailReason, RefundReason, SlashReason};
@@ -57,7 +87,7 @@ pub fn round_mid(d: &Dispute) -> Option<u64> {
 }
 
 /// The step index both parties must open in the current round (in the resolution phase: the
-/// divergent step `lo + 1`).
+/// divergent step `lo + 1`, which the referee runs).
 pub fn round_index(d: &Dispute, steps: u64) -> Option<u64> {
     if d.round < d.rounds {
         Some(round_mid(d)?.min(steps.checked_sub(1)?))
@@ -72,18 +102,19 @@ enum Progress {
     Waiting,
     /// Decided.
     Resolved { winner: Side, end: DisputeEnd },
-    /// Neither party can be proven wrong.
-    Void { step: u64 },
 }
 
 impl State {
-    /// Rule "disagree opens a dispute" (called from the verdict rule).
+    /// Rule "disagree opens a dispute" (called from the verdict rule, which checked the
+    /// challenger's last leaf): the game starts between the initial activation and the two
+    /// last leaves.
     pub(crate) fn open_dispute(
         &mut self,
         ctx: &Ctx,
         id: JobId,
         challenger: AccountId,
         challenger_root: Hash,
+        challenger_final_leaf: Hash,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         let mut job = self.job_or_err(id)?;
@@ -105,10 +136,9 @@ impl State {
             round: 0,
             lo: None,
             agreed_leaf: None,
-            hi_leaves: None,
+            hi_leaves: (result.final_leaf, challenger_final_leaf),
             provider_leaf: None,
             challenger_leaf: None,
-            witness: None,
             deadline,
         };
         events.push(Event::DisputeOpened {
@@ -116,16 +146,19 @@ impl State {
             provider: job.provider,
             challenger,
             challenger_root,
+            challenger_final_leaf,
             step_count: job.step_count,
             rounds,
             deadline,
         });
+        // A one-step trace has no round to play: the referee decides at once.
+        let progress = try_resolve(&job, &dispute)?;
         job.phase = JobPhase::Disputed {
             result,
             dispute: Box::new(dispute),
         };
         self.put_job(id, job);
-        Ok(())
+        self.conclude(ctx, id, progress, events)
     }
 
     fn round_deadline(&self, ctx: &Ctx) -> Result<Height, TxError> {
@@ -136,9 +169,10 @@ impl State {
             .ok_or(TxError::Overflow { what: "a deadline" })
     }
 
-    /// Rule "dispute move": a party's opening or witness for the current round, before the
-    /// round's deadline. The move that completes a round advances the game; the move that
-    /// completes the resolution phase decides it.
+    /// Rule "dispute move": a party's opening for the current round, or the challenger's
+    /// witness in the resolution phase, before the deadline. The move that completes a round
+    /// advances the game; the move that completes the last round with `lo = -1`, or the
+    /// witness, decides it.
     pub(crate) fn dispute_move(
         &mut self,
         ctx: &Ctx,
@@ -189,7 +223,7 @@ impl State {
         let progress = if d.round < d.rounds {
             self.bisection_move(ctx, &mv_ctx, &mut d, &mv.step, events)?
         } else {
-            resolution_move(&mv_ctx, &mut d, &mv.step)?
+            resolution_move(&mv_ctx, &d, &mv.step)?
         };
         job.phase = JobPhase::Disputed {
             result,
@@ -229,7 +263,7 @@ impl State {
             d.lo = Some(mid);
             d.agreed_leaf = Some(p);
         } else {
-            d.hi_leaves = Some((p, c));
+            d.hi_leaves = (p, c);
         }
         events.push(Event::DisputeRound {
             job: m.id,
@@ -244,7 +278,7 @@ impl State {
         try_resolve(m.job, d)
     }
 
-    /// Applies a decided or void dispute.
+    /// Applies a decided dispute.
     fn conclude(
         &mut self,
         ctx: &Ctx,
@@ -255,10 +289,6 @@ impl State {
         match progress {
             Progress::Waiting => Ok(()),
             Progress::Resolved { winner, end } => self.finish_dispute(ctx, id, winner, end, events),
-            Progress::Void { step } => {
-                events.push(Event::DisputeVoid { job: id, step });
-                self.refund(id, RefundReason::DisputeVoid, events)
-            }
         }
     }
 
@@ -323,7 +353,10 @@ impl State {
     }
 
     /// Rule "missed dispute round": at the end of the deadline block, a party that has not
-    /// made its move loses (the provider first if both missed).
+    /// made its move loses. In a bisection round that is the provider if it has not opened
+    /// (the provider first if both missed), otherwise the challenger: the move that completes
+    /// a round advances it, so a round still waiting lacks at least one opening. In the
+    /// resolution phase only the challenger's witness is awaited.
     pub(crate) fn missed_dispute_round(
         &mut self,
         ctx: &Ctx,
@@ -334,37 +367,16 @@ impl State {
         let JobPhase::Disputed { dispute: d, .. } = &job.phase else {
             return Ok(());
         };
-        let (provider_missing, challenger_missing) = if d.round < d.rounds {
-            (d.provider_leaf.is_none(), d.challenger_leaf.is_none())
+        let provider_missing = d.round < d.rounds && d.provider_leaf.is_none();
+        let winner = if provider_missing {
+            Side::Challenger
         } else {
-            let needs_open = d.hi_leaves.is_none();
-            let needs_witness = d.lo.is_some() && d.witness.is_none();
-            (
-                needs_open && d.provider_leaf.is_none(),
-                (needs_open && d.challenger_leaf.is_none()) || needs_witness,
-            )
+            Side::Provider
         };
         let end = DisputeEnd::MissedRound {
             round: Round(d.round),
         };
-        let progress = if provider_missing {
-            Progress::Resolved {
-                winner: Side::Challenger,
-                end,
-            }
-        } else if challenger_missing {
-            Progress::Resolved {
-                winner: Side::Provider,
-                end,
-            }
-        } else {
-            // Every move was in, so the last one resolved the dispute; unreachable, but a
-            // void outcome slashes nobody if it ever were reached.
-            Progress::Void {
-                step: round_index(d, job.step_count).unwrap_or(0),
-            }
-        };
-        self.conclude(ctx, id, progress, events)
+        self.finish_dispute(ctx, id, winner, end, events)
     }
 }
 
@@ -385,7 +397,7 @@ fn open_leaf(
     expected: u64,
     index: u64,
     leaf: &Hash,
-    proof: &attest_protocol::MerkleProof,
+    proof: &MerkleProof,
 ) -> Result<(), TxError> {
     if index != expected {
         return Err(TxError::WrongIndex {
@@ -416,89 +428,63 @@ fn open_leaf(
     Ok(())
 }
 
-/// Rule "resolution phase": the challenger's witness for `lo`, and both parties' openings of
-/// the divergent step when no round opened it.
-fn resolution_move(
-    m: &MoveCtx<'_>,
-    d: &mut Dispute,
-    step: &DisputeStep,
-) -> Result<Progress, TxError> {
+/// Rule "resolution phase": the challenger's witness, the activation of step `lo`, which must
+/// be as wide as the job's activations and hash to the agreed leaf. It decides the dispute.
+fn resolution_move(m: &MoveCtx<'_>, d: &Dispute, step: &DisputeStep) -> Result<Progress, TxError> {
     let unexpected = |reason| TxError::UnexpectedMove { job: m.id, reason };
-    let hi = round_index(d, m.job.step_count).ok_or(TxError::Overflow {
-        what: "a dispute index",
-    })?;
-    match step {
-        DisputeStep::Witness { activation } => {
-            if m.side != Side::Challenger {
-                return Err(unexpected("only the challenger supplies the witness"));
-            }
-            let (Some(lo), Some(agreed)) = (d.lo, d.agreed_leaf) else {
-                return Err(unexpected("step 0 needs no witness"));
-            };
-            if d.witness.is_some() {
-                return Err(TxError::AlreadyMoved {
-                    job: m.id,
-                    who: m.signer,
-                    round: Round(d.round),
-                });
-            }
-            if leaf_hash(lo, activation) != agreed {
-                return Err(TxError::WitnessMismatch {
-                    job: m.id,
-                    index: lo,
-                });
-            }
-            // A witness the referee cannot run (wrong width) is refused now, so that the
-            // resolution below cannot fail on it.
-            let wjob = workload_job(m.job)?;
-            workload::step(&wjob, hi, activation)?;
-            d.witness = Some(activation.to_vec());
-        }
-        DisputeStep::Open { index, leaf, proof } => {
-            if d.hi_leaves.is_some() {
-                return Err(unexpected("the divergent step was opened in the bisection"));
-            }
-            open_leaf(m, d, hi, *index, leaf, proof)?;
-        }
+    let DisputeStep::Witness { activation } = step else {
+        return Err(unexpected(
+            "the bisection is over: only the challenger's witness is awaited",
+        ));
+    };
+    if m.side != Side::Challenger {
+        return Err(unexpected("only the challenger supplies the witness"));
     }
-    try_resolve(m.job, d)
+    let (Some(lo), Some(agreed)) = (d.lo, d.agreed_leaf) else {
+        // With lo = -1 the last bisection move decided the dispute; only a guard.
+        return Err(unexpected("step 0 needs no witness"));
+    };
+    let wjob = m.job.workload()?;
+    let expected = wjob.activation_len();
+    if activation.len() != expected {
+        return Err(TxError::WitnessWidth {
+            job: m.id,
+            expected,
+            got: activation.len(),
+        });
+    }
+    if leaf_hash(lo, activation) != agreed {
+        return Err(TxError::WitnessMismatch {
+            job: m.id,
+            index: lo,
+        });
+    }
+    referee(m.job, &wjob, d, activation)
 }
 
-/// The workload job a ledger job describes.
-fn workload_job(job: &Job) -> Result<workload::Job<'_>, TxError> {
-    Ok(workload::Job::new(
-        job.model.as_str(),
-        &job.input,
-        job.max_tokens,
-    )?)
-}
-
-/// Decides the dispute if the bisection is over and every needed move is in.
+/// Decides a dispute whose bisection is over with `lo = -1`: the referee starts from the
+/// job's initial activation, so no witness is needed. Anything else is still waiting.
 fn try_resolve(job: &Job, d: &Dispute) -> Result<Progress, TxError> {
-    if d.round < d.rounds {
+    if d.round < d.rounds || d.lo.is_some() {
         return Ok(Progress::Waiting);
     }
-    let last = job.step_count.saturating_sub(1);
-    if d.lo.is_some_and(|l| l >= last) {
-        return Ok(Progress::Void { step: last });
-    }
-    let hi = d.lo.map_or(0, |l| l + 1);
-    let (p, c) = match (d.hi_leaves, d.provider_leaf, d.challenger_leaf) {
-        (Some(leaves), _, _) => leaves,
-        (None, Some(p), Some(c)) => (p, c),
-        _ => return Ok(Progress::Waiting),
-    };
-    if p == c {
-        return Ok(Progress::Void { step: hi });
-    }
-    let wjob = workload_job(job)?;
-    let previous = match (d.lo, &d.witness) {
-        (None, _) => wjob.initial_activation(),
-        (Some(_), Some(w)) => w.clone(),
-        (Some(_), None) => return Ok(Progress::Waiting),
-    };
-    let activation = workload::step(&wjob, hi, &previous)?;
-    let winner = if p == leaf_hash(hi, &activation) {
+    let wjob = job.workload()?;
+    referee(job, &wjob, d, &wjob.initial_activation())
+}
+
+/// Rule "one-step referee": runs step `hi = lo + 1` once from `previous` (the activation of
+/// step `lo`); the provider wins iff its leaf at `hi` is the leaf of the result.
+fn referee(
+    job: &Job,
+    wjob: &workload::Job<'_>,
+    d: &Dispute,
+    previous: &[u8],
+) -> Result<Progress, TxError> {
+    let hi = round_index(d, job.step_count).ok_or(TxError::Overflow {
+        what: "a dispute index",
+    })?;
+    let activation = workload::step(wjob, hi, previous)?;
+    let winner = if d.hi_leaves.0 == leaf_hash(hi, &activation) {
         Side::Provider
     } else {
         Side::Challenger

@@ -2,7 +2,7 @@
 
 use attest_protocol::tx::{CommitResult, OpenJob};
 use attest_protocol::workload;
-use attest_protocol::{AccountId, Amount, Height, JobId};
+use attest_protocol::{AccountId, Amount, Hash, Height, JobId};
 
 use crate::error::TxError;
 use crate::events::{Event, RefundReason, SlashReason};
@@ -112,7 +112,9 @@ impl State {
     /// Rule "commit result": only the assigned provider, only while the job is open and no
     /// later than its deadline. The contract knows the model, input and token count, so the
     /// step count and token count must be the ones they give: a dispute is then only about
-    /// the trace's content. The spot-check draw runs here (see `checks`).
+    /// the trace's content. The result opens its last leaf (see [`check_final_leaf`]), so the
+    /// committed output is the one the committed trace ends in. The spot-check draw runs here
+    /// (see `checks`).
     pub(crate) fn commit_result(
         &mut self,
         ctx: &Ctx,
@@ -152,9 +154,11 @@ impl State {
                 got: c.tokens,
             });
         }
+        let final_leaf = check_final_leaf(&job, c)?;
         let result = Committed {
             output_hash: c.output_hash,
             trace_root: c.trace_root,
+            final_leaf,
             tokens: c.tokens,
             committed_at: ctx.height,
             seed: crate::draw::spot_check_seed(&ctx.block_hash, &c.job),
@@ -165,6 +169,7 @@ impl State {
             provider: signer,
             output_hash: c.output_hash,
             trace_root: c.trace_root,
+            final_leaf,
             step_count: c.step_count,
             tokens: c.tokens,
             selected,
@@ -273,4 +278,41 @@ impl State {
         self.penalize(ctx, provider, reason, events)?;
         self.refund(id, RefundReason::MissedCommit, events)
     }
+}
+
+/// Rule "commit result", the last leaf: the final activation is as wide as the job's
+/// activations, ends in the committed output hash (its accumulator), and is the last leaf of
+/// the committed trace. Returns that leaf, which is what a disagreeing checker must differ
+/// from. The step count was checked first: the committed trace has the job's leaf count.
+fn check_final_leaf(job: &Job, c: &CommitResult) -> Result<Hash, TxError> {
+    let expected = job.workload()?.activation_len();
+    let activation = c.final_activation.as_slice();
+    if activation.len() != expected {
+        return Err(TxError::FinalActivationWidth {
+            job: c.job,
+            expected,
+            got: activation.len(),
+        });
+    }
+    // The width is at least the accumulator's, so there is one.
+    let accumulator = workload::accumulator(activation).unwrap_or_default();
+    if accumulator != c.output_hash {
+        return Err(TxError::OutputHashMismatch {
+            job: c.job,
+            output_hash: c.output_hash,
+            accumulator,
+        });
+    }
+    let last = job.last_step();
+    let leaf = workload::leaf_hash(last, activation);
+    if !c
+        .final_proof
+        .verify(&c.trace_root, job.step_count, last, &leaf)
+    {
+        return Err(TxError::BadFinalProof {
+            job: c.job,
+            index: last,
+        });
+    }
+    Ok(leaf)
 }

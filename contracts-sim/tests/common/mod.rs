@@ -11,7 +11,7 @@ use attest_contracts_sim::{Ctx, Event, Genesis, JobPhase, Params, State, TxError
 use attest_protocol::tx::{
     Action, CommitResult, DisputeMove, DisputeStep, OpenJob, Verdict, VerdictOutcome,
 };
-use attest_protocol::workload::{self, execute_with};
+use attest_protocol::workload::{self, ACC_BYTES, Execution, execute_with};
 use attest_protocol::{
     AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height, JobId, MerkleTree,
     ModelId, Round, SecretKey, Signed, Tx, Verified,
@@ -208,20 +208,15 @@ impl Harness {
         }
     }
 
-    /// One party's opening for the current round (or the resolution phase).
+    /// One party's opening for the current round.
     pub fn open_move(&self, job: JobId, trace: &Trace) -> Action {
         let d = self.dispute(&job).expect("a dispute");
         let steps = self.state.job(&job).expect("job").step_count;
         let index = round_index(&d, steps).expect("index");
-        let proof = trace.tree.prove(index).expect("index in range");
         Action::Dispute(DisputeMove {
             job,
             round: Round(d.round),
-            step: DisputeStep::Open {
-                index,
-                leaf: trace.leaves[index as usize],
-                proof,
-            },
+            step: trace.opening(index),
         })
     }
 
@@ -232,14 +227,13 @@ impl Harness {
         Action::Dispute(DisputeMove {
             job,
             round: Round(d.round),
-            step: DisputeStep::Witness {
-                activation: Bytes::new(trace.activations[lo as usize].clone()).expect("small"),
-            },
+            step: trace.witness(lo),
         })
     }
 
-    /// Plays a dispute to the end with both parties answering from their traces. Returns
-    /// the events and the number of bisection rounds played.
+    /// Plays a dispute to the end with both parties answering from their traces: both open
+    /// in every bisection round, then the checker supplies its witness if one is needed.
+    /// Returns the events and the number of bisection rounds played.
     pub fn play_dispute(
         &mut self,
         job: JobId,
@@ -254,10 +248,6 @@ impl Harness {
                 let (p, c) = (self.open_move(job, provider), self.open_move(job, checker));
                 events.extend(self.send(PROVIDER, p).expect("provider opens"));
                 events.extend(self.send(CHECKER, c).expect("checker opens"));
-            } else if d.hi_leaves.is_none() && d.provider_leaf.is_none() {
-                let (p, c) = (self.open_move(job, provider), self.open_move(job, checker));
-                events.extend(self.send(PROVIDER, p).expect("provider opens hi"));
-                events.extend(self.send(CHECKER, c).expect("checker opens hi"));
             } else {
                 let w = self.witness_move(job, checker);
                 events.extend(self.send(CHECKER, w).expect("witness"));
@@ -310,62 +300,113 @@ impl JobSpec {
     }
 }
 
-/// A full trace: leaves, activations, tree and commitments.
+/// A full trace: the execution (leaves, root, output hash, final activation), every step's
+/// activation and the tree over the leaves.
 pub struct Trace {
-    pub leaves: Vec<Hash>,
+    pub exec: Execution,
     pub activations: Vec<Vec<u8>>,
     pub tree: MerkleTree,
-    pub output_hash: Hash,
-    pub root: Hash,
-    pub tokens: u32,
 }
 
 impl Trace {
-    /// The honest trace, or one whose activation at `corrupt` is flipped (and propagated).
+    /// The honest trace, or one whose hidden lane 0 at step `corrupt` is flipped and the
+    /// change propagated: every later state (its accumulator included) follows from the
+    /// flipped one, so the commit is consistent and, for every step the tests corrupt, every
+    /// leaf from `corrupt` on differs from the honest one, the last included (a dispute that
+    /// opens checks this).
     pub fn new(spec: &JobSpec, corrupt: Option<u64>) -> Self {
-        let job = spec.workload();
-        let mut activations = Vec::new();
-        let exec = execute_with(&job, |i, _, act| {
+        Self::with_hook(spec, |i, _, act| {
             if Some(i) == corrupt {
                 act[0] ^= 0x01;
             }
+        })
+    }
+
+    /// The trace `execute_with(job, hook)` gives, with every activation as it was hashed.
+    pub fn with_hook(spec: &JobSpec, mut hook: impl FnMut(u64, &[u8], &mut Vec<u8>)) -> Self {
+        let job = spec.workload();
+        let mut activations = Vec::new();
+        let exec = execute_with(&job, |i, prev, act| {
+            hook(i, prev, act);
             activations.push(act.clone());
         });
+        Self::from_parts(exec, activations)
+    }
+
+    fn from_parts(exec: Execution, activations: Vec<Vec<u8>>) -> Self {
         Self {
             tree: exec.tree(),
-            root: exec.trace_root,
-            output_hash: exec.output_hash,
-            leaves: exec.leaves,
+            exec,
             activations,
-            tokens: spec.max_tokens,
         }
     }
 
     /// The honest trace with only the leaf at `index` replaced (not propagated): a doctored
-    /// tree rather than a different execution.
+    /// tree rather than a different execution. Unless `index` is the last step, its last
+    /// leaf, and so its output, is the honest one.
     pub fn doctored(spec: &JobSpec, index: u64) -> Self {
-        let mut t = Self::new(spec, None);
-        t.leaves[index as usize] = Hash([0x5a; 32]);
-        t.tree = MerkleTree::new(t.leaves.clone());
-        t.root = t.tree.root();
-        t
+        let Self {
+            mut exec,
+            activations,
+            ..
+        } = Self::new(spec, None);
+        exec.leaves[index as usize] = Hash([0x5a; 32]);
+        exec.trace_root = exec.tree().root();
+        Self::from_parts(exec, activations)
+    }
+
+    /// A provider that computes honestly but lies about its output: the last step's
+    /// accumulator is replaced by `output_hash`, so the result it commits is consistent (the
+    /// final activation ends in that hash) and only the last leaf differs from the honest
+    /// trace.
+    pub fn wrong_output(spec: &JobSpec, output_hash: Hash) -> Self {
+        let last = spec.workload().step_count() - 1;
+        Self::with_hook(spec, |i, _, act| {
+            if i == last {
+                let tail = act.len() - ACC_BYTES;
+                act[tail..].copy_from_slice(&output_hash.0);
+            }
+        })
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.exec.step_count()
+    }
+
+    pub fn root(&self) -> Hash {
+        self.exec.trace_root
+    }
+
+    pub fn leaf(&self, index: u64) -> Hash {
+        self.exec.leaves[index as usize]
+    }
+
+    pub fn final_leaf(&self) -> Hash {
+        self.leaf(self.steps() - 1)
+    }
+
+    /// The opening of leaf `index` with its proof.
+    pub fn opening(&self, index: u64) -> DisputeStep {
+        DisputeStep::Open {
+            index,
+            leaf: self.leaf(index),
+            proof: self.tree.prove(index).expect("index in range"),
+        }
+    }
+
+    /// The witness for a divergence after step `lo`: the activation of step `lo`.
+    pub fn witness(&self, lo: u64) -> DisputeStep {
+        DisputeStep::Witness {
+            activation: Bytes::new(self.activations[lo as usize].clone()).expect("small"),
+        }
     }
 
     pub fn commit(&self, job: JobId) -> CommitResult {
-        CommitResult {
-            job,
-            output_hash: self.output_hash,
-            trace_root: self.root,
-            step_count: self.leaves.len() as u64,
-            tokens: self.tokens,
-        }
+        CommitResult::from_execution(job, &self.exec)
     }
 
     pub fn disagree(&self) -> VerdictOutcome {
-        VerdictOutcome::Disagree {
-            trace_root: self.root,
-            step_count: self.leaves.len() as u64,
-        }
+        VerdictOutcome::disagree(&self.exec)
     }
 }
 

@@ -64,7 +64,7 @@ const _: () = {
     let mut i = 0;
     while i < CATALOGUE.len() {
         assert!(CATALOGUE[i].hidden <= MAX_HIDDEN);
-        assert!(CATALOGUE[i].hidden <= crate::limits::MAX_ACTIVATION_BYTES);
+        assert!(CATALOGUE[i].hidden + super::ACC_BYTES <= crate::limits::MAX_ACTIVATION_BYTES);
         assert!(CATALOGUE[i].layers > 0 && CATALOGUE[i].shift > 0);
         i += 1;
     }

@@ -182,25 +182,37 @@ fn open_job() -> impl Strategy<Value = Action> {
 }
 
 fn commit_result() -> impl Strategy<Value = Action> {
-    (job_id(), hash(), hash(), any::<u64>(), any::<u32>()).prop_map(
-        |(job, output_hash, trace_root, step_count, tokens)| {
-            Action::CommitResult(CommitResult {
-                job,
-                output_hash,
-                trace_root,
-                step_count,
-                tokens,
-            })
-        },
+    (
+        (job_id(), hash(), hash(), any::<u64>(), any::<u32>()),
+        (bytes(160), merkle_proof()),
     )
+        .prop_map(
+            |(
+                (job, output_hash, trace_root, step_count, tokens),
+                (final_activation, final_proof),
+            )| {
+                Action::CommitResult(CommitResult {
+                    job,
+                    output_hash,
+                    trace_root,
+                    step_count,
+                    tokens,
+                    final_activation,
+                    final_proof,
+                })
+            },
+        )
 }
 
 pub fn verdict_outcome() -> impl Strategy<Value = VerdictOutcome> {
     prop_oneof![
         Just(VerdictOutcome::Agree),
-        (hash(), any::<u64>()).prop_map(|(trace_root, step_count)| VerdictOutcome::Disagree {
-            trace_root,
-            step_count
+        (hash(), hash(), merkle_proof()).prop_map(|(trace_root, final_leaf, final_proof)| {
+            VerdictOutcome::Disagree {
+                trace_root,
+                final_leaf,
+                final_proof,
+            }
         }),
     ]
 }
