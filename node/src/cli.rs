@@ -242,3 +242,86 @@ pub fn genesis(args: &GenesisArgs) -> Result<GenesisReport> {
         validators,
     })
 }
+
+/// The inputs of `attest node`, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct NodeArgs {
+    /// The node home (from `attest init`).
+    pub home: std::path::PathBuf,
+    /// The genesis file.
+    pub genesis: std::path::PathBuf,
+    /// Listen addresses overriding the config file.
+    pub listen: Vec<String>,
+    /// Bootnodes added to the config file's.
+    pub bootnodes: Vec<String>,
+}
+
+/// Loads everything `attest node` needs, naming the file and key of any problem.
+pub fn node_settings(args: &NodeArgs) -> Result<crate::shell::NodeSettings> {
+    use crate::config::{Config, files};
+    let config = Config::load(&args.home.join(files::CONFIG))?;
+    let genesis = crate::genesis::GenesisFile::load(&args.genesis)?;
+    let node_key = crate::keyfile::read(&args.home.join(files::NODE_KEY))?;
+    let account_key = crate::keyfile::read(&args.home.join(files::ACCOUNT_KEY))?;
+    let listen = if args.listen.is_empty() {
+        config.listen.clone()
+    } else {
+        args.listen.clone()
+    };
+    let parse = |what: &str, s: &String| -> Result<libp2p::Multiaddr> {
+        s.parse()
+            .map_err(|e| anyhow::anyhow!("{what} {s:?} is not a multiaddr: {e}"))
+    };
+    let listen = listen
+        .iter()
+        .map(|s| parse("listen address", s))
+        .collect::<Result<Vec<_>>>()?;
+    let bootnodes = config
+        .bootnodes
+        .iter()
+        .chain(&args.bootnodes)
+        .map(|s| parse("bootnode", s))
+        .collect::<Result<Vec<_>>>()?;
+    let core = crate::core::CoreConfig {
+        idle_block_interval_ms: config.idle_block_interval_ms,
+        mempool_max_txs: config.mempool_max_txs,
+        mempool_max_bytes: config.mempool_max_bytes,
+        ..crate::core::CoreConfig::default()
+    };
+    Ok(crate::shell::NodeSettings {
+        node_key,
+        account_key,
+        genesis,
+        data_dir: args.home.join(files::DATA),
+        listen,
+        bootnodes,
+        core,
+    })
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub fn run_node(args: &NodeArgs) -> Result<()> {
+    let settings = node_settings(args)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let (node, _handle) = crate::shell::Node::start(settings)?;
+        tracing::info!(peer_id = %node.peer_id(), "node started");
+        node.run(shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -31,12 +31,12 @@ pub struct GenesisFile {
 #[derive(Debug, thiserror::Error)]
 pub enum GenesisFileError {
     /// Reading or writing failed.
-    #[error("genesis file {path}: {source}")]
+    #[error("genesis file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a genesis file of this version.
     #[error("genesis file {path}: {detail}")]
@@ -47,12 +47,12 @@ pub enum GenesisFileError {
         detail: String,
     },
     /// The contract refused the genesis (duplicates, overflow, bad parameters).
-    #[error("genesis file {path}: {source}")]
+    #[error("genesis file {path}: {error}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// The contract's reason.
-        source: attest_contracts_sim::GenesisError,
+        error: attest_contracts_sim::GenesisError,
     },
 }
 
@@ -87,9 +87,9 @@ impl GenesisFile {
 
     /// Reads, parses and checks `path` (the contract must accept it).
     pub fn load(path: &Path) -> Result<Self, GenesisFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GenesisFileError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| GenesisFileError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let file: GenesisFile =
             serde_json::from_str(&text).map_err(|e| GenesisFileError::Parse {
@@ -102,10 +102,10 @@ impl GenesisFile {
                 detail: format!("schema {:?}; this node reads {SCHEMA:?}", file.schema),
             });
         }
-        attest_contracts_sim::State::from_genesis(&file.genesis).map_err(|source| {
+        attest_contracts_sim::State::from_genesis(&file.genesis).map_err(|error| {
             GenesisFileError::Invalid {
                 path: path.to_owned(),
-                source,
+                error,
             }
         })?;
         Ok(file)
@@ -113,9 +113,9 @@ impl GenesisFile {
 
     /// Writes the file as pretty JSON; refuses to replace an existing file.
     pub fn write(&self, path: &Path) -> Result<(), GenesisFileError> {
-        let io = |source| GenesisFileError::Io {
+        let io = |error| GenesisFileError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let json = serde_json::to_string_pretty(self).expect("genesis serializes");
         let mut f = std::fs::OpenOptions::new()

@@ -15,12 +15,12 @@ use attest_protocol::SecretKey;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// Reading, creating or writing the file failed.
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file already exists; keys are never overwritten.
     #[error("key file {path} already exists; refusing to overwrite a key")]
@@ -40,12 +40,12 @@ pub enum KeyFileError {
         mode: u32,
     },
     /// The contents are not a secret key.
-    #[error("key file {path}: {source}")]
+    #[error("key file {path}: {error}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// What is wrong with the text.
-        source: attest_protocol::ParseError,
+        error: attest_protocol::ParseError,
     },
     /// The OS could not supply randomness for a new key.
     #[error("drawing a new key from the OS random source: {0}")]
@@ -61,9 +61,9 @@ pub fn generate() -> Result<SecretKey, KeyFileError> {
 
 /// Writes `key` to a new file at `path` with mode 0600. An existing file is never replaced.
 pub fn write(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
-    let io = |source| KeyFileError::Io {
+    let io = |error| KeyFileError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let mut file = OpenOptions::new()
         .write(true)
@@ -83,9 +83,9 @@ pub fn write(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
 
 /// Reads the key at `path`, refusing a file that group or others may access.
 pub fn read(path: &Path) -> Result<SecretKey, KeyFileError> {
-    let io = |source| KeyFileError::Io {
+    let io = |error| KeyFileError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     let mode = meta.permissions().mode() & 0o7777;
@@ -99,7 +99,7 @@ pub fn read(path: &Path) -> Result<SecretKey, KeyFileError> {
     if meta.len() > 4096 {
         return Err(KeyFileError::Parse {
             path: path.to_owned(),
-            source: attest_protocol::ParseError::Length {
+            error: attest_protocol::ParseError::Length {
                 what: "key file",
                 expected: 78,
                 got: meta.len() as usize,
@@ -108,9 +108,9 @@ pub fn read(path: &Path) -> Result<SecretKey, KeyFileError> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(io)?;
-    SecretKey::from_text(&text).map_err(|source| KeyFileError::Parse {
+    SecretKey::from_text(&text).map_err(|error| KeyFileError::Parse {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

@@ -8,7 +8,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod consensus;
+pub mod core;
 pub mod genesis;
 pub mod keyfile;
 pub mod mempool;
 pub mod net;
+pub mod shell;
+pub mod store;

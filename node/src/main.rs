@@ -75,6 +75,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a node (logs on stderr; RUST_LOG sets the level).
+    Node {
+        /// The node home (from `attest init`).
+        #[arg(long)]
+        home: std::path::PathBuf,
+        /// The genesis file (from `attest genesis`).
+        #[arg(long)]
+        genesis: std::path::PathBuf,
+        /// libp2p listen multiaddr (repeatable); replaces the config file's.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Peer to dial, a multiaddr ending in /p2p/<PeerId> (repeatable).
+        #[arg(long = "bootnode")]
+        bootnodes: Vec<String>,
+    },
     /// List the model catalogue.
     Models {
         /// Print JSON (schema attest.models/1) instead of a table.
@@ -93,6 +108,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr, filtered by RUST_LOG (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(args: Args) -> Result<()> {
@@ -177,6 +202,20 @@ fn run(args: Args) -> Result<()> {
                     writeln!(out, "validator {} {}", v["account"], v["peer_id"])?;
                 }
             }
+        }
+        Command::Node {
+            home,
+            genesis,
+            listen,
+            bootnodes,
+        } => {
+            init_logging();
+            cli::run_node(&cli::NodeArgs {
+                home,
+                genesis,
+                listen,
+                bootnodes,
+            })?;
         }
         Command::Models { json } => {
             let rows = cli::models();

@@ -158,6 +158,11 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
+    /// Whether a transaction from `sender` with `nonce` is waiting.
+    pub fn has_sender_nonce(&self, sender: &AccountId, nonce: Nonce) -> bool {
+        self.by_sender.contains_key(&(*sender, nonce))
+    }
+
     /// Checks and admits `tx`, returning its hash. Cheap checks run before the signature.
     pub fn admit(&mut self, tx: SignedTx, state: &impl AccountView) -> Result<TxHash, AdmitError> {
         let len = encode(&tx).len();

@@ -1,0 +1,681 @@
+//! `NodeCore`: one node's ledger logic, sans-IO.
+//!
+//! It holds the committed chain, the mempool and the consensus instance, takes inputs
+//! (`handle_gossip`, `submit_tx`, `handle_timeout`, `handle_sync_response`, each with `now` in
+//! milliseconds since the Unix epoch) and yields effects (`poll_effect`) and its next deadline
+//! (`poll_timeout`). It never touches a socket, a file, the clock or OS randomness: the shell
+//! (`crate::shell`) and the simulator drive it and carry out its effects in order.
+//!
+//! Pacing: after a block commits the next height starts at once if transactions wait, and
+//! otherwise when the first transaction or consensus message for it arrives, or when the idle
+//! interval has passed, so an idle chain still makes blocks and time-based windows advance.
+
+pub mod chain;
+pub mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use attest_contracts_sim::Event;
+use attest_protocol::{
+    AccountId, Amount, Block, BlockHash, Canonical, CommitCertificate, Height, Nonce, SecretKey,
+    Signed, SignedTx, TxHash, Vote,
+};
+
+use crate::consensus::{
+    BlockValidity, Consensus, ConsensusConfig, Input, InputError, Output, OwnMessage,
+    TimeoutConfig, TimeoutId,
+};
+use crate::genesis::GenesisFile;
+use crate::mempool::{AccountView, AdmitError, Mempool};
+use crate::net::topic;
+use crate::store::{Store, StoreError};
+use chain::{Applied, BlockError, Chain, ChainError};
+use wire::{ConsensusMessage, SyncRequest, SyncResponse};
+
+/// A peer, as the bytes of its libp2p PeerId: the core does not depend on libp2p.
+pub type PeerKey = Vec<u8>;
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// An idle chain makes a block after this many milliseconds.
+    pub idle_block_interval_ms: u64,
+    /// Mempool bound on transactions.
+    pub mempool_max_txs: usize,
+    /// Mempool bound on bytes.
+    pub mempool_max_bytes: usize,
+    /// Consensus timeouts.
+    pub timeouts: TimeoutConfig,
+    /// Own consensus messages are sent again this often while a height is undecided: gossip
+    /// may lose them, and Tendermint is live only if they eventually arrive.
+    pub rebroadcast_interval_ms: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            idle_block_interval_ms: 1_000,
+            mempool_max_txs: 10_000,
+            mempool_max_bytes: 32 * 1024 * 1024,
+            timeouts: TimeoutConfig::default(),
+            rebroadcast_interval_ms: 2_000,
+        }
+    }
+}
+
+/// Something the host must do. Effects are carried out in the order they are polled: a
+/// `Persist*` effect must be durable before any later effect is carried out.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Append our own vote to the write-ahead log, durably.
+    PersistVote(Signed<Vote>),
+    /// Store a committed block and its certificate, durably.
+    PersistBlock(Box<(Block, CommitCertificate)>),
+    /// Publish `data` on gossip topic `topic`.
+    Broadcast {
+        /// The topic.
+        topic: &'static str,
+        /// The canonical bytes.
+        data: Vec<u8>,
+    },
+    /// Send a sync request to `peer`; hand its answer to `handle_sync_response`.
+    Request {
+        /// The peer.
+        peer: PeerKey,
+        /// The canonical bytes of a [`SyncRequest`].
+        data: Vec<u8>,
+    },
+    /// A block committed (for logs, the API and metrics).
+    Committed {
+        /// Its height.
+        height: Height,
+        /// Its hash.
+        hash: BlockHash,
+        /// How many transactions it carried.
+        txs: usize,
+        /// What the contract did.
+        events: Vec<Event>,
+    },
+}
+
+/// What to tell gossipsub about a received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid (bad signature, malformed): drop it and penalize the sender.
+    Reject(String),
+    /// Not useful (duplicate, stale) but not malicious: drop it.
+    Ignore(String),
+}
+
+/// Why a node could not start from its store.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The genesis is unusable.
+    #[error(transparent)]
+    Genesis(#[from] ChainError),
+    /// Reading the store failed or found corrupt data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored block does not replay: the store does not belong to this chain or is corrupt.
+    #[error("stored block {height} does not replay: {error}")]
+    Replay {
+        /// The block's height.
+        height: Height,
+        /// Why.
+        error: Box<BlockError>,
+    },
+    /// After a stored block nobody is left to validate.
+    #[error("after stored block {height}: {error}")]
+    NoValidators {
+        /// The block's height.
+        height: Height,
+        /// Why the set is unusable.
+        error: crate::consensus::ValidatorSetError,
+    },
+    /// The write-ahead log cannot be restored.
+    #[error("vote log: {0}")]
+    Wal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Consensus(TimeoutId),
+    StartHeight(Height),
+    Rebroadcast(Height),
+}
+
+/// The node core.
+pub struct NodeCore {
+    chain: Chain,
+    consensus: Consensus,
+    mempool: Mempool,
+    key: Option<SecretKey>,
+    config: CoreConfig,
+    /// The height consensus is running, or `None` while waiting to start the next one.
+    running: Option<Height>,
+    /// Deadline (ms) and a sequence number to keep equal deadlines apart.
+    timers: BTreeMap<(u64, u64), Timer>,
+    timer_seq: u64,
+    effects: VecDeque<Effect>,
+    /// States of proposed blocks already checked at the running height, by block hash.
+    checked: BTreeMap<BlockHash, Applied>,
+    /// The peer we are syncing from, if any.
+    syncing: Option<PeerKey>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("height", &self.chain.height())
+            .field("running", &self.running)
+            .field("mempool", &self.mempool)
+            .finish()
+    }
+}
+
+impl NodeCore {
+    /// Opens a node on `store`: replays every stored block (checking certificates and state
+    /// roots), restores our own votes, and starts the next height. `key` is the validator
+    /// account key, `None` for a node that only follows.
+    pub fn open(
+        genesis: &GenesisFile,
+        key: Option<SecretKey>,
+        config: CoreConfig,
+        store: &dyn Store,
+        now_ms: u64,
+    ) -> Result<Self, CoreError> {
+        let mut chain = Chain::new(genesis)?;
+        let latest = store.latest_height();
+        if latest.0 > 0 {
+            for item in store.blocks(Height(1)..=latest) {
+                let (block, cert) = item?;
+                let height = block.header.height;
+                let applied =
+                    chain
+                        .check_committed(&block, &cert)
+                        .map_err(|e| CoreError::Replay {
+                            height,
+                            error: Box::new(e),
+                        })?;
+                chain
+                    .commit(&block, cert, applied)
+                    .map_err(|e| CoreError::NoValidators { height, error: e })?;
+            }
+        }
+        let next = chain.height().next();
+        let wal: Vec<OwnMessage> = store
+            .own_votes(next)?
+            .into_iter()
+            .map(OwnMessage::Vote)
+            .collect();
+        let consensus_config = ConsensusConfig {
+            chain_id: chain.chain_id().clone(),
+            timeouts: config.timeouts,
+        };
+        let consensus = Consensus::new(consensus_config, key.clone(), wal)
+            .map_err(|e| CoreError::Wal(e.to_string()))?;
+        let mempool = Mempool::new(
+            chain.chain_id().clone(),
+            config.mempool_max_txs,
+            config.mempool_max_bytes,
+        );
+        let mut core = Self {
+            chain,
+            consensus,
+            mempool,
+            key,
+            config,
+            running: None,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            effects: VecDeque::new(),
+            checked: BTreeMap::new(),
+            syncing: None,
+        };
+        core.start_height(now_ms);
+        Ok(core)
+    }
+
+    /// The committed chain.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// Transactions waiting in the mempool.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called (ms since the epoch).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Fires every timer due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some((&(at, seq), &timer)) = self.timers.iter().next() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.remove(&(at, seq));
+            match timer {
+                Timer::Consensus(id) => self.feed(now_ms, Input::TimeoutElapsed(id)),
+                Timer::StartHeight(h)
+                    if self.running.is_none() && h == self.chain.height().next() =>
+                {
+                    self.start_height(now_ms)
+                }
+                Timer::Rebroadcast(h) if self.running == Some(h) => {
+                    for message in self.consensus.own_messages() {
+                        self.broadcast_own(message);
+                    }
+                    self.arm(
+                        now_ms + self.config.rebroadcast_interval_ms,
+                        Timer::Rebroadcast(h),
+                    );
+                }
+                Timer::StartHeight(_) | Timer::Rebroadcast(_) => {}
+            }
+        }
+    }
+
+    /// A transaction from a local client: admitted to the mempool and gossiped.
+    pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
+        let data = tx.encode();
+        let hash = self.mempool.admit(tx, &View(&self.chain))?;
+        self.effects.push_back(Effect::Broadcast {
+            topic: topic::TXS,
+            data,
+        });
+        self.on_tx_waiting(now_ms);
+        Ok(hash)
+    }
+
+    /// A gossip message on `topic` from `from`.
+    pub fn handle_gossip(
+        &mut self,
+        now_ms: u64,
+        from: &PeerKey,
+        topic_name: &str,
+        data: &[u8],
+    ) -> GossipVerdict {
+        match topic_name {
+            topic::TXS => self.gossip_tx(now_ms, data),
+            topic::CONSENSUS => self.gossip_consensus(now_ms, from, data),
+            // Adverts belong to the market; until it exists they are neither judged nor kept.
+            _ => GossipVerdict::Ignore(format!("topic {topic_name} is not handled")),
+        }
+    }
+
+    fn gossip_tx(&mut self, now_ms: u64, data: &[u8]) -> GossipVerdict {
+        let tx = match SignedTx::decode(data) {
+            Ok(tx) => tx,
+            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        };
+        match self.mempool.admit(tx, &View(&self.chain)) {
+            Ok(_) => {
+                self.on_tx_waiting(now_ms);
+                GossipVerdict::Accept
+            }
+            Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
+                GossipVerdict::Reject(e.to_string())
+            }
+            Err(e) => GossipVerdict::Ignore(e.to_string()),
+        }
+    }
+
+    fn gossip_consensus(&mut self, now_ms: u64, from: &PeerKey, data: &[u8]) -> GossipVerdict {
+        let message = match ConsensusMessage::decode(data) {
+            Ok(m) => m,
+            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        };
+        let height = match &message {
+            ConsensusMessage::Proposal(p) => p.body.height,
+            ConsensusMessage::Vote(v) => v.body.height,
+        };
+        // A message for the next height starts it: the others are already there.
+        if self.running.is_none() && height == self.chain.height().next() {
+            self.start_height(now_ms);
+        }
+        // A message for a later height means the sender committed a block we lack. Nobody
+        // sends messages for a decided height again, so only sync can bring it.
+        if height > self.chain.height().next() {
+            self.request_sync(from.clone());
+        }
+        let input = match message {
+            ConsensusMessage::Proposal(p) => {
+                let validity = self.judge(now_ms, &p);
+                Input::Proposal {
+                    proposal: *p,
+                    validity,
+                }
+            }
+            ConsensusMessage::Vote(v) => Input::Vote(v),
+        };
+        match self.consensus.handle(input) {
+            Ok(outputs) => {
+                self.carry_out(now_ms, outputs);
+                GossipVerdict::Accept
+            }
+            Err(InputError::FarFutureHeight { .. }) => {
+                self.request_sync(from.clone());
+                GossipVerdict::Ignore("far-future height: syncing".into())
+            }
+            Err(e @ (InputError::BadSignature(_) | InputError::NotAValidator(_))) => {
+                GossipVerdict::Reject(e.to_string())
+            }
+            Err(
+                e @ (InputError::WrongProposer { .. }
+                | InputError::BlockMismatch { .. }
+                | InputError::BlockBody(_)
+                | InputError::InvalidPolRound { .. }),
+            ) => GossipVerdict::Reject(e.to_string()),
+            Err(e) => GossipVerdict::Ignore(e.to_string()),
+        }
+    }
+
+    /// Checks a proposed block against the chain, keeping the state it leads to.
+    fn judge(
+        &mut self,
+        now_ms: u64,
+        proposal: &Signed<attest_protocol::Proposal>,
+    ) -> BlockValidity {
+        let block = &proposal.body.block;
+        if block.header.height != self.chain.height().next() {
+            // Consensus buffers or drops it; a buffered one comes back as RecheckProposal.
+            return BlockValidity::Invalid;
+        }
+        let hash = block.hash();
+        if self.checked.contains_key(&hash) {
+            return BlockValidity::Valid;
+        }
+        if self.consensus.precheck_proposal(proposal).is_err() {
+            return BlockValidity::Invalid;
+        }
+        match self.chain.check_proposal(block, now_ms) {
+            Ok(applied) => {
+                // A few distinct blocks per height at most (two per round per proposer are
+                // accepted by consensus); clear when the height moves on.
+                self.checked.insert(hash, applied);
+                BlockValidity::Valid
+            }
+            Err(_) => BlockValidity::Invalid,
+        }
+    }
+
+    fn feed(&mut self, now_ms: u64, input: Input) {
+        // Rejections of our own inputs (stale timers, late values) change nothing.
+        if let Ok(outputs) = self.consensus.handle(input) {
+            self.carry_out(now_ms, outputs);
+        }
+    }
+
+    fn carry_out(&mut self, now_ms: u64, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::PersistAndBroadcastVote(v) => {
+                    self.effects.push_back(Effect::PersistVote(v.clone()));
+                    self.broadcast_own(OwnMessage::Vote(v));
+                }
+                Output::BroadcastVote(v) => self.broadcast_own(OwnMessage::Vote(v)),
+                // Proposals are not logged: re-proposing after a restart costs a round but is
+                // not slashable.
+                Output::PersistAndBroadcastProposal(p) | Output::BroadcastProposal(p) => {
+                    self.broadcast_own(OwnMessage::Proposal(Box::new(p)))
+                }
+                Output::ScheduleTimeout { id, duration } => {
+                    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                    self.arm(now_ms.saturating_add(ms), Timer::Consensus(id));
+                }
+                Output::GetValue { height, round, .. } => self.propose(now_ms, height, round),
+                Output::Decided { block, certificate } => self.decided(now_ms, block, certificate),
+                Output::Equivocation(evidence) => self.report_equivocation(now_ms, evidence),
+                Output::RecheckProposal(p) => {
+                    let validity = self.judge(now_ms, &p);
+                    self.feed(
+                        now_ms,
+                        Input::Proposal {
+                            proposal: p,
+                            validity,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn broadcast_own(&mut self, message: OwnMessage) {
+        let message = match message {
+            OwnMessage::Vote(v) => ConsensusMessage::Vote(v),
+            OwnMessage::Proposal(p) => ConsensusMessage::Proposal(p),
+        };
+        self.effects.push_back(Effect::Broadcast {
+            topic: topic::CONSENSUS,
+            data: message.encode(),
+        });
+    }
+
+    fn propose(&mut self, now_ms: u64, height: Height, round: attest_protocol::Round) {
+        let Some(key) = &self.key else { return };
+        let candidates = self.mempool.reap(
+            attest_protocol::limits::MAX_BLOCK_TXS,
+            attest_protocol::limits::MAX_BLOCK_BYTES / 2,
+            &View(&self.chain),
+        );
+        let (block, applied) = self.chain.build_block(key.public(), now_ms, candidates);
+        self.checked.insert(applied.hash, applied);
+        self.feed(
+            now_ms,
+            Input::ProposeValue {
+                height,
+                round,
+                block,
+            },
+        );
+    }
+
+    fn decided(&mut self, now_ms: u64, block: Block, certificate: CommitCertificate) {
+        let hash = block.hash();
+        let applied = match self.checked.remove(&hash) {
+            Some(applied) => applied,
+            // Decided without our having checked it (we joined late): check it now. A block
+            // with a valid certificate that does not apply means this node's state diverged,
+            // which only a bug can cause; it stops following rather than commit garbage.
+            None => match self.chain.check_committed(&block, &certificate) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    tracing::error!(height = block.header.height.0, error = %e, "decided block does not apply");
+                    return;
+                }
+            },
+        };
+        self.commit(now_ms, block, certificate, applied);
+    }
+
+    fn commit(
+        &mut self,
+        now_ms: u64,
+        block: Block,
+        certificate: CommitCertificate,
+        applied: Applied,
+    ) {
+        let height = block.header.height;
+        let hash = applied.hash;
+        let events = applied.events.clone();
+        let tx_hashes: Vec<TxHash> = block.txs.iter().map(attest_protocol::tx_hash).collect();
+        let txs = tx_hashes.len();
+        self.effects.push_back(Effect::PersistBlock(Box::new((
+            block.clone(),
+            certificate.clone(),
+        ))));
+        if let Err(e) = self.chain.commit(&block, certificate, applied) {
+            // Every stake was slashed or jailed away: nobody can decide the next height.
+            tracing::error!(height = height.0, error = %e, "no validators after this block");
+        }
+        self.mempool
+            .remove_committed(&tx_hashes, &View(&self.chain));
+        self.checked.clear();
+        self.running = None;
+        self.effects.push_back(Effect::Committed {
+            height,
+            hash,
+            txs,
+            events,
+        });
+        if self.mempool.is_empty() {
+            let at = now_ms + self.config.idle_block_interval_ms;
+            self.arm(at, Timer::StartHeight(height.next()));
+        } else {
+            self.start_height(now_ms);
+        }
+    }
+
+    fn on_tx_waiting(&mut self, now_ms: u64) {
+        if self.running.is_none() {
+            self.start_height(now_ms);
+        }
+    }
+
+    fn start_height(&mut self, now_ms: u64) {
+        let height = self.chain.height().next();
+        if self.running == Some(height) {
+            return;
+        }
+        self.running = Some(height);
+        let validators = self.chain.validators().clone();
+        self.feed(now_ms, Input::StartHeight { height, validators });
+        self.arm(
+            now_ms + self.config.rebroadcast_interval_ms,
+            Timer::Rebroadcast(height),
+        );
+    }
+
+    fn arm(&mut self, at: u64, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), timer);
+    }
+
+    fn report_equivocation(
+        &mut self,
+        now_ms: u64,
+        evidence: attest_protocol::tx::EquivocationEvidence,
+    ) {
+        let Some(key) = self.key.clone() else { return };
+        let view = View(&self.chain);
+        let account = key.public();
+        // Our next nonce past anything of ours already waiting.
+        let mut nonce = view.nonce(&account);
+        while self.mempool_has_nonce(&account, nonce) {
+            nonce = Nonce(nonce.0 + 1);
+        }
+        let tx = attest_protocol::Tx {
+            nonce,
+            fee: self.chain.state().params().min_fee,
+            action: attest_protocol::Action::Equivocation(Box::new(evidence)),
+        };
+        let signed = Signed::sign(self.chain.chain_id(), &key, tx);
+        if let Err(e) = self.submit_tx(now_ms, signed) {
+            tracing::warn!(error = %e, "could not submit equivocation evidence");
+        }
+    }
+
+    fn mempool_has_nonce(&self, account: &AccountId, nonce: Nonce) -> bool {
+        self.mempool.has_sender_nonce(account, nonce)
+    }
+
+    fn request_sync(&mut self, peer: PeerKey) {
+        if self.syncing.is_some() {
+            return;
+        }
+        let from = self.chain.height().next();
+        let to = Height(from.0 + wire::MAX_SYNC_BLOCKS as u64 - 1);
+        self.syncing = Some(peer.clone());
+        self.effects.push_back(Effect::Request {
+            peer,
+            data: SyncRequest { from, to }.encode(),
+        });
+    }
+
+    /// The answer to a sync request (or `None` if the request failed). Blocks are checked
+    /// against their certificates and applied; if the peer is further ahead, the next batch
+    /// is requested.
+    pub fn handle_sync_response(&mut self, now_ms: u64, from: &PeerKey, data: Option<&[u8]>) {
+        if self.syncing.as_ref() != Some(from) {
+            return;
+        }
+        self.syncing = None;
+        let Some(response) = data.and_then(|d| SyncResponse::decode(d).ok()) else {
+            return;
+        };
+        let mut advanced = false;
+        for (block, certificate) in response.blocks.into_vec() {
+            if block.header.height != self.chain.height().next() {
+                break;
+            }
+            match self.chain.check_committed(&block, &certificate) {
+                Ok(applied) => {
+                    self.commit(now_ms, block, certificate, applied);
+                    advanced = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync: peer sent a block that does not verify");
+                    return;
+                }
+            }
+        }
+        if advanced && response.latest > self.chain.height() {
+            self.request_sync(from.clone());
+        } else if advanced {
+            self.start_height(now_ms);
+        }
+    }
+
+    /// Answers a sync request from `store`, or `None` for a malformed request.
+    pub fn serve_sync(store: &dyn Store, data: &[u8]) -> Option<Vec<u8>> {
+        let request = SyncRequest::decode(data).ok()?;
+        let latest = store.latest_height();
+        let to = Height(
+            request
+                .to
+                .0
+                .min(latest.0)
+                .min(request.from.0 + wire::MAX_SYNC_BLOCKS as u64 - 1),
+        );
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        if request.from.0 >= 1 && request.from <= to {
+            for item in store.blocks(request.from..=to) {
+                let Ok(pair) = item else { break };
+                bytes += pair.0.encode().len();
+                if bytes > wire::SYNC_RESPONSE_BUDGET && !blocks.is_empty() {
+                    break;
+                }
+                blocks.push(pair);
+            }
+        }
+        let blocks = attest_protocol::BoundedVec::new(blocks).ok()?;
+        Some(SyncResponse { latest, blocks }.encode())
+    }
+}
+
+/// The mempool's view of committed state.
+struct View<'a>(&'a Chain);
+
+impl AccountView for View<'_> {
+    fn nonce(&self, account: &AccountId) -> Nonce {
+        self.0.state().account(account).nonce
+    }
+    fn balance(&self, account: &AccountId) -> Amount {
+        self.0.state().account(account).balance
+    }
+    fn min_fee(&self) -> Amount {
+        self.0.state().params().min_fee
+    }
+}

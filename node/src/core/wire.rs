@@ -1,0 +1,58 @@
+//! The node's wire envelopes: what travels on the consensus topic and over sync requests.
+//! Each has a canonical encoding with a size bound, like every protocol type.
+
+use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_SMALL_MESSAGE_BYTES};
+use attest_protocol::{
+    Block, BoundedVec, Canonical, CommitCertificate, Height, Proposal, Signed, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+/// A message on the consensus topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsensusMessage {
+    /// A proposer's block for a round.
+    Proposal(Box<Signed<Proposal>>),
+    /// A validator's vote.
+    Vote(Signed<Vote>),
+}
+
+impl Canonical for ConsensusMessage {
+    const NAME: &'static str = "consensus message";
+    const MAX_ENCODED_LEN: usize = MAX_BLOCK_BYTES + 64 * 1024;
+}
+
+/// The most blocks one sync response carries. Blocks are usually small (a few KiB); a batch
+/// bound keeps a response under the request-response limit even for full blocks, because
+/// the responder also stops at [`SYNC_RESPONSE_BUDGET`] bytes.
+pub const MAX_SYNC_BLOCKS: usize = 64;
+/// The bytes a responder puts in one sync response at most (the request-response limit is
+/// 16 MiB; a block at its limit is ~8 MiB, so one always fits).
+pub const SYNC_RESPONSE_BUDGET: usize = 12 * 1024 * 1024;
+
+/// Asks a peer for committed blocks `from..=to` with their certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The first height wanted.
+    pub from: Height,
+    /// The last height wanted; a responder may send fewer.
+    pub to: Height,
+}
+
+impl Canonical for SyncRequest {
+    const NAME: &'static str = "sync request";
+    const MAX_ENCODED_LEN: usize = MAX_SMALL_MESSAGE_BYTES;
+}
+
+/// Committed blocks with their certificates, in height order, and the responder's height.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// The responder's latest committed height.
+    pub latest: Height,
+    /// Blocks from the requested start, contiguous.
+    pub blocks: BoundedVec<(Block, CommitCertificate), MAX_SYNC_BLOCKS>,
+}
+
+impl Canonical for SyncResponse {
+    const NAME: &'static str = "sync response";
+    const MAX_ENCODED_LEN: usize = 16 * 1024 * 1024;
+}

@@ -1,0 +1,354 @@
+//! The shell: one tokio task that owns the libp2p swarm, the store and the `NodeCore`, and only
+//! translates between them.
+//!
+//! Each turn of the loop takes one event (a swarm event, a due timer, a local command or the
+//! shutdown signal), hands it to the core with the wall-clock time, and then carries out every
+//! effect the core queued, in order: persistence is synchronous and complete before the next
+//! effect (a vote reaches the disk before the network), publishing never waits for a peer.
+//! Nothing here decides anything about the ledger.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::request_response::{self, Message, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use attest_protocol::{BlockHash, Height, SecretKey, SignedTx, TxHash};
+
+use crate::core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey};
+use crate::genesis::GenesisFile;
+use crate::mempool::AdmitError;
+use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
+use crate::store::{GenesisId, SledStore, Store};
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The node's identity key.
+    pub node_key: SecretKey,
+    /// The validator account key.
+    pub account_key: SecretKey,
+    /// The chain.
+    pub genesis: GenesisFile,
+    /// Where the store lives.
+    pub data_dir: std::path::PathBuf,
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial (with `/p2p/` ids).
+    pub bootnodes: Vec<Multiaddr>,
+    /// Core settings.
+    pub core: CoreConfig,
+}
+
+/// A request from a local client (the HTTP API) to the node loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Admit and gossip a transaction.
+    SubmitTx(Box<SignedTx>, oneshot::Sender<Result<TxHash, AdmitError>>),
+    /// The node's status.
+    Status(oneshot::Sender<Status>),
+}
+
+/// A snapshot of the node for `GET /v1/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The node's PeerId.
+    pub peer_id: String,
+    /// The validator account.
+    pub account: String,
+    /// The last committed height.
+    pub height: Height,
+    /// The last committed block's hash.
+    pub latest_block_hash: BlockHash,
+    /// Connected peers.
+    pub peers: usize,
+    /// Transactions waiting.
+    pub mempool: usize,
+}
+
+/// A handle to a running node: cloneable, talks to the loop over a bounded channel.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// Submits a transaction; answers with its hash or why it was refused.
+    pub async fn submit(&self, tx: SignedTx) -> Result<Result<TxHash, AdmitError>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SubmitTx(Box::new(tx), reply))
+            .await
+            .context("node stopped")?;
+        rx.await.context("node stopped")
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Status(reply))
+            .await
+            .context("node stopped")?;
+        rx.await.context("node stopped")
+    }
+}
+
+/// Bound on queued local commands: the API waits rather than piling up work.
+const COMMAND_QUEUE: usize = 1024;
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The running node.
+pub struct Node {
+    swarm: Swarm<Behaviour>,
+    core: NodeCore,
+    store: SledStore,
+    commands: mpsc::Receiver<Command>,
+    pending: BTreeMap<OutboundRequestId, PeerKey>,
+    account: String,
+    bootnodes: Vec<Multiaddr>,
+}
+
+/// How often unconnected bootnodes are dialled again: nodes of a testnet start in any order,
+/// and a bootnode that was not up yet must still be reached.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("core", &self.core).finish()
+    }
+}
+
+impl Node {
+    /// Opens the store, replays it, builds the swarm and starts listening and dialling.
+    pub fn start(settings: NodeSettings) -> Result<(Self, NodeHandle)> {
+        let genesis_id = GenesisId {
+            chain_id: settings.genesis.genesis.chain_id.clone(),
+            hash: settings.genesis.hash(),
+        };
+        let store = SledStore::open(&settings.data_dir, &genesis_id)?;
+        let core = NodeCore::open(
+            &settings.genesis,
+            Some(settings.account_key.clone()),
+            settings.core.clone(),
+            &store,
+            now_ms(),
+        )?;
+        let mut swarm = net::build_swarm(&NetConfig::new(settings.node_key.seed()))?;
+        for addr in &settings.listen {
+            net::listen(&mut swarm, addr.clone())?;
+        }
+        for addr in &settings.bootnodes {
+            if net::bootnode_peer(addr).is_none() {
+                anyhow::bail!("bootnode {addr} lacks a /p2p/<PeerId> suffix");
+            }
+        }
+        let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let node = Self {
+            swarm,
+            core,
+            store,
+            commands,
+            pending: BTreeMap::new(),
+            account: settings.account_key.public().to_string(),
+            bootnodes: settings.bootnodes.clone(),
+        };
+        Ok((node, NodeHandle { commands: tx }))
+    }
+
+    /// The addresses the swarm listens on so far.
+    pub fn listeners(&self) -> Vec<Multiaddr> {
+        self.swarm.listeners().cloned().collect()
+    }
+
+    /// The node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs until `shutdown` resolves; the store is flushed on the way out.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        self.carry_out()?;
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            let sleep = match self.core.poll_timeout() {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
+                _ = redial.tick() => self.dial_bootnodes(),
+                () = &mut shutdown => break,
+            }
+            self.carry_out()?;
+        }
+        tracing::info!(height = self.core.chain().height().0, "shutting down");
+        Ok(())
+    }
+
+    /// Dials every bootnode we are not connected to. A bootnode that is down is only logged:
+    /// it may come up later.
+    fn dial_bootnodes(&mut self) {
+        for addr in &self.bootnodes {
+            let Some(peer) = net::bootnode_peer(addr) else {
+                continue;
+            };
+            if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "dialling bootnode");
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::SubmitTx(tx, reply) => {
+                let _ = reply.send(self.core.submit_tx(now_ms(), *tx));
+            }
+            Command::Status(reply) => {
+                let chain = self.core.chain();
+                let _ = reply.send(Status {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    account: self.account.clone(),
+                    height: chain.height(),
+                    latest_block_hash: chain.last_hash(),
+                    peers: self.swarm.connected_peers().count(),
+                    mempool: self.core.mempool_len(),
+                });
+            }
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let from = propagation_source.to_bytes();
+                let verdict =
+                    self.core
+                        .handle_gossip(now_ms(), &from, message.topic.as_str(), &message.data);
+                let acceptance = match verdict {
+                    GossipVerdict::Accept => MessageAcceptance::Accept,
+                    GossipVerdict::Reject(reason) => {
+                        tracing::debug!(peer = %propagation_source, %reason, "rejected gossip");
+                        MessageAcceptance::Reject
+                    }
+                    GossipVerdict::Ignore(_) => MessageAcceptance::Ignore,
+                };
+                let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                gossip.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    acceptance,
+                );
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => self.on_request_message(peer, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Requests(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(peer) = self.pending.remove(&request_id) {
+                    tracing::debug!(%error, "sync request failed");
+                    self.core.handle_sync_response(now_ms(), &peer, None);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                tracing::debug!(peer = %peer_id, "connected");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request_message(&mut self, peer: PeerId, message: Message<Vec<u8>, Vec<u8>>) {
+        match message {
+            Message::Request {
+                request, channel, ..
+            } => {
+                // Answered straight from the store: serving committed blocks needs no core.
+                let answer = NodeCore::serve_sync(&self.store, &request).unwrap_or_default();
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .requests
+                    .send_response(channel, answer);
+            }
+            Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some(key) = self.pending.remove(&request_id) {
+                    let _ = peer;
+                    self.core
+                        .handle_sync_response(now_ms(), &key, Some(&response));
+                }
+            }
+        }
+    }
+
+    /// Carries out the core's effects in order. A store failure is fatal: the node must not
+    /// go on after failing to make a vote or block durable.
+    fn carry_out(&mut self) -> Result<()> {
+        while let Some(effect) = self.core.poll_effect() {
+            match effect {
+                Effect::PersistVote(vote) => self.store.record_own_vote(&vote)?,
+                Effect::PersistBlock(pair) => {
+                    self.store.put_block(&pair.0, &pair.1)?;
+                    let below = Height(pair.0.header.height.0.saturating_sub(1));
+                    self.store.prune_own_votes_below(below)?;
+                }
+                Effect::Broadcast { topic, data } => {
+                    let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                    // Without subscribed peers the publish fails; consensus re-broadcasts on a
+                    // timer and the mempool is gossiped again by whoever holds it.
+                    if let Err(e) = gossip.publish(IdentTopic::new(topic), data) {
+                        tracing::trace!(topic, error = %e, "publish");
+                    }
+                }
+                Effect::Request { peer, data } => match PeerId::from_bytes(&peer) {
+                    Ok(id) => {
+                        let request_id =
+                            self.swarm.behaviour_mut().requests.send_request(&id, data);
+                        self.pending.insert(request_id, peer);
+                    }
+                    Err(_) => self.core.handle_sync_response(now_ms(), &peer, None),
+                },
+                Effect::Committed {
+                    height,
+                    hash,
+                    txs,
+                    events,
+                } => {
+                    tracing::info!(height = height.0, %hash, txs, events = events.len(), "committed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
