@@ -131,8 +131,10 @@ pub fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
         )
         .map_err(|e| NetError::Build(e.to_string()))?
         .with_behaviour(|key| {
-            let gossipsub =
+            let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+            let (params, thresholds) = peer_scoring();
+            gossipsub.with_peer_score(params, thresholds)?;
             let requests = request_response::Behaviour::new(
                 [(StreamProtocol::new(REQUEST_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(config.request_timeout),
@@ -158,6 +160,34 @@ pub fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
             .map_err(|e| NetError::Build(format!("subscribing to {t}: {e}")))?;
     }
     Ok(swarm)
+}
+
+/// Peer scoring that punishes invalid messages and nothing else.
+///
+/// Every message the core rejects (bad signature, malformed) counts as an invalid delivery:
+/// with weight -10 and topic weight 0.5 a peer's score is -5 after one, below the gossip
+/// threshold (-10) after two and graylisted (-80) after four, decaying by 0.3 per interval.
+/// The mesh-delivery-rate penalties are off: a quiet local testnet delivers few messages, and
+/// those rules would punish honest but idle peers. IP colocation is off: on a local testnet
+/// every peer is 127.0.0.1.
+fn peer_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic_params = gossipsub::TopicScoreParams {
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.3,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..gossipsub::PeerScoreParams::default()
+    };
+    for t in topic::ALL {
+        params
+            .topics
+            .insert(IdentTopic::new(t).hash(), topic_params.clone());
+    }
+    (params, gossipsub::PeerScoreThresholds::default())
 }
 
 /// Starts listening on `addr`.

@@ -156,3 +156,38 @@ async fn requests_are_answered_and_oversized_ones_refused() {
     .await;
     assert_eq!(failed, sent);
 }
+
+#[tokio::test]
+async fn rejected_messages_lower_the_senders_score() {
+    let (mut a, mut b) = connected_pair().await;
+    let a_id = *a.local_peer_id();
+    let before = b
+        .behaviour()
+        .gossipsub
+        .peer_score(&a_id)
+        .expect("scoring is on");
+    for i in 0..3u8 {
+        let garbage = vec![0xff, i];
+        a.behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(topic::CONSENSUS), garbage)
+            .unwrap();
+        let (source, id) = drive(&mut a, &mut b, |side, _, ev| match (side, ev) {
+            (
+                Side::B,
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    ..
+                })),
+            ) => Some((propagation_source, message_id)),
+            _ => None,
+        })
+        .await;
+        b.behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, MessageAcceptance::Reject);
+    }
+    let after = b.behaviour().gossipsub.peer_score(&a_id).unwrap();
+    assert!(after < before && after < -10.0, "score {before} -> {after}");
+}

@@ -368,9 +368,10 @@ impl NodeCore {
                 self.request_sync(from.clone());
                 GossipVerdict::Ignore("far-future height: syncing".into())
             }
-            Err(e @ (InputError::BadSignature(_) | InputError::NotAValidator(_))) => {
-                GossipVerdict::Reject(e.to_string())
-            }
+            Err(e @ InputError::BadSignature(_)) => GossipVerdict::Reject(e.to_string()),
+            // A validator we do not know yet may be one in a set we have not reached: an
+            // honest peer can forward that, so it is dropped without a penalty.
+            Err(e @ InputError::NotAValidator(_)) => GossipVerdict::Ignore(e.to_string()),
             Err(
                 e @ (InputError::WrongProposer { .. }
                 | InputError::BlockMismatch { .. }
