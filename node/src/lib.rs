@@ -16,3 +16,4 @@ pub mod mempool;
 pub mod net;
 pub mod shell;
 pub mod store;
+pub mod localnet;

@@ -158,6 +158,13 @@ impl Mempool {
         self.by_hash.contains_key(hash)
     }
 
+    /// The waiting transaction with hash `hash`, already verified: a block carrying it need
+    /// not verify its signature again.
+    pub fn verified(&self, hash: &TxHash) -> Option<Verified<attest_protocol::Tx>> {
+        let seq = self.by_hash.get(hash)?;
+        self.by_seq.get(seq).map(|e| e.tx.clone())
+    }
+
     /// Whether a transaction from `sender` with `nonce` is waiting.
     pub fn has_sender_nonce(&self, sender: &AccountId, nonce: Nonce) -> bool {
         self.by_sender.contains_key(&(*sender, nonce))

@@ -12,7 +12,7 @@ use attest_protocol::encoding::encode;
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
-    SignatureError, Tx, Verified,
+    SignatureError, Tx, TxHash, Verified,
 };
 
 use crate::consensus::{CertError, ValidatorSet, ValidatorSetError, verify_certificate};
@@ -298,7 +298,14 @@ impl Chain {
 
     /// Checks a proposed block against the chain, `now_ms` bounding its time, and applies it
     /// to a copy of the state. Everything but the proposer's identity, which consensus checks.
-    pub fn check_proposal(&self, block: &Block, now_ms: u64) -> Result<Applied, BlockError> {
+    /// `known` gives transactions whose signatures were already verified (the mempool's), so
+    /// each signature is verified once per node.
+    pub fn check_proposal(
+        &self,
+        block: &Block,
+        now_ms: u64,
+        known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+    ) -> Result<Applied, BlockError> {
         let latest = now_ms.saturating_add(MAX_CLOCK_DRIFT_MS);
         if block.header.time_ms > latest {
             return Err(BlockError::BadTime {
@@ -308,7 +315,7 @@ impl Chain {
                 got: block.header.time_ms,
             });
         }
-        self.check_block(block)
+        self.check_block(block, known)
     }
 
     /// Checks a committed block with its certificate (from sync or the store) and applies it
@@ -324,10 +331,14 @@ impl Chain {
         }
         verify_certificate(&self.chain_id, &self.validators, certificate)
             .map_err(|error| BlockError::Certificate { height, error })?;
-        self.check_block(block)
+        self.check_block(block, &|_| None)
     }
 
-    fn check_block(&self, block: &Block) -> Result<Applied, BlockError> {
+    fn check_block(
+        &self,
+        block: &Block,
+        known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+    ) -> Result<Applied, BlockError> {
         let h = &block.header;
         let height = h.height;
         if h.chain_id != self.chain_id {
@@ -379,14 +390,15 @@ impl Chain {
         self.check_last_commit(block)?;
         let mut txs = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
-            let verified =
-                tx.clone()
-                    .verify(&self.chain_id)
-                    .map_err(|error| BlockError::TxSignature {
-                        height,
-                        index,
-                        error,
-                    })?;
+            // Equal hashes mean equal bytes: a known transaction's signature was verified.
+            if let Some(verified) = known(&attest_protocol::tx_hash(tx)) {
+                txs.push(verified);
+                continue;
+            }
+            let verified = tx
+                .clone()
+                .verify(&self.chain_id)
+                .map_err(|error| BlockError::TxSignature { height, index, error })?;
             txs.push(verified);
         }
         self.apply_on_copy(block, txs)

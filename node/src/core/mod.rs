@@ -400,7 +400,8 @@ impl NodeCore {
         if self.consensus.precheck_proposal(proposal).is_err() {
             return BlockValidity::Invalid;
         }
-        match self.chain.check_proposal(block, now_ms) {
+        let mempool = &self.mempool;
+        match self.chain.check_proposal(block, now_ms, &|hash| mempool.verified(hash)) {
             Ok(applied) => {
                 // A few distinct blocks per height at most (two per round per proposer are
                 // accepted by consensus); clear when the height moves on.
