@@ -395,10 +395,14 @@ impl Chain {
                 txs.push(verified);
                 continue;
             }
-            let verified = tx
-                .clone()
-                .verify(&self.chain_id)
-                .map_err(|error| BlockError::TxSignature { height, index, error })?;
+            let verified =
+                tx.clone()
+                    .verify(&self.chain_id)
+                    .map_err(|error| BlockError::TxSignature {
+                        height,
+                        index,
+                        error,
+                    })?;
             txs.push(verified);
         }
         self.apply_on_copy(block, txs)

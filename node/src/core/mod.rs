@@ -401,7 +401,10 @@ impl NodeCore {
             return BlockValidity::Invalid;
         }
         let mempool = &self.mempool;
-        match self.chain.check_proposal(block, now_ms, &|hash| mempool.verified(hash)) {
+        match self
+            .chain
+            .check_proposal(block, now_ms, &|hash| mempool.verified(hash))
+        {
             Ok(applied) => {
                 // A few distinct blocks per height at most (two per round per proposer are
                 // accepted by consensus); clear when the height moves on.
