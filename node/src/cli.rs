@@ -254,10 +254,21 @@ pub struct NodeArgs {
     pub listen: Vec<String>,
     /// Bootnodes added to the config file's.
     pub bootnodes: Vec<String>,
+    /// The HTTP API address, overriding the config file's.
+    pub api: Option<std::net::SocketAddr>,
+}
+
+/// What `attest node` runs: the node's settings and where its HTTP API listens.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    /// Everything the node loop needs.
+    pub settings: crate::shell::NodeSettings,
+    /// The HTTP API address (the flag if given, else the config file's).
+    pub api: std::net::SocketAddr,
 }
 
 /// Loads everything `attest node` needs, naming the file and key of any problem.
-pub fn node_settings(args: &NodeArgs) -> Result<crate::shell::NodeSettings> {
+pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
     use crate::config::{Config, files};
     let config = Config::load(&args.home.join(files::CONFIG))?;
     let genesis = crate::genesis::GenesisFile::load(&args.genesis)?;
@@ -288,7 +299,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<crate::shell::NodeSettings> {
         mempool_max_bytes: config.mempool_max_bytes,
         ..crate::core::CoreConfig::default()
     };
-    Ok(crate::shell::NodeSettings {
+    let settings = crate::shell::NodeSettings {
         node_key,
         account_key,
         genesis,
@@ -296,22 +307,87 @@ pub fn node_settings(args: &NodeArgs) -> Result<crate::shell::NodeSettings> {
         listen,
         bootnodes,
         core,
+    };
+    Ok(NodeSetup {
+        settings,
+        api: args.api.unwrap_or(config.api),
     })
 }
 
-/// Runs a node until SIGINT or SIGTERM.
+/// Runs a node and its HTTP API until SIGINT or SIGTERM.
 pub fn run_node(args: &NodeArgs) -> Result<()> {
-    let settings = node_settings(args)?;
+    let setup = node_settings(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-    runtime.block_on(async move {
-        let (node, _handle) = crate::shell::Node::start(settings)?;
-        tracing::info!(peer_id = %node.peer_id(), "node started");
-        node.run(shutdown_signal()).await
-    })
+    runtime.block_on(serve_node(setup))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// How long the API may take to finish requests in flight once the node stops: requests wait
+/// at most 10 s for the node, and a client that stalls must not keep the process alive.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Binds the API, starts the node, and runs both until a signal or until either one stops;
+/// whichever ends first ends the other, so a node whose store failed does not leave an API
+/// answering for it.
+async fn serve_node(setup: NodeSetup) -> Result<()> {
+    // Bound before the node opens its store or dials anyone: a taken port is a plain error.
+    let listener = tokio::net::TcpListener::bind(setup.api)
+        .await
+        .with_context(|| format!("cannot bind the HTTP API to {}", setup.api))?;
+    let api_addr = listener.local_addr().context("the HTTP API listener")?;
+    if !api_addr.ip().is_loopback() {
+        tracing::warn!(api = %api_addr, "the HTTP API is reachable beyond this machine");
+    }
+    let (node, handle) = crate::shell::Node::start(setup.settings)?;
+    tracing::info!(peer_id = %node.peer_id(), api = %api_addr, "node started");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let node_task = async {
+        let result = node.run(stopping(stopped.clone())).await;
+        stop.send_replace(true);
+        result
+    };
+    // A task of its own, so accepting connections never waits for a busy turn of the loop.
+    let mut serve = tokio::spawn(crate::api::serve(
+        listener,
+        handle,
+        stopping(stopped.clone()),
+    ));
+    let api_task = async {
+        let drain_limit = async {
+            stopping(stopped.clone()).await;
+            tokio::time::sleep(API_DRAIN).await;
+        };
+        let result = tokio::select! {
+            r = &mut serve => match r {
+                Ok(served) => served.context("HTTP API"),
+                Err(e) => Err(anyhow::anyhow!("HTTP API task: {e}")),
+            },
+            () = drain_limit => {
+                tracing::warn!("HTTP API requests still open at shutdown; dropped");
+                serve.abort();
+                Ok(())
+            }
+        };
+        stop.send_replace(true);
+        result
+    };
+    let signal_task = async {
+        tokio::select! {
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down on a signal"),
+            () = stopping(stopped.clone()) => {}
+        }
+        stop.send_replace(true);
+    };
+    let (node_result, api_result, ()) = tokio::join!(node_task, api_task, signal_task);
+    node_result.and(api_result)
+}
+
+/// Resolves once `stop` turns true (or its sender is gone, which only happens on the way out).
+async fn stopping(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Resolves on SIGINT or SIGTERM, naming which, so a log shows why a node stopped.
+async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -321,7 +397,7 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }

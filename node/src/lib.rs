@@ -1,19 +1,22 @@
 //! The Attest node and the `attest` command-line tool.
 //!
-//! Today it runs the deterministic workload from the command line (`attest run`) and lists
-//! the model catalogue (`attest models`). The sans-IO node core, the libp2p/tokio shell,
-//! storage and the HTTP API arrive with the ledger issue. This crate is the only place where
-//! I/O, clocks and OS randomness may enter; it must keep `attest-protocol` and
-//! `attest-contracts-sim` free of them.
+//! It owns everything impure: the sans-IO ledger core (`core`: chain, mempool and consensus
+//! glue) and the Tendermint wrapper around Malachite's driver (`consensus`), the libp2p/tokio
+//! shell (`net`, `shell`), sled storage with the vote write-ahead log (`store`), the HTTP API
+//! (`api`), node homes, keys and genesis files, and the CLI. `localnet` runs several cores in
+//! one process for tests and benchmarks. This crate is the only place where I/O, clocks and
+//! OS randomness may enter; it must keep `attest-protocol` and `attest-contracts-sim` free of
+//! them, and put no ledger rule anywhere but in those two crates.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod consensus;
 pub mod core;
 pub mod genesis;
 pub mod keyfile;
+pub mod localnet;
 pub mod mempool;
 pub mod net;
 pub mod shell;
 pub mod store;
-pub mod localnet;

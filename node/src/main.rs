@@ -89,6 +89,9 @@ enum Command {
         /// Peer to dial, a multiaddr ending in /p2p/<PeerId> (repeatable).
         #[arg(long = "bootnode")]
         bootnodes: Vec<String>,
+        /// HTTP API address, e.g. 127.0.0.1:26657; replaces the config file's.
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
     },
     /// List the model catalogue.
     Models {
@@ -117,6 +120,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs redirected to a file stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -208,6 +213,7 @@ fn run(args: Args) -> Result<()> {
             genesis,
             listen,
             bootnodes,
+            api,
         } => {
             init_logging();
             cli::run_node(&cli::NodeArgs {
@@ -215,6 +221,7 @@ fn run(args: Args) -> Result<()> {
                 genesis,
                 listen,
                 bootnodes,
+                api,
             })?;
         }
         Command::Models { json } => {

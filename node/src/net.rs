@@ -41,6 +41,9 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest gossip message: a proposal carries a whole block (`limits::MAX_BLOCK_BYTES`).
 pub const MAX_GOSSIP_BYTES: usize = attest_protocol::limits::MAX_BLOCK_BYTES + 64 * 1024;
 
+/// How long gossipsub remembers a message id: shorter than the core's re-broadcast interval.
+pub const DUPLICATE_CACHE: Duration = Duration::from_secs(1);
+
 /// How the swarm is set up.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -120,6 +123,12 @@ pub fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
             gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
         })
         .max_transmit_size(MAX_GOSSIP_BYTES)
+        // The core re-sends its own consensus messages every `rebroadcast_interval_ms` (2 s)
+        // until the height is decided; gossipsub refuses to publish bytes still in its
+        // duplicate cache (60 s by default), which would silently drop every re-send. A
+        // message crosses a local network in milliseconds, so 1 s still stops forwarding
+        // loops, and a re-received copy costs the core a lookup.
+        .duplicate_cache_time(DUPLICATE_CACHE)
         .build()
         .map_err(|e| NetError::Build(e.to_string()))?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)

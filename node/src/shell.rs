@@ -24,7 +24,7 @@ use crate::core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey};
 use crate::genesis::GenesisFile;
 use crate::mempool::AdmitError;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
-use crate::store::{GenesisId, SledStore, Store};
+use crate::store::{CommittedBlock, GenesisId, SledStore, Store, StoreError};
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -52,6 +52,13 @@ pub enum Command {
     SubmitTx(Box<SignedTx>, oneshot::Sender<Result<TxHash, AdmitError>>),
     /// The node's status.
     Status(oneshot::Sender<Status>),
+    /// The committed block at a height with its certificate, `None` if not committed (or
+    /// height 0, which has no block). Read straight from the store: a sled point read is fast
+    /// enough not to hold up the loop, and the store has only this one owner.
+    Block(
+        Height,
+        oneshot::Sender<Result<Option<CommittedBlock>, StoreError>>,
+    ),
 }
 
 /// A snapshot of the node for `GET /v1/status`.
@@ -97,6 +104,19 @@ impl NodeHandle {
             .context("node stopped")?;
         rx.await.context("node stopped")
     }
+
+    /// The committed block at `height` with its certificate, or `None` if there is none yet.
+    pub async fn block(
+        &self,
+        height: Height,
+    ) -> Result<Result<Option<CommittedBlock>, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Block(height, reply))
+            .await
+            .context("node stopped")?;
+        rx.await.context("node stopped")
+    }
 }
 
 /// Bound on queued local commands: the API waits rather than piling up work.
@@ -107,6 +127,12 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The block and certificate at `height`, if stored. One entry read through `blocks`, which
+/// reads block and certificate together and reports a half-written pair as corruption.
+fn read_committed(store: &dyn Store, height: Height) -> Result<Option<CommittedBlock>, StoreError> {
+    store.blocks(height..=height).next().transpose()
 }
 
 /// The running node.
@@ -232,6 +258,9 @@ impl Node {
                     mempool: self.core.mempool_len(),
                 });
             }
+            Command::Block(height, reply) => {
+                let _ = reply.send(read_committed(&self.store, height));
+            }
         }
     }
 
@@ -328,7 +357,7 @@ impl Node {
                     // Without subscribed peers the publish fails; consensus re-broadcasts on a
                     // timer and the mempool is gossiped again by whoever holds it.
                     if let Err(e) = gossip.publish(IdentTopic::new(topic), data) {
-                        tracing::trace!(topic, error = %e, "publish");
+                        tracing::debug!(topic, error = %e, "publish");
                     }
                 }
                 Effect::Request { peer, data } => match PeerId::from_bytes(&peer) {

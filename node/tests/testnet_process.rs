@@ -1,0 +1,565 @@
+//! Four `attest node` processes on 127.0.0.1, made and run the way an operator would (`attest
+//! init`, `attest genesis`, `attest node`), under a steady stream of transfers sent through the
+//! HTTP API. One node is killed with SIGKILL mid-load: the other three must keep committing.
+//! It is restarted on the same home: it must catch up, agree with the others on the block hash
+//! at a common height, and every transfer the API accepted must end up in a committed block.
+//!
+//! Every wait is bounded as a hang guard only; no assertion is about speed. The node logs go to
+//! files in the test's directory; on failure their tails are printed and the directory is kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attest_contracts_sim::Params;
+use attest_protocol::tx::Transfer;
+use attest_protocol::{
+    Action, Amount, Canonical, ChainId, Nonce, PublicKey, SecretKey, Signed, Tx, tx_hash,
+};
+use serde_json::Value;
+
+const NODES: usize = 4;
+const CHAIN: &str = "process-test";
+/// The node that is killed and restarted. The load is sent to the others only, so a
+/// transfer's acceptance never depends on a process that is about to die.
+const VICTIM: usize = 3;
+
+/// A port that was free a moment ago: bound on port 0, then released for the node to take.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn attest() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_attest"))
+}
+
+/// Runs `attest` to completion and parses its `--json` output.
+fn attest_json(args: &[&str]) -> Value {
+    let out = attest().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "attest {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    json: Value,
+}
+
+/// One HTTP/1.1 request on a fresh connection, or why it failed (a dead node is expected here).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Reply, String> {
+    let io = |e: std::io::Error| format!("{method} {addr}{path}: {e}");
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(io)?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).map_err(io)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{path}: incomplete answer {raw:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{path}: bad status line {head:?}"))?;
+    let json = serde_json::from_str(body).map_err(|e| format!("{path}: not JSON: {e}"))?;
+    Ok(Reply { status, json })
+}
+
+/// Polls `check` every 100 ms until it yields a value; panics naming `what` after `limit`.
+/// `what` describes the wait and what was last seen, for the failure message.
+fn wait_for<T>(
+    what: impl Fn() -> String,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hang guard: {} after {limit:?}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One node's home, addresses and process.
+struct NodeProc {
+    home: PathBuf,
+    p2p: u16,
+    api: SocketAddr,
+    peer_id: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The four nodes. Dropping it kills every process still running, whatever happened.
+struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    genesis: PathBuf,
+    nodes: Vec<NodeProc>,
+    started: Instant,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                print_tail(i, &node.log);
+            }
+            if let Some(dir) = self.dir.take() {
+                eprintln!("test directory kept at {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+fn print_tail(i: usize, log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(40);
+    eprintln!(
+        "---- node {i}: last {} lines of {}",
+        lines.len() - from,
+        log.display()
+    );
+    for line in &lines[from..] {
+        eprintln!("{line}");
+    }
+}
+
+impl Cluster {
+    /// `attest init` for each node and `attest genesis` over all homes, funding `client`.
+    fn init(client: &PublicKey) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let home = dir.path().join(format!("node{i}"));
+            let p2p = free_port();
+            let listen = format!("/ip4/127.0.0.1/tcp/{p2p}");
+            let home_arg = home.display().to_string();
+            let report = attest_json(&["init", "--home", &home_arg, "--listen", &listen, "--json"]);
+            nodes.push(NodeProc {
+                log: dir.path().join(format!("node{i}.log")),
+                home,
+                p2p,
+                // The config keeps the default API port, the same for all four: only the
+                // `--api` flag given at start keeps them apart, so the flag is tested too.
+                api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer_id: report["peer_id"].as_str().unwrap().to_owned(),
+                child: None,
+            });
+        }
+        let genesis = dir.path().join("genesis.json");
+        let mut args = vec![
+            "genesis".to_owned(),
+            "--chain-id".into(),
+            CHAIN.into(),
+            "--out".into(),
+            genesis.display().to_string(),
+            "--fund".into(),
+            format!("{client}=1000000"),
+            "--json".into(),
+        ];
+        for node in &nodes {
+            args.extend(["--validator".into(), node.home.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        attest_json(&args);
+        Self {
+            dir: Some(dir),
+            genesis,
+            nodes,
+            started: Instant::now(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("[{:6.2}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// Starts node `i` with every other node as a bootnode; its log is appended to.
+    fn start(&mut self, i: usize) {
+        let bootnodes: Vec<String> = (0..NODES)
+            .filter(|j| *j != i)
+            .map(|j| {
+                let n = &self.nodes[j];
+                format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", n.p2p, n.peer_id)
+            })
+            .collect();
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let mut command = attest();
+        command
+            .args(["node", "--home"])
+            .arg(&node.home)
+            .arg("--genesis")
+            .arg(&self.genesis)
+            .args(["--api", &node.api.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for b in &bootnodes {
+            command.args(["--bootnode", b]);
+        }
+        self.nodes[i].child = Some(command.spawn().unwrap());
+    }
+
+    /// SIGKILL: no shutdown path runs, the store is left as the crash left it.
+    fn kill(&mut self, i: usize) {
+        let mut child = self.nodes[i].child.take().expect("node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn status(&self, i: usize) -> Option<Value> {
+        let reply = http(self.nodes[i].api, "GET", "/v1/status", None).ok()?;
+        (reply.status == 200).then_some(reply.json)
+    }
+
+    fn height(&self, i: usize) -> Option<u64> {
+        self.status(i)?["height"].as_u64()
+    }
+
+    /// Heights of `nodes`, or `None` while any of them does not answer.
+    fn heights(&self, nodes: &[usize]) -> Option<Vec<u64>> {
+        nodes.iter().map(|i| self.height(*i)).collect()
+    }
+
+    fn block(&self, i: usize, height: u64) -> Value {
+        let path = format!("/v1/blocks/{height}");
+        let reply = http(self.nodes[i].api, "GET", &path, None).unwrap();
+        assert_eq!(reply.status, 200, "node {i} {path}: {reply:?}");
+        reply.json
+    }
+
+    /// Waits until every node in `nodes` is at `height` or above.
+    fn wait_all_reach(&self, nodes: &[usize], height: u64, limit: Duration) -> Vec<u64> {
+        // What every node last answered (None: down or not answering), for a failure.
+        let seen = std::cell::RefCell::new(Vec::new());
+        let what = || {
+            format!(
+                "nodes {nodes:?} reaching height {height}; last seen {:?}",
+                seen.borrow()
+            )
+        };
+        wait_for(what, limit, || {
+            *seen.borrow_mut() = (0..NODES).map(|i| self.height(i)).collect();
+            self.heights(nodes)
+                .filter(|hs| hs.iter().all(|h| *h >= height))
+        })
+    }
+}
+
+/// Transfers sent one after another from the funded client, spread over the given APIs.
+struct Load {
+    stop: Arc<AtomicBool>,
+    /// Hashes of transfers a node accepted, in nonce order.
+    accepted: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<BTreeMap<String, usize>>>,
+}
+
+impl Drop for Load {
+    /// Stops the sender even when the test fails half-way.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn transfer(chain: &ChainId, client: &SecretKey, to: PublicKey, nonce: u64) -> Signed<Tx> {
+    let tx = Tx {
+        nonce: Nonce(nonce),
+        fee: Params::default().min_fee,
+        action: Action::Transfer(Transfer {
+            to,
+            amount: Amount(1),
+        }),
+    };
+    Signed::sign(chain, client, tx)
+}
+
+impl Load {
+    /// Sends transfers until stopped. A refused or failed submission is retried with the same
+    /// nonce, so the account's nonces have no gaps; a 409 `duplicate` or `stale_nonce` means an
+    /// earlier attempt got through after all (the transfer for a nonce is always the same).
+    fn start(apis: Vec<SocketAddr>, client: SecretKey) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            let chain: ChainId = CHAIN.parse().unwrap();
+            let to = SecretKey::from_seed([7; 32]).public();
+            let mut nonce = 0;
+            let mut refused = BTreeMap::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let tx = transfer(&chain, &client, to, nonce);
+                let body = serde_json::json!({ "tx": hex::encode(tx.encode()) }).to_string();
+                let api = apis[nonce as usize % apis.len()];
+                let ok = match http(api, "POST", "/v1/txs", Some(&body)) {
+                    Ok(r) if r.status == 200 => true,
+                    Ok(r) => {
+                        let code = r.json["error"].as_str().unwrap_or("?").to_owned();
+                        let got_through = matches!(code.as_str(), "duplicate" | "stale_nonce");
+                        *refused.entry(format!("{} {code}", r.status)).or_insert(0) += 1;
+                        got_through
+                    }
+                    Err(_) => {
+                        *refused.entry("connection failed".into()).or_insert(0) += 1;
+                        false
+                    }
+                };
+                if ok {
+                    accepted2.lock().unwrap().push(tx_hash(&tx).to_string());
+                    nonce += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            refused
+        });
+        Self {
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    /// Stops sending; answers every accepted hash and the refusals by status and code.
+    fn finish(mut self) -> (Vec<String>, BTreeMap<String, usize>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("finished once");
+        let refused = thread.join().unwrap();
+        let accepted = self.accepted.lock().unwrap().clone();
+        (accepted, refused)
+    }
+}
+
+/// What the test remembers of the moment of the kill.
+struct Kill {
+    /// Transfers accepted before it.
+    accepted: Vec<String>,
+    /// The victim's last height it reported: blocks it had committed, which must survive.
+    victim_height: u64,
+    /// The lowest survivor height just after it.
+    height: u64,
+}
+
+fn survivors() -> Vec<usize> {
+    (0..NODES).filter(|i| *i != VICTIM).collect()
+}
+
+/// SIGKILLs the victim mid-load.
+fn kill_victim(cluster: &mut Cluster, load: &Load) -> Kill {
+    let before = cluster.heights(&(0..NODES).collect::<Vec<_>>()).unwrap();
+    cluster.kill(VICTIM);
+    let accepted = load.accepted();
+    let height = cluster
+        .heights(&survivors())
+        .unwrap()
+        .into_iter()
+        .min()
+        .unwrap();
+    cluster.say(&format!(
+        "killed node {VICTIM} (kill -9) at heights {before:?}, {} transfers accepted",
+        accepted.len()
+    ));
+    Kill {
+        accepted,
+        victim_height: before[VICTIM],
+        height,
+    }
+}
+
+/// Waits for the survivors to commit nine heights past the kill and checks that some of them
+/// needed a later round. With four equal stakes the proposer order (a golden-ratio stride over
+/// stake) gives every validator a round-0 turn in any eight consecutive heights, so the
+/// survivors must have got past at least one turn of the dead node. Answers their heights.
+fn survivors_commit_past_the_dead(cluster: &Cluster, kill: &Kill) -> Vec<u64> {
+    let past = kill.height + 9;
+    let hs = cluster.wait_all_reach(&survivors(), past, Duration::from_secs(45));
+    let later_rounds: Vec<u64> = (kill.height + 2..=past)
+        .filter(|h| cluster.block(0, *h)["certificate"]["round"] != 0)
+        .collect();
+    assert!(
+        !later_rounds.is_empty(),
+        "no height after the kill needed a second round: was the dead node never proposer?"
+    );
+    cluster.say(&format!(
+        "survivors kept committing: heights {hs:?}; heights {later_rounds:?} committed after \
+         the dead proposer's round timed out"
+    ));
+    hs
+}
+
+/// Only back-pressure while commits stall (a dead proposer's round must time out) may refuse
+/// a valid transfer; any other refusal is a bug in the API or the mempool.
+fn check_refusals(refused: &BTreeMap<String, usize>) {
+    for reason in refused.keys() {
+        let expected = [
+            "422 nonce_too_far_ahead",
+            "503 mempool_full",
+            "409 duplicate",
+            "409 stale_nonce",
+        ];
+        assert!(
+            expected.contains(&reason.as_str()),
+            "unexpected refusal of a valid transfer: {reason} ({refused:?})"
+        );
+    }
+}
+
+/// Waits until no survivor holds a waiting transaction; answers the highest height then.
+fn wait_drained(cluster: &Cluster) -> u64 {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let what = || {
+        format!(
+            "survivors' mempools draining; last seen {:?}",
+            seen.borrow()
+        )
+    };
+    wait_for(what, Duration::from_secs(30), || {
+        let statuses: Vec<Value> = survivors()
+            .iter()
+            .map(|i| cluster.status(*i))
+            .collect::<Option<_>>()?;
+        *seen.borrow_mut() = statuses.clone();
+        let heights = statuses.iter().map(|s| s["height"].as_u64().unwrap());
+        let empty = statuses.iter().all(|s| s["mempool"] == 0);
+        empty.then(|| heights.max().unwrap())
+    })
+}
+
+/// Every transaction hash in node `i`'s blocks `1..=up_to`.
+fn committed_txs(cluster: &Cluster, i: usize, up_to: u64) -> BTreeSet<String> {
+    let mut committed = BTreeSet::new();
+    for height in 1..=up_to {
+        for tx in cluster.block(i, height)["txs"].as_array().unwrap() {
+            committed.insert(tx.as_str().unwrap().to_owned());
+        }
+    }
+    committed
+}
+
+#[test]
+fn four_processes_survive_a_kill_and_lose_nothing() {
+    let client = attest_node::keyfile::generate().unwrap();
+    let mut cluster = Cluster::init(&client.public());
+    let all: Vec<usize> = (0..NODES).collect();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let hs = cluster.wait_all_reach(&all, 2, Duration::from_secs(30));
+    cluster.say(&format!("4 nodes committing, heights {hs:?}"));
+    for i in 0..NODES {
+        let peers = cluster.status(i).unwrap()["peers"].as_u64().unwrap();
+        assert!(peers >= 1, "node {i} has no peers");
+    }
+
+    let apis = survivors().iter().map(|i| cluster.nodes[*i].api).collect();
+    let load = Load::start(apis, client);
+    wait_for(
+        || "50 transfers accepted".into(),
+        Duration::from_secs(20),
+        || (load.accepted().len() >= 50).then_some(()),
+    );
+    let kill = kill_victim(&mut cluster, &load);
+    let hs = survivors_commit_past_the_dead(&cluster, &kill);
+
+    cluster.start(VICTIM);
+    let target = hs.into_iter().max().unwrap();
+    let h = cluster.wait_all_reach(&[VICTIM], target, Duration::from_secs(30));
+    cluster.say(&format!(
+        "node {VICTIM} restarted, caught up to height {}",
+        h[0]
+    ));
+
+    let (accepted, refused) = load.finish();
+    let n = accepted.len();
+    cluster.say(&format!("load stopped: {n} accepted; refusals {refused:?}"));
+    check_refusals(&refused);
+    let drained = wait_drained(&cluster);
+    let hs = cluster.wait_all_reach(&all, drained, Duration::from_secs(30));
+    let common = hs.iter().copied().min().unwrap();
+    cluster.say(&format!(
+        "mempools empty at height {drained}; heights {hs:?}"
+    ));
+
+    // One chain: all four agree at the common height, at the kill, and at the last height the
+    // victim had committed before it died (its own durable blocks survived the crash).
+    for height in [kill.victim_height, kill.height, common] {
+        let hashes: Vec<Value> = all
+            .iter()
+            .map(|i| cluster.block(*i, height)["hash"].clone())
+            .collect();
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "height {height}: {hashes:?}"
+        );
+    }
+
+    // Nothing lost: every transfer accepted, before the kill or after, is in a block that the
+    // restarted node serves.
+    let committed = committed_txs(&cluster, VICTIM, common);
+    let lost = |hashes: &[String]| -> Vec<String> {
+        hashes
+            .iter()
+            .filter(|h| !committed.contains(*h))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        lost(&kill.accepted),
+        Vec::<String>::new(),
+        "accepted before the kill, lost"
+    );
+    assert_eq!(
+        lost(&accepted),
+        Vec::<String>::new(),
+        "accepted, never committed"
+    );
+    cluster.say(&format!(
+        "all four agree at heights {:?}; {n} transfers committed ({} accepted before the kill), \
+         none lost",
+        [kill.victim_height, kill.height, common],
+        kill.accepted.len()
+    ));
+}
