@@ -287,6 +287,24 @@ impl Mempool {
         }
     }
 
+    /// Drops the transactions `hashes` and every later-nonce transaction of their senders,
+    /// which cannot apply without them.
+    pub fn evict_with_successors(&mut self, hashes: &[TxHash]) {
+        for hash in hashes {
+            let Some(seq) = self.by_hash.get(hash).copied() else { continue };
+            let Some(e) = self.by_seq.get(&seq) else { continue };
+            let (sender, nonce) = (*e.tx.signer(), e.tx.body().nonce);
+            let doomed: Vec<u64> = self
+                .by_sender
+                .range((sender, nonce)..=(sender, Nonce(u64::MAX)))
+                .map(|(_, seq)| *seq)
+                .collect();
+            for seq in doomed {
+                self.remove(seq);
+            }
+        }
+    }
+
     fn remove(&mut self, seq: u64) {
         if let Some(e) = self.by_seq.remove(&seq) {
             self.by_hash.remove(&e.hash);
@@ -456,5 +474,22 @@ mod tests {
             .collect();
         assert_eq!(left, vec![2]);
         assert_eq!(pool.bytes(), encode(&tx(&k, 2, 10)).len());
+    }
+
+    #[test]
+    fn eviction_takes_the_senders_later_nonces_too() {
+        let (a, b) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let v = view();
+        let mut pool = Mempool::new(chain(), 100, 1 << 20);
+        let a1 = pool.admit(tx(&a, 1, 10), &v).unwrap();
+        pool.admit(tx(&a, 0, 10), &v).unwrap();
+        pool.admit(tx(&a, 2, 10), &v).unwrap();
+        let b0 = pool.admit(tx(&b, 0, 10), &v).unwrap();
+        pool.evict_with_successors(&[a1]);
+        let left: Vec<(AccountId, u64)> =
+            pool.reap(10, 1 << 20, &v).iter().map(|t| (*t.signer(), t.body().nonce.0)).collect();
+        assert_eq!(left, vec![(a.public(), 0), (b.public(), 0)]);
+        assert!(pool.contains(&b0) && !pool.contains(&a1));
+        assert_eq!(pool.len(), 2);
     }
 }

@@ -292,17 +292,19 @@ impl Consensus {
         if driver.validator_set().get(&vote.signer).is_none() {
             return Err(InputError::NotAValidator(Box::new(vote.signer)));
         }
+        // Verify before anything else, copies included: the host forwards what is accepted, so a
+        // forged copy of a vote we hold must be refused, not waved through as a duplicate.
+        if verify {
+            vote.check(&self.chain_id)?;
+        }
+        let (driver, _) = self.current()?;
         let m = to_mal_vote(&vote);
-        // A copy of a vote we hold changes nothing whatever its signature: skip the verification
-        // (gossip delivers most votes more than once). Likewise more conflicting votes from an
+        // A copy of a vote we hold changes nothing; nor do more conflicting votes from an
         // equivocator already reported at this height.
         let known_equivocator =
             self.reported.contains(&vote.signer) && driver.votes().conflicting_vote(&m).is_some();
         if driver.votes().has_vote(&m) || known_equivocator {
             return Ok(());
-        }
-        if verify {
-            vote.check(&self.chain_id)?;
         }
         self.run(DriverInput::Vote(m), out)
     }
@@ -408,14 +410,15 @@ impl Consensus {
             .proposals_seen
             .get(&round)
             .map_or(&[][..], Vec::as_slice);
-        // The same proposal again changes nothing whatever its signature: skip verifying it.
+        // Verified even when seen before: the host forwards what is accepted, so a forged copy
+        // of a known proposal must be refused, not waved through as a duplicate.
+        proposal.check(&self.chain_id)?;
         if seen.contains(&id) {
             return Ok(Admission::Duplicate);
         }
         if seen.len() >= MAX_PROPOSALS_PER_ROUND {
             return Err(InputError::TooManyProposals { round });
         }
-        proposal.check(&self.chain_id)?;
         Ok(Admission::Feed(id))
     }
 

@@ -345,8 +345,10 @@ impl NodeCore {
             self.start_height(now_ms);
         }
         // A message for a later height means the sender committed a block we lack. Nobody
-        // sends messages for a decided height again, so only sync can bring it.
-        if height > self.chain.height().next() {
+        // sends messages for a decided height again, so only sync can bring it. Only a message
+        // signed by a validator counts: otherwise any peer could make us sync from it at will.
+        let behind = height > self.chain.height().next() && self.is_from_validator(&message);
+        if behind {
             self.request_sync(from.clone());
         }
         let input = match message {
@@ -365,7 +367,7 @@ impl NodeCore {
                 GossipVerdict::Accept
             }
             Err(InputError::FarFutureHeight { .. }) => {
-                self.request_sync(from.clone());
+                // `behind` held for this message: the sync was requested above.
                 GossipVerdict::Ignore("far-future height: syncing".into())
             }
             Err(e @ InputError::BadSignature(_)) => GossipVerdict::Reject(e.to_string()),
@@ -526,6 +528,7 @@ impl NodeCore {
         }
         self.mempool
             .remove_committed(&tx_hashes, &View(&self.chain));
+        let ready = self.evict_refused();
         self.checked.clear();
         self.running = None;
         self.effects.push_back(Effect::Committed {
@@ -534,11 +537,53 @@ impl NodeCore {
             txs,
             events,
         });
-        if self.mempool.is_empty() {
+        // Start at once only for transactions that can go in a block; others (a nonce gap)
+        // must not make the chain race through empty blocks.
+        if ready == 0 {
             let at = now_ms + self.config.idle_block_interval_ms;
             self.arm(at, Timer::StartHeight(height.next()));
         } else {
             self.start_height(now_ms);
+        }
+    }
+
+    /// Drops every waiting transaction the new state refuses (duplicate evidence, a job that
+    /// settled, a balance that no longer covers it), with the same sender's later ones, which
+    /// cannot apply without it. Such transactions would never leave the pool otherwise, and
+    /// would block their sender. Returns how many transactions are ready for the next block.
+    fn evict_refused(&mut self) -> usize {
+        let view = View(&self.chain);
+        let candidates = self.mempool.reap(usize::MAX, usize::MAX, &view);
+        if candidates.is_empty() {
+            return 0;
+        }
+        let mut scratch = self.chain.state().clone();
+        let ctx = attest_contracts_sim::Ctx {
+            height: self.chain.height().next(),
+            time_ms: self.chain.last_time_ms() + 1,
+            block_hash: BlockHash::default(),
+            proposer: *candidates[0].signer(),
+        };
+        let mut refused = Vec::new();
+        let mut ready = 0;
+        for tx in &candidates {
+            match scratch.apply(&ctx, tx) {
+                Ok(_) => ready += 1,
+                Err(_) => refused.push(attest_protocol::tx_hash(tx.signed())),
+            }
+        }
+        if !refused.is_empty() {
+            self.mempool.evict_with_successors(&refused);
+        }
+        ready
+    }
+
+    fn is_from_validator(&self, message: &ConsensusMessage) -> bool {
+        let chain = self.chain.chain_id();
+        let known = |signer| self.chain.validators().get(signer).is_some();
+        match message {
+            ConsensusMessage::Proposal(p) => known(&p.signer) && p.check(chain).is_ok(),
+            ConsensusMessage::Vote(v) => known(&v.signer) && v.check(chain).is_ok(),
         }
     }
 
