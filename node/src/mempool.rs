@@ -291,8 +291,12 @@ impl Mempool {
     /// which cannot apply without them.
     pub fn evict_with_successors(&mut self, hashes: &[TxHash]) {
         for hash in hashes {
-            let Some(seq) = self.by_hash.get(hash).copied() else { continue };
-            let Some(e) = self.by_seq.get(&seq) else { continue };
+            let Some(seq) = self.by_hash.get(hash).copied() else {
+                continue;
+            };
+            let Some(e) = self.by_seq.get(&seq) else {
+                continue;
+            };
             let (sender, nonce) = (*e.tx.signer(), e.tx.body().nonce);
             let doomed: Vec<u64> = self
                 .by_sender
@@ -486,8 +490,11 @@ mod tests {
         pool.admit(tx(&a, 2, 10), &v).unwrap();
         let b0 = pool.admit(tx(&b, 0, 10), &v).unwrap();
         pool.evict_with_successors(&[a1]);
-        let left: Vec<(AccountId, u64)> =
-            pool.reap(10, 1 << 20, &v).iter().map(|t| (*t.signer(), t.body().nonce.0)).collect();
+        let left: Vec<(AccountId, u64)> = pool
+            .reap(10, 1 << 20, &v)
+            .iter()
+            .map(|t| (*t.signer(), t.body().nonce.0))
+            .collect();
         assert_eq!(left, vec![(a.public(), 0), (b.public(), 0)]);
         assert!(pool.contains(&b0) && !pool.contains(&a1));
         assert_eq!(pool.len(), 2);
