@@ -113,6 +113,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// One JSON object and a newline on stdout: the `--json` form of every command.
+fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Logs go to stderr, filtered by RUST_LOG (default: info).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -137,8 +144,7 @@ fn run(args: Args) -> Result<()> {
             let input = cli::read_input(&input)?;
             let report = cli::run(&model, &input, max_tokens)?;
             if json {
-                serde_json::to_writer(&mut out, &report)?;
-                writeln!(out)?;
+                print_json(&mut out, &report)?;
             } else {
                 cli::print_run(&mut out, &report)?;
             }
@@ -158,8 +164,7 @@ fn run(args: Args) -> Result<()> {
             }
             let report = cli::init(&home, &config)?;
             if json {
-                serde_json::to_writer(&mut out, &report)?;
-                writeln!(out)?;
+                print_json(&mut out, &report)?;
             } else {
                 writeln!(out, "home     {}", report.home)?;
                 writeln!(out, "peer id  {}", report.peer_id)?;
@@ -195,8 +200,7 @@ fn run(args: Args) -> Result<()> {
             };
             let report = cli::genesis(&args)?;
             if json {
-                serde_json::to_writer(&mut out, &report)?;
-                writeln!(out)?;
+                print_json(&mut out, &report)?;
             } else {
                 writeln!(
                     out,
@@ -228,8 +232,7 @@ fn run(args: Args) -> Result<()> {
             let rows = cli::models();
             if json {
                 let doc = serde_json::json!({ "schema": "attest.models/1", "models": rows });
-                serde_json::to_writer(&mut out, &doc)?;
-                writeln!(out)?;
+                print_json(&mut out, &doc)?;
             } else {
                 writeln!(
                     out,
