@@ -15,15 +15,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use attest_contracts_sim::Params;
 use attest_protocol::tx::Transfer;
 use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Signed, Tx, tx_hash};
-use serde_json::Value;
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+use cluster::{NodeProc, Reply, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;
 const CHAIN: &str = "testnet-bench";
@@ -47,34 +50,6 @@ const KEEP_ENV: &str = "ATTEST_BENCH_KEEP";
 /// Hang guard for the whole load: no transfer newly committed for this long means the
 /// testnet stopped.
 const STALL: Duration = Duration::from_secs(30);
-
-/// A port that was free a moment ago: bound on port 0, then released for the node to take.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("bound address").port()
-}
-
-fn attest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attest"))
-}
-
-/// Runs `attest` to completion and parses its `--json` output.
-fn attest_json(args: &[&str]) -> Value {
-    let out = attest().args(args).output().expect("run attest");
-    assert!(
-        out.status.success(),
-        "attest {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
-}
-
-/// An HTTP answer: status and JSON body.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    json: Value,
-}
 
 /// One keep-alive HTTP/1.1 connection to one API, reopened when the server drops it.
 struct Conn {
@@ -168,31 +143,6 @@ fn read_head(stream: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool), St
     Ok((status, length, close))
 }
 
-/// Polls `check` every 50 ms until it yields a value; panics naming `what` after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hang guard: {what} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// One node's home, addresses and process.
-struct NodeProc {
-    home: PathBuf,
-    p2p: u16,
-    api: SocketAddr,
-    peer_id: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// The four nodes. Dropping it kills every process still running, whatever happened.
 struct Cluster {
     dir: Option<tempfile::TempDir>,
@@ -219,20 +169,6 @@ impl Drop for Cluster {
         {
             eprintln!("testnet directory kept at {}", dir.keep().display());
         }
-    }
-}
-
-fn print_tail(i: usize, log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(40);
-    eprintln!(
-        "---- node {i}: last {} lines of {}",
-        lines.len() - from,
-        log.display()
-    );
-    for line in &lines[from..] {
-        eprintln!("{line}");
     }
 }
 
@@ -479,14 +415,18 @@ fn one_run(run: usize) -> Run {
     for i in 0..NODES {
         cluster.start(i);
     }
-    wait_for("4 nodes reaching height 2", Duration::from_secs(30), || {
-        (0..NODES)
-            .all(|i| cluster.height(i).is_some_and(|h| h >= 2))
-            .then_some(())
-    });
+    wait_for(
+        || "4 nodes reaching height 2".into(),
+        Duration::from_secs(30),
+        || {
+            (0..NODES)
+                .all(|i| cluster.height(i).is_some_and(|h| h >= 2))
+                .then_some(())
+        },
+    );
     let (jobs, ours) = presign(&clients);
     let idle_to = wait_for(
-        "node 0 reaching the idle sample",
+        || "node 0 reaching the idle sample".into(),
         Duration::from_secs(30),
         || cluster.height(0).filter(|h| *h >= IDLE_HEIGHT),
     );

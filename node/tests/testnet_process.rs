@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,39 +23,15 @@ use attest_protocol::{
 };
 use serde_json::Value;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+use cluster::{NodeProc, Reply, attest, attest_json, free_port, print_tail, wait_for};
+
 const NODES: usize = 4;
 const CHAIN: &str = "process-test";
 /// The node that is killed and restarted. The load is sent to the others only, so a
 /// transfer's acceptance never depends on a process that is about to die.
 const VICTIM: usize = 3;
-
-/// A port that was free a moment ago: bound on port 0, then released for the node to take.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn attest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attest"))
-}
-
-/// Runs `attest` to completion and parses its `--json` output.
-fn attest_json(args: &[&str]) -> Value {
-    let out = attest().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "attest {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// An HTTP answer: status and JSON body.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    json: Value,
-}
 
 /// One HTTP/1.1 request on a fresh connection, or why it failed (a dead node is expected here).
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Reply, String> {
@@ -85,37 +61,6 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Resul
     Ok(Reply { status, json })
 }
 
-/// Polls `check` every 100 ms until it yields a value; panics naming `what` after `limit`.
-/// `what` describes the wait and what was last seen, for the failure message.
-fn wait_for<T>(
-    what: impl Fn() -> String,
-    limit: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hang guard: {} after {limit:?}",
-            what()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One node's home, addresses and process.
-struct NodeProc {
-    home: PathBuf,
-    p2p: u16,
-    api: SocketAddr,
-    peer_id: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// The four nodes. Dropping it kills every process still running, whatever happened.
 struct Cluster {
     dir: Option<tempfile::TempDir>,
@@ -140,20 +85,6 @@ impl Drop for Cluster {
                 eprintln!("test directory kept at {}", dir.keep().display());
             }
         }
-    }
-}
-
-fn print_tail(i: usize, log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(40);
-    eprintln!(
-        "---- node {i}: last {} lines of {}",
-        lines.len() - from,
-        log.display()
-    );
-    for line in &lines[from..] {
-        eprintln!("{line}");
     }
 }
 
