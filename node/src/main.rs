@@ -181,14 +181,7 @@ fn run(args: Args) -> Result<()> {
             genesis_time_ms,
             json,
         } => {
-            let genesis_time_ms = match genesis_time_ms {
-                Some(t) => t,
-                None => u64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_millis(),
-                )?,
-            };
+            let genesis_time_ms = genesis_time_ms.unwrap_or_else(attest_node::shell::now_ms);
             let args = cli::GenesisArgs {
                 chain_id,
                 out: path,

@@ -122,7 +122,8 @@ impl NodeHandle {
 /// Bound on queued local commands: the API waits rather than piling up work.
 const COMMAND_QUEUE: usize = 1024;
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
