@@ -297,6 +297,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         idle_block_interval_ms: config.idle_block_interval_ms,
         mempool_max_txs: config.mempool_max_txs,
         mempool_max_bytes: config.mempool_max_bytes,
+        mempool_ttl_ms: config.mempool_ttl_ms,
         ..crate::core::CoreConfig::default()
     };
     let settings = crate::shell::NodeSettings {

@@ -37,6 +37,9 @@ pub struct Config {
     pub mempool_max_txs: usize,
     /// The most encoded bytes the mempool holds. 64 KiB to 1 GiB.
     pub mempool_max_bytes: usize,
+    /// Milliseconds a transaction may wait in the mempool before it is dropped (with its
+    /// sender's later nonces). 1,000 to 3,600,000.
+    pub mempool_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             idle_block_interval_ms: 1_000,
             mempool_max_txs: 10_000,
             mempool_max_bytes: 32 * 1024 * 1024,
+            mempool_ttl_ms: 60_000,
         }
     }
 }
@@ -126,6 +130,10 @@ impl Config {
                 "must be between 65536 and 1073741824",
             );
         }
+        if !(1_000..=3_600_000).contains(&self.mempool_ttl_ms) {
+            let v = self.mempool_ttl_ms.to_string();
+            return bad("mempool_ttl_ms", v, "must be between 1000 and 3600000");
+        }
         if self.listen.is_empty() {
             return bad(
                 "listen",
@@ -161,13 +169,18 @@ impl Config {
              mempool_max_txs = {txs}\n\
              \n\
              # The most encoded bytes the mempool holds (65536 to 1073741824).\n\
-             mempool_max_bytes = {bytes}\n",
+             mempool_max_bytes = {bytes}\n\
+             \n\
+             # Milliseconds a transaction may wait in the mempool before it is dropped, with\n\
+             # its sender's later nonces (1000 to 3600000).\n\
+             mempool_ttl_ms = {ttl}\n",
             listen = list(&self.listen),
             bootnodes = list(&self.bootnodes),
             api = self.api,
             idle = self.idle_block_interval_ms,
             txs = self.mempool_max_txs,
             bytes = self.mempool_max_bytes,
+            ttl = self.mempool_ttl_ms,
         )
     }
 }

@@ -133,6 +133,10 @@ impl LocalNet {
                     .store
                     .record_own_vote(&v)
                     .expect("memory store takes votes"),
+                Effect::PersistLock(l) => self.nodes[i]
+                    .store
+                    .record_own_lock(&l)
+                    .expect("memory store takes locks"),
                 Effect::PersistBlock(b) => self.nodes[i]
                     .store
                     .put_block(&b.0, &b.1)

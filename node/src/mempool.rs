@@ -99,6 +99,8 @@ struct Entry {
     tx: Verified<attest_protocol::Tx>,
     hash: TxHash,
     bytes: usize,
+    /// When it was admitted, for [`Mempool::expire`].
+    admitted_ms: u64,
 }
 
 /// The pool.
@@ -170,8 +172,14 @@ impl Mempool {
         self.by_sender.contains_key(&(*sender, nonce))
     }
 
-    /// Checks and admits `tx`, returning its hash. Cheap checks run before the signature.
-    pub fn admit(&mut self, tx: SignedTx, state: &impl AccountView) -> Result<TxHash, AdmitError> {
+    /// Checks and admits `tx` at time `now_ms`, returning its hash. Cheap checks run before the
+    /// signature.
+    pub fn admit(
+        &mut self,
+        tx: SignedTx,
+        state: &impl AccountView,
+        now_ms: u64,
+    ) -> Result<TxHash, AdmitError> {
         let len = encode(&tx).len();
         if len > MAX_TX_BYTES {
             return Err(AdmitError::TooLarge {
@@ -220,6 +228,7 @@ impl Mempool {
                 tx,
                 hash,
                 bytes: len,
+                admitted_ms: now_ms,
             },
         );
         Ok(hash)
@@ -309,6 +318,22 @@ impl Mempool {
         }
     }
 
+    /// Drops every transaction admitted `ttl_ms` or more before `now_ms`, with its sender's
+    /// later nonces, and returns how many left. A transaction that waits that long is one no
+    /// block takes: a nonce gap whose predecessor was refused or never came, or a fee its
+    /// sender can no longer pay. Without expiry such leftovers would hold pool space forever.
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
+        let before = self.by_seq.len();
+        let old: Vec<TxHash> = self
+            .by_seq
+            .values()
+            .filter(|e| e.admitted_ms.saturating_add(ttl_ms) <= now_ms)
+            .map(|e| e.hash)
+            .collect();
+        self.evict_with_successors(&old);
+        before - self.by_seq.len()
+    }
+
     fn remove(&mut self, seq: u64) {
         if let Some(e) = self.by_seq.remove(&seq) {
             self.by_hash.remove(&e.hash);
@@ -370,34 +395,37 @@ mod tests {
     fn admits_valid_and_refuses_each_kind_of_bad_tx() {
         let (k, v) = (SecretKey::from_seed([1; 32]), view());
         let mut pool = Mempool::new(chain(), 100, 1 << 20);
-        let h = pool.admit(tx(&k, 0, 10), &v).unwrap();
+        let h = pool.admit(tx(&k, 0, 10), &v, 0).unwrap();
         assert!(pool.contains(&h));
-        assert_eq!(pool.admit(tx(&k, 0, 10), &v), Err(AdmitError::Duplicate(h)));
         assert_eq!(
-            pool.admit(tx(&k, 0, 11), &v),
+            pool.admit(tx(&k, 0, 10), &v, 0),
+            Err(AdmitError::Duplicate(h))
+        );
+        assert_eq!(
+            pool.admit(tx(&k, 0, 11), &v, 0),
             Err(AdmitError::NonceTaken(Nonce(0)))
         );
         assert!(matches!(
-            pool.admit(tx(&k, 1, 9), &v),
+            pool.admit(tx(&k, 1, 9), &v, 0),
             Err(AdmitError::FeeTooLow { .. })
         ));
         assert!(matches!(
-            pool.admit(tx(&k, 1 + MAX_NONCE_AHEAD, 10), &v),
+            pool.admit(tx(&k, 1 + MAX_NONCE_AHEAD, 10), &v, 0),
             Err(AdmitError::NonceTooFarAhead { .. })
         ));
         assert!(matches!(
-            pool.admit(tx(&k, 1, 5_000), &v),
+            pool.admit(tx(&k, 1, 5_000), &v, 0),
             Err(AdmitError::CannotPayFee { .. })
         ));
         let mut forged = tx(&k, 1, 10);
         forged.body.fee = Amount(12);
         assert!(matches!(
-            pool.admit(forged, &v),
+            pool.admit(forged, &v, 0),
             Err(AdmitError::BadSignature(_))
         ));
         let other_chain = Signed::sign(&ChainId::new("elsewhere").unwrap(), &k, tx(&k, 1, 10).body);
         assert!(matches!(
-            pool.admit(other_chain, &v),
+            pool.admit(other_chain, &v, 0),
             Err(AdmitError::BadSignature(_))
         ));
         assert_eq!(pool.len(), 1);
@@ -410,10 +438,10 @@ mod tests {
         v.nonces.insert(k.public(), Nonce(5));
         let mut pool = Mempool::new(chain(), 100, 1 << 20);
         assert!(matches!(
-            pool.admit(tx(&k, 4, 10), &v),
+            pool.admit(tx(&k, 4, 10), &v, 0),
             Err(AdmitError::StaleNonce { .. })
         ));
-        pool.admit(tx(&k, 5, 10), &v).unwrap();
+        pool.admit(tx(&k, 5, 10), &v, 0).unwrap();
     }
 
     #[test]
@@ -421,20 +449,20 @@ mod tests {
         let v = view();
         let mut pool = Mempool::new(chain(), 3, 1 << 20);
         for i in 0..3 {
-            pool.admit(tx(&SecretKey::from_seed([i; 32]), 0, 10), &v)
+            pool.admit(tx(&SecretKey::from_seed([i; 32]), 0, 10), &v, 0)
                 .unwrap();
         }
-        let err = pool.admit(tx(&SecretKey::from_seed([7; 32]), 0, 10), &v);
+        let err = pool.admit(tx(&SecretKey::from_seed([7; 32]), 0, 10), &v, 0);
         assert!(matches!(err, Err(AdmitError::Full { txs: 3, .. })));
 
         let one = encode(&tx(&SecretKey::from_seed([1; 32]), 0, 10)).len();
         let mut pool = Mempool::new(chain(), 100, 2 * one);
-        pool.admit(tx(&SecretKey::from_seed([1; 32]), 0, 10), &v)
+        pool.admit(tx(&SecretKey::from_seed([1; 32]), 0, 10), &v, 0)
             .unwrap();
-        pool.admit(tx(&SecretKey::from_seed([2; 32]), 0, 10), &v)
+        pool.admit(tx(&SecretKey::from_seed([2; 32]), 0, 10), &v, 0)
             .unwrap();
         assert!(
-            pool.admit(tx(&SecretKey::from_seed([3; 32]), 0, 10), &v)
+            pool.admit(tx(&SecretKey::from_seed([3; 32]), 0, 10), &v, 0)
                 .is_err()
         );
         assert_eq!(pool.bytes(), 2 * one);
@@ -447,7 +475,7 @@ mod tests {
         let mut pool = Mempool::new(chain(), 100, 1 << 20);
         // a's nonce 1 arrives before nonce 0; b has a gap at nonce 1.
         for t in [tx(&a, 1, 10), tx(&b, 0, 10), tx(&a, 0, 10), tx(&b, 2, 10)] {
-            pool.admit(t, &v).unwrap();
+            pool.admit(t, &v, 0).unwrap();
         }
         let reaped = pool.reap(100, 1 << 20, &v);
         let got: Vec<(AccountId, u64)> = reaped
@@ -464,9 +492,9 @@ mod tests {
         let k = SecretKey::from_seed([1; 32]);
         let mut v = view();
         let mut pool = Mempool::new(chain(), 100, 1 << 20);
-        let h0 = pool.admit(tx(&k, 0, 10), &v).unwrap();
-        pool.admit(tx(&k, 1, 10), &v).unwrap();
-        pool.admit(tx(&k, 2, 10), &v).unwrap();
+        let h0 = pool.admit(tx(&k, 0, 10), &v, 0).unwrap();
+        pool.admit(tx(&k, 1, 10), &v, 0).unwrap();
+        pool.admit(tx(&k, 2, 10), &v, 0).unwrap();
         // A block committed nonce 0 and, from another node's pool, nonce 1.
         v.nonces.insert(k.public(), Nonce(2));
         pool.remove_committed(&[h0], &v);
@@ -485,10 +513,10 @@ mod tests {
         let (a, b) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
         let v = view();
         let mut pool = Mempool::new(chain(), 100, 1 << 20);
-        let a1 = pool.admit(tx(&a, 1, 10), &v).unwrap();
-        pool.admit(tx(&a, 0, 10), &v).unwrap();
-        pool.admit(tx(&a, 2, 10), &v).unwrap();
-        let b0 = pool.admit(tx(&b, 0, 10), &v).unwrap();
+        let a1 = pool.admit(tx(&a, 1, 10), &v, 0).unwrap();
+        pool.admit(tx(&a, 0, 10), &v, 0).unwrap();
+        pool.admit(tx(&a, 2, 10), &v, 0).unwrap();
+        let b0 = pool.admit(tx(&b, 0, 10), &v, 0).unwrap();
         pool.evict_with_successors(&[a1]);
         let left: Vec<(AccountId, u64)> = pool
             .reap(10, 1 << 20, &v)
@@ -498,5 +526,24 @@ mod tests {
         assert_eq!(left, vec![(a.public(), 0), (b.public(), 0)]);
         assert!(pool.contains(&b0) && !pool.contains(&a1));
         assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn transactions_expire_with_their_later_nonces() {
+        let (k, other) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let v = view();
+        let mut pool = Mempool::new(chain(), 100, 1 << 20);
+        // A gap: nonce 1 waits for a nonce 0 that never comes; nonce 2 follows it.
+        pool.admit(tx(&k, 1, 10), &v, 1_000).unwrap();
+        pool.admit(tx(&k, 2, 10), &v, 5_000).unwrap();
+        pool.admit(tx(&other, 0, 10), &v, 5_000).unwrap();
+        assert_eq!(pool.expire(10_999, 10_000), 0, "nothing is old enough yet");
+        // The gapped transaction expires and takes its successor, younger as it is.
+        assert_eq!(pool.expire(11_000, 10_000), 2);
+        assert_eq!(pool.len(), 1);
+        assert!(!pool.has_sender_nonce(&k.public(), Nonce(2)));
+        assert_eq!(pool.expire(15_000, 10_000), 1);
+        assert!(pool.is_empty());
+        assert_eq!(pool.bytes(), 0);
     }
 }

@@ -348,6 +348,7 @@ impl Node {
         while let Some(effect) = self.core.poll_effect() {
             match effect {
                 Effect::PersistVote(vote) => self.store.record_own_vote(&vote)?,
+                Effect::PersistLock(lock) => self.store.record_own_lock(&lock)?,
                 Effect::PersistBlock(pair) => {
                     self.store.put_block(&pair.0, &pair.1)?;
                     let below = Height(pair.0.header.height.0.saturating_sub(1));

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use attest_node::consensus::{
-    BlockValidity, Consensus, ConsensusConfig, Input, Output, OwnMessage, TimeoutConfig, TimeoutId,
-    ValidatorSet, verify_certificate,
+    BlockValidity, Consensus, ConsensusConfig, Input, Output, OwnMessage, PolkaCert, TimeoutConfig,
+    TimeoutId, ValidatorSet, verify_certificate,
 };
 use attest_protocol::tx::EquivocationEvidence;
 use attest_protocol::{
@@ -39,6 +39,7 @@ impl Rng {
 enum Msg {
     Vote(Signed<Vote>),
     Proposal(Box<Signed<Proposal>>),
+    Polka(Box<PolkaCert>),
 }
 
 struct Node {
@@ -191,6 +192,8 @@ impl Sim {
                 self.broadcast(i, Msg::Proposal(Box::new(p)));
             }
             Output::BroadcastProposal(p) => self.broadcast(i, Msg::Proposal(Box::new(p))),
+            Output::PersistLock(l) => self.nodes[i].wal.push(OwnMessage::Lock(l)),
+            Output::BroadcastPolka(c) => self.broadcast(i, Msg::Polka(c)),
             Output::ScheduleTimeout { id, duration } => {
                 let at = self.now_ms + duration.as_millis() as u64;
                 self.nodes[i].timers.push((at, id));
@@ -293,6 +296,7 @@ impl Sim {
             }
             let input = match msg {
                 Msg::Vote(v) => Input::Vote(v),
+                Msg::Polka(c) => Input::Polka(c),
                 Msg::Proposal(p) => {
                     let validity = self.judge(to, &p.body.block);
                     Input::Proposal {
@@ -312,6 +316,7 @@ impl Sim {
                     let msg = match m {
                         OwnMessage::Vote(v) => Msg::Vote(v),
                         OwnMessage::Proposal(p) => Msg::Proposal(p),
+                        OwnMessage::Lock(_) => continue,
                     };
                     self.broadcast(i, msg);
                 }
@@ -592,6 +597,7 @@ fn a_follower_without_a_key_decides_the_same_blocks() {
         for msg in std::mem::take(&mut sim.tap) {
             let input = match msg {
                 Msg::Vote(v) => Input::Vote(v),
+                Msg::Polka(c) => Input::Polka(c),
                 Msg::Proposal(p) => Input::Proposal {
                     proposal: *p,
                     validity: BlockValidity::Valid,

@@ -7,10 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use attest_node::consensus::{LockRecord, PolkaCert};
 use attest_node::store::{GenesisId, MemStore, SledStore, Store, StoreError};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, Canonical, ChainId, CommitCertificate, CommitSig,
-    Hash, Height, Round, SecretKey, Signed, Vote, VoteKind,
+    Hash, Height, Proposal, Round, SecretKey, Signed, Vote, VoteKind,
 };
 use proptest::prelude::*;
 
@@ -337,6 +338,63 @@ fn reopen_keeps_everything<H: Harness>(h: &mut H) {
     assert_eq!(store.latest_height(), Height(5));
 }
 
+/// A lock record: block `at(height)` proposed by validator 0 in `round`, with a polka of
+/// every fixture validator's prevote.
+fn lock(height: u64, round: u32) -> LockRecord {
+    let block = at(height).0.clone();
+    let hash = block.hash();
+    let proposal = Proposal {
+        height: Height(height),
+        round: Round(round),
+        pol_round: None,
+        block,
+    };
+    let mut prevotes: Vec<Signed<Vote>> = validators()
+        .iter()
+        .map(|k| {
+            let body = Vote {
+                height: Height(height),
+                round: Round(round),
+                kind: VoteKind::Prevote,
+                block: Some(hash),
+            };
+            Signed::sign(&chain_id(), k, body)
+        })
+        .collect();
+    prevotes.sort_by_key(|v| v.signer);
+    LockRecord {
+        proposal: Signed::sign(&chain_id(), &validators()[0], proposal),
+        polka: PolkaCert {
+            height: Height(height),
+            round: Round(round),
+            block: hash,
+            prevotes: BoundedVec::new(prevotes).unwrap(),
+        },
+    }
+}
+
+fn locks_round_trip_reopen_and_pruning<H: Harness>(h: &mut H) {
+    let mut store = h.create();
+    for (height, round) in [(3, 1), (2, 0), (3, 0)] {
+        store.record_own_lock(&lock(height, round)).unwrap();
+    }
+    // The first record of a slot stays.
+    let mut other = lock(3, 1);
+    other.proposal.body.pol_round = Some(Round(0));
+    store.record_own_lock(&other).unwrap();
+    let store = h.reopen(store, &genesis()).expect("reopen");
+    assert_eq!(
+        store.own_locks(Height(3)).unwrap(),
+        vec![lock(3, 0), lock(3, 1)]
+    );
+    assert_eq!(store.own_locks(Height(2)).unwrap(), vec![lock(2, 0)]);
+    assert!(store.own_locks(Height(4)).unwrap().is_empty());
+    let mut store = store;
+    store.prune_own_votes_below(Height(3)).unwrap();
+    assert!(store.own_locks(Height(2)).unwrap().is_empty());
+    assert_eq!(store.own_locks(Height(3)).unwrap().len(), 2);
+}
+
 fn genesis_mismatch_on_reopen<H: Harness>(h: &mut H) {
     let mut store = h.create();
     put_chain(&mut store, 1);
@@ -373,6 +431,7 @@ suite!(
     range_reads,
     votes_round_trip_and_pruning,
     reopen_keeps_everything,
+    locks_round_trip_reopen_and_pruning,
     genesis_mismatch_on_reopen,
 );
 

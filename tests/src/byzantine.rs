@@ -71,6 +71,15 @@ pub fn flip_signature(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>
             flip(rng, &mut v.signature);
             ConsensusMessage::Vote(v)
         }
+        ConsensusMessage::Polka(mut c) => {
+            let mut votes = c.prevotes.into_vec();
+            let i = rng.index(votes.len().max(1));
+            if let Some(v) = votes.get_mut(i) {
+                flip(rng, &mut v.signature);
+            }
+            c.prevotes = attest_protocol::BoundedVec::new(votes).ok()?;
+            ConsensusMessage::Polka(c)
+        }
     };
     Some(out.encode())
 }
@@ -103,6 +112,10 @@ pub fn tamper_body(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>> {
                 }
             }
             ConsensusMessage::Vote(v)
+        }
+        ConsensusMessage::Polka(mut c) => {
+            c.round = Round(c.round.0 + 1);
+            ConsensusMessage::Polka(c)
         }
     };
     Some(out.encode())

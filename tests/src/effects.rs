@@ -188,6 +188,11 @@ impl Sim {
                     panic!("node {i}: persisting its vote failed: {e}");
                 }
             }
+            Effect::PersistLock(lock) => {
+                if let Err(e) = self.nodes[i].store.record_own_lock(&lock) {
+                    panic!("node {i}: persisting its lock failed: {e}");
+                }
+            }
             Effect::PersistBlock(pair) => self.persist_block(i, &pair.0, &pair.1),
             Effect::Broadcast { topic, data } => self.broadcast(i, topic, data),
             Effect::Request { peer, data } => self.request(i, &peer, data),
@@ -442,6 +447,7 @@ impl Sim {
 fn describe(effect: &Effect) -> String {
     match effect {
         Effect::PersistVote(v) => format!("persist vote {:?}", v.body),
+        Effect::PersistLock(l) => format!("persist lock {:?}", l.slot()),
         Effect::PersistBlock(b) => format!("persist block {}", b.0.header.height),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),
@@ -452,6 +458,9 @@ fn describe(effect: &Effect) -> String {
                     p.body.round,
                     p.body.block.hash()
                 )
+            }
+            Ok(ConsensusMessage::Polka(c)) => {
+                format!("send polka h{} r{} {}", c.height, c.round, c.block)
             }
             Err(_) => format!("send {} bytes on {topic}", data.len()),
         },

@@ -38,6 +38,8 @@ pub fn core_config() -> CoreConfig {
     CoreConfig {
         idle_block_interval_ms: 800,
         rebroadcast_interval_ms: 700,
+        // Short, so leftovers no block takes leave within a run.
+        mempool_ttl_ms: 3_000,
         timeouts: TimeoutConfig {
             propose: ms(500),
             propose_delta: ms(200),

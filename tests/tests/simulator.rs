@@ -149,48 +149,50 @@ fn crashed_nodes_restart_from_their_stores() {
     );
 }
 
-/// BUG (liveness), kept failing on purpose: validators holding at least a third of the stake
-/// lock on a block (precommit it) and then crash, one at a time, before it commits. Their
-/// locks come back from the vote log, but the block does not (proposals and proposed blocks
-/// are not persisted), so nobody can propose it again: the locked validators prevote nil on
-/// every other block, the rest cannot form a polka without them, and the height never ends.
-/// Seed 68 (4 honest nodes, one down at a time): nodes 0 and 1 stay locked on round 0's
-/// block of height 2 for good.
+/// Validators holding at least a third of the stake lock on a block (precommit it) and then
+/// crash, one at a time, before it commits. Fixed bug (regression seed 68: nodes 0 and 1 once
+/// stayed locked on round 0's block of height 2 for good): the lock came back from the vote
+/// log but the block did not, so nobody could propose it again. A validator now logs the
+/// proposal and its polka with its precommit, and replays both into the driver on restart.
+fn locked_validators_crash_one_at_a_time(seed: u64) -> Scenario {
+    let mut rng = Rng::fork(seed, 77);
+    let mut s = Scenario::honest(seed, 4);
+    for k in 0..8u64 {
+        let torn = rng.chance(500_000).then(|| rng.below(4) as u8);
+        s = s.crash(200 + k * 900, rng.index(4), torn, rng.range(20, 800));
+    }
+    s.net = NetFaults {
+        latency_ms: (1, 60),
+        drop_ppm: 50_000,
+        ..NetFaults::default()
+    };
+    s
+}
+
 #[test]
-#[ignore = "NodeCore bug: a block locked on is not persisted; see the report"]
-fn bug_stall_after_locked_validators_crash_one_at_a_time() {
+fn locked_validators_that_crash_one_at_a_time_recover_their_lock() {
+    let name = "locked_validators_that_crash_one_at_a_time_recover_their_lock";
     run_pinned(
-        "bug_stall_after_locked_validators_crash_one_at_a_time",
+        name,
         68,
-        |seed| {
-            let mut rng = Rng::fork(seed, 77);
-            let mut s = Scenario::honest(seed, 4);
-            for k in 0..8u64 {
-                let torn = rng.chance(500_000).then(|| rng.below(4) as u8);
-                s = s.crash(200 + k * 900, rng.index(4), torn, rng.range(20, 800));
-            }
-            s.net = NetFaults {
-                latency_ms: (1, 60),
-                drop_ppm: 50_000,
-                ..NetFaults::default()
-            };
-            s
-        },
-        |_| {},
+        locked_validators_crash_one_at_a_time,
+        transfers_committed,
+    );
+    run_seeds(
+        name,
+        8,
+        locked_validators_crash_one_at_a_time,
+        transfers_committed,
     );
 }
 
-/// The same bug, more directly: every node crashes at once while some are locked (seed 2:
-/// six nodes stay at height 10).
+/// The same, more directly: every node crashes at once while some are locked (regression seed
+/// 2: six nodes once stayed at height 10).
 #[test]
-#[ignore = "NodeCore bug: a block locked on is not persisted; see the report"]
-fn bug_stall_after_every_node_crashes_while_locked() {
-    run_pinned(
-        "bug_stall_after_every_node_crashes_while_locked",
-        2,
-        |seed| crashes(seed, true),
-        |_| {},
-    );
+fn every_node_crashing_while_locked_recovers() {
+    let name = "every_node_crashing_while_locked_recovers";
+    run_pinned(name, 2, |seed| crashes(seed, true), transfers_committed);
+    run_seeds(name, 8, |seed| crashes(seed, true), transfers_committed);
 }
 
 #[test]
@@ -301,20 +303,17 @@ fn garbage_and_forged_messages_change_nothing() {
     );
 }
 
-/// BUG (liveness), kept failing on purpose: a double voter whose two votes race to its
-/// peers. The driver's vote keeper counts only the first vote of a validator per round and
-/// kind, so nodes that got the conflicting vote first never see the polka others locked on;
-/// the locked ones prevote only that block, the others wait for a polka they cannot see, and
-/// the height never ends (seen with 4 to 6 validators and one double voter).
+/// A double voter whose two votes race to its peers. Fixed bug (regression seed 5): the
+/// driver's vote keeper counts only the first vote of a validator per round and kind, so
+/// nodes that got the conflicting vote first never saw the polka others locked on, and the
+/// height never ended. A proposer that re-proposes its locked block now sends the polka's
+/// prevotes as a certificate, which the driver accepts in place of the votes it refused.
 #[test]
-#[ignore = "consensus bug: equivocating votes are not counted for a polka; see the report"]
-fn bug_stall_with_a_racing_double_voter() {
-    run_pinned(
-        "bug_stall_with_a_racing_double_voter",
-        5,
-        |seed| with_byzantine(seed, Role::RacingDoubleVoter),
-        |_| {},
-    );
+fn a_racing_double_voter_does_not_stall_the_height() {
+    let name = "a_racing_double_voter_does_not_stall_the_height";
+    let make = |seed| with_byzantine(seed, Role::RacingDoubleVoter);
+    run_pinned(name, 5, make, transfers_committed);
+    run_seeds(name, 8, make, transfers_committed);
 }
 
 #[test]
@@ -342,36 +341,32 @@ fn ten_validators_with_three_byzantine_and_a_partition() {
     );
 }
 
-/// PARTLY FIXED (mempool), kept failing on purpose: every honest validator that sees the
-/// double vote submits evidence; the first one commits and the contract refuses the rest as
-/// duplicates. NodeCore now evicts, after each commit, every waiting transaction the new state
-/// refuses (with its sender's later nonces), and paces idle blocks by what is ready for a
-/// block rather than by an empty pool: blocks no longer race (seed 2: every ~870 ms after
-/// height 4, was ~80 ms). Still failing: one or two transactions per mempool remain at the end
-/// that no block takes and no eviction reaches (not reapable: a nonce gap); the pool has no
-/// expiry for them yet.
+/// Every honest validator that sees a double vote submits evidence; the first commits and the
+/// contract refuses the rest as duplicates. NodeCore evicts, after each commit, every waiting
+/// transaction the new state refuses (with its sender's later nonces), paces idle blocks by
+/// what is ready for a block, and expires what no block takes (a nonce gap left behind by an
+/// evicted predecessor). Fixed bug (regression seed 2): such leftovers once stayed forever.
 #[test]
-#[ignore = "NodeCore: non-reapable leftovers stay in the mempool (no expiry yet); see the doc"]
-fn bug_refused_evidence_lingers_in_mempools() {
-    run_pinned(
-        "bug_refused_evidence_lingers_in_mempools",
-        2,
-        |seed| {
-            let mut s = Scenario::honest(seed, 4).role(0, Role::DoubleVoter);
-            s.tx_interval_ms = None;
-            s
-        },
-        |o| {
-            assert!(o.stats.evidence_committed > 0, "no evidence committed");
-            assert!(
-                o.mempools.iter().flatten().all(|n| *n == 0),
-                "transactions left in mempools without any client traffic: {:?}",
-                o.mempools
-            );
-        },
-    );
+fn refused_evidence_leaves_the_mempools() {
+    let name = "refused_evidence_leaves_the_mempools";
+    let make = |seed| {
+        let mut s = Scenario::honest(seed, 4).role(0, Role::DoubleVoter);
+        s.tx_interval_ms = None;
+        // Long enough past the last evidence for the simulator's 3 s mempool expiry.
+        s.target_height = 16;
+        s
+    };
+    let check = |o: &Outcome| {
+        assert!(o.stats.evidence_committed > 0, "no evidence committed");
+        assert!(
+            o.mempools.iter().flatten().all(|n| *n == 0),
+            "transactions left in mempools without any client traffic: {:?}",
+            o.mempools
+        );
+    };
+    run_pinned(name, 2, make, check);
+    run_seeds(name, 6, make, check);
 }
-
 /// A copy of a vote a node already holds, with a flipped signature bit, must be refused, not
 /// accepted as a duplicate: the shell's gossipsub forwards what is accepted, and peers that
 /// verify it would penalise the honest forwarder. (A regression test: the duplicate check once

@@ -30,6 +30,7 @@ use super::io::{
     BlockValidity, ConsensusConfig, Input, InputError, Output, OwnMessage, RestoreError,
 };
 use super::own::OwnLog;
+use super::polka::{self, PolkaCert};
 use super::timeouts::{TimeoutConfig, TimeoutId, TimeoutKind};
 
 /// Rounds accepted above our current round. Tendermint needs messages from higher rounds to
@@ -170,6 +171,7 @@ impl Consensus {
                 Ok(out)
             }
             Input::TimeoutElapsed(id) => self.on_timeout(id),
+            Input::Polka(cert) => self.on_polka(&cert),
             Input::ProposeValue {
                 height,
                 round,
@@ -225,6 +227,7 @@ impl Consensus {
             DriverInput::NewRound(ConsensusHeight(height), MalRound::ZERO, Address(proposer));
         self.run(new_round, &mut out)?;
         self.resend_restored_votes(height, &mut out);
+        self.restore_lock(height, &mut out);
         for msg in self.buffer.take(height) {
             match msg {
                 // Already verified when buffered; membership and round are checked again,
@@ -254,6 +257,76 @@ impl Consensus {
             out.push(Output::BroadcastVote(v.clone()));
             let _ = self.run(DriverInput::Vote(to_mal_vote(&v)), out);
         }
+    }
+
+    /// After a restart, our lock at this height goes back into the driver: the proposal we
+    /// precommitted, then its polka (which moves the driver to the lock's round). The driver so
+    /// regains its locked and valid block, and can re-propose it with its proof-of-lock round.
+    /// The proposal was valid when we precommitted it, at this height on this same state.
+    fn restore_lock(&mut self, height: Height, out: &mut Vec<Output>) {
+        let Some(lock) = self.own.lock_record(height).cloned() else {
+            return;
+        };
+        if let Ok(Admission::Feed(id)) = self.admit_proposal(&lock.proposal) {
+            self.proposals_seen
+                .entry(lock.proposal.body.round)
+                .or_default()
+                .push(id);
+            let p = &lock.proposal;
+            let m = SignedMessage::new(
+                AttestProposal::from_protocol(p.signer, &p.body),
+                p.signature,
+            );
+            let _ = self.run(DriverInput::Proposal(m, Validity::Valid), out);
+        }
+        if let Ok(more) = self.on_polka(&lock.polka) {
+            out.extend(more);
+        }
+    }
+
+    /// A polka certificate for the current height: round bound, then every signature and the
+    /// quorum, then the driver (a copy of one it holds changes nothing).
+    fn on_polka(&mut self, cert: &PolkaCert) -> Result<Vec<Output>, InputError> {
+        let (driver, current) = self.current()?;
+        if cert.height < current {
+            return Err(InputError::StaleHeight {
+                height: cert.height,
+                current,
+            });
+        }
+        // Not buffered: a polka travels with the re-proposal it backs, and is re-sent with it.
+        if cert.height > current {
+            return Err(InputError::FarFutureHeight {
+                height: cert.height,
+                current,
+            });
+        }
+        self.check_round(cert.round)?;
+        cert.verify(&self.chain_id, driver.validator_set())?;
+        let mut out = Vec::new();
+        if polka::has_polka_certificate(driver, cert.round, cert.block) {
+            return Ok(out);
+        }
+        self.run(DriverInput::PolkaCertificate(cert.to_mal()), &mut out)?;
+        Ok(out)
+    }
+
+    /// Polka certificates backing our proposals at the current height that name a
+    /// proof-of-lock round, for a host that re-broadcasts on a timer with
+    /// [`Consensus::own_messages`].
+    pub fn own_polkas(&self) -> Vec<PolkaCert> {
+        let (Some(driver), Some(height)) = (self.driver.as_ref(), self.height()) else {
+            return Vec::new();
+        };
+        self.own
+            .messages_at(height)
+            .into_iter()
+            .filter_map(|m| match m {
+                OwnMessage::Proposal(p) => p.body.pol_round.map(|vr| (vr, p.body.block.hash())),
+                _ => None,
+            })
+            .filter_map(|(vr, block)| polka::polka_from_driver(driver, vr, block))
+            .collect()
     }
 
     fn check_round(&self, round: Round) -> Result<(), InputError> {
@@ -578,7 +651,15 @@ impl Consensus {
                 prev.clone()
             }
             None => {
+                let (kind, block, round) = (body.kind, body.block, body.round);
                 let s = Signed::sign(&self.chain_id, key, body);
+                if let (VoteKind::Precommit, Some(block), Some(driver)) =
+                    (kind, block, self.driver.as_ref())
+                    && let Some(lock) = polka::lock_from_driver(driver, round, block)
+                {
+                    self.own.insert_lock(lock.clone());
+                    out.push(Output::PersistLock(Box::new(lock)));
+                }
                 self.own.insert_vote(s.clone());
                 out.push(Output::PersistAndBroadcastVote(s.clone()));
                 s
@@ -612,11 +693,12 @@ impl Consensus {
             .filter_map(|(p, _)| from_mal_round(p.message.pol_round))
             .any(|vr| {
                 vr >= lock_round
-                    && driver.votes().is_threshold_met(
-                        &to_mal_round(vr),
-                        VoteType::Prevote,
-                        Threshold::Value(block),
-                    )
+                    && (polka::has_polka_certificate(driver, vr, block)
+                        || driver.votes().is_threshold_met(
+                            &to_mal_round(vr),
+                            VoteType::Prevote,
+                            Threshold::Value(block),
+                        ))
             });
         if justified {
             return body;
@@ -635,6 +717,13 @@ impl Consensus {
         }
         let Some(key) = &self.key else { return };
         let body = p.to_protocol();
+        // A re-proposal names its proof-of-lock round; the polka goes out first, for
+        // validators whose vote keeper refused one of its prevotes (see `polka`).
+        if let (Some(vr), Some(driver)) = (body.pol_round, self.driver.as_ref())
+            && let Some(cert) = polka::polka_from_driver(driver, vr, body.block.hash())
+        {
+            out.push(Output::BroadcastPolka(Box::new(cert)));
+        }
         let signed = match self.own.proposal(body.height, body.round) {
             Some(prev) => {
                 out.push(Output::BroadcastProposal(prev.clone()));

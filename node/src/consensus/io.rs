@@ -13,7 +13,9 @@ use attest_protocol::{
     Vote,
 };
 
+use super::certificate::CertError;
 use super::context::ValidatorSet;
+use super::polka::{LockRecord, PolkaCert};
 use super::timeouts::TimeoutId;
 
 /// The host's verdict on a proposed block, checked against its chain state (previous hash,
@@ -51,6 +53,10 @@ pub enum Input {
     Vote(Signed<Vote>),
     /// A timer from [`Output::ScheduleTimeout`] elapsed. Stale ones are dropped.
     TimeoutElapsed(TimeoutId),
+    /// A polka certificate from the network, unverified: it lets the driver accept a
+    /// proposal whose proof-of-lock round it cannot see a polka for in its own vote keeper
+    /// (see `polka`).
+    Polka(Box<PolkaCert>),
     /// The block asked for by [`Output::GetValue`].
     ProposeValue {
         /// The height of the request.
@@ -74,6 +80,14 @@ pub enum Output {
     /// Our own vote that is already in the write-ahead log (restored after a restart):
     /// broadcast it again. It must not be signed anew.
     BroadcastVote(Signed<Vote>),
+    /// We are about to precommit a block: write the lock (the proposal and its polka) to the
+    /// write-ahead log, durably, before the `PersistAndBroadcastVote` that follows. After a
+    /// crash the restored lock gives the driver back the block it must stay locked on (and
+    /// can re-propose).
+    PersistLock(Box<LockRecord>),
+    /// Broadcast this polka certificate: it backs a proposal of ours that names a
+    /// proof-of-lock round.
+    BroadcastPolka(Box<PolkaCert>),
     /// Our own new proposal: write it to the write-ahead log, then broadcast it. (A proposer
     /// that proposes two blocks in one round after a restart is not slashable, but it costs
     /// the round.)
@@ -124,6 +138,8 @@ pub enum OwnMessage {
     Vote(Signed<Vote>),
     /// A proposal we signed (boxed: it carries a block).
     Proposal(Box<Signed<Proposal>>),
+    /// A block we precommitted, with its proposal and polka (restored, never re-broadcast).
+    Lock(Box<LockRecord>),
 }
 
 /// Fixed settings of one consensus instance.
@@ -234,6 +250,9 @@ pub enum InputError {
         /// The round given.
         round: Round,
     },
+    /// A polka certificate that does not prove a polka.
+    #[error("polka certificate: {0}")]
+    BadPolka(#[from] CertError),
     /// The driver refused the input (a bug in this wrapper, never a peer's doing).
     #[error("consensus driver: {0}")]
     Driver(String),

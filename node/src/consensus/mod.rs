@@ -29,6 +29,7 @@ mod context;
 mod engine;
 mod io;
 mod own;
+mod polka;
 mod timeouts;
 
 pub use buffer::{FUTURE_HEIGHTS, MAX_PROPOSALS, MAX_PROPOSALS_PER_SIGNER, MAX_VOTES_PER_SIGNER};
@@ -39,4 +40,5 @@ pub use context::{
 };
 pub use engine::{Consensus, MAX_PROPOSALS_PER_ROUND, MAX_ROUND_AHEAD};
 pub use io::{BlockValidity, ConsensusConfig, Input, InputError, Output, OwnMessage, RestoreError};
+pub use polka::{LockRecord, PolkaCert};
 pub use timeouts::{TimeoutConfig, TimeoutId, TimeoutKind};

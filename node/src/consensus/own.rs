@@ -12,6 +12,7 @@ use attest_protocol::{
 };
 
 use super::io::{OwnMessage, RestoreError};
+use super::polka::LockRecord;
 
 /// A vote slot: height, round and kind.
 pub type VoteSlot = (Height, Round, VoteKind);
@@ -21,6 +22,8 @@ pub type VoteSlot = (Height, Round, VoteKind);
 pub struct OwnLog {
     votes: BTreeMap<VoteSlot, Signed<Vote>>,
     proposals: BTreeMap<(Height, Round), Signed<Proposal>>,
+    /// Blocks we precommitted, with proposal and polka, by height and round.
+    locks: BTreeMap<(Height, Round), LockRecord>,
 }
 
 impl OwnLog {
@@ -46,6 +49,12 @@ impl OwnLog {
                     let slot = (p.body.height, p.body.round);
                     insert_once(&mut log.proposals, slot, *p, |s| s)?;
                 }
+                // Someone else's proposal: only its signature can be checked now; the polka
+                // is checked against the validator set when its height starts.
+                OwnMessage::Lock(lock) => {
+                    lock.proposal.check(chain)?;
+                    log.locks.insert(lock.slot(), *lock);
+                }
             }
         }
         Ok(log)
@@ -55,6 +64,20 @@ impl OwnLog {
     pub fn prune_below(&mut self, height: Height) {
         self.votes = self.votes.split_off(&(height, Round(0), VoteKind::Prevote));
         self.proposals = self.proposals.split_off(&(height, Round(0)));
+        self.locks = self.locks.split_off(&(height, Round(0)));
+    }
+
+    /// Records the lock for a precommit we are about to sign.
+    pub fn insert_lock(&mut self, lock: LockRecord) {
+        self.locks.entry(lock.slot()).or_insert(lock);
+    }
+
+    /// Our latest lock at `height`: the one of the highest round.
+    pub fn lock_record(&self, height: Height) -> Option<&LockRecord> {
+        self.locks
+            .range((height, Round(0))..=(height, Round(u32::MAX)))
+            .next_back()
+            .map(|(_, l)| l)
     }
 
     /// Our vote in `slot`, if we cast one.

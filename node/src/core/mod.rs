@@ -22,7 +22,7 @@ use attest_protocol::{
 };
 
 use crate::consensus::{
-    BlockValidity, Consensus, ConsensusConfig, Input, InputError, Output, OwnMessage,
+    BlockValidity, Consensus, ConsensusConfig, Input, InputError, LockRecord, Output, OwnMessage,
     TimeoutConfig, TimeoutId,
 };
 use crate::genesis::GenesisFile;
@@ -44,6 +44,8 @@ pub struct CoreConfig {
     pub mempool_max_txs: usize,
     /// Mempool bound on bytes.
     pub mempool_max_bytes: usize,
+    /// A transaction waiting this long is dropped (see [`Mempool::expire`]).
+    pub mempool_ttl_ms: u64,
     /// Consensus timeouts.
     pub timeouts: TimeoutConfig,
     /// Own consensus messages are sent again this often while a height is undecided: gossip
@@ -57,6 +59,7 @@ impl Default for CoreConfig {
             idle_block_interval_ms: 1_000,
             mempool_max_txs: 10_000,
             mempool_max_bytes: 32 * 1024 * 1024,
+            mempool_ttl_ms: 60_000,
             timeouts: TimeoutConfig::default(),
             rebroadcast_interval_ms: 2_000,
         }
@@ -69,6 +72,8 @@ impl Default for CoreConfig {
 pub enum Effect {
     /// Append our own vote to the write-ahead log, durably.
     PersistVote(Signed<Vote>),
+    /// Write the lock of a precommit we are about to send to the write-ahead log, durably.
+    PersistLock(Box<LockRecord>),
     /// Store a committed block and its certificate, durably.
     PersistBlock(Box<(Block, CommitCertificate)>),
     /// Publish `data` on gossip topic `topic`.
@@ -205,10 +210,12 @@ impl NodeCore {
             }
         }
         let next = chain.height().next();
+        let locks = store.own_locks(next)?.into_iter();
         let wal: Vec<OwnMessage> = store
             .own_votes(next)?
             .into_iter()
             .map(OwnMessage::Vote)
+            .chain(locks.map(|l| OwnMessage::Lock(Box::new(l))))
             .collect();
         let consensus_config = ConsensusConfig {
             chain_id: chain.chain_id().clone(),
@@ -276,6 +283,9 @@ impl NodeCore {
                     for message in self.consensus.own_messages() {
                         self.broadcast_own(message);
                     }
+                    for polka in self.consensus.own_polkas() {
+                        self.broadcast_consensus(ConsensusMessage::Polka(Box::new(polka)));
+                    }
                     self.arm(
                         now_ms + self.config.rebroadcast_interval_ms,
                         Timer::Rebroadcast(h),
@@ -289,7 +299,7 @@ impl NodeCore {
     /// A transaction from a local client: admitted to the mempool and gossiped.
     pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
         let data = tx.encode();
-        let hash = self.mempool.admit(tx, &View(&self.chain))?;
+        let hash = self.mempool.admit(tx, &View(&self.chain), now_ms)?;
         self.effects.push_back(Effect::Broadcast {
             topic: topic::TXS,
             data,
@@ -319,7 +329,7 @@ impl NodeCore {
             Ok(tx) => tx,
             Err(e) => return GossipVerdict::Reject(e.to_string()),
         };
-        match self.mempool.admit(tx, &View(&self.chain)) {
+        match self.mempool.admit(tx, &View(&self.chain), now_ms) {
             Ok(_) => {
                 self.on_tx_waiting(now_ms);
                 GossipVerdict::Accept
@@ -339,6 +349,7 @@ impl NodeCore {
         let height = match &message {
             ConsensusMessage::Proposal(p) => p.body.height,
             ConsensusMessage::Vote(v) => v.body.height,
+            ConsensusMessage::Polka(c) => c.height,
         };
         // A message for the next height starts it: the others are already there.
         if self.running.is_none() && height == self.chain.height().next() {
@@ -360,6 +371,7 @@ impl NodeCore {
                 }
             }
             ConsensusMessage::Vote(v) => Input::Vote(v),
+            ConsensusMessage::Polka(c) => Input::Polka(c),
         };
         match self.consensus.handle(input) {
             Ok(outputs) => {
@@ -370,7 +382,9 @@ impl NodeCore {
                 // `behind` held for this message: the sync was requested above.
                 GossipVerdict::Ignore("far-future height: syncing".into())
             }
-            Err(e @ InputError::BadSignature(_)) => GossipVerdict::Reject(e.to_string()),
+            Err(e @ (InputError::BadSignature(_) | InputError::BadPolka(_))) => {
+                GossipVerdict::Reject(e.to_string())
+            }
             // A validator we do not know yet may be one in a set we have not reached: an
             // honest peer can forward that, so it is dropped without a penalty.
             Err(e @ InputError::NotAValidator(_)) => GossipVerdict::Ignore(e.to_string()),
@@ -432,6 +446,8 @@ impl NodeCore {
                     self.broadcast_own(OwnMessage::Vote(v));
                 }
                 Output::BroadcastVote(v) => self.broadcast_own(OwnMessage::Vote(v)),
+                Output::PersistLock(lock) => self.effects.push_back(Effect::PersistLock(lock)),
+                Output::BroadcastPolka(c) => self.broadcast_consensus(ConsensusMessage::Polka(c)),
                 // Proposals are not logged: re-proposing after a restart costs a round but is
                 // not slashable.
                 Output::PersistAndBroadcastProposal(p) | Output::BroadcastProposal(p) => {
@@ -462,7 +478,13 @@ impl NodeCore {
         let message = match message {
             OwnMessage::Vote(v) => ConsensusMessage::Vote(v),
             OwnMessage::Proposal(p) => ConsensusMessage::Proposal(p),
+            // Locks stay in the log; their polka travels with the re-proposal it backs.
+            OwnMessage::Lock(_) => return,
         };
+        self.broadcast_consensus(message);
+    }
+
+    fn broadcast_consensus(&mut self, message: ConsensusMessage) {
         self.effects.push_back(Effect::Broadcast {
             topic: topic::CONSENSUS,
             data: message.encode(),
@@ -528,6 +550,7 @@ impl NodeCore {
         }
         self.mempool
             .remove_committed(&tx_hashes, &View(&self.chain));
+        self.mempool.expire(now_ms, self.config.mempool_ttl_ms);
         let ready = self.evict_refused();
         self.checked.clear();
         self.running = None;
@@ -584,6 +607,8 @@ impl NodeCore {
         match message {
             ConsensusMessage::Proposal(p) => known(&p.signer) && p.check(chain).is_ok(),
             ConsensusMessage::Vote(v) => known(&v.signer) && v.check(chain).is_ok(),
+            // A polka only ever backs a proposal: the proposal is what starts a sync.
+            ConsensusMessage::Polka(_) => false,
         }
     }
 

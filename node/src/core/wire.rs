@@ -7,6 +7,8 @@ use attest_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::consensus::PolkaCert;
+
 /// A message on the consensus topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConsensusMessage {
@@ -14,6 +16,8 @@ pub enum ConsensusMessage {
     Proposal(Box<Signed<Proposal>>),
     /// A validator's vote.
     Vote(Signed<Vote>),
+    /// Prevotes of a quorum for one block in one round, backing a re-proposal.
+    Polka(Box<PolkaCert>),
 }
 
 impl Canonical for ConsensusMessage {

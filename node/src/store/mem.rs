@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use attest_protocol::{Height, Round, Signed, Vote, VoteKind};
 
+use crate::consensus::LockRecord;
+
 use super::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
 
 /// The path [`MemStore`] gives in errors, which must name some store.
@@ -23,6 +25,7 @@ pub struct MemStore {
     genesis: GenesisId,
     blocks: BTreeMap<Height, CommittedBlock>,
     votes: BTreeMap<(Height, Round, VoteKind), Signed<Vote>>,
+    locks: BTreeMap<(Height, Round), LockRecord>,
 }
 
 impl MemStore {
@@ -32,6 +35,7 @@ impl MemStore {
             genesis,
             blocks: BTreeMap::new(),
             votes: BTreeMap::new(),
+            locks: BTreeMap::new(),
         }
     }
 
@@ -134,8 +138,21 @@ impl Store for MemStore {
             .collect())
     }
 
+    fn record_own_lock(&mut self, lock: &LockRecord) -> Result<(), StoreError> {
+        self.locks
+            .entry(lock.slot())
+            .or_insert_with(|| lock.clone());
+        Ok(())
+    }
+
+    fn own_locks(&self, height: Height) -> Result<Vec<LockRecord>, StoreError> {
+        let range = (height, Round(0))..=(height, Round(u32::MAX));
+        Ok(self.locks.range(range).map(|(_, l)| l.clone()).collect())
+    }
+
     fn prune_own_votes_below(&mut self, height: Height) -> Result<(), StoreError> {
         self.votes = self.votes.split_off(&(height, Round(0), VoteKind::Prevote));
+        self.locks = self.locks.split_off(&(height, Round(0)));
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! Durable storage: the genesis identity, committed blocks with their commit certificates, and
-//! the validator's write-ahead log of its own votes.
+//! the validator's write-ahead log of its own votes and locks.
 //!
 //! This module owns the [`Store`] trait and its two implementations: [`SledStore`] on disk
 //! (sled 0.34.7) and [`MemStore`], an in-memory twin for the simulator and tests. It stores
@@ -24,6 +24,8 @@ mod sled_store;
 use std::fmt;
 
 use attest_protocol::{Block, ChainId, CommitCertificate, Hash, Height, Signed, Vote};
+
+use crate::consensus::LockRecord;
 
 pub use error::StoreError;
 pub use mem::MemStore;
@@ -110,7 +112,18 @@ pub trait Store {
     /// before precommit). Reads only durable data.
     fn own_votes(&self, height: Height) -> Result<Vec<Signed<Vote>>, StoreError>;
 
-    /// Removes own votes for heights below `height`; call it once those heights are committed.
+    /// Records the lock the validator takes with a precommit (the proposal and its polka),
+    /// keyed by height and round; a second record for the same slot is a no-op.
+    ///
+    /// Durability: flushed to disk before this returns `Ok`, so the caller may send the
+    /// precommit.
+    fn record_own_lock(&mut self, lock: &LockRecord) -> Result<(), StoreError>;
+
+    /// Every lock recorded for `height`, ordered by round. Reads only durable data.
+    fn own_locks(&self, height: Height) -> Result<Vec<LockRecord>, StoreError>;
+
+    /// Removes own votes and locks for heights below `height`; call it once those heights are
+    /// committed.
     ///
     /// Durability: not flushed by itself; it becomes durable with the next durable write. A
     /// crash before then brings pruned votes back, which is harmless: they are for committed

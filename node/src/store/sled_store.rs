@@ -5,6 +5,8 @@
 //! - `certificates`: 8-byte big-endian height -> `CommitCertificate`;
 //! - `own_votes`: height (8 bytes BE) ++ round (4 bytes BE) ++ kind (1 byte: 0 prevote,
 //!   1 precommit) -> `Signed<Vote>`;
+//! - `own_locks`: height (8 bytes BE) ++ round (4 bytes BE) -> `LockRecord` (the proposal a
+//!   validator precommitted, with its polka);
 //! - `meta`: `genesis` -> the encoded [`GenesisId`].
 //!
 //! Big-endian keys make sled's byte order the numeric order, so the last key is the latest
@@ -29,6 +31,8 @@ use attest_protocol::{Block, Canonical, CommitCertificate, Height, Signed, Vote,
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use crate::consensus::LockRecord;
+
 use super::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
 
 /// The longest encoded [`GenesisId`]: a 32-byte chain id with its length and a 32-byte hash.
@@ -37,6 +41,9 @@ const MAX_GENESIS_ID_BYTES: usize = 128;
 
 /// Length of an `own_votes` key: height, round, kind.
 const VOTE_KEY_LEN: usize = 13;
+
+/// Length of an `own_locks` key: height, round.
+const LOCK_KEY_LEN: usize = 12;
 
 /// How long [`SledStore::open`] waits for sled's lock on the database file. After a store is
 /// dropped, sled's background I/O threads can keep the file (and its lock) open for a few
@@ -52,6 +59,7 @@ pub struct SledStore {
     blocks: sled::Tree,
     certificates: sled::Tree,
     votes: sled::Tree,
+    locks: sled::Tree,
     meta: sled::Tree,
     genesis: GenesisId,
     /// The last stored height, kept in memory because every `put_block` needs it; set from
@@ -77,6 +85,8 @@ impl SledStore {
     pub const CERTIFICATES_TREE: &'static str = "certificates";
     /// Name of the tree holding the validator's own votes.
     pub const VOTES_TREE: &'static str = "own_votes";
+    /// Name of the tree holding the validator's locks.
+    pub const LOCKS_TREE: &'static str = "own_locks";
     /// Name of the tree holding the genesis identity.
     pub const META_TREE: &'static str = "meta";
     /// Key of the genesis identity in the meta tree.
@@ -102,12 +112,14 @@ impl SledStore {
         };
         let (blocks, certificates) = (tree(Self::BLOCKS_TREE)?, tree(Self::CERTIFICATES_TREE)?);
         let (votes, meta) = (tree(Self::VOTES_TREE)?, tree(Self::META_TREE)?);
+        let locks = tree(Self::LOCKS_TREE)?;
         let mut store = Self {
             path,
             db,
             blocks,
             certificates,
             votes,
+            locks,
             meta,
             genesis: genesis.clone(),
             latest: Height(0),
@@ -265,6 +277,24 @@ impl SledStore {
         Ok(vote)
     }
 
+    /// Decodes and checks one lock entry.
+    fn read_lock(&self, key: &[u8], value: &[u8]) -> Result<LockRecord, StoreError> {
+        let tree = Self::LOCKS_TREE;
+        let height = key
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(|b| Height(u64::from_be_bytes(b)));
+        let lock = LockRecord::decode(value).map_err(|e| self.corrupt(tree, height, e))?;
+        if key != lock_key(&lock) {
+            let detail = format!(
+                "key {} holds a lock for another height or round",
+                hex::encode(key)
+            );
+            return Err(self.corrupt(tree, height, detail));
+        }
+        Ok(lock)
+    }
+
     /// Parses an 8-byte big-endian height key.
     fn height_key(&self, tree: &'static str, key: &[u8]) -> Result<Height, StoreError> {
         match <[u8; 8]>::try_from(key) {
@@ -322,6 +352,15 @@ fn open_db(path: &Path) -> sled::Result<sled::Db> {
             opened => return opened,
         }
     }
+}
+
+/// The `own_locks` key of `lock`: height and round, big-endian.
+fn lock_key(lock: &LockRecord) -> [u8; LOCK_KEY_LEN] {
+    let (height, round) = lock.slot();
+    let mut key = [0u8; LOCK_KEY_LEN];
+    key[..8].copy_from_slice(&height.0.to_be_bytes());
+    key[8..].copy_from_slice(&round.0.to_be_bytes());
+    key
 }
 
 /// The `own_votes` key of `vote`: height, round, kind, big-endian so byte order is the order
@@ -453,6 +492,26 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn record_own_lock(&mut self, lock: &LockRecord) -> Result<(), StoreError> {
+        let key = lock_key(lock);
+        let bytes = lock.encode();
+        // The first lock of a slot stays: a precommit is signed once per slot.
+        let _ = self
+            .locks
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes.as_slice()))
+            .map_err(|e| self.io(e))?;
+        self.flush()
+    }
+
+    fn own_locks(&self, height: Height) -> Result<Vec<LockRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.locks.scan_prefix(height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            out.push(self.read_lock(&key, &value)?);
+        }
+        Ok(out)
+    }
+
     fn prune_own_votes_below(&mut self, height: Height) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for entry in self.votes.range(..height.0.to_be_bytes()) {
@@ -461,6 +520,13 @@ impl Store for SledStore {
             self.read_vote(&key, &value)?;
             batch.remove(key);
         }
-        self.votes.apply_batch(batch).map_err(|e| self.io(e))
+        self.votes.apply_batch(batch).map_err(|e| self.io(e))?;
+        let mut batch = sled::Batch::default();
+        for entry in self.locks.range(..height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            self.read_lock(&key, &value)?;
+            batch.remove(key);
+        }
+        self.locks.apply_batch(batch).map_err(|e| self.io(e))
     }
 }
