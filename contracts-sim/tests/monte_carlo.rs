@@ -10,183 +10,9 @@
 
 mod common;
 
-use attest_contracts_sim::apply::disputes::round_index;
-use attest_contracts_sim::{Ctx, Event, JobPhase, Params, State};
-use attest_protocol::tx::{Action, DisputeMove, Verdict, VerdictOutcome};
-use attest_protocol::{Amount, BlockHash, Height, JobId, Nonce, Round, Signed, Tx, tx_hash};
-use common::*;
-
-/// splitmix64: a tiny, well-mixed, seedable generator (no `rand` crate in the tree).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn block_hash(&mut self) -> BlockHash {
-        let mut b = [0u8; 32];
-        for chunk in b.chunks_mut(8) {
-            chunk.copy_from_slice(&self.next().to_le_bytes());
-        }
-        BlockHash(b)
-    }
-}
-
-/// A minimal driver: unlike the test harness it does not check invariants after every
-/// transaction (that is quadratic over thousands of jobs); it checks them once per trial.
-struct Chain {
-    state: State,
-    height: u64,
-    block_hash: BlockHash,
-}
-
-impl Chain {
-    fn ctx(&self) -> Ctx {
-        Ctx {
-            height: Height(self.height),
-            time_ms: self.height,
-            block_hash: self.block_hash,
-            proposer: id(PROPOSER),
-        }
-    }
-
-    /// Opens a job and returns its id (the hash of the transaction that opened it).
-    fn send_open(&mut self, spec: &JobSpec) -> JobId {
-        let tx = self.sign(CLIENT, Action::OpenJob(spec.open_job()));
-        self.state.apply(&self.ctx(), &tx).expect("the job opens");
-        JobId::from(tx_hash(tx.signed()))
-    }
-
-    fn send(&mut self, who: u8, action: Action) -> Vec<Event> {
-        let tx = self.sign(who, action);
-        self.state.apply(&self.ctx(), &tx).expect("a valid move")
-    }
-
-    fn sign(&self, who: u8, action: Action) -> attest_protocol::Verified<Tx> {
-        Signed::sign(
-            &chain(),
-            &key(who),
-            Tx {
-                nonce: Nonce(self.state.account(&id(who)).nonce.0),
-                fee: self.state.params().min_fee,
-                action,
-            },
-        )
-        .verify(&chain())
-        .unwrap()
-    }
-
-    fn end_block(&mut self, rng: &mut SplitMix) -> Vec<Event> {
-        let events = self.state.end_block(&self.ctx());
-        self.height += 1;
-        self.block_hash = rng.block_hash();
-        events
-    }
-}
-
-fn mc_params() -> Params {
-    Params {
-        check_probability_ppm: 100_000,
-        verdict_window_blocks: 1,
-        dispute_round_blocks: 1,
-        max_deadline_blocks: 10,
-        unbonding_blocks: 40,
-        ..Params::default()
-    }
-}
-
-/// Plays the dispute over `job` with both parties answering from their traces: both open
-/// in every bisection round, then the checker supplies its witness if one is needed.
-fn play(
-    c: &mut Chain,
-    rng: &mut SplitMix,
-    job: JobId,
-    provider: &Trace,
-    checker: &Trace,
-) -> Vec<Event> {
-    let mut events = Vec::new();
-    while let Some(JobPhase::Disputed { dispute: d, .. }) =
-        c.state.job(&job).map(|j| j.phase.clone())
-    {
-        let mv = |step| {
-            Action::Dispute(DisputeMove {
-                job,
-                round: Round(d.round),
-                step,
-            })
-        };
-        if d.round < d.rounds {
-            let index = round_index(&d, provider.steps()).unwrap();
-            events.extend(c.send(PROVIDER, mv(provider.opening(index))));
-            events.extend(c.send(CHECKER, mv(checker.opening(index))));
-        } else {
-            events.extend(c.send(CHECKER, mv(checker.witness(d.lo.unwrap()))));
-        }
-        events.extend(c.end_block(rng));
-    }
-    events
-}
-
-/// Runs jobs until the provider's first slash; returns how many jobs that took.
-fn trial(seed: u64, cheat_permille: u64, spec: &JobSpec, honest: &Trace, cheat: &Trace) -> u64 {
-    let mut rng = SplitMix(seed);
-    let mut c = Chain {
-        state: State::from_genesis(&genesis(mc_params())).unwrap(),
-        height: 1,
-        block_hash: BlockHash([0; 32]),
-    };
-    for n in 1..=100_000u64 {
-        let tx_job = c.send_open(spec);
-        c.end_block(&mut rng);
-        let cheating = rng.next() % 1000 < cheat_permille;
-        let trace = if cheating { cheat } else { honest };
-        let events = c.send(PROVIDER, Action::CommitResult(trace.commit(tx_job)));
-        let checked = events
-            .iter()
-            .any(|e| matches!(e, Event::CheckAssigned { .. }));
-        c.end_block(&mut rng);
-        let mut events = Vec::new();
-        if checked {
-            let outcome = if cheating {
-                honest.disagree()
-            } else {
-                VerdictOutcome::Agree
-            };
-            events.extend(c.send(
-                CHECKER,
-                Action::Verdict(Verdict {
-                    job: tx_job,
-                    outcome,
-                }),
-            ));
-            events.extend(play(&mut c, &mut rng, tx_job, trace, honest));
-        }
-        // Unchecked results settle one block after the commit (W = 1).
-        events.extend(c.end_block(&mut rng));
-        assert!(c.state.job(&tx_job).unwrap().phase.is_final());
-        let slashed = events.iter().find_map(|e| match e {
-            Event::Slashed { who, .. } => Some(*who),
-            _ => None,
-        });
-        if let Some(who) = slashed {
-            // Only a cheat that was checked is ever slashed: no false accusation, and an
-            // honest provider is never slashed.
-            assert_eq!(who, id(PROVIDER), "seed {seed}: a checker was slashed");
-            assert!(
-                cheating && checked,
-                "seed {seed}: an honest job was slashed"
-            );
-            c.state.check_invariants().unwrap();
-            return n;
-        }
-    }
-    panic!("seed {seed}: no slash in 100,000 jobs");
-}
+use attest_protocol::Amount;
+use common::JobSpec;
+use common::mc::{Chain, Cheat, jobs_until_slash, mc_params};
 
 struct Figures {
     mean: f64,
@@ -202,16 +28,15 @@ fn run(cheat_permille: u64, trials: u64, delta: f64) -> Figures {
         price: Amount(2_000),
         ..JobSpec::tiny()
     };
-    let honest = Trace::new(&spec, None);
-    let cheat = Trace::new(&spec, Some(7));
+    let w = Cheat::new(spec);
+    let mut chain = Chain::new(mc_params());
     let counts: Vec<u64> = (0..trials)
         .map(|t| {
-            trial(
+            jobs_until_slash(
+                &mut chain,
+                &w,
                 0x5eed_0000 + t * 7919 + cheat_permille,
                 cheat_permille,
-                &spec,
-                &honest,
-                &cheat,
             )
         })
         .collect();

@@ -3,6 +3,8 @@
 // See the crate root: `TxError` names accounts, whose keys are large.
 #![allow(clippy::result_large_err)]
 
+pub mod mc;
+
 use std::sync::OnceLock;
 
 use attest_contracts_sim::apply::disputes::round_index;
