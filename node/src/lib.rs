@@ -19,6 +19,7 @@ pub mod core;
 pub mod genesis;
 pub mod keyfile;
 pub mod localnet;
+pub mod market;
 pub mod mempool;
 pub mod net;
 pub mod shell;
