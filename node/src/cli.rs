@@ -298,8 +298,18 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         mempool_max_txs: config.mempool_max_txs,
         mempool_max_bytes: config.mempool_max_bytes,
         mempool_ttl_ms: config.mempool_ttl_ms,
+        market: crate::core::MarketConfig {
+            serve: config.serve_jobs,
+            danger_cheat: config.danger_cheat,
+            danger_false_verdicts: config.danger_false_verdicts,
+        },
         ..crate::core::CoreConfig::default()
     };
+    if config.danger_cheat.is_some() || config.danger_false_verdicts.is_some() {
+        tracing::warn!("danger_* settings are on: this node cheats on purpose (test only)");
+    }
+    let profile = crate::accel::DeviceProfile::find(&config.device)?;
+    let device = crate::accel::DeviceConfig::new(profile, config.time_scale);
     let settings = crate::shell::NodeSettings {
         node_key,
         account_key,
@@ -308,6 +318,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         listen,
         bootnodes,
         core,
+        device,
     };
     Ok(NodeSetup {
         settings,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accel::{Cheat, DeviceProfile, TimeScale};
+
 /// File names inside a node's home directory.
 pub mod files {
     /// The configuration.
@@ -40,6 +42,16 @@ pub struct Config {
     /// Milliseconds a transaction may wait in the mempool before it is dropped (with its
     /// sender's later nonces). 1,000 to 3,600,000.
     pub mempool_ttl_ms: u64,
+    /// The simulated accelerator's device profile: `wse-3`, `h100-sxm`, `a100-80gb` or `cpu`.
+    pub device: String,
+    /// Simulated time per real time: 1.0 is real time, 0.01 runs jobs 100x faster.
+    pub time_scale: TimeScale,
+    /// Whether this node serves jobs assigned to its account.
+    pub serve_jobs: bool,
+    /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`).
+    pub danger_cheat: Option<Cheat>,
+    /// TEST ONLY: give false verdicts on checks at this rate, e.g. `"flip:1.0"`.
+    pub danger_false_verdicts: Option<Cheat>,
 }
 
 impl Default for Config {
@@ -52,6 +64,11 @@ impl Default for Config {
             mempool_max_txs: 10_000,
             mempool_max_bytes: 32 * 1024 * 1024,
             mempool_ttl_ms: 60_000,
+            device: "h100-sxm".into(),
+            time_scale: TimeScale::HUNDREDTH,
+            serve_jobs: true,
+            danger_cheat: None,
+            danger_false_verdicts: None,
         }
     }
 }
@@ -134,6 +151,13 @@ impl Config {
             let v = self.mempool_ttl_ms.to_string();
             return bad("mempool_ttl_ms", v, "must be between 1000 and 3600000");
         }
+        if DeviceProfile::find(&self.device).is_err() {
+            return bad(
+                "device",
+                self.device.clone(),
+                "not a device profile: use wse-3, h100-sxm, a100-80gb or cpu",
+            );
+        }
         if self.listen.is_empty() {
             return bad(
                 "listen",
@@ -173,7 +197,23 @@ impl Config {
              \n\
              # Milliseconds a transaction may wait in the mempool before it is dropped, with\n\
              # its sender's later nonces (1000 to 3600000).\n\
-             mempool_ttl_ms = {ttl}\n",
+             mempool_ttl_ms = {ttl}\n\
+             \n\
+             # The simulated accelerator: wse-3, h100-sxm, a100-80gb or cpu.\n\
+             device = \"{device}\"\n\
+             \n\
+             # Simulated time per real time (1.0 real time; 0.01 runs jobs 100x faster).\n\
+             time_scale = {scale}\n\
+             \n\
+             # Whether this node serves jobs assigned to its account.\n\
+             serve_jobs = {serve}\n\
+             \n\
+             # TEST ONLY, never on a real network: cheat on provided jobs at a rate, as\n\
+             # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
+             # danger_cheat = \"flip:0.1\"\n\
+             \n\
+             # TEST ONLY: give false verdicts on checks at a rate, e.g. \"flip:1.0\".\n\
+             # danger_false_verdicts = \"flip:1.0\"\n",
             listen = list(&self.listen),
             bootnodes = list(&self.bootnodes),
             api = self.api,
@@ -181,6 +221,9 @@ impl Config {
             txs = self.mempool_max_txs,
             bytes = self.mempool_max_bytes,
             ttl = self.mempool_ttl_ms,
+            device = self.device,
+            scale = self.time_scale.factor(),
+            serve = self.serve_jobs,
         )
     }
 }

@@ -7,7 +7,7 @@
 //! effect (a vote reaches the disk before the network), publishing never waits for a peer.
 //! Nothing here decides anything about the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -18,7 +18,10 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
-use attest_protocol::{BlockHash, Height, SecretKey, SignedTx, TxHash};
+use attest_protocol::{BlockHash, Height, JobId, SecretKey, SignedTx, TxHash};
+
+use crate::accel::{AccelPool, AccelRequest, AccelResult, DeviceConfig};
+use crate::core::{JobRun, Purpose};
 
 use crate::core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey};
 use crate::genesis::GenesisFile;
@@ -43,6 +46,8 @@ pub struct NodeSettings {
     pub bootnodes: Vec<Multiaddr>,
     /// Core settings.
     pub core: CoreConfig,
+    /// The simulated accelerator this node runs jobs and checks on.
+    pub device: DeviceConfig,
 }
 
 /// A request from a local client (the HTTP API) to the node loop.
@@ -145,7 +150,18 @@ pub struct Node {
     pending: BTreeMap<OutboundRequestId, PeerKey>,
     account: String,
     bootnodes: Vec<Multiaddr>,
+    accel: AccelPool,
+    results: mpsc::Receiver<AccelResult>,
+    /// Why each job on the accelerator runs, to hand its result back.
+    running: BTreeMap<JobId, Purpose>,
+    /// Jobs waiting for room on the device's queue, oldest first; at most [`BACKLOG`].
+    backlog: VecDeque<JobRun>,
 }
+
+/// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
+/// assigned only what its adverts offered, and checks are rare (p = 10%), so this is
+/// headroom for bursts; past it a job fails at once rather than hold unbounded memory.
+const BACKLOG: usize = 1_024;
 
 /// How often unconnected bootnodes are dialled again: nodes of a testnet start in any order,
 /// and a bootnode that was not up yet must still be reached.
@@ -182,6 +198,7 @@ impl Node {
             }
         }
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (accel, results) = AccelPool::start(vec![settings.device.clone()])?;
         let node = Self {
             swarm,
             core,
@@ -190,6 +207,10 @@ impl Node {
             pending: BTreeMap::new(),
             account: settings.account_key.public().to_string(),
             bootnodes: settings.bootnodes.clone(),
+            accel,
+            results,
+            running: BTreeMap::new(),
+            backlog: VecDeque::new(),
         };
         Ok((node, NodeHandle { commands: tx }))
     }
@@ -219,12 +240,56 @@ impl Node {
                 Some(command) = self.commands.recv() => self.on_command(command),
                 () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
                 _ = redial.tick() => self.dial_bootnodes(),
+                Some(result) = self.results.recv() => self.on_job_done(result),
                 () = &mut shutdown => break,
             }
             self.carry_out()?;
         }
         tracing::info!(height = self.core.chain().height().0, "shutting down");
+        self.accel.shutdown().await;
         Ok(())
+    }
+
+    /// A job came back from the accelerator: the core gets it, and a waiting job gets the room.
+    fn on_job_done(&mut self, result: AccelResult) {
+        let Some(purpose) = self.running.remove(&result.id) else {
+            return;
+        };
+        let outcome = result.outcome.map_err(|e| e.to_string());
+        self.core
+            .handle_job_done(now_ms(), result.id, purpose, outcome);
+        while let Some(run) = self.backlog.pop_front() {
+            if let Err(run) = self.try_run(run) {
+                self.backlog.push_front(run);
+                break;
+            }
+        }
+    }
+
+    /// Hands a job to the device, or gives it back if the device's queue is full. Any other
+    /// refusal (a model the device cannot hold) goes to the core as the job's failure.
+    fn try_run(&mut self, run: JobRun) -> std::result::Result<(), JobRun> {
+        let request = AccelRequest {
+            id: run.job,
+            model: run.model.clone(),
+            input: run.input.clone(),
+            max_tokens: run.max_tokens,
+            cheat: run.cheat,
+            seed: run.seed,
+        };
+        let device = self.accel.devices().first().map(|d| d.profile().name);
+        match self.accel.try_submit(device.unwrap_or(""), request) {
+            Ok(()) => {
+                self.running.insert(run.job, run.purpose);
+                Ok(())
+            }
+            Err(crate::accel::AccelError::QueueFull { .. }) => Err(run),
+            Err(e) => {
+                self.core
+                    .handle_job_done(now_ms(), run.job, run.purpose, Err(e.to_string()));
+                Ok(())
+            }
+        }
     }
 
     /// Dials every bootnode we are not connected to. A bootnode that is down is only logged:
@@ -342,6 +407,16 @@ impl Node {
         }
     }
 
+    fn queue_job(&mut self, run: JobRun) {
+        if self.backlog.len() >= BACKLOG {
+            let error = format!("accelerator backlog full ({BACKLOG} jobs waiting)");
+            self.core
+                .handle_job_done(now_ms(), run.job, run.purpose, Err(error));
+        } else {
+            self.backlog.push_back(run);
+        }
+    }
+
     /// Carries out the core's effects in order. A store failure is fatal: the node must not
     /// go on after failing to make a vote or block durable.
     fn carry_out(&mut self) -> Result<()> {
@@ -370,6 +445,13 @@ impl Node {
                     }
                     Err(_) => self.core.handle_sync_response(now_ms(), &peer, None),
                 },
+                Effect::RunJob(run) => {
+                    if !self.backlog.is_empty() {
+                        self.queue_job(*run);
+                    } else if let Err(run) = self.try_run(*run) {
+                        self.queue_job(run);
+                    }
+                }
                 Effect::Committed {
                     height,
                     hash,

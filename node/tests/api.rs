@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use attest_contracts_sim::Params;
+use attest_node::accel::{DeviceConfig, DeviceProfile, TimeScale};
 use attest_node::core::CoreConfig;
 use attest_node::genesis::GenesisFile;
 use attest_node::shell::{Node, NodeSettings};
@@ -78,6 +79,7 @@ fn start() -> TestNode {
             idle_block_interval_ms: 200,
             ..CoreConfig::default()
         },
+        device: DeviceConfig::new(DeviceProfile::find("cpu").unwrap(), TimeScale::HUNDREDTH),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

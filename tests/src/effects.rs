@@ -52,6 +52,13 @@ impl Sim {
             } => self.deliver_response(to, from, epoch, data),
             Event::Fault(fault) => self.apply_fault(fault),
             Event::ClientTick => self.client_tick(),
+            Event::JobTick => self.job_tick(),
+            Event::JobDone {
+                to,
+                epoch,
+                run,
+                outcome,
+            } => self.job_done(to, epoch, *run, outcome),
             Event::GarbageTick { node } => self.garbage_tick(node),
         }
     }
@@ -195,6 +202,21 @@ impl Sim {
             }
             Effect::PersistBlock(pair) => self.persist_block(i, &pair.0, &pair.1),
             Effect::Broadcast { topic, data } => self.broadcast(i, topic, data),
+            // The accelerator computes now and answers after a simulated latency.
+            Effect::RunJob(run) => {
+                let outcome = run.execute();
+                let at = self.now + self.rng.range(20, 250);
+                let epoch = self.nodes[i].epoch;
+                self.queue.push(
+                    at,
+                    Event::JobDone {
+                        to: i,
+                        epoch,
+                        run,
+                        outcome,
+                    },
+                );
+            }
             Effect::Request { peer, data } => self.request(i, &peer, data),
             Effect::Committed {
                 height,
@@ -412,6 +434,59 @@ impl Sim {
         self.after_input(target);
     }
 
+    /// A client opens a job with a random staked provider, through a random live node.
+    fn job_tick(&mut self) {
+        let Some(jobs) = self.scenario.jobs.clone() else {
+            return;
+        };
+        if self.clients.jobs_opened() >= jobs.count {
+            return;
+        }
+        let next = self.now + self.rng.range(jobs.interval_ms.0, jobs.interval_ms.1);
+        self.queue.push(next, Event::JobTick);
+        let Some(target) = self.random_honest() else {
+            return;
+        };
+        let state = self.checker.oracle().state();
+        let providers: Vec<_> = state
+            .stakes()
+            .filter(|(_, s)| s.eligible(state.params().min_stake))
+            .map(|(a, _)| *a)
+            .collect();
+        let txs = self
+            .clients
+            .tick_job(self.now, &mut self.rng, state, &providers, &jobs);
+        let now = self.now;
+        for tx in txs {
+            self.stats.tx_submissions += 1;
+            if let Some(core) = self.nodes[target].core.as_mut() {
+                let _ = core.submit_tx(now, tx);
+            }
+        }
+        self.after_input(target);
+    }
+
+    /// A node's accelerator hands back a job, unless the node crashed since it started.
+    fn job_done(
+        &mut self,
+        to: usize,
+        epoch: u64,
+        run: attest_node::core::JobRun,
+        outcome: Result<attest_protocol::workload::Execution, String>,
+    ) {
+        let now = self.now;
+        let node = &mut self.nodes[to];
+        if node.epoch != epoch {
+            return;
+        }
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        self.trace.bytes(run.job.as_bytes());
+        core.handle_job_done(now, run.job, run.purpose, outcome);
+        self.after_input(to);
+    }
+
     fn garbage_tick(&mut self, node: usize) {
         let next = self.now + self.rng.range(20, 150);
         self.queue.push(next, Event::GarbageTick { node });
@@ -449,6 +524,7 @@ fn describe(effect: &Effect) -> String {
         Effect::PersistVote(v) => format!("persist vote {:?}", v.body),
         Effect::PersistLock(l) => format!("persist lock {:?}", l.slot()),
         Effect::PersistBlock(b) => format!("persist block {}", b.0.header.height),
+        Effect::RunJob(r) => format!("run job {} for {:?}", r.job, r.purpose),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),
             Ok(ConsensusMessage::Proposal(p)) => {

@@ -56,6 +56,19 @@ pub enum Event {
     Fault(Fault),
     /// A client submits a transaction.
     ClientTick,
+    /// A client opens a job.
+    JobTick,
+    /// A node's accelerator finished a job.
+    JobDone {
+        /// The node.
+        to: usize,
+        /// Its incarnation when the job started: a crash loses the job.
+        epoch: u64,
+        /// The run.
+        run: Box<attest_node::core::JobRun>,
+        /// What it computed.
+        outcome: Result<attest_protocol::workload::Execution, String>,
+    },
     /// A garbage node sends some junk.
     GarbageTick {
         /// The garbage node.

@@ -3,6 +3,9 @@
 //! what the run must reach. A [`Scenario`] is plain data; [`Scenario::random`] draws one
 //! from a seed for the swarm test, and the builder methods compose targeted ones.
 
+use attest_contracts_sim::Params;
+use attest_node::core::MarketConfig;
+
 use crate::rng::Rng;
 
 /// How a node behaves. Every role runs a real `NodeCore` underneath; the Byzantine ones
@@ -114,6 +117,42 @@ pub struct Scenario {
     pub liveness_blocks: u64,
     /// ... within this much virtual time (ms).
     pub liveness_budget_ms: u64,
+    /// The contract parameters of the genesis.
+    pub params: Params,
+    /// Each node's market settings (its cheats, in the market scenarios).
+    pub markets: Vec<MarketConfig>,
+    /// Jobs the clients open, if any.
+    pub jobs: Option<JobTraffic>,
+}
+
+/// A stream of jobs from the clients to random providers.
+#[derive(Debug, Clone)]
+pub struct JobTraffic {
+    /// Time between job openings, uniform in this range (ms).
+    pub interval_ms: (u64, u64),
+    /// How many jobs to open in all.
+    pub count: u64,
+    /// The model.
+    pub model: &'static str,
+    /// Input bytes per job, uniform in this range.
+    pub input_len: (u64, u64),
+    /// Tokens per job.
+    pub max_tokens: u32,
+    /// Blocks the provider has to commit.
+    pub deadline_blocks: u32,
+}
+
+impl Default for JobTraffic {
+    fn default() -> Self {
+        Self {
+            interval_ms: (100, 400),
+            count: 40,
+            model: "attest-tiny-1b",
+            input_len: (4, 24),
+            max_tokens: 8,
+            deadline_blocks: 12,
+        }
+    }
 }
 
 impl Scenario {
@@ -130,6 +169,15 @@ impl Scenario {
             target_height: 8,
             liveness_blocks: 4,
             liveness_budget_ms: 60_000,
+            params: Params::default(),
+            markets: vec![
+                MarketConfig {
+                    serve: true,
+                    ..MarketConfig::default()
+                };
+                n
+            ],
+            jobs: None,
         }
     }
 

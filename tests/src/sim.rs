@@ -64,7 +64,7 @@ pub fn validator_key(i: usize) -> SecretKey {
 }
 
 /// The genesis of a run with `n` validators (equal stake) and `clients` funded clients.
-pub fn genesis(n: usize, clients: usize) -> GenesisFile {
+pub fn genesis(n: usize, clients: usize, params: Params) -> GenesisFile {
     let tokens = |t| Amount::tokens(t).expect("in range");
     let mut balances: Vec<_> = (0..n)
         .map(|i| (validator_key(i).public(), tokens(1_000)))
@@ -77,7 +77,7 @@ pub fn genesis(n: usize, clients: usize) -> GenesisFile {
         })
         .collect();
     let chain = ChainId::new("attest-sim").expect("valid chain id");
-    GenesisFile::new(chain, GENESIS_MS, Params::default(), balances, stakes)
+    GenesisFile::new(chain, GENESIS_MS, params, balances, stakes)
 }
 
 /// One simulated node.
@@ -162,6 +162,12 @@ pub struct Outcome {
     pub transfers_signed: u64,
     /// Transactions left in each running node's mempool at the end.
     pub mempools: Vec<Option<usize>>,
+    /// Jobs the clients opened.
+    pub jobs_opened: u64,
+    /// Every job's stage clock as the first running honest node measured it.
+    pub job_clocks: Vec<(attest_protocol::JobId, attest_node::core::jobs::JobClock)>,
+    /// What each running node's job pipeline did (`None` if down).
+    pub duty_stats: Vec<Option<attest_node::core::jobs::Stats>>,
 }
 
 impl Outcome {
@@ -244,7 +250,7 @@ impl Sim {
     /// the scheduled faults.
     pub fn new(scenario: Scenario) -> Self {
         let n = scenario.len();
-        let genesis = genesis(n, scenario.clients);
+        let genesis = genesis(n, scenario.clients, scenario.params.clone());
         let genesis_id = GenesisId {
             chain_id: genesis.genesis.chain_id.clone(),
             hash: genesis.hash(),
@@ -296,6 +302,9 @@ impl Sim {
         if self.scenario.tx_interval_ms.is_some() && self.scenario.clients > 0 {
             self.queue.push(START_MS + 100, Event::ClientTick);
         }
+        if self.scenario.jobs.is_some() && self.scenario.clients > 0 {
+            self.queue.push(START_MS + 300, Event::JobTick);
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].role == Role::Garbage {
                 self.queue
@@ -313,10 +322,14 @@ impl Sim {
                 .reopen(&self.genesis_id)
                 .unwrap_or_else(|e| panic!("node {i}: store does not reopen: {e}"));
         }
+        let config = CoreConfig {
+            market: self.scenario.markets[i].clone(),
+            ..core_config()
+        };
         let core = NodeCore::open(
             &self.genesis,
             Some(node.key.clone()),
-            core_config(),
+            config,
             &node.store,
             self.now,
         )
@@ -410,7 +423,23 @@ impl Sim {
             .target_height
             .max(calm_height + self.scenario.liveness_blocks);
         let first = heights.first().copied().flatten();
-        first.is_some_and(|h| h >= goal) && heights.iter().all(|h| *h == first)
+        first.is_some_and(|h| h >= goal)
+            && heights.iter().all(|h| *h == first)
+            && self.jobs_settled()
+    }
+
+    /// With job traffic: every job is opened, and every job on the ledger is final.
+    fn jobs_settled(&self) -> bool {
+        let Some(jobs) = &self.scenario.jobs else {
+            return true;
+        };
+        self.clients.jobs_opened() >= jobs.count
+            && self
+                .checker
+                .oracle()
+                .state()
+                .jobs()
+                .all(|(_, j)| j.phase.is_final())
     }
 
     fn liveness_failure(&self, calm: u64) -> ! {
@@ -496,6 +525,17 @@ impl Sim {
                 .nodes
                 .iter()
                 .map(|n| n.core.as_ref().map(NodeCore::mempool_len))
+                .collect(),
+            jobs_opened: self.clients.jobs_opened(),
+            job_clocks: honest[0]
+                .measurements()
+                .jobs()
+                .map(|(id, c)| (*id, c.clone()))
+                .collect(),
+            duty_stats: self
+                .nodes
+                .iter()
+                .map(|n| n.core.as_ref().map(|c| c.duty_stats().clone()))
                 .collect(),
         }
     }

@@ -42,6 +42,9 @@ pub struct TimeScale {
 impl TimeScale {
     /// Real time.
     pub const REAL_TIME: TimeScale = TimeScale { ppm: 1_000_000 };
+    /// A hundredth of real time: the node's default, so a local testnet's jobs take
+    /// milliseconds while keeping the devices' relative speeds.
+    pub const HUNDREDTH: TimeScale = TimeScale { ppm: 10_000 };
     /// The fastest scale, one millionth of real time: an hour-long job takes 3.6 ms, so
     /// nothing faster is needed, and the figure stays exact in parts per million.
     pub const MIN_PPM: u64 = 1;

@@ -11,6 +11,7 @@
 //! interval has passed, so an idle chain still makes blocks and time-based windows advance.
 
 pub mod chain;
+pub mod jobs;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -29,7 +30,11 @@ use crate::genesis::GenesisFile;
 use crate::mempool::{AccountView, AdmitError, Mempool};
 use crate::net::topic;
 use crate::store::{Store, StoreError};
+use attest_protocol::JobId;
+use attest_protocol::workload::Execution;
 use chain::{Applied, BlockError, Chain, ChainError};
+use jobs::Duties;
+pub use jobs::{Duty, JobRun, MarketConfig, Measurements, Purpose};
 use wire::{ConsensusMessage, SyncRequest, SyncResponse};
 
 /// A peer, as the bytes of its libp2p PeerId: the core does not depend on libp2p.
@@ -51,6 +56,8 @@ pub struct CoreConfig {
     /// Own consensus messages are sent again this often while a height is undecided: gossip
     /// may lose them, and Tendermint is live only if they eventually arrive.
     pub rebroadcast_interval_ms: u64,
+    /// What this node does in the market.
+    pub market: MarketConfig,
 }
 
 impl Default for CoreConfig {
@@ -62,6 +69,10 @@ impl Default for CoreConfig {
             mempool_ttl_ms: 60_000,
             timeouts: TimeoutConfig::default(),
             rebroadcast_interval_ms: 2_000,
+            market: MarketConfig {
+                serve: true,
+                ..MarketConfig::default()
+            },
         }
     }
 }
@@ -90,6 +101,8 @@ pub enum Effect {
         /// The canonical bytes of a [`SyncRequest`].
         data: Vec<u8>,
     },
+    /// Run a job on the accelerator; hand the execution to [`NodeCore::handle_job_done`].
+    RunJob(Box<JobRun>),
     /// A block committed (for logs, the API and metrics).
     Committed {
         /// Its height.
@@ -168,6 +181,10 @@ pub struct NodeCore {
     checked: BTreeMap<BlockHash, Applied>,
     /// The peer we are syncing from, if any.
     syncing: Option<PeerKey>,
+    /// What we owe the market as provider, checker and dispute party.
+    duties: Duties,
+    /// Stage times of every job, from committed blocks.
+    measurements: Measurements,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -228,6 +245,14 @@ impl NodeCore {
             config.mempool_max_txs,
             config.mempool_max_bytes,
         );
+        let me = key.as_ref().map(SecretKey::public);
+        let mut cheat_key = blake3::Hasher::new();
+        cheat_key.update(b"attest/danger-cheat/v1");
+        if let Some(k) = &me {
+            cheat_key.update(k.as_bytes());
+        }
+        let cheat_key = *cheat_key.finalize().as_bytes();
+        let duties = Duties::new(me, config.market.clone(), cheat_key);
         let mut core = Self {
             chain,
             consensus,
@@ -240,7 +265,11 @@ impl NodeCore {
             effects: VecDeque::new(),
             checked: BTreeMap::new(),
             syncing: None,
+            duties,
+            measurements: Measurements::default(),
         };
+        let owed = core.duties.rescan(core.chain.state());
+        core.carry_duties(now_ms, owed);
         core.start_height(now_ms);
         Ok(core)
     }
@@ -253,6 +282,39 @@ impl NodeCore {
     /// Transactions waiting in the mempool.
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
+    }
+
+    /// What the job pipeline did (results, verdicts, dispute moves).
+    pub fn duty_stats(&self) -> &jobs::Stats {
+        self.duties.stats()
+    }
+
+    /// Stage times of every job seen in committed blocks.
+    pub fn measurements(&self) -> &Measurements {
+        &self.measurements
+    }
+
+    /// An execution asked for with [`Effect::RunJob`] finished (or failed).
+    pub fn handle_job_done(
+        &mut self,
+        now_ms: u64,
+        job: JobId,
+        purpose: Purpose,
+        outcome: Result<Execution, String>,
+    ) {
+        let owed = self
+            .duties
+            .on_done(self.chain.state(), job, purpose, outcome);
+        self.carry_duties(now_ms, owed);
+    }
+
+    fn carry_duties(&mut self, now_ms: u64, duties: Vec<Duty>) {
+        for duty in duties {
+            match duty {
+                Duty::Run(run) => self.effects.push_back(Effect::RunJob(run)),
+                Duty::Submit(action) => self.submit_own(now_ms, *action),
+            }
+        }
     }
 
     /// The next effect to carry out.
@@ -548,18 +610,22 @@ impl NodeCore {
             // Every stake was slashed or jailed away: nobody can decide the next height.
             tracing::error!(height = height.0, error = %e, "no validators after this block");
         }
+        self.measurements
+            .observe(height, block.header.time_ms, &events);
         self.mempool
             .remove_committed(&tx_hashes, &View(&self.chain));
         self.mempool.expire(now_ms, self.config.mempool_ttl_ms);
         let ready = self.evict_refused();
         self.checked.clear();
         self.running = None;
+        let owed = self.duties.on_commit(self.chain.state(), &events);
         self.effects.push_back(Effect::Committed {
             height,
             hash,
             txs,
             events,
         });
+        self.carry_duties(now_ms, owed);
         // Start at once only for transactions that can go in a block; others (a nonce gap)
         // must not make the chain race through empty blocks.
         if ready == 0 {
@@ -642,10 +708,18 @@ impl NodeCore {
         now_ms: u64,
         evidence: attest_protocol::tx::EquivocationEvidence,
     ) {
+        self.submit_own(
+            now_ms,
+            attest_protocol::Action::Equivocation(Box::new(evidence)),
+        );
+    }
+
+    /// Signs `action` with our account at our next nonce past anything of ours already
+    /// waiting, at the minimum fee, and submits it.
+    fn submit_own(&mut self, now_ms: u64, action: attest_protocol::Action) {
         let Some(key) = self.key.clone() else { return };
         let view = View(&self.chain);
         let account = key.public();
-        // Our next nonce past anything of ours already waiting.
         let mut nonce = view.nonce(&account);
         while self.mempool_has_nonce(&account, nonce) {
             nonce = Nonce(nonce.0 + 1);
@@ -653,11 +727,11 @@ impl NodeCore {
         let tx = attest_protocol::Tx {
             nonce,
             fee: self.chain.state().params().min_fee,
-            action: attest_protocol::Action::Equivocation(Box::new(evidence)),
+            action,
         };
         let signed = Signed::sign(self.chain.chain_id(), &key, tx);
         if let Err(e) = self.submit_tx(now_ms, signed) {
-            tracing::warn!(error = %e, "could not submit equivocation evidence");
+            tracing::warn!(error = %e, "could not submit our own transaction");
         }
     }
 

@@ -1,0 +1,523 @@
+//! The job pipeline's duties: what this node owes the market as a provider, as a checker and
+//! as a party to a dispute, driven by committed ledger state. Pure: no clock, no I/O.
+//!
+//! After every committed block the core hands the block's events and the new contract state
+//! to [`Duties::on_commit`], which answers with [`Duty`] values: run a job on the accelerator
+//! (to provide a result, to check one, or to rebuild a trace a dispute needs), or submit a
+//! transaction (a result, a verdict, a dispute move). A finished execution comes back through
+//! [`Duties::on_done`]. Every decision reads the committed state, never a guess about it, so a
+//! restarted node ([`Duties::rescan`]) picks up exactly where the ledger says it stands.
+//!
+//! Test-only cheats (`danger_*` in config) make this node provide wrong traces, or give false
+//! verdicts, at a rate; the decision and the wrong trace are deterministic from a per-node key
+//! and the job id, so a cheater can still answer the dispute openings of its own trace.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use attest_contracts_sim::apply::disputes::round_index;
+use attest_contracts_sim::{Check, Event, JobPhase, Side, State};
+use attest_protocol::tx::{
+    Action, Activation, CommitResult, DisputeMove, DisputeStep, Verdict, VerdictOutcome,
+};
+use attest_protocol::workload::{self, Execution};
+use attest_protocol::{AccountId, Height, JobId, ModelId, Round};
+
+use crate::accel::{Cheat, CheatMode, run_job, should_cheat};
+
+/// The most traces held for disputes at once. A trace of the largest job is ~100k leaves
+/// (3.2 MB); typical ones are a few thousand. Past the bound the oldest goes, and is rebuilt
+/// by re-execution if a dispute needs it.
+pub const MAX_TRACES: usize = 1_024;
+
+/// Why a job runs on the accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Purpose {
+    /// We are its provider: commit the result.
+    Provide,
+    /// We are its checker: post a verdict.
+    Check,
+    /// A dispute needs our trace again (after a restart or eviction): keep it, then move.
+    Replay,
+}
+
+/// A job for the accelerator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    /// The job.
+    pub job: JobId,
+    /// Why it runs.
+    pub purpose: Purpose,
+    /// The model.
+    pub model: ModelId,
+    /// The input bytes.
+    pub input: Vec<u8>,
+    /// Tokens to generate.
+    pub max_tokens: u32,
+    /// A test-only cheat to apply, if this node cheats on this job.
+    pub cheat: Option<CheatMode>,
+    /// The seed of the cheat (and of nothing else).
+    pub seed: [u8; 32],
+}
+
+impl JobRun {
+    /// Runs it here, synchronously (the simulator's accelerator; the shell uses the pool).
+    pub fn execute(&self) -> Result<Execution, String> {
+        let job = workload::Job::new(self.model.as_str(), &self.input, self.max_tokens)
+            .map_err(|e| e.to_string())?;
+        Ok(run_job(&job, self.cheat, self.seed))
+    }
+}
+
+/// What the core must do for a duty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Duty {
+    /// Run a job on the accelerator and hand the execution to [`Duties::on_done`].
+    Run(Box<JobRun>),
+    /// Sign and submit a transaction with this action from our account.
+    Submit(Box<Action>),
+}
+
+/// Per-node market settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarketConfig {
+    /// Whether this node serves jobs assigned to its account.
+    pub serve: bool,
+    /// Test only: cheat on provided jobs at this rate.
+    pub danger_cheat: Option<Cheat>,
+    /// Test only: give a false verdict (a flipped re-execution) on checks at this rate.
+    pub danger_false_verdicts: Option<Cheat>,
+}
+
+/// Figures the pipeline measures, by block heights (the API turns them into times).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Results we committed.
+    pub results_submitted: u64,
+    /// Verdicts we posted, agreeing and not.
+    pub verdicts_agree: u64,
+    /// Verdicts disagreeing.
+    pub verdicts_disagree: u64,
+    /// Dispute moves we submitted.
+    pub dispute_moves: u64,
+    /// Executions that failed (a job no rule should have admitted).
+    pub failed_runs: u64,
+}
+
+/// What this node owes the market.
+#[derive(Debug)]
+pub struct Duties {
+    me: Option<AccountId>,
+    config: MarketConfig,
+    /// Per-node key for cheat decisions and seeds (test-only modes).
+    cheat_key: [u8; 32],
+    /// Jobs we may owe something on.
+    watch: BTreeSet<JobId>,
+    /// Jobs handed to the accelerator and not back yet.
+    running: BTreeMap<JobId, Purpose>,
+    /// Our traces, for jobs we provided or challenged, in insertion order for eviction.
+    traces: BTreeMap<JobId, (u64, Execution)>,
+    trace_seq: u64,
+    /// Results and verdicts submitted, so each goes out once.
+    submitted: BTreeSet<(JobId, Purpose)>,
+    /// Dispute moves submitted, by job and round.
+    moved: BTreeSet<(JobId, u32)>,
+    stats: Stats,
+}
+
+impl Duties {
+    /// Duties of the account `me` (`None`: a node without an account owes nothing).
+    pub fn new(me: Option<AccountId>, config: MarketConfig, cheat_key: [u8; 32]) -> Self {
+        Self {
+            me,
+            config,
+            cheat_key,
+            watch: BTreeSet::new(),
+            running: BTreeMap::new(),
+            traces: BTreeMap::new(),
+            trace_seq: 0,
+            submitted: BTreeSet::new(),
+            moved: BTreeSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// What the pipeline measured.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// After a restart: every unfinished job that names us, from the state alone.
+    pub fn rescan(&mut self, state: &State) -> Vec<Duty> {
+        let Some(me) = self.me else {
+            return Vec::new();
+        };
+        let ours: Vec<JobId> = state
+            .jobs()
+            .filter(|(_, j)| !j.phase.is_final())
+            .filter(|(_, j)| j.provider == me || involves(&j.phase, &me))
+            .map(|(id, _)| *id)
+            .collect();
+        self.watch.extend(ours);
+        self.duties(state)
+    }
+
+    /// A block committed with `events`; `state` is the state after it.
+    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<Duty> {
+        let Some(me) = self.me else {
+            return Vec::new();
+        };
+        for e in events {
+            match e {
+                Event::JobOpened { job, provider, .. } if *provider == me => {
+                    self.watch.insert(*job);
+                }
+                Event::CheckAssigned { job, checker, .. } if *checker == me => {
+                    self.watch.insert(*job);
+                }
+                Event::DisputeOpened {
+                    job,
+                    provider,
+                    challenger,
+                    ..
+                } if *provider == me || *challenger == me => {
+                    self.watch.insert(*job);
+                }
+                _ => {}
+            }
+        }
+        self.duties(state)
+    }
+
+    /// An execution came back from the accelerator.
+    pub fn on_done(
+        &mut self,
+        state: &State,
+        job: JobId,
+        purpose: Purpose,
+        outcome: Result<Execution, String>,
+    ) -> Vec<Duty> {
+        self.running.remove(&job);
+        let execution = match outcome {
+            Ok(e) => e,
+            Err(error) => {
+                self.stats.failed_runs += 1;
+                tracing::warn!(job = %job, error, "job execution failed");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        match purpose {
+            Purpose::Provide => {
+                let result = CommitResult::from_execution(job, &execution);
+                self.keep_trace(job, execution);
+                if self.submitted.insert((job, Purpose::Provide)) {
+                    self.stats.results_submitted += 1;
+                    out.push(Duty::Submit(Box::new(Action::CommitResult(result))));
+                }
+            }
+            Purpose::Check => {
+                let committed = state.job(&job).and_then(|j| match &j.phase {
+                    JobPhase::Committed { result, .. } => Some(result.final_leaf),
+                    _ => None,
+                });
+                if let Some(final_leaf) = committed
+                    && self.submitted.insert((job, Purpose::Check))
+                {
+                    let outcome = if execution.leaves.last() == Some(&final_leaf) {
+                        self.stats.verdicts_agree += 1;
+                        VerdictOutcome::Agree
+                    } else {
+                        self.stats.verdicts_disagree += 1;
+                        VerdictOutcome::disagree(&execution)
+                    };
+                    if outcome != VerdictOutcome::Agree {
+                        self.keep_trace(job, execution);
+                    }
+                    out.push(Duty::Submit(Box::new(Action::Verdict(Verdict {
+                        job,
+                        outcome,
+                    }))));
+                }
+            }
+            Purpose::Replay => self.keep_trace(job, execution),
+        }
+        out.extend(self.duties(state));
+        out
+    }
+
+    /// Everything owed now on the watched jobs; finished jobs are forgotten.
+    fn duties(&mut self, state: &State) -> Vec<Duty> {
+        let mut out = Vec::new();
+        let watched: Vec<JobId> = self.watch.iter().copied().collect();
+        for id in watched {
+            match state.job(&id) {
+                Some(job) if !job.phase.is_final() => {
+                    if let Some(d) = self.duty_for(state, id) {
+                        out.push(d);
+                    }
+                }
+                _ => self.forget(&id),
+            }
+        }
+        out
+    }
+
+    fn forget(&mut self, id: &JobId) {
+        self.watch.remove(id);
+        self.traces.remove(id);
+        self.submitted.retain(|(j, _)| j != id);
+        self.moved.retain(|(j, _)| j != id);
+    }
+
+    fn duty_for(&mut self, state: &State, id: JobId) -> Option<Duty> {
+        let me = self.me?;
+        let job = state.job(&id)?;
+        if self.running.contains_key(&id) {
+            return None;
+        }
+        match &job.phase {
+            JobPhase::Open { .. } if job.provider == me && self.config.serve => {
+                if self.submitted.contains(&(id, Purpose::Provide)) {
+                    return None;
+                }
+                Some(self.run(id, job, Purpose::Provide))
+            }
+            JobPhase::Committed {
+                check: Check::Pending { checker, .. },
+                ..
+            } if *checker == me && !self.submitted.contains(&(id, Purpose::Check)) => {
+                Some(self.run(id, job, Purpose::Check))
+            }
+            JobPhase::Disputed { dispute, .. } => {
+                let side = if job.provider == me {
+                    Side::Provider
+                } else if dispute.challenger == me {
+                    Side::Challenger
+                } else {
+                    return None;
+                };
+                self.dispute_move(id, job, dispute, side)
+            }
+            _ => None,
+        }
+    }
+
+    /// Our move in the dispute's current round, if we owe one and have not made it.
+    fn dispute_move(
+        &mut self,
+        id: JobId,
+        job: &attest_contracts_sim::Job,
+        d: &attest_contracts_sim::Dispute,
+        side: Side,
+    ) -> Option<Duty> {
+        if self.moved.contains(&(id, d.round)) {
+            return None;
+        }
+        let step = if d.round < d.rounds {
+            let mine = match side {
+                Side::Provider => d.provider_leaf,
+                Side::Challenger => d.challenger_leaf,
+            };
+            if mine.is_some() {
+                return None;
+            }
+            let Some((_, trace)) = self.traces.get(&id) else {
+                return Some(self.run(id, job, Purpose::Replay));
+            };
+            let index = round_index(d, job.step_count)?;
+            let leaf = *trace.leaves.get(usize::try_from(index).ok()?)?;
+            let proof = trace.tree().prove(index)?;
+            DisputeStep::Open { index, leaf, proof }
+        } else {
+            // The resolution phase: only the challenger moves, with the activation of the
+            // agreed step. Agreed means both traces hold it, so the honest one is it.
+            if side != Side::Challenger {
+                return None;
+            }
+            let lo = d.lo?;
+            let w = job.workload().ok()?;
+            let activation = workload::activation_at(&w, lo).ok()?;
+            DisputeStep::Witness {
+                activation: Activation::new(activation).ok()?,
+            }
+        };
+        self.moved.insert((id, d.round));
+        self.stats.dispute_moves += 1;
+        Some(Duty::Submit(Box::new(Action::Dispute(DisputeMove {
+            job: id,
+            round: Round(d.round),
+            step,
+        }))))
+    }
+
+    /// Hands a job to the accelerator, with this node's cheat for it if any.
+    fn run(&mut self, id: JobId, job: &attest_contracts_sim::Job, purpose: Purpose) -> Duty {
+        let seed = *blake3::keyed_hash(&self.cheat_key, id.as_bytes()).as_bytes();
+        // A replay must rebuild the trace we committed to, so it takes the same decision as
+        // the run it repeats: the provider's cheat for our own jobs, the checker's otherwise.
+        let as_provider = match purpose {
+            Purpose::Provide => true,
+            Purpose::Check => false,
+            Purpose::Replay => Some(job.provider) == self.me,
+        };
+        let cheat = if as_provider {
+            self.config.danger_cheat
+        } else {
+            self.config.danger_false_verdicts.map(|c| Cheat {
+                mode: CheatMode::Flip,
+                ..c
+            })
+        };
+        let cheat = cheat.filter(|c| should_cheat(c, &seed)).map(|c| c.mode);
+        self.running.insert(id, purpose);
+        Duty::Run(Box::new(JobRun {
+            job: id,
+            purpose,
+            model: job.model.clone(),
+            input: job.input.as_slice().to_vec(),
+            max_tokens: job.max_tokens,
+            cheat,
+            seed,
+        }))
+    }
+
+    fn keep_trace(&mut self, id: JobId, execution: Execution) {
+        if self.traces.len() >= MAX_TRACES
+            && !self.traces.contains_key(&id)
+            && let Some(oldest) = self
+                .traces
+                .iter()
+                .min_by_key(|(_, (seq, _))| *seq)
+                .map(|(k, _)| *k)
+        {
+            self.traces.remove(&oldest);
+        }
+        self.trace_seq += 1;
+        self.traces.insert(id, (self.trace_seq, execution));
+    }
+}
+
+/// Whether `me` checks or challenges in `phase`.
+fn involves(phase: &JobPhase, me: &AccountId) -> bool {
+    match phase {
+        JobPhase::Committed {
+            check: Check::Pending { checker, .. },
+            ..
+        } => checker == me,
+        JobPhase::Disputed { dispute, .. } => dispute.challenger == *me,
+        _ => false,
+    }
+}
+
+/// The most jobs [`Measurements`] keeps: the oldest go first. 10,000 jobs cost ~1 MB.
+pub const MAX_MEASURED_JOBS: usize = 10_000;
+
+/// One job's stages, as block heights and block times (ms) of the blocks that committed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobClock {
+    /// Opened: escrow locked.
+    pub opened: Option<(Height, u64)>,
+    /// Result committed.
+    pub committed: Option<(Height, u64)>,
+    /// Check assigned.
+    pub check_assigned: Option<(Height, u64)>,
+    /// Verdict posted (and whether it agreed).
+    pub verdict: Option<(Height, u64, bool)>,
+    /// Dispute opened.
+    pub dispute_opened: Option<(Height, u64)>,
+    /// Dispute rounds completed.
+    pub dispute_rounds: u32,
+    /// Dispute resolved.
+    pub dispute_resolved: Option<(Height, u64)>,
+    /// Settled or refunded.
+    pub closed: Option<(Height, u64)>,
+}
+
+impl JobClock {
+    /// Validation latency: block time of the verdict minus block time of the result.
+    pub fn validation_latency_ms(&self) -> Option<u64> {
+        Some(self.verdict?.1.saturating_sub(self.committed?.1))
+    }
+
+    /// Blocks from the dispute's opening to its resolution.
+    pub fn dispute_blocks(&self) -> Option<u64> {
+        Some(
+            self.dispute_resolved?
+                .0
+                .0
+                .saturating_sub(self.dispute_opened?.0.0),
+        )
+    }
+}
+
+/// What every node measures of every job from committed blocks (DESIGN.md section 10), and
+/// the slashes. Bounded: the oldest jobs go past [`MAX_MEASURED_JOBS`].
+#[derive(Debug, Default)]
+pub struct Measurements {
+    jobs: BTreeMap<JobId, (u64, JobClock)>,
+    seq: u64,
+    /// Slashes seen: (account, amount, reason as text), the newest last; at most
+    /// [`MAX_MEASURED_JOBS`] kept.
+    pub slashes: Vec<(AccountId, attest_protocol::Amount, String)>,
+}
+
+impl Measurements {
+    /// Records the events of the block at `height` with block time `time_ms`.
+    pub fn observe(&mut self, height: Height, time_ms: u64, events: &[Event]) {
+        let at = (height, time_ms);
+        for e in events {
+            match e {
+                Event::JobOpened { job, .. } => self.clock(job).opened = Some(at),
+                Event::ResultCommitted { job, .. } => self.clock(job).committed = Some(at),
+                Event::CheckAssigned { job, .. } => self.clock(job).check_assigned = Some(at),
+                Event::VerdictPosted { job, agree, .. } => {
+                    self.clock(job).verdict = Some((height, time_ms, *agree))
+                }
+                Event::DisputeOpened { job, .. } => self.clock(job).dispute_opened = Some(at),
+                Event::DisputeRound { job, .. } => self.clock(job).dispute_rounds += 1,
+                Event::DisputeResolved { job, .. } => self.clock(job).dispute_resolved = Some(at),
+                Event::Settled { job, .. } | Event::Refunded { job, .. } => {
+                    self.clock(job).closed = Some(at)
+                }
+                Event::Slashed {
+                    who,
+                    amount,
+                    reason,
+                    ..
+                } => {
+                    if self.slashes.len() >= MAX_MEASURED_JOBS {
+                        self.slashes.remove(0);
+                    }
+                    self.slashes.push((*who, *amount, format!("{reason:?}")));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One job's clock, if measured.
+    pub fn job(&self, id: &JobId) -> Option<&JobClock> {
+        self.jobs.get(id).map(|(_, c)| c)
+    }
+
+    /// Every measured job, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = (&JobId, &JobClock)> {
+        self.jobs.iter().map(|(id, (_, c))| (id, c))
+    }
+
+    fn clock(&mut self, id: &JobId) -> &mut JobClock {
+        if !self.jobs.contains_key(id) && self.jobs.len() >= MAX_MEASURED_JOBS {
+            let oldest = self
+                .jobs
+                .iter()
+                .min_by_key(|(_, (s, _))| *s)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.jobs.remove(&k);
+            }
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        &mut self.jobs.entry(*id).or_insert((seq, JobClock::default())).1
+    }
+}
