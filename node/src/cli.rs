@@ -302,6 +302,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
             serve: config.serve_jobs,
             danger_cheat: config.danger_cheat,
             danger_false_verdicts: config.danger_false_verdicts,
+            advert: None,
         },
         ..crate::core::CoreConfig::default()
     };
@@ -310,6 +311,13 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
     }
     let profile = crate::accel::DeviceProfile::find(&config.device)?;
     let device = crate::accel::DeviceConfig::new(profile, config.time_scale);
+    let mut core = core;
+    core.market.advert = Some(advert_terms(
+        &node_key,
+        profile,
+        config.time_scale,
+        attest_protocol::Amount(config.price_per_token),
+    ));
     let settings = crate::shell::NodeSettings {
         node_key,
         account_key,
@@ -324,6 +332,34 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         settings,
         api: args.api.unwrap_or(config.api),
     })
+}
+
+/// What a node with `profile` advertises: every model the device holds, its slots, and its
+/// decode speed on the mid-size model (the one most jobs use).
+fn advert_terms(
+    node_key: &attest_protocol::SecretKey,
+    profile: &'static crate::accel::DeviceProfile,
+    scale: crate::accel::TimeScale,
+    price_per_token: attest_protocol::Amount,
+) -> crate::core::adverts::AdvertTerms {
+    let models: Vec<_> = profile.servable_models().collect();
+    let reference = models
+        .iter()
+        .find(|m| m.id == "attest-base-8b")
+        .or(models.first())
+        .copied();
+    crate::core::adverts::AdvertTerms {
+        node: node_key.public(),
+        device: profile.device_name(),
+        models: models
+            .iter()
+            .filter_map(|m| attest_protocol::ModelId::new(m.id).ok())
+            .collect(),
+        slots: profile.slots,
+        price_per_token,
+        tokens_per_sec_milli: reference
+            .map_or(0, |m| crate::accel::tokens_per_sec_milli(profile, m, scale)),
+    }
 }
 
 /// Runs a node and its HTTP API until SIGINT or SIGTERM.

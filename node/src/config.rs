@@ -48,6 +48,9 @@ pub struct Config {
     pub time_scale: TimeScale,
     /// Whether this node serves jobs assigned to its account.
     pub serve_jobs: bool,
+    /// The price this node advertises per generated token, in micro-units (a token is
+    /// 1,000,000). 1 to 1,000,000,000.
+    pub price_per_token: u64,
     /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`).
     pub danger_cheat: Option<Cheat>,
     /// TEST ONLY: give false verdicts on checks at this rate, e.g. `"flip:1.0"`.
@@ -67,6 +70,7 @@ impl Default for Config {
             device: "h100-sxm".into(),
             time_scale: TimeScale::HUNDREDTH,
             serve_jobs: true,
+            price_per_token: 100,
             danger_cheat: None,
             danger_false_verdicts: None,
         }
@@ -151,6 +155,10 @@ impl Config {
             let v = self.mempool_ttl_ms.to_string();
             return bad("mempool_ttl_ms", v, "must be between 1000 and 3600000");
         }
+        if !(1..=1_000_000_000).contains(&self.price_per_token) {
+            let v = self.price_per_token.to_string();
+            return bad("price_per_token", v, "must be between 1 and 1000000000");
+        }
         if DeviceProfile::find(&self.device).is_err() {
             return bad(
                 "device",
@@ -208,6 +216,9 @@ impl Config {
              # Whether this node serves jobs assigned to its account.\n\
              serve_jobs = {serve}\n\
              \n\
+             # Advertised price per generated token, in micro-units (1 token = 1000000).\n\
+             price_per_token = {price}\n\
+             \n\
              # TEST ONLY, never on a real network: cheat on provided jobs at a rate, as\n\
              # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
              # danger_cheat = \"flip:0.1\"\n\
@@ -224,6 +235,7 @@ impl Config {
             device = self.device,
             scale = self.time_scale.factor(),
             serve = self.serve_jobs,
+            price = self.price_per_token,
         )
     }
 }

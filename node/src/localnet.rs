@@ -47,20 +47,28 @@ pub struct LocalNet {
     queue: VecDeque<(usize, &'static str, Vec<u8>)>,
 }
 
-/// A node's peer key in the local network.
+/// A key from a fixed seed: `tag` says what for, `i` which one.
+fn seeded(tag: u8, i: usize) -> SecretKey {
+    let mut s = [tag; 32];
+    s[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    SecretKey::from_seed(s)
+}
+
+/// Node `i`'s identity key, bound to its validator account at genesis.
+pub fn node_key(i: usize) -> SecretKey {
+    seeded(3, i)
+}
+
+/// A node's peer key in the local network: its PeerId bytes.
 pub fn peer(i: usize) -> PeerKey {
-    vec![u8::try_from(i).expect("at most 256 local nodes")]
+    node_key(i).public().peer_id_bytes().to_vec()
 }
 
 impl LocalNet {
     /// `validators` equally staked validators and `clients` funded client accounts, all keys
     /// from fixed seeds; every node started.
     pub fn new(validators: usize, clients: usize, config: CoreConfig) -> Self {
-        let seed = |tag: u8, i: usize| {
-            let mut s = [tag; 32];
-            s[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            SecretKey::from_seed(s)
-        };
+        let seed = seeded;
         let keys: Vec<SecretKey> = (0..validators).map(|i| seed(1, i)).collect();
         let clients: Vec<SecretKey> = (0..clients).map(|i| seed(2, i)).collect();
         let funds = Amount::tokens(1_000_000).expect("fits");
@@ -70,7 +78,7 @@ impl LocalNet {
         let stakes = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| (k.public(), seed(3, i).public(), stake))
+            .map(|(i, k)| (k.public(), node_key(i).public(), stake))
             .collect();
         let chain = ChainId::new("attest-local").expect("valid chain id");
         let genesis = GenesisFile::new(chain, GENESIS_MS, Params::default(), balances, stakes);
@@ -163,15 +171,21 @@ impl LocalNet {
     }
 
     fn answer_sync(&mut self, i: usize, p: PeerKey, data: &[u8]) {
-        let target = usize::from(p.first().copied().unwrap_or(u8::MAX));
+        let target = (0..self.nodes.len())
+            .find(|&j| peer(j) == p)
+            .unwrap_or(usize::MAX);
         let answer = self
             .nodes
             .get(target)
             .filter(|n| n.core.is_some())
-            .and_then(|n| NodeCore::serve_sync(&n.store, data));
+            .and_then(|n| {
+                n.core
+                    .as_ref()
+                    .and_then(|c| c.serve_request(&n.store, data))
+            });
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {
-            core.handle_sync_response(now, &p, answer.as_deref());
+            core.handle_response(now, &p, answer.as_deref());
         }
     }
 

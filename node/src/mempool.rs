@@ -93,6 +93,11 @@ pub enum AdmitError {
         /// Bytes held.
         bytes: usize,
     },
+    /// A local client's transaction that the contract would refuse now (a job with an
+    /// unknown model, an input over the cap, an ineligible provider): refused at once with the
+    /// contract's reason rather than admitted and dropped at block time.
+    #[error("the contract refuses it: {0}")]
+    Refused(String),
 }
 
 struct Entry {

@@ -368,7 +368,7 @@ impl Node {
             )) => {
                 if let Some(peer) = self.pending.remove(&request_id) {
                     tracing::debug!(%error, "sync request failed");
-                    self.core.handle_sync_response(now_ms(), &peer, None);
+                    self.core.handle_response(now_ms(), &peer, None);
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -387,7 +387,10 @@ impl Node {
                 request, channel, ..
             } => {
                 // Answered straight from the store: serving committed blocks needs no core.
-                let answer = NodeCore::serve_sync(&self.store, &request).unwrap_or_default();
+                let answer = self
+                    .core
+                    .serve_request(&self.store, &request)
+                    .unwrap_or_default();
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -400,8 +403,7 @@ impl Node {
             } => {
                 if let Some(key) = self.pending.remove(&request_id) {
                     let _ = peer;
-                    self.core
-                        .handle_sync_response(now_ms(), &key, Some(&response));
+                    self.core.handle_response(now_ms(), &key, Some(&response));
                 }
             }
         }
@@ -443,7 +445,7 @@ impl Node {
                             self.swarm.behaviour_mut().requests.send_request(&id, data);
                         self.pending.insert(request_id, peer);
                     }
-                    Err(_) => self.core.handle_sync_response(now_ms(), &peer, None),
+                    Err(_) => self.core.handle_response(now_ms(), &peer, None),
                 },
                 Effect::RunJob(run) => {
                     if !self.backlog.is_empty() {

@@ -7,7 +7,7 @@
 //! bytes to send, or `None` when the input is not something it forges from. Where the bytes
 //! go is the simulator's business.
 
-use attest_node::core::wire::{ConsensusMessage, SyncResponse};
+use attest_node::core::wire::{ConsensusMessage, Response};
 use attest_protocol::encoding::encode;
 use attest_protocol::{
     BlockHash, BoundedVec, Canonical, ChainId, Height, Round, SecretKey, Signature, Signed,
@@ -155,7 +155,7 @@ pub fn junk(rng: &mut Rng) -> Vec<u8> {
 /// A forged answer to a sync request, made from the real one `real`: a certificate signature
 /// flipped, a block tampered, a lie about the height, or plain junk.
 pub fn forge_sync_response(rng: &mut Rng, real: Option<&[u8]>) -> Vec<u8> {
-    let Some(mut response) = real.and_then(|d| SyncResponse::decode(d).ok()) else {
+    let Some(Response::Sync(mut response)) = real.and_then(|d| Response::decode(d).ok()) else {
         return junk(rng);
     };
     let mut blocks = std::mem::take(&mut response.blocks).into_vec();
@@ -176,5 +176,5 @@ pub fn forge_sync_response(rng: &mut Rng, real: Option<&[u8]>) -> Vec<u8> {
         _ => return junk(rng),
     }
     response.blocks = BoundedVec::new(blocks).expect("same length");
-    response.encode()
+    Response::Sync(response).encode()
 }

@@ -116,20 +116,24 @@ impl Clients {
         )
     }
 
-    /// One client's turn to open a job with one of `providers`, as [`Clients::tick`] does
-    /// for transfers. Returns the transactions to submit (none if the client's window is full).
+    /// One client's turn to open a job on the terms `quote` gives it (provider, device, price
+    /// per token; `None`: no provider, no job), as [`Clients::tick`] does for transfers.
+    /// Returns the transactions to submit (none if the client's window is full).
     pub fn tick_job(
         &mut self,
         now: u64,
         rng: &mut Rng,
         state: &State,
-        providers: &[AccountId],
+        quote: impl FnOnce(AccountId) -> Option<(AccountId, DeviceName, Amount)>,
         jobs: &crate::scenario::JobTraffic,
     ) -> Vec<SignedTx> {
-        if self.clients.is_empty() || providers.is_empty() {
+        if self.clients.is_empty() {
             return Vec::new();
         }
         let c = rng.index(self.clients.len());
+        let Some((provider, device, price)) = quote(self.clients[c].key.public()) else {
+            return Vec::new();
+        };
         let before = self.clients[c].next;
         let out = self.turn(
             c,
@@ -142,9 +146,9 @@ impl Clients {
                     model: ModelId::new(jobs.model).expect("catalogue model"),
                     input: Bytes::new(input).expect("within the input limit"),
                     max_tokens: jobs.max_tokens,
-                    provider: providers[r.index(providers.len())],
-                    device: DeviceName::new("h100-sxm").expect("valid device name"),
-                    price_per_token: Amount(100),
+                    provider,
+                    device,
+                    price_per_token: price,
                     deadline_blocks: jobs.deadline_blocks,
                 })
             },

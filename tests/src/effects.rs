@@ -114,7 +114,11 @@ impl Sim {
             return fail(self);
         }
         // The shell answers a malformed request with empty bytes.
-        let real = NodeCore::serve_sync(&target.store, data).unwrap_or_default();
+        let real = target
+            .core
+            .as_ref()
+            .and_then(|c| c.serve_request(&target.store, data))
+            .unwrap_or_default();
         let answer = if target.role == Role::Garbage && self.rng.chance(600_000) {
             byzantine::forge_sync_response(&mut self.rng, Some(&real))
         } else {
@@ -137,7 +141,7 @@ impl Sim {
         };
         self.trace
             .u64(0x5E + data.as_ref().map_or(0, |d| d.len() as u64));
-        core.handle_sync_response(now, &peer(from), data.as_deref());
+        core.handle_response(now, &peer(from), data.as_deref());
         self.after_input(to);
     }
 
@@ -349,9 +353,8 @@ impl Sim {
     fn request(&mut self, i: usize, target: &PeerKey, data: Vec<u8>) {
         self.stats.sync_requests += 1;
         let epoch = self.nodes[i].epoch;
-        let to = match target.as_slice() {
-            [t] if usize::from(*t) < self.nodes.len() => usize::from(*t),
-            _ => panic!("node {i} asked an unknown peer {target:?}"),
+        let Some(to) = crate::sim::node_of(target, self.nodes.len()) else {
+            panic!("node {i} asked an unknown peer {target:?}");
         };
         let arrival = if self.nodes[i].role == Role::Silent {
             None
@@ -448,14 +451,24 @@ impl Sim {
             return;
         };
         let state = self.checker.oracle().state();
-        let providers: Vec<_> = state
-            .stakes()
-            .filter(|(_, s)| s.eligible(state.params().min_stake))
-            .map(|(a, _)| *a)
-            .collect();
+        // The node the client talks to is its gateway: it names a provider from its advert
+        // book, whose terms go into the job.
+        let now = self.now;
+        let gateway = self.nodes[target].core.as_mut();
+        let quote = |client| {
+            let core = gateway?;
+            let request = attest_node::market::adverts::Request {
+                model: attest_protocol::ModelId::new(jobs.model).ok()?,
+                max_price_per_token: attest_protocol::Amount(1_000),
+                exclude: Some(client),
+            };
+            let offer = core.quote(now, &request).ok()?;
+            core.note_assigned(&offer);
+            Some((offer.provider, offer.device, offer.price_per_token))
+        };
         let txs = self
             .clients
-            .tick_job(self.now, &mut self.rng, state, &providers, &jobs);
+            .tick_job(self.now, &mut self.rng, state, quote, &jobs);
         let now = self.now;
         for tx in txs {
             self.stats.tx_submissions += 1;
@@ -507,7 +520,10 @@ impl Sim {
             (5, _) => {
                 // A junk sync request, answered straight from the target's store.
                 let junk = byzantine::junk(rng);
-                let _ = NodeCore::serve_sync(&self.nodes[to].store, &junk);
+                let node = &self.nodes[to];
+                if let Some(core) = node.core.as_ref() {
+                    let _ = core.serve_request(&node.store, &junk);
+                }
                 None
             }
             _ => Some((topics[rng.index(topics.len())], byzantine::junk(rng))),

@@ -36,8 +36,14 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// The command that replays `seed` of the test `test` (in `tests/tests/simulator.rs`).
 pub fn replay_command(test: &str, seed: u64) -> String {
+    // The test binary is named after its file, with a hash suffix: `market-1a2b...`.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|s| s.rsplit_once('-').map(|(name, _)| name.to_owned()))
+        .unwrap_or_else(|| "simulator".into());
     format!(
-        "ATTEST_SIM_SEED={seed} cargo test -p attest-tests --test simulator {test} \
+        "ATTEST_SIM_SEED={seed} cargo test -p attest-tests --test {binary} {test} \
          -- --exact --include-ignored --nocapture"
     )
 }

@@ -55,7 +55,17 @@ pub fn core_config() -> CoreConfig {
 
 /// Node `i`'s peer id in the simulator.
 pub fn peer(i: usize) -> PeerKey {
-    vec![i as u8]
+    node_key(i).public().peer_id_bytes().to_vec()
+}
+
+/// Node `i`'s identity key (its PeerId), bound to its account at genesis.
+pub fn node_key(i: usize) -> SecretKey {
+    SecretKey::from_seed([i as u8 + 100; 32])
+}
+
+/// The node whose peer id is `key`, if any of `n`.
+pub fn node_of(key: &[u8], n: usize) -> Option<usize> {
+    (0..n).find(|&i| peer(i) == key)
 }
 
 /// Node `i`'s validator account key.
@@ -72,7 +82,7 @@ pub fn genesis(n: usize, clients: usize, params: Params) -> GenesisFile {
     balances.extend((0..clients).map(|c| (crate::clients::client_key(c).public(), client_funds())));
     let stakes = (0..n)
         .map(|i| {
-            let node = SecretKey::from_seed([i as u8 + 100; 32]).public();
+            let node = node_key(i).public();
             (validator_key(i).public(), node, tokens(500))
         })
         .collect();
@@ -168,6 +178,10 @@ pub struct Outcome {
     pub job_clocks: Vec<(attest_protocol::JobId, attest_node::core::jobs::JobClock)>,
     /// What each running node's job pipeline did (`None` if down).
     pub duty_stats: Vec<Option<attest_node::core::jobs::Stats>>,
+    /// Adverts in each running node's book at the end (`None` if down).
+    pub advert_books: Vec<Option<usize>>,
+    /// What each running node's gateway did (`None` if down).
+    pub gateway_stats: Vec<Option<attest_node::core::gateway::GatewayStats>>,
 }
 
 impl Outcome {
@@ -322,8 +336,21 @@ impl Sim {
                 .reopen(&self.genesis_id)
                 .unwrap_or_else(|e| panic!("node {i}: store does not reopen: {e}"));
         }
+        let mut market = self.scenario.markets[i].clone();
+        // Every node advertises an H100 at a price that differs by node.
+        market.advert = Some(attest_node::core::adverts::AdvertTerms {
+            node: node_key(i).public(),
+            device: attest_protocol::DeviceName::new("h100-sxm").expect("valid device name"),
+            models: attest_protocol::workload::CATALOGUE
+                .iter()
+                .filter_map(|m| attest_protocol::ModelId::new(m.id).ok())
+                .collect(),
+            slots: 4,
+            price_per_token: Amount(100 + 10 * i as u64),
+            tokens_per_sec_milli: 50_000_000,
+        });
         let config = CoreConfig {
-            market: self.scenario.markets[i].clone(),
+            market,
             ..core_config()
         };
         let core = NodeCore::open(
@@ -536,6 +563,16 @@ impl Sim {
                 .nodes
                 .iter()
                 .map(|n| n.core.as_ref().map(|c| c.duty_stats().clone()))
+                .collect(),
+            advert_books: self
+                .nodes
+                .iter()
+                .map(|n| n.core.as_ref().map(|c| c.adverts().len()))
+                .collect(),
+            gateway_stats: self
+                .nodes
+                .iter()
+                .map(|n| n.core.as_ref().map(|c| c.gateway_stats().clone()))
                 .collect(),
         }
     }

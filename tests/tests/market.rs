@@ -13,13 +13,12 @@ use attest_tests::runner::run_seeds;
 use attest_tests::scenario::{JobTraffic, NetFaults, Scenario};
 use attest_tests::sim::{Outcome, validator_key};
 
-/// Short windows so a run settles every job in a few dozen blocks; a high check rate so a
-/// run of tens of jobs catches a cheater more than once.
+/// The default windows (blocks under load come fast, so shorter ones would punish honest
+/// nodes for the simulated accelerator's latency); a high check rate so a run of tens of jobs
+/// catches a cheater more than once.
 fn market_params(check_ppm: u32) -> Params {
     Params {
         check_probability_ppm: check_ppm,
-        verdict_window_blocks: 8,
-        dispute_round_blocks: 6,
         ..Params::default()
     }
 }
@@ -49,6 +48,7 @@ fn cheat(mode: CheatMode, rate_ppm: u32) -> MarketConfig {
         serve: true,
         danger_cheat: Some(Cheat { mode, rate_ppm }),
         danger_false_verdicts: None,
+        advert: None,
     }
 }
 
@@ -59,10 +59,13 @@ fn account(i: usize) -> AccountId {
 /// Every job the clients opened is final; none is still open, committed or disputed.
 fn every_job_final(o: &Outcome) {
     let jobs: Vec<_> = o.state.jobs().collect();
-    assert_eq!(
-        jobs.len() as u64,
-        o.jobs_opened,
-        "jobs on the ledger vs opened"
+    // A client whose job names a provider banned before it commits replaces it with a
+    // transfer (see `clients`), so a few opened jobs may never reach the ledger.
+    assert!(
+        jobs.len() as u64 * 10 >= o.jobs_opened * 8,
+        "only {} of {} opened jobs reached the ledger",
+        jobs.len(),
+        o.jobs_opened
     );
     for (id, job) in &jobs {
         assert!(
@@ -124,6 +127,23 @@ fn honest_market_settles_every_job_without_disputes() {
                 .filter(|(_, j)| j.phase == JobPhase::Settled)
                 .count() as u64;
             assert_eq!(settled, o.jobs_opened, "every honest job settles");
+            // Each job's gateway fetched its output from the provider and checked it
+            // against the ledger (a job re-sent through a second node has two gateways).
+            let gateways = o.gateway_stats.iter().flatten();
+            let (verified, rejected) =
+                gateways.fold((0, 0), |(v, r), g| (v + g.verified, r + g.rejected));
+            assert!(
+                verified >= settled,
+                "{verified} outputs verified for {settled} jobs"
+            );
+            assert_eq!(rejected, 0);
+            // Every node heard every provider's advert (its own included).
+            let n = o.heights.len();
+            assert!(
+                o.advert_books.iter().flatten().all(|b| *b == n),
+                "advert books: {:?}",
+                o.advert_books
+            );
             assert!(o.state.slashes().is_empty(), "slashes: {:?}", slashed(o));
             let checked = o
                 .job_clocks
@@ -151,19 +171,19 @@ fn honest_market_settles_every_job_without_disputes() {
 /// A provider cheating on every job, in each mode: caught, slashed, on probation after its
 /// first lost dispute and banned after its second; its cheated clients refunded; no honest
 /// node slashed; every dispute exactly ceil(log2 L) rounds.
-fn caught_at_full_rate(mode: CheatMode) {
+fn caught_at_full_rate(name: &str, mode: CheatMode) {
     run_seeds(
-        &format!("cheating_provider_{mode:?}_is_banned"),
+        name,
         2,
         |seed| {
             let mut s = market(seed, 60, 500_000);
-            s.markets[1] = cheat(mode, RATE_ONE_PPM);
+            s.markets[0] = cheat(mode, RATE_ONE_PPM);
             s
         },
         |o| {
             every_job_final(o);
             disputes_take_log_rounds(o);
-            let cheater = account(1);
+            let cheater = account(0);
             for (who, reason) in slashed(o) {
                 assert_eq!(who, cheater, "an honest node was slashed: {reason:?}");
                 assert!(
@@ -191,17 +211,20 @@ fn caught_at_full_rate(mode: CheatMode) {
 
 #[test]
 fn a_lazy_provider_is_caught_and_banned() {
-    caught_at_full_rate(CheatMode::Lazy);
+    caught_at_full_rate("a_lazy_provider_is_caught_and_banned", CheatMode::Lazy);
 }
 
 #[test]
 fn a_truncating_provider_is_caught_and_banned() {
-    caught_at_full_rate(CheatMode::Truncate);
+    caught_at_full_rate(
+        "a_truncating_provider_is_caught_and_banned",
+        CheatMode::Truncate,
+    );
 }
 
 #[test]
 fn a_flipping_provider_is_caught_and_banned() {
-    caught_at_full_rate(CheatMode::Flip);
+    caught_at_full_rate("a_flipping_provider_is_caught_and_banned", CheatMode::Flip);
 }
 
 /// At rate 0.1 a cheater cheats on a tenth of its jobs: every cheat that is checked is
@@ -213,13 +236,13 @@ fn a_provider_cheating_on_a_tenth_of_its_jobs_is_caught_when_checked() {
         2,
         |seed| {
             let mut s = market(seed, 60, 1_000_000);
-            s.markets[2] = cheat(CheatMode::Flip, 100_000);
+            s.markets[0] = cheat(CheatMode::Flip, 100_000);
             s
         },
         |o| {
             every_job_final(o);
             disputes_take_log_rounds(o);
-            let cheater = account(2);
+            let cheater = account(0);
             for (who, reason) in slashed(o) {
                 assert_eq!(who, cheater, "an honest node was slashed: {reason:?}");
             }
@@ -247,7 +270,9 @@ fn a_lying_checker_loses_its_disputes() {
         2,
         |seed| {
             let mut s = market(seed, 30, 1_000_000);
-            s.markets[0].danger_false_verdicts = Some(Cheat {
+            // The dearest advert: it seldom provides, so it checks often.
+            let liar = s.len() - 1;
+            s.markets[liar].danger_false_verdicts = Some(Cheat {
                 mode: CheatMode::Flip,
                 rate_ppm: RATE_ONE_PPM,
             });
@@ -256,7 +281,7 @@ fn a_lying_checker_loses_its_disputes() {
         |o| {
             every_job_final(o);
             disputes_take_log_rounds(o);
-            let liar = account(0);
+            let liar = account(o.heights.len() - 1);
             let slashes = slashed(o);
             assert!(!slashes.is_empty(), "the liar was never slashed");
             for (who, reason) in slashes {
@@ -282,14 +307,15 @@ fn a_crashed_provider_refunds_and_a_silent_checker_is_replaced() {
         2,
         |seed| {
             let mut s = market(seed, 40, 1_000_000);
-            // Down for ~25 s in the middle of the job stream, far past any commit deadline.
-            s = s.crash(3_000, 3, None, 25_000);
+            // The cheapest provider, which gets most jobs, is down for ~25 s in the middle of
+            // the job stream, far past any commit deadline and verdict window.
+            s = s.crash(3_000, 0, None, 25_000);
             s.target_height = 120;
             s
         },
         |o| {
             every_job_final(o);
-            let down = account(3);
+            let down = account(0);
             let missed_commit = slashed(o)
                 .iter()
                 .filter(|(w, r)| *w == down && matches!(r, SlashReason::MissedCommit { .. }))
@@ -302,6 +328,14 @@ fn a_crashed_provider_refunds_and_a_silent_checker_is_replaced() {
             assert_eq!(
                 missed_commit, refunded,
                 "each missed commit refunds its client"
+            );
+            let missed_verdict = slashed(o)
+                .iter()
+                .filter(|(w, r)| *w == down && matches!(r, SlashReason::MissedVerdict { .. }))
+                .count();
+            assert!(
+                missed_commit + missed_verdict > 0,
+                "the crash missed nothing: the scenario tests nothing"
             );
             for (who, reason) in slashed(o) {
                 assert_eq!(who, down, "only the crashed node is penalised: {reason:?}");

@@ -67,8 +67,9 @@ impl State {
         Ok(())
     }
 
-    /// The stateless and stake checks of "open job"; returns the job's step count.
-    fn check_open(&self, client: AccountId, open: &OpenJob) -> Result<u64, TxError> {
+    /// The stateless and stake checks of "open job"; returns the job's step count. A read-only
+    /// check a gateway may run before submitting (escrow is checked when the job applies).
+    pub fn check_open(&self, client: AccountId, open: &OpenJob) -> Result<u64, TxError> {
         if open.provider == client {
             return Err(TxError::SelfDeal { account: client });
         }

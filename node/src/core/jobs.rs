@@ -77,6 +77,22 @@ pub enum Duty {
     Submit(Box<Action>),
 }
 
+/// What a submitted transaction was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// The provider's result.
+    Result,
+    /// The checker's verdict.
+    Verdict,
+    /// A dispute move in this round.
+    Move(u32),
+}
+
+/// Blocks after which a duty's transaction still owed is submitted again. The contract's
+/// windows are several times longer (verdict window and dispute rounds, default 20 and 10
+/// blocks), so a lost transaction costs one retry, not the deadline.
+pub const RESUBMIT_AFTER_BLOCKS: u64 = 3;
+
 /// Per-node market settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MarketConfig {
@@ -86,6 +102,8 @@ pub struct MarketConfig {
     pub danger_cheat: Option<Cheat>,
     /// Test only: give a false verdict (a flipped re-execution) on checks at this rate.
     pub danger_false_verdicts: Option<Cheat>,
+    /// What this node advertises, if it advertises.
+    pub advert: Option<super::adverts::AdvertTerms>,
 }
 
 /// Figures the pipeline measures, by block heights (the API turns them into times).
@@ -117,12 +135,19 @@ pub struct Duties {
     /// Our traces, for jobs we provided or challenged, in insertion order for eviction.
     traces: BTreeMap<JobId, (u64, Execution)>,
     trace_seq: u64,
-    /// Results and verdicts submitted, so each goes out once.
-    submitted: BTreeSet<(JobId, Purpose)>,
-    /// Dispute moves submitted, by job and round.
-    moved: BTreeSet<(JobId, u32)>,
+    /// Transactions submitted for a duty, with the height of their last submission: sent
+    /// again while the ledger still shows the duty owed [`RESUBMIT_AFTER_BLOCKS`] later (a
+    /// transaction can be lost: evicted behind a refused predecessor, or dropped by a crash).
+    sent: BTreeMap<(JobId, Slot), (Height, Action)>,
+    /// The height of the last commit seen.
+    height: Height,
+    /// Output bytes of the jobs we provided, served to gateways; oldest dropped first.
+    outputs: BTreeMap<JobId, (u64, Vec<u8>)>,
     stats: Stats,
 }
+
+/// Outputs of provided jobs kept to serve gateways (at most 1,024 bytes each, so ~4 MB).
+pub const MAX_SERVED_OUTPUTS: usize = 4_096;
 
 impl Duties {
     /// Duties of the account `me` (`None`: a node without an account owes nothing).
@@ -135,10 +160,24 @@ impl Duties {
             running: BTreeMap::new(),
             traces: BTreeMap::new(),
             trace_seq: 0,
-            submitted: BTreeSet::new(),
-            moved: BTreeSet::new(),
+            sent: BTreeMap::new(),
+            height: Height(0),
+            outputs: BTreeMap::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// The output bytes of a job we provided, if still held.
+    pub fn output(&self, job: &JobId) -> Option<&[u8]> {
+        self.outputs.get(job).map(|(_, o)| o.as_slice())
+    }
+
+    /// Jobs we are running as provider now.
+    pub fn providing(&self) -> usize {
+        self.running
+            .values()
+            .filter(|p| **p == Purpose::Provide)
+            .count()
     }
 
     /// What the pipeline measured.
@@ -161,8 +200,9 @@ impl Duties {
         self.duties(state)
     }
 
-    /// A block committed with `events`; `state` is the state after it.
-    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<Duty> {
+    /// The block at `height` committed with `events`; `state` is the state after it.
+    pub fn on_commit(&mut self, height: Height, state: &State, events: &[Event]) -> Vec<Duty> {
+        self.height = height;
         let Some(me) = self.me else {
             return Vec::new();
         };
@@ -209,10 +249,11 @@ impl Duties {
         match purpose {
             Purpose::Provide => {
                 let result = CommitResult::from_execution(job, &execution);
+                self.keep_output(job, execution.output.clone());
                 self.keep_trace(job, execution);
-                if self.submitted.insert((job, Purpose::Provide)) {
+                if !self.sent.contains_key(&(job, Slot::Result)) {
                     self.stats.results_submitted += 1;
-                    out.push(Duty::Submit(Box::new(Action::CommitResult(result))));
+                    out.push(self.submit(job, Slot::Result, Action::CommitResult(result)));
                 }
             }
             Purpose::Check => {
@@ -221,7 +262,7 @@ impl Duties {
                     _ => None,
                 });
                 if let Some(final_leaf) = committed
-                    && self.submitted.insert((job, Purpose::Check))
+                    && !self.sent.contains_key(&(job, Slot::Verdict))
                 {
                     let outcome = if execution.leaves.last() == Some(&final_leaf) {
                         self.stats.verdicts_agree += 1;
@@ -233,10 +274,8 @@ impl Duties {
                     if outcome != VerdictOutcome::Agree {
                         self.keep_trace(job, execution);
                     }
-                    out.push(Duty::Submit(Box::new(Action::Verdict(Verdict {
-                        job,
-                        outcome,
-                    }))));
+                    let verdict = Action::Verdict(Verdict { job, outcome });
+                    out.push(self.submit(job, Slot::Verdict, verdict));
                 }
             }
             Purpose::Replay => self.keep_trace(job, execution),
@@ -252,6 +291,7 @@ impl Duties {
         for id in watched {
             match state.job(&id) {
                 Some(job) if !job.phase.is_final() => {
+                    out.extend(self.resubmissions(state, id));
                     if let Some(d) = self.duty_for(state, id) {
                         out.push(d);
                     }
@@ -262,11 +302,44 @@ impl Duties {
         out
     }
 
+    /// Records a transaction for a duty and hands it out.
+    fn submit(&mut self, job: JobId, slot: Slot, action: Action) -> Duty {
+        self.sent.insert((job, slot), (self.height, action.clone()));
+        Duty::Submit(Box::new(action))
+    }
+
+    /// Transactions of `id` the ledger still shows owed long after we sent them: again.
+    /// Those no longer owed (committed, or overtaken) are dropped.
+    fn resubmissions(&mut self, state: &State, id: JobId) -> Vec<Duty> {
+        let Some(me) = self.me else {
+            return Vec::new();
+        };
+        let slots: Vec<Slot> = self
+            .sent
+            .range((id, Slot::Result)..=(id, Slot::Move(u32::MAX)))
+            .map(|((_, slot), _)| *slot)
+            .collect();
+        let mut out = Vec::new();
+        for slot in slots {
+            if !owed(state, &me, id, slot) {
+                self.sent.remove(&(id, slot));
+                continue;
+            }
+            let height = self.height;
+            if let Some((at, action)) = self.sent.get_mut(&(id, slot))
+                && height.0 >= at.0 + RESUBMIT_AFTER_BLOCKS
+            {
+                *at = height;
+                out.push(Duty::Submit(Box::new(action.clone())));
+            }
+        }
+        out
+    }
+
     fn forget(&mut self, id: &JobId) {
         self.watch.remove(id);
         self.traces.remove(id);
-        self.submitted.retain(|(j, _)| j != id);
-        self.moved.retain(|(j, _)| j != id);
+        self.sent.retain(|(j, _), _| j != id);
     }
 
     fn duty_for(&mut self, state: &State, id: JobId) -> Option<Duty> {
@@ -277,7 +350,7 @@ impl Duties {
         }
         match &job.phase {
             JobPhase::Open { .. } if job.provider == me && self.config.serve => {
-                if self.submitted.contains(&(id, Purpose::Provide)) {
+                if self.sent.contains_key(&(id, Slot::Result)) {
                     return None;
                 }
                 Some(self.run(id, job, Purpose::Provide))
@@ -285,7 +358,7 @@ impl Duties {
             JobPhase::Committed {
                 check: Check::Pending { checker, .. },
                 ..
-            } if *checker == me && !self.submitted.contains(&(id, Purpose::Check)) => {
+            } if *checker == me && !self.sent.contains_key(&(id, Slot::Verdict)) => {
                 Some(self.run(id, job, Purpose::Check))
             }
             JobPhase::Disputed { dispute, .. } => {
@@ -310,7 +383,7 @@ impl Duties {
         d: &attest_contracts_sim::Dispute,
         side: Side,
     ) -> Option<Duty> {
-        if self.moved.contains(&(id, d.round)) {
+        if self.sent.contains_key(&(id, Slot::Move(d.round))) {
             return None;
         }
         let step = if d.round < d.rounds {
@@ -341,13 +414,13 @@ impl Duties {
                 activation: Activation::new(activation).ok()?,
             }
         };
-        self.moved.insert((id, d.round));
         self.stats.dispute_moves += 1;
-        Some(Duty::Submit(Box::new(Action::Dispute(DisputeMove {
+        let action = Action::Dispute(DisputeMove {
             job: id,
             round: Round(d.round),
             step,
-        }))))
+        });
+        Some(self.submit(id, Slot::Move(d.round), action))
     }
 
     /// Hands a job to the accelerator, with this node's cheat for it if any.
@@ -381,6 +454,21 @@ impl Duties {
         }))
     }
 
+    fn keep_output(&mut self, id: JobId, output: Vec<u8>) {
+        if self.outputs.len() >= MAX_SERVED_OUTPUTS
+            && !self.outputs.contains_key(&id)
+            && let Some(oldest) = self
+                .outputs
+                .iter()
+                .min_by_key(|(_, (seq, _))| *seq)
+                .map(|(k, _)| *k)
+        {
+            self.outputs.remove(&oldest);
+        }
+        self.trace_seq += 1;
+        self.outputs.insert(id, (self.trace_seq, output));
+    }
+
     fn keep_trace(&mut self, id: JobId, execution: Execution) {
         if self.traces.len() >= MAX_TRACES
             && !self.traces.contains_key(&id)
@@ -394,6 +482,35 @@ impl Duties {
         }
         self.trace_seq += 1;
         self.traces.insert(id, (self.trace_seq, execution));
+    }
+}
+
+/// Whether the ledger still waits for our transaction in `slot` of job `id`.
+fn owed(state: &State, me: &AccountId, id: JobId, slot: Slot) -> bool {
+    let Some(job) = state.job(&id) else {
+        return false;
+    };
+    match (slot, &job.phase) {
+        (Slot::Result, JobPhase::Open { .. }) => job.provider == *me,
+        (
+            Slot::Verdict,
+            JobPhase::Committed {
+                check: Check::Pending { checker, .. },
+                ..
+            },
+        ) => checker == me,
+        (Slot::Move(round), JobPhase::Disputed { dispute, .. }) if dispute.round == round => {
+            if round >= dispute.rounds {
+                // The resolution phase waits for the challenger's witness alone.
+                return dispute.challenger == *me;
+            }
+            if job.provider == *me {
+                dispute.provider_leaf.is_none()
+            } else {
+                dispute.challenger == *me && dispute.challenger_leaf.is_none()
+            }
+        }
+        _ => false,
     }
 }
 

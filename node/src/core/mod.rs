@@ -10,8 +10,11 @@
 //! otherwise when the first transaction or consensus message for it arrives, or when the idle
 //! interval has passed, so an idle chain still makes blocks and time-based windows advance.
 
+pub mod adverts;
 pub mod chain;
+pub mod gateway;
 pub mod jobs;
+mod requests;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -27,15 +30,17 @@ use crate::consensus::{
     TimeoutConfig, TimeoutId,
 };
 use crate::genesis::GenesisFile;
+use crate::market::adverts::AdvertBook;
 use crate::mempool::{AccountView, AdmitError, Mempool};
 use crate::net::topic;
 use crate::store::{Store, StoreError};
 use attest_protocol::JobId;
 use attest_protocol::workload::Execution;
 use chain::{Applied, BlockError, Chain, ChainError};
+use gateway::{Gateway, GatewayStats};
 use jobs::Duties;
 pub use jobs::{Duty, JobRun, MarketConfig, Measurements, Purpose};
-use wire::{ConsensusMessage, SyncRequest, SyncResponse};
+use wire::ConsensusMessage;
 
 /// A peer, as the bytes of its libp2p PeerId: the core does not depend on libp2p.
 pub type PeerKey = Vec<u8>;
@@ -162,6 +167,7 @@ enum Timer {
     Consensus(TimeoutId),
     StartHeight(Height),
     Rebroadcast(Height),
+    Advert,
 }
 
 /// The node core.
@@ -185,6 +191,10 @@ pub struct NodeCore {
     duties: Duties,
     /// Stage times of every job, from committed blocks.
     measurements: Measurements,
+    /// Output delivery for jobs opened through this node.
+    gateway: Gateway,
+    /// Capacity adverts heard on gossip (and our own).
+    book: AdvertBook,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -267,7 +277,10 @@ impl NodeCore {
             syncing: None,
             duties,
             measurements: Measurements::default(),
+            gateway: Gateway::default(),
+            book: adverts::new_book(),
         };
+        core.arm(now_ms, Timer::Advert);
         let owed = core.duties.rescan(core.chain.state());
         core.carry_duties(now_ms, owed);
         core.start_height(now_ms);
@@ -287,6 +300,16 @@ impl NodeCore {
     /// What the job pipeline did (results, verdicts, dispute moves).
     pub fn duty_stats(&self) -> &jobs::Stats {
         self.duties.stats()
+    }
+
+    /// The output of a job opened through this node, verified against the ledger.
+    pub fn job_output(&self, job: &JobId) -> Option<&[u8]> {
+        self.gateway.output(job)
+    }
+
+    /// What the gateway did (outputs verified, rejected, abandoned).
+    pub fn gateway_stats(&self) -> &GatewayStats {
+        self.gateway.stats()
     }
 
     /// Stage times of every job seen in committed blocks.
@@ -353,15 +376,30 @@ impl NodeCore {
                         Timer::Rebroadcast(h),
                     );
                 }
+                Timer::Advert => self.on_advert_timer(now_ms),
                 Timer::StartHeight(_) | Timer::Rebroadcast(_) => {}
             }
         }
     }
 
-    /// A transaction from a local client: admitted to the mempool and gossiped.
+    /// A transaction from a local client: admitted to the mempool and gossiped. A job opened
+    /// this way makes this node its gateway: it fetches and checks the output.
     pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
         let data = tx.encode();
+        let opens_job = match &tx.body.action {
+            attest_protocol::Action::OpenJob(open) => {
+                let state = self.chain.state();
+                state
+                    .check_open(tx.signer, open)
+                    .map_err(|e| AdmitError::Refused(e.to_string()))?;
+                true
+            }
+            _ => false,
+        };
         let hash = self.mempool.admit(tx, &View(&self.chain), now_ms)?;
+        if opens_job {
+            self.gateway.track(JobId::from(hash));
+        }
         self.effects.push_back(Effect::Broadcast {
             topic: topic::TXS,
             data,
@@ -381,7 +419,7 @@ impl NodeCore {
         match topic_name {
             topic::TXS => self.gossip_tx(now_ms, data),
             topic::CONSENSUS => self.gossip_consensus(now_ms, from, data),
-            // Adverts belong to the market; until it exists they are neither judged nor kept.
+            topic::ADVERTS => self.gossip_advert(now_ms, data),
             _ => GossipVerdict::Ignore(format!("topic {topic_name} is not handled")),
         }
     }
@@ -618,7 +656,8 @@ impl NodeCore {
         let ready = self.evict_refused();
         self.checked.clear();
         self.running = None;
-        let owed = self.duties.on_commit(self.chain.state(), &events);
+        let owed = self.duties.on_commit(height, self.chain.state(), &events);
+        let fetches = self.gateway.on_commit(self.chain.state(), &events);
         self.effects.push_back(Effect::Committed {
             height,
             hash,
@@ -626,6 +665,7 @@ impl NodeCore {
             events,
         });
         self.carry_duties(now_ms, owed);
+        self.fetch_outputs(fetches);
         // Start at once only for transactions that can go in a block; others (a nonce gap)
         // must not make the chain race through empty blocks.
         if ready == 0 {
@@ -737,80 +777,6 @@ impl NodeCore {
 
     fn mempool_has_nonce(&self, account: &AccountId, nonce: Nonce) -> bool {
         self.mempool.has_sender_nonce(account, nonce)
-    }
-
-    fn request_sync(&mut self, peer: PeerKey) {
-        if self.syncing.is_some() {
-            return;
-        }
-        let from = self.chain.height().next();
-        let to = Height(from.0 + wire::MAX_SYNC_BLOCKS as u64 - 1);
-        self.syncing = Some(peer.clone());
-        self.effects.push_back(Effect::Request {
-            peer,
-            data: SyncRequest { from, to }.encode(),
-        });
-    }
-
-    /// The answer to a sync request (or `None` if the request failed). Blocks are checked
-    /// against their certificates and applied; if the peer is further ahead, the next batch
-    /// is requested.
-    pub fn handle_sync_response(&mut self, now_ms: u64, from: &PeerKey, data: Option<&[u8]>) {
-        if self.syncing.as_ref() != Some(from) {
-            return;
-        }
-        self.syncing = None;
-        let Some(response) = data.and_then(|d| SyncResponse::decode(d).ok()) else {
-            return;
-        };
-        let mut advanced = false;
-        for (block, certificate) in response.blocks.into_vec() {
-            if block.header.height != self.chain.height().next() {
-                break;
-            }
-            match self.chain.check_committed(&block, &certificate) {
-                Ok(applied) => {
-                    self.commit(now_ms, block, certificate, applied);
-                    advanced = true;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sync: peer sent a block that does not verify");
-                    return;
-                }
-            }
-        }
-        if advanced && response.latest > self.chain.height() {
-            self.request_sync(from.clone());
-        } else if advanced {
-            self.start_height(now_ms);
-        }
-    }
-
-    /// Answers a sync request from `store`, or `None` for a malformed request.
-    pub fn serve_sync(store: &dyn Store, data: &[u8]) -> Option<Vec<u8>> {
-        let request = SyncRequest::decode(data).ok()?;
-        let latest = store.latest_height();
-        let to = Height(
-            request
-                .to
-                .0
-                .min(latest.0)
-                .min(request.from.0 + wire::MAX_SYNC_BLOCKS as u64 - 1),
-        );
-        let mut blocks = Vec::new();
-        let mut bytes = 0;
-        if request.from.0 >= 1 && request.from <= to {
-            for item in store.blocks(request.from..=to) {
-                let Ok(pair) = item else { break };
-                bytes += pair.0.encode().len();
-                if bytes > wire::SYNC_RESPONSE_BUDGET && !blocks.is_empty() {
-                    break;
-                }
-                blocks.push(pair);
-            }
-        }
-        let blocks = attest_protocol::BoundedVec::new(blocks).ok()?;
-        Some(SyncResponse { latest, blocks }.encode())
     }
 }
 

@@ -1,9 +1,9 @@
 //! The node's wire envelopes: what travels on the consensus topic and over sync requests.
 //! Each has a canonical encoding with a size bound, like every protocol type.
 
-use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_SMALL_MESSAGE_BYTES};
+use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_OUTPUT_TOKENS, MAX_SMALL_MESSAGE_BYTES};
 use attest_protocol::{
-    Block, BoundedVec, Canonical, CommitCertificate, Height, Proposal, Signed, Vote,
+    Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal, Signed, Vote,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,43 @@ pub const MAX_SYNC_BLOCKS: usize = 64;
 /// The bytes a responder puts in one sync response at most (the request-response limit is
 /// 16 MiB; a block at its limit is ~8 MiB, so one always fits).
 pub const SYNC_RESPONSE_BUDGET: usize = 12 * 1024 * 1024;
+
+/// A request over request-response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Committed blocks.
+    Sync(SyncRequest),
+    /// The output bytes of a job the peer provided.
+    Output(JobId),
+}
+
+impl Canonical for Request {
+    const NAME: &'static str = "request";
+    const MAX_ENCODED_LEN: usize = MAX_SMALL_MESSAGE_BYTES;
+}
+
+/// An answer over request-response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Committed blocks.
+    Sync(SyncResponse),
+    /// A job's output, if the peer holds it.
+    Output(OutputResponse),
+}
+
+impl Canonical for Response {
+    const NAME: &'static str = "response";
+    const MAX_ENCODED_LEN: usize = SyncResponse::MAX_ENCODED_LEN + 16;
+}
+
+/// A provider's answer to an output request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputResponse {
+    /// The job.
+    pub job: JobId,
+    /// Its output bytes, `None` if this node does not hold them.
+    pub output: Option<Bytes<{ MAX_OUTPUT_TOKENS as usize }>>,
+}
 
 /// Asks a peer for committed blocks `from..=to` with their certificates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
