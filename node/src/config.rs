@@ -216,7 +216,7 @@ impl Config {
              # Whether this node serves jobs assigned to its account.\n\
              serve_jobs = {serve}\n\
              \n\
-             # Advertised price per generated token, in micro-units (1 token = 1000000).\n\
+             # Advertised price per generated token, in micro-units (a token is 1000000).\n\
              price_per_token = {price}\n\
              \n\
              # TEST ONLY, never on a real network: cheat on provided jobs at a rate, as\n\

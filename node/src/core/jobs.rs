@@ -73,8 +73,25 @@ impl JobRun {
 pub enum Duty {
     /// Run a job on the accelerator and hand the execution to [`Duties::on_done`].
     Run(Box<JobRun>),
-    /// Sign and submit a transaction with this action from our account.
-    Submit(Box<Action>),
+    /// Sign and submit a transaction with this action from our account, then report its
+    /// hash with [`Duties::note_submitted`].
+    Submit(DutyKey, Box<Action>),
+}
+
+/// Which duty a submitted transaction is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DutyKey(JobId, Slot);
+
+/// A transaction submitted for a duty.
+#[derive(Debug, Clone)]
+struct Sent {
+    /// The height of its last submission.
+    at: Height,
+    action: Action,
+    /// Its hash, once submitted; `None` if the mempool refused it.
+    hash: Option<attest_protocol::TxHash>,
+    /// Whether it was still waiting in our mempool after the last commit.
+    in_pool: bool,
 }
 
 /// What a submitted transaction was for.
@@ -138,7 +155,7 @@ pub struct Duties {
     /// Transactions submitted for a duty, with the height of their last submission: sent
     /// again while the ledger still shows the duty owed [`RESUBMIT_AFTER_BLOCKS`] later (a
     /// transaction can be lost: evicted behind a refused predecessor, or dropped by a crash).
-    sent: BTreeMap<(JobId, Slot), (Height, Action)>,
+    sent: BTreeMap<(JobId, Slot), Sent>,
     /// The height of the last commit seen.
     height: Height,
     /// Output bytes of the jobs we provided, served to gateways; oldest dropped first.
@@ -304,8 +321,31 @@ impl Duties {
 
     /// Records a transaction for a duty and hands it out.
     fn submit(&mut self, job: JobId, slot: Slot, action: Action) -> Duty {
-        self.sent.insert((job, slot), (self.height, action.clone()));
-        Duty::Submit(Box::new(action))
+        let sent = Sent {
+            at: self.height,
+            action: action.clone(),
+            hash: None,
+            in_pool: true,
+        };
+        self.sent.insert((job, slot), sent);
+        Duty::Submit(DutyKey(job, slot), Box::new(action))
+    }
+
+    /// The core submitted the transaction of `key`; `hash` is `None` if the mempool refused it.
+    pub fn note_submitted(&mut self, key: DutyKey, hash: Option<attest_protocol::TxHash>) {
+        if let Some(s) = self.sent.get_mut(&(key.0, key.1)) {
+            s.hash = hash;
+            s.in_pool = hash.is_some();
+        }
+    }
+
+    /// After a commit, before [`Duties::on_commit`]: which of our transactions still wait in
+    /// the mempool. Only one that left it without the ledger taking the duty is sent again;
+    /// a second copy of one still waiting would be refused and take our later ones with it.
+    pub fn note_pool(&mut self, waiting: impl Fn(&attest_protocol::TxHash) -> bool) {
+        for s in self.sent.values_mut() {
+            s.in_pool = s.hash.as_ref().is_some_and(&waiting);
+        }
     }
 
     /// Transactions of `id` the ledger still shows owed long after we sent them: again.
@@ -326,11 +366,12 @@ impl Duties {
                 continue;
             }
             let height = self.height;
-            if let Some((at, action)) = self.sent.get_mut(&(id, slot))
-                && height.0 >= at.0 + RESUBMIT_AFTER_BLOCKS
+            if let Some(s) = self.sent.get_mut(&(id, slot))
+                && !s.in_pool
+                && height.0 >= s.at.0 + RESUBMIT_AFTER_BLOCKS
             {
-                *at = height;
-                out.push(Duty::Submit(Box::new(action.clone())));
+                s.at = height;
+                out.push(Duty::Submit(DutyKey(id, slot), Box::new(s.action.clone())));
             }
         }
         out

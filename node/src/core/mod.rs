@@ -335,7 +335,10 @@ impl NodeCore {
         for duty in duties {
             match duty {
                 Duty::Run(run) => self.effects.push_back(Effect::RunJob(run)),
-                Duty::Submit(action) => self.submit_own(now_ms, *action),
+                Duty::Submit(key, action) => {
+                    let hash = self.submit_own(now_ms, *action);
+                    self.duties.note_submitted(key, hash);
+                }
             }
         }
     }
@@ -656,6 +659,8 @@ impl NodeCore {
         let ready = self.evict_refused();
         self.checked.clear();
         self.running = None;
+        let pool = &self.mempool;
+        self.duties.note_pool(|h| pool.contains(h));
         let owed = self.duties.on_commit(height, self.chain.state(), &events);
         let fetches = self.gateway.on_commit(self.chain.state(), &events);
         self.effects.push_back(Effect::Committed {
@@ -748,7 +753,7 @@ impl NodeCore {
         now_ms: u64,
         evidence: attest_protocol::tx::EquivocationEvidence,
     ) {
-        self.submit_own(
+        let _ = self.submit_own(
             now_ms,
             attest_protocol::Action::Equivocation(Box::new(evidence)),
         );
@@ -756,8 +761,8 @@ impl NodeCore {
 
     /// Signs `action` with our account at our next nonce past anything of ours already
     /// waiting, at the minimum fee, and submits it.
-    fn submit_own(&mut self, now_ms: u64, action: attest_protocol::Action) {
-        let Some(key) = self.key.clone() else { return };
+    fn submit_own(&mut self, now_ms: u64, action: attest_protocol::Action) -> Option<TxHash> {
+        let key = self.key.clone()?;
         let view = View(&self.chain);
         let account = key.public();
         let mut nonce = view.nonce(&account);
@@ -770,8 +775,12 @@ impl NodeCore {
             action,
         };
         let signed = Signed::sign(self.chain.chain_id(), &key, tx);
-        if let Err(e) = self.submit_tx(now_ms, signed) {
-            tracing::warn!(error = %e, "could not submit our own transaction");
+        match self.submit_tx(now_ms, signed) {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not submit our own transaction");
+                None
+            }
         }
     }
 
