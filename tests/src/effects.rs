@@ -455,7 +455,19 @@ impl Sim {
         // book, whose terms go into the job.
         let now = self.now;
         let gateway = self.nodes[target].core.as_mut();
+        let mut pick = self.rng.next_u64();
         let quote = |client| {
+            if !jobs.via_gateway {
+                let eligible: Vec<_> = state
+                    .stakes()
+                    .filter(|(a, s)| **a != client && s.eligible(state.params().min_stake))
+                    .map(|(a, _)| *a)
+                    .collect();
+                pick %= eligible.len().max(1) as u64;
+                let provider = *eligible.get(pick as usize)?;
+                let device = attest_protocol::DeviceName::new("h100-sxm").ok()?;
+                return Some((provider, device, attest_protocol::Amount(100)));
+            }
             let core = gateway?;
             let request = attest_node::market::adverts::Request {
                 model: attest_protocol::ModelId::new(jobs.model).ok()?,

@@ -140,6 +140,10 @@ pub struct JobTraffic {
     pub max_tokens: u32,
     /// Blocks the provider has to commit.
     pub deadline_blocks: u32,
+    /// Whether the client's gateway picks the provider from its advert book (best reputation
+    /// and price first), or the client picks any eligible provider at random (so a cheater
+    /// that the market would shun still gets work, and can be caught again).
+    pub via_gateway: bool,
 }
 
 impl Default for JobTraffic {
@@ -151,6 +155,7 @@ impl Default for JobTraffic {
             input_len: (4, 24),
             max_tokens: 8,
             deadline_blocks: 12,
+            via_gateway: true,
         }
     }
 }

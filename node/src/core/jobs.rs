@@ -76,6 +76,9 @@ pub enum Duty {
     /// Sign and submit a transaction with this action from our account, then report its
     /// hash with [`Duties::note_submitted`].
     Submit(DutyKey, Box<Action>),
+    /// Gossip again our transaction with this hash, still waiting in our mempool: peers that
+    /// lost it cannot put it in their blocks.
+    Regossip(attest_protocol::TxHash),
 }
 
 /// Which duty a submitted transaction is for.
@@ -367,6 +370,13 @@ impl Duties {
             }
             let height = self.height;
             if let Some(s) = self.sent.get_mut(&(id, slot))
+                && s.in_pool
+                && height.0 >= s.at.0 + RESUBMIT_AFTER_BLOCKS
+                && let Some(hash) = s.hash
+            {
+                s.at = height;
+                out.push(Duty::Regossip(hash));
+            } else if let Some(s) = self.sent.get_mut(&(id, slot))
                 && !s.in_pool
                 && height.0 >= s.at.0 + RESUBMIT_AFTER_BLOCKS
             {

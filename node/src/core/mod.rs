@@ -339,6 +339,14 @@ impl NodeCore {
                     let hash = self.submit_own(now_ms, *action);
                     self.duties.note_submitted(key, hash);
                 }
+                Duty::Regossip(hash) => {
+                    if let Some(tx) = self.mempool.verified(&hash) {
+                        self.effects.push_back(Effect::Broadcast {
+                            topic: topic::TXS,
+                            data: tx.signed().encode(),
+                        });
+                    }
+                }
             }
         }
     }
