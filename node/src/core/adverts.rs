@@ -14,6 +14,9 @@ pub const ADVERT_INTERVAL_MS: u64 = 5_000;
 /// How long an advert is valid: a few intervals, so one lost advert does not empty the
 /// book, and a provider that stops serving leaves it within 20 s.
 pub const ADVERT_TTL_MS: u64 = 20_000;
+/// The least time between two adverts sent for capacity changes (a busy provider would
+/// otherwise advertise with every job).
+pub const MIN_READVERTISE_MS: u64 = 1_000;
 
 /// What a provider offers: fixed for the run, except free slots, counted live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,26 @@ impl NodeCore {
     pub(super) fn on_advert_timer(&mut self, now_ms: u64) {
         self.arm(now_ms + ADVERT_INTERVAL_MS, Timer::Advert);
         self.book.expire(now_ms);
+        self.advertise(now_ms);
+    }
+
+    /// After our running jobs changed: advertise at once if we just filled our last slot or
+    /// freed the first one, so gateways stop or start sending work without waiting for the
+    /// timer. At most one extra advert per [`MIN_READVERTISE_MS`].
+    pub(super) fn on_capacity_change(&mut self, now_ms: u64) {
+        let Some(terms) = &self.config.market.advert else {
+            return;
+        };
+        let busy = u32::try_from(self.duties.providing()).unwrap_or(u32::MAX);
+        let free = terms.slots.saturating_sub(busy);
+        let (full_now, was_full) = (free == 0, self.advertised_free == Some(0));
+        if full_now != was_full && now_ms >= self.last_advert_ms + MIN_READVERTISE_MS {
+            self.advertise(now_ms);
+        }
+    }
+
+    /// Signs and gossips our advert, if we serve, hold an eligible stake and have terms.
+    fn advertise(&mut self, now_ms: u64) {
         let (Some(terms), Some(key)) = (self.config.market.advert.clone(), self.key.clone()) else {
             return;
         };
@@ -105,6 +128,8 @@ impl NodeCore {
             topic: topic::ADVERTS,
             data,
         });
+        self.last_advert_ms = now_ms;
+        self.advertised_free = Some(terms.slots.saturating_sub(busy));
     }
 
     /// An advert from gossip: kept if valid; a forged or malformed one costs its sender.

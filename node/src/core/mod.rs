@@ -195,6 +195,9 @@ pub struct NodeCore {
     gateway: Gateway,
     /// Capacity adverts heard on gossip (and our own).
     book: AdvertBook,
+    /// When we last advertised, and the free slots we announced.
+    last_advert_ms: u64,
+    advertised_free: Option<u32>,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -279,6 +282,8 @@ impl NodeCore {
             measurements: Measurements::default(),
             gateway: Gateway::default(),
             book: adverts::new_book(),
+            last_advert_ms: 0,
+            advertised_free: None,
         };
         core.arm(now_ms, Timer::Advert);
         let owed = core.duties.rescan(core.chain.state());
@@ -329,9 +334,11 @@ impl NodeCore {
             .duties
             .on_done(self.chain.state(), job, purpose, outcome);
         self.carry_duties(now_ms, owed);
+        self.on_capacity_change(now_ms);
     }
 
     fn carry_duties(&mut self, now_ms: u64, duties: Vec<Duty>) {
+        let runs = duties.iter().any(|d| matches!(d, Duty::Run(_)));
         for duty in duties {
             match duty {
                 Duty::Run(run) => self.effects.push_back(Effect::RunJob(run)),
@@ -348,6 +355,9 @@ impl NodeCore {
                     }
                 }
             }
+        }
+        if runs {
+            self.on_capacity_change(now_ms);
         }
     }
 
