@@ -426,6 +426,11 @@ impl Sim {
         let txs = self
             .clients
             .tick(self.now, &mut self.rng, self.checker.oracle().state());
+        self.submit_to(target, txs);
+    }
+
+    /// A client's transactions handed to node `target`, then its effects.
+    fn submit_to(&mut self, target: usize, txs: Vec<attest_protocol::SignedTx>) {
         let now = self.now;
         for tx in txs {
             self.stats.tx_submissions += 1;
@@ -481,14 +486,7 @@ impl Sim {
         let txs = self
             .clients
             .tick_job(self.now, &mut self.rng, state, quote, &jobs);
-        let now = self.now;
-        for tx in txs {
-            self.stats.tx_submissions += 1;
-            if let Some(core) = self.nodes[target].core.as_mut() {
-                let _ = core.submit_tx(now, tx);
-            }
-        }
-        self.after_input(target);
+        self.submit_to(target, txs);
     }
 
     /// A node's accelerator hands back a job, unless the node crashed since it started.
