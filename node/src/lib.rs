@@ -12,6 +12,7 @@
 
 pub mod accel;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod consensus;
