@@ -14,8 +14,7 @@
 //! the directory is kept (with `ATTEST_BENCH_KEEP=1` it is kept after every run). Every process is killed when a run ends, however it ends.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -26,7 +25,8 @@ use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Sign
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-use cluster::{NodeProc, Reply, attest, attest_json, free_port, print_tail, wait_for};
+use attest_testnet::http::Conn;
+use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;
 const CHAIN: &str = "testnet-bench";
@@ -50,98 +50,6 @@ const KEEP_ENV: &str = "ATTEST_BENCH_KEEP";
 /// Hang guard for the whole load: no transfer newly committed for this long means the
 /// testnet stopped.
 const STALL: Duration = Duration::from_secs(30);
-
-/// One keep-alive HTTP/1.1 connection to one API, reopened when the server drops it.
-struct Conn {
-    addr: SocketAddr,
-    stream: Option<BufReader<TcpStream>>,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Self {
-        Self { addr, stream: None }
-    }
-
-    /// Sends one request, reconnecting once if the kept connection turns out to be dead. A
-    /// repeated POST is harmless: the node deduplicates by hash (409 `duplicate`).
-    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> Result<Reply, String> {
-        let mut last = String::new();
-        for _ in 0..2 {
-            match self.try_request(method, path, body) {
-                Ok(reply) => return Ok(reply),
-                Err(e) => {
-                    self.stream = None;
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    fn try_request(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<Reply, String> {
-        let (addr, io) = (self.addr, |e: std::io::Error| {
-            format!("{method} {path}: {e}")
-        });
-        if self.stream.is_none() {
-            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(io)?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(15)))
-                .map_err(io)?;
-            stream.set_nodelay(true).map_err(io)?;
-            self.stream = Some(BufReader::new(stream));
-        }
-        let stream = self.stream.as_mut().expect("connected just above");
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.get_mut().write_all(request.as_bytes()).map_err(io)?;
-        let (status, length, close) = read_head(stream).map_err(|e| format!("{path}: {e}"))?;
-        let mut raw = vec![0; length];
-        stream.read_exact(&mut raw).map_err(io)?;
-        if close {
-            self.stream = None;
-        }
-        let json = serde_json::from_slice(&raw).map_err(|e| format!("{path}: not JSON: {e}"))?;
-        Ok(Reply { status, json })
-    }
-}
-
-/// Reads a response head: the status, `Content-Length` and whether the server will close.
-fn read_head(stream: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool), String> {
-    let mut line = String::new();
-    stream.read_line(&mut line).map_err(|e| e.to_string())?;
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {line:?}"))?;
-    let (mut length, mut close) = (None, false);
-    loop {
-        line.clear();
-        stream.read_line(&mut line).map_err(|e| e.to_string())?;
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').unwrap_or((header, ""));
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse().ok();
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close");
-        }
-    }
-    let length = length.ok_or("answer without Content-Length")?;
-    Ok((status, length, close))
-}
 
 /// The four nodes. Dropping it kills every process still running, whatever happened.
 struct Cluster {

@@ -1,5 +1,13 @@
 //! The `attest` command-line tool's top layer: the binary (node, client and testnet commands)
-//! and, as the surface grows, local testnets (genesis and config generation, the process
-//! launcher), the demo and the load generator. It drives `attest node` processes on loopback
-//! only and never touches the contract state except through nodes. It sits above
-//! `attest-node`, whose library it uses.
+//! and local testnets: genesis and config generation from a seed (`layout`), the process
+//! launcher (`launcher`, `procs`), what the testnet commands print (`report`, `cli`) and a
+//! small HTTP client for the node API (`http`); the demo and the load generator follow. It
+//! drives `attest node` processes on loopback only and never touches the contract state except
+//! through nodes. It sits above `attest-node`, whose library it uses.
+
+pub mod cli;
+pub mod http;
+pub mod launcher;
+pub mod layout;
+pub mod procs;
+pub mod report;

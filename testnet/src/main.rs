@@ -93,6 +93,11 @@ enum Command {
         #[arg(long)]
         api: Option<std::net::SocketAddr>,
     },
+    /// A local testnet on loopback: init, up, down, status.
+    Testnet {
+        #[command(subcommand)]
+        command: attest_testnet::cli::TestnetCommand,
+    },
     /// List the model catalogue.
     Models {
         /// Print JSON (schema attest.models/1) instead of a table.
@@ -220,6 +225,10 @@ fn run(args: Args) -> Result<()> {
                 bootnodes,
                 api,
             })?;
+        }
+        Command::Testnet { command } => {
+            init_logging();
+            attest_testnet::cli::run(command, &mut out)?;
         }
         Command::Models { json } => {
             let rows = cli::models();

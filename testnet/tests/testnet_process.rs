@@ -8,8 +8,7 @@
 //! files in the test's directory; on failure their tails are printed and the directory is kept.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,41 +24,15 @@ use serde_json::Value;
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{NodeProc, Reply, attest, attest_json, free_port, print_tail, wait_for};
+// One request on a fresh connection, or why it failed (a dead node is expected here).
+use attest_testnet::http::request as http;
+use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;
 const CHAIN: &str = "process-test";
 /// The node that is killed and restarted. The load is sent to the others only, so a
 /// transfer's acceptance never depends on a process that is about to die.
 const VICTIM: usize = 3;
-
-/// One HTTP/1.1 request on a fresh connection, or why it failed (a dead node is expected here).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<Reply, String> {
-    let io = |e: std::io::Error| format!("{method} {addr}{path}: {e}");
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(io)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(io)?;
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(io)?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).map_err(io)?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{path}: incomplete answer {raw:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{path}: bad status line {head:?}"))?;
-    let json = serde_json::from_str(body).map_err(|e| format!("{path}: not JSON: {e}"))?;
-    Ok(Reply { status, json })
-}
 
 /// The four nodes. Dropping it kills every process still running, whatever happened.
 struct Cluster {

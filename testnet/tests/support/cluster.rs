@@ -35,15 +35,6 @@ pub fn attest_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
 }
 
-/// An HTTP answer: status and JSON body.
-#[derive(Debug)]
-pub struct Reply {
-    /// The status code.
-    pub status: u16,
-    /// The body.
-    pub json: Value,
-}
-
 /// Polls `check` every 50 ms until it yields a value; panics with `what()` (the wait and what
 /// was last seen) after `limit`. A hang guard only: nothing measures time with it.
 pub fn wait_for<T>(
@@ -83,15 +74,6 @@ pub struct NodeProc {
 
 /// Prints the last 40 lines of node `i`'s log to stderr.
 pub fn print_tail(i: usize, log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(40);
-    eprintln!(
-        "---- node {i}: last {} lines of {}",
-        lines.len() - from,
-        log.display()
-    );
-    for line in &lines[from..] {
-        eprintln!("{line}");
-    }
+    eprintln!("---- node {i}: the last lines of {}", log.display());
+    eprintln!("{}", attest_testnet::procs::log_tail(log, 40));
 }

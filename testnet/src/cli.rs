@@ -1,0 +1,145 @@
+//! `attest testnet init|up|down|status`: the arguments and what each prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Subcommand;
+
+use crate::launcher::{self, Outcome};
+use crate::layout::{self, CheaterSpec, InitOptions, MAX_CLIENTS, MAX_NODES};
+use crate::report::{self, Report};
+
+/// The testnet subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TestnetCommand {
+    /// Create a local testnet: node homes, keys, a genesis and testnet.json, all from a seed.
+    Init {
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Validators (each also a provider).
+        #[arg(long, default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=MAX_NODES as i64))]
+        nodes: u16,
+        /// The seed every key and the chain id (attest-testnet-SEED) derive from.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Node I listens on BASE+2I (libp2p) and BASE+2I+1 (HTTP API), on 127.0.0.1.
+        #[arg(long, default_value_t = 26_600)]
+        base_port: u16,
+        /// Funded client accounts (keys in DIR/clients).
+        #[arg(long, default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(0..=MAX_CLIENTS as i64))]
+        clients: u16,
+        /// TEST ONLY: node I cheats on provided jobs, e.g. 1:flip:0.1 (repeatable).
+        #[arg(long = "cheater", value_name = "I:MODE:RATE")]
+        cheaters: Vec<CheaterSpec>,
+        /// Replace a testnet already in DIR (its keys and chain data are deleted).
+        #[arg(long)]
+        force: bool,
+        /// Print one JSON object (schema attest.testnet/1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start every node that is not running (creating the testnet first if DIR has none) and
+    /// wait until all commit blocks.
+    Up {
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Seconds to wait for every node to answer and commit.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print one JSON object (schema attest.testnet/1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the nodes: SIGTERM, then SIGKILL after the grace period. Data is kept.
+    Down {
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Also delete the testnet: keys, genesis and chain data.
+        #[arg(long)]
+        purge: bool,
+        /// Seconds each node has to shut down before it is killed.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+        /// Print one JSON object (schema attest.testnet/1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every node: running or down, height, peers, addresses.
+    Status {
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Print one JSON object (schema attest.testnet/1) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `command`, printing its report on `out`; a command that failed part-way still prints
+/// what it saw, then answers the error.
+pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
+    let (outcome, json) = match command {
+        TestnetCommand::Init {
+            dir,
+            nodes,
+            seed,
+            base_port,
+            clients,
+            cheaters,
+            force,
+            json,
+        } => {
+            let opts = InitOptions {
+                dir,
+                nodes: usize::from(nodes),
+                seed,
+                base_port,
+                clients: usize::from(clients),
+                cheaters,
+                force,
+            };
+            (done(launcher::init(&opts)?), json)
+        }
+        TestnetCommand::Up { dir, timeout, json } => {
+            let exe = std::env::current_exe().context("finding the attest binary")?;
+            let outcome = launcher::up(&dir, Duration::from_secs(timeout), &exe)?;
+            (outcome, json)
+        }
+        TestnetCommand::Down {
+            dir,
+            purge,
+            grace,
+            json,
+        } => (
+            launcher::down(&dir, Duration::from_secs(grace), purge)?,
+            json,
+        ),
+        TestnetCommand::Status { dir, json } => (done(launcher::status(&dir)?), json),
+    };
+    if json {
+        serde_json::to_writer(&mut *out, &outcome.report)?;
+        writeln!(out)?;
+    } else {
+        report::print_table(out, &outcome.report)?;
+    }
+    out.flush()?;
+    match outcome.failure {
+        Some(why) => Err(anyhow!(why)),
+        None => Ok(()),
+    }
+}
+
+/// A report of a command that cannot fail part-way.
+fn done(report: Report) -> Outcome {
+    Outcome {
+        report,
+        failure: None,
+    }
+}

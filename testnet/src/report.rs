@@ -1,0 +1,229 @@
+//! What every `attest testnet` command reports: one row per node, probed over its HTTP API,
+//! as a table for a person or as one JSON object (schema `attest.testnet/1`) for a program.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::layout::{ClientLayout, LOG_FILE, Layout};
+use crate::procs;
+
+/// The `schema` of every `attest testnet --json` object.
+pub const SCHEMA: &str = "attest.testnet/1";
+
+/// How long a probe waits for a node's status: loopback answers in milliseconds, and a node
+/// that takes longer than this is too busy to count as ready.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a node is doing, as far as its pid file and its API say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeState {
+    /// Its API answers with its own PeerId.
+    Up,
+    /// Its process runs but its API does not answer (yet).
+    Starting,
+    /// No process and no answer.
+    Down,
+    /// Something else answers on its API port: another node (of another testnet) or program.
+    PortTaken,
+}
+
+impl NodeState {
+    /// The state's name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Starting => "starting",
+            NodeState::Down => "down",
+            NodeState::PortTaken => "port-taken",
+        }
+    }
+}
+
+/// One node's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    /// Its index.
+    pub index: usize,
+    /// What it is doing.
+    pub state: NodeState,
+    /// Its process, if it runs.
+    pub pid: Option<u32>,
+    /// Its libp2p PeerId.
+    pub peer_id: String,
+    /// Its validator and provider account.
+    pub account: String,
+    /// Its device profile.
+    pub device: String,
+    /// Its advertised price per token, in micro-units.
+    pub price_per_token: u64,
+    /// `MODE:RATE` if it cheats on purpose.
+    pub cheater: Option<String>,
+    /// Its libp2p listen multiaddr.
+    pub listen: String,
+    /// Its HTTP API.
+    pub api_url: String,
+    /// Its metrics endpoint.
+    pub metrics_url: String,
+    /// Its last committed height, while up.
+    pub height: Option<u64>,
+    /// Its connected peers, while up.
+    pub peers: Option<u64>,
+    /// Its home directory.
+    pub home: String,
+    /// Its log file.
+    pub log: String,
+    /// The signal `down` stopped it with (`TERM` or `KILL`), if it did.
+    pub stopped_with: Option<&'static str>,
+}
+
+/// One `attest testnet` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// `init`, `up`, `down` or `status`.
+    pub command: &'static str,
+    /// The testnet directory.
+    pub dir: String,
+    /// The chain id.
+    pub chain_id: String,
+    /// The genesis hash.
+    pub genesis_hash: String,
+    /// Nodes whose API answers.
+    pub nodes_up: usize,
+    /// The nodes.
+    pub nodes: Vec<NodeRow>,
+    /// The funded clients.
+    pub clients: Vec<ClientLayout>,
+    /// Whether `down --purge` removed the directory.
+    pub purged: bool,
+}
+
+impl Report {
+    /// A report of `command` over `rows`.
+    pub fn new(command: &'static str, dir: &Path, layout: &Layout, nodes: Vec<NodeRow>) -> Self {
+        Self {
+            schema: SCHEMA,
+            command,
+            dir: dir.display().to_string(),
+            chain_id: layout.chain_id.clone(),
+            genesis_hash: layout.genesis_hash.clone(),
+            nodes_up: nodes.iter().filter(|n| n.state == NodeState::Up).count(),
+            nodes,
+            clients: layout.clients.clone(),
+            purged: false,
+        }
+    }
+}
+
+/// Node `i`'s row without asking it anything: as `init` leaves it.
+pub fn offline_row(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
+    let node = &layout.nodes[i];
+    let home = layout.home(dir, i);
+    NodeRow {
+        index: i,
+        state: NodeState::Down,
+        pid: None,
+        peer_id: node.peer_id.clone(),
+        account: node.account.clone(),
+        device: node.device.clone(),
+        price_per_token: node.price_per_token,
+        cheater: node.cheater.clone(),
+        listen: node.listen.clone(),
+        api_url: node.api_url.clone(),
+        metrics_url: node.metrics_url.clone(),
+        height: None,
+        peers: None,
+        log: home.join(LOG_FILE).display().to_string(),
+        home: home.display().to_string(),
+        stopped_with: None,
+    }
+}
+
+/// Node `i`'s row: its pid file checked against the running processes, its API asked for
+/// `/v1/status`.
+pub fn probe(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
+    let mut row = offline_row(dir, layout, i);
+    row.pid = procs::running_pid(&layout.home(dir, i));
+    let status = node_status(layout.nodes[i].api);
+    row.state = match &status {
+        Some(s) if s["peer_id"] == layout.nodes[i].peer_id.as_str() => NodeState::Up,
+        Some(_) => NodeState::PortTaken,
+        None if row.pid.is_some() => NodeState::Starting,
+        None => NodeState::Down,
+    };
+    if row.state == NodeState::Up
+        && let Some(s) = status
+    {
+        row.height = s["height"].as_u64();
+        row.peers = s["peers"].as_u64();
+    }
+    row
+}
+
+/// Every node's row, probed at once so that one slow node does not delay the others.
+pub fn probe_all(dir: &Path, layout: &Layout) -> Vec<NodeRow> {
+    std::thread::scope(|scope| {
+        let probes: Vec<_> = (0..layout.nodes.len())
+            .map(|i| scope.spawn(move || probe(dir, layout, i)))
+            .collect();
+        probes
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.join().unwrap_or_else(|_| offline_row(dir, layout, i)))
+            .collect()
+    })
+}
+
+/// A node's `/v1/status` body, if it answers 200.
+pub fn node_status(api: SocketAddr) -> Option<Value> {
+    let reply = crate::http::get(api, "/v1/status", PROBE_TIMEOUT).ok()?;
+    (reply.status == 200).then_some(reply.json)
+}
+
+/// The table a person reads: one line per node, then where the files are.
+pub fn print_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    let total = report.nodes.len();
+    writeln!(
+        out,
+        "testnet {} in {}: {} of {total} nodes up",
+        report.chain_id, report.dir, report.nodes_up
+    )?;
+    writeln!(
+        out,
+        "{:<4} {:<10} {:<52} {:>7} {:>5}  {:<9} {:<22} {:<30} cheat",
+        "node", "state", "PeerId", "height", "peers", "device", "API URL", "metrics URL"
+    )?;
+    let dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    for n in &report.nodes {
+        let state = match n.stopped_with {
+            Some(signal) => format!("down:{}", signal.to_lowercase()),
+            None => n.state.name().to_owned(),
+        };
+        writeln!(
+            out,
+            "{:<4} {:<10} {:<52} {:>7} {:>5}  {:<9} {:<22} {:<30} {}",
+            n.index,
+            state,
+            n.peer_id,
+            dash(n.height),
+            dash(n.peers),
+            n.device,
+            n.api_url,
+            n.metrics_url,
+            n.cheater.as_deref().unwrap_or("-"),
+        )?;
+    }
+    if report.purged {
+        writeln!(out, "removed {}", report.dir)?;
+    } else {
+        writeln!(out, "logs: {}/node-*/{LOG_FILE}", report.dir)?;
+    }
+    Ok(())
+}

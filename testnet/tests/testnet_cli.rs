@@ -1,0 +1,296 @@
+//! `attest testnet init|up|down|status` run as a user runs them: the built binary, a
+//! temporary directory and a free range of loopback ports. One test drives a real four-node
+//! testnet through its life (init, up, status, down, up again on the same data, down --purge);
+//! the other feeds bad input and checks each error names what was wrong.
+//!
+//! Waits are bounded by the commands' own `--timeout`; nothing here measures speed. On failure
+//! the node logs' tails are printed, every node still running is killed and the directory is
+//! kept.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use attest_testnet::procs;
+use serde_json::Value;
+
+const NODES: usize = 4;
+
+fn attest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_attest"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("attest runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `attest testnet ARGS --dir DIR --json`, which must succeed, and parses its object.
+fn testnet_json(dir: &Path, args: &[&str]) -> Value {
+    let dir = dir.display().to_string();
+    let args = [&["testnet"], args, &["--dir", &dir, "--json"]].concat();
+    let out = attest(&args);
+    assert!(
+        out.status.success(),
+        "attest {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(report["schema"], "attest.testnet/1");
+    assert_eq!(report["command"], args[1]);
+    assert_eq!(report["nodes"].as_array().map(Vec::len), Some(NODES));
+    report
+}
+
+/// Runs `attest testnet ARGS`, which must fail; answers its stderr.
+fn testnet_fails(args: &[&str]) -> String {
+    let args = [&["testnet"], args].concat();
+    let out = attest(&args);
+    assert!(!out.status.success(), "attest {args:?} succeeded");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A base port with `2 * NODES` free ports above it: random, so parallel runs rarely meet,
+/// below the usual ephemeral range, and checked by binding each port.
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let random = RandomState::new().build_hasher().finish();
+        let base = 20_000 + (random % 5_000) as u16 * 2;
+        let free =
+            (0..2 * NODES as u16).all(|p| TcpListener::bind(("127.0.0.1", base + p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free range of {} loopback ports found", 2 * NODES);
+}
+
+fn pids(report: &Value) -> Vec<u32> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["pid"].as_u64().expect("a running node has a pid") as u32)
+        .collect()
+}
+
+fn heights(report: &Value) -> Vec<u64> {
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["height"].as_u64().expect("an up node has a height"))
+        .collect()
+}
+
+/// Stops whatever is left and keeps the directory when the test fails.
+struct Guard {
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for i in 0..NODES {
+            let home = self.dir.join(format!("node-{i}"));
+            let log = home.join("node.log");
+            eprintln!("---- node {i}: the last lines of {}", log.display());
+            eprintln!("{}", procs::log_tail(&log, 30));
+            if let Some(pid) = procs::running_pid(&home) {
+                procs::signal(pid, procs::Signal::Kill);
+            }
+        }
+        if let Some(tmp) = self.tmp.take() {
+            eprintln!("test directory kept at {}", tmp.keep().display());
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// What `init` wrote: private keys matching the report, a genesis the node accepts, configs
+/// on the chosen ports, the cheater's setting.
+fn check_init_files(dir: &Path, report: &Value, base: u16) {
+    let genesis = attest_node::genesis::GenesisFile::load(&dir.join("genesis.json")).unwrap();
+    assert_eq!(genesis.genesis.chain_id.to_string(), "attest-testnet-7");
+    assert_eq!(genesis.genesis.stakes.len(), NODES);
+    assert_eq!(
+        genesis.genesis.balances.len(),
+        NODES + 2,
+        "validators and 2 clients"
+    );
+    assert_eq!(report["genesis_hash"], genesis.hash().to_string());
+    let layout: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("testnet.json")).unwrap()).unwrap();
+    assert_eq!(layout["chain_id"], "attest-testnet-7");
+    for (i, node) in report["nodes"].as_array().unwrap().iter().enumerate() {
+        let home = dir.join(format!("node-{i}"));
+        for key in ["node.key", "account.key"] {
+            assert_eq!(mode(&home.join(key)), 0o600, "node {i} {key}");
+        }
+        let node_key = attest_node::keyfile::read(&home.join("node.key")).unwrap();
+        assert_eq!(node["peer_id"], node_key.public().peer_id());
+        assert_eq!(node["state"], "down");
+        let api = format!("http://127.0.0.1:{}", base + 2 * i as u16 + 1);
+        assert_eq!(node["api_url"], api);
+        assert_eq!(node["metrics_url"], format!("{api}/metrics"));
+        let config = attest_node::config::Config::load(&home.join("config.toml")).unwrap();
+        assert_eq!(
+            config.listen,
+            [format!("/ip4/127.0.0.1/tcp/{}", base + 2 * i as u16)]
+        );
+        assert_eq!(config.bootnodes.len(), NODES - 1);
+        assert_eq!(config.danger_cheat.is_some(), i == 3, "node {i}");
+    }
+    assert_eq!(report["nodes"][3]["cheater"], "flip:0.5");
+    for j in 0..2 {
+        assert_eq!(mode(&dir.join(format!("clients/client-{j}.key"))), 0o600);
+    }
+}
+
+#[test]
+fn a_testnet_comes_up_goes_down_restarts_on_its_data_and_is_purged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let _guard = Guard {
+        tmp: Some(tmp),
+        dir: dir.clone(),
+    };
+    let base = free_base().to_string();
+    let init = [
+        "init",
+        "--seed",
+        "7",
+        "--clients",
+        "2",
+        "--base-port",
+        &base,
+        "--cheater",
+        "3:flip:0.5",
+    ];
+    let report = testnet_json(&dir, &init);
+    check_init_files(&dir, &report, base.parse().unwrap());
+
+    let up = testnet_json(&dir, &["up", "--timeout", "45"]);
+    assert_eq!(up["nodes_up"], NODES);
+    let first_pids = pids(&up);
+    assert!(heights(&up).iter().all(|h| *h > 0), "{up}");
+    assert!(first_pids.iter().all(|p| procs::alive(*p)));
+
+    let status = testnet_json(&dir, &["status"]);
+    assert_eq!(status["nodes_up"], NODES);
+    assert_eq!(pids(&status), first_pids);
+    for node in status["nodes"].as_array().unwrap() {
+        assert_eq!(node["state"], "up");
+        assert!(node["peers"].as_u64().unwrap() >= 1, "{node}");
+    }
+    // The table names every node, its PeerId and its URLs.
+    let table = attest(&["testnet", "status", "--dir", &dir.display().to_string()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("4 of 4 nodes up"), "{table}");
+    for node in status["nodes"].as_array().unwrap() {
+        assert!(table.contains(node["peer_id"].as_str().unwrap()), "{table}");
+        assert!(
+            table.contains(node["metrics_url"].as_str().unwrap()),
+            "{table}"
+        );
+    }
+    // `up` again leaves running nodes alone.
+    let again = testnet_json(&dir, &["up", "--timeout", "45"]);
+    assert_eq!(pids(&again), first_pids);
+
+    let before_down = testnet_json(&dir, &["status"]);
+    let down = testnet_json(&dir, &["down"]);
+    for node in down["nodes"].as_array().unwrap() {
+        assert_eq!(node["state"], "down", "{node}");
+        assert!(node["stopped_with"].is_string(), "{node}");
+    }
+    assert!(
+        first_pids.iter().all(|p| !procs::alive(*p)),
+        "a node survived down"
+    );
+    for i in 0..NODES {
+        let home = dir.join(format!("node-{i}"));
+        assert!(!home.join("node.pid").exists() && home.join("data").exists());
+    }
+    let status = testnet_json(&dir, &["status"]);
+    assert_eq!(status["nodes_up"], 0);
+
+    // Restarted on the same data, every node carries on from where it stopped.
+    let up = testnet_json(&dir, &["up", "--timeout", "45"]);
+    for (i, (after, before)) in heights(&up).iter().zip(heights(&before_down)).enumerate() {
+        assert!(
+            *after > before,
+            "node {i}: height {after} after restart, {before} before"
+        );
+    }
+    let last_pids = pids(&up);
+    let purge = testnet_json(&dir, &["down", "--purge"]);
+    assert_eq!(purge["purged"], true);
+    assert!(!dir.exists(), "{} still exists", dir.display());
+    assert!(
+        last_pids.iter().all(|p| !procs::alive(*p)),
+        "a node survived down"
+    );
+}
+
+#[test]
+fn bad_input_gets_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let d = dir.display().to_string();
+    let base = free_base().to_string();
+
+    let err = testnet_fails(&["down", "--dir", &d]);
+    assert!(
+        err.contains("no testnet in") && err.contains("testnet.json"),
+        "{err}"
+    );
+    let err = testnet_fails(&["status", "--dir", &d]);
+    assert!(err.contains("no testnet in"), "{err}");
+
+    let init = ["init", "--dir", &d, "--base-port", &base, "--json"];
+    assert!(attest(&[&["testnet"], &init[..]].concat()).status.success());
+    let err = testnet_fails(&init);
+    assert!(err.contains(&d) && err.contains("--force"), "{err}");
+    let forced = attest(&[&["testnet"], &init[..], &["--force", "--seed", "1"]].concat());
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let report: Value = serde_json::from_slice(&forced.stdout).unwrap();
+    assert_eq!(report["chain_id"], "attest-testnet-1");
+
+    let other = tmp.path().join("other").display().to_string();
+    for (cheater, named) in [
+        ("1:fly:0.1", "1:fly:0.1"),
+        ("x:flip:0.1", "x:flip:0.1"),
+        ("1:flip:7", "1:flip:7"),
+        ("9:flip:0.1", "no node 9"),
+    ] {
+        let err = testnet_fails(&["init", "--dir", &other, "--cheater", cheater]);
+        assert!(err.contains(named), "{cheater}: {err}");
+    }
+    let err = testnet_fails(&["init", "--dir", &other, "--nodes", "11"]);
+    assert!(err.contains("--nodes") && err.contains("11"), "{err}");
+    let err = testnet_fails(&["init", "--dir", &other, "--base-port", "65530"]);
+    assert!(err.contains("--base-port 65530"), "{err}");
+    assert!(
+        !Path::new(&other).exists(),
+        "a refused init left files behind"
+    );
+}
