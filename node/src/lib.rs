@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod localnet;
 pub mod market;
 pub mod mempool;
+pub mod metrics;
 pub mod net;
 pub mod shell;
 pub mod store;

@@ -8,24 +8,34 @@
 //! Nothing here decides anything about the ledger.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use attest_protocol::{BlockHash, Height, JobId, SecretKey, SignedTx, TxHash};
+use attest_contracts_sim::Job;
+use attest_protocol::{
+    AccountId, BlockHash, Canonical, Height, JobId, SecretKey, SignedTx, TxHash,
+};
 
 use crate::accel::{AccelPool, AccelRequest, AccelResult, DeviceConfig};
+use crate::api::accounts::AccountSnapshot;
+use crate::api::events::{BlockEvents, MAX_SUBSCRIBERS};
+use crate::core::jobs::JobClock;
 use crate::core::{JobRun, Purpose};
 
 use crate::core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey};
 use crate::genesis::GenesisFile;
+use crate::market::adverts::{HeldAdvert, NoProvider, Offer, Request};
 use crate::mempool::AdmitError;
+use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::store::{CommittedBlock, GenesisId, SledStore, Store, StoreError};
 
@@ -64,6 +74,46 @@ pub enum Command {
         Height,
         oneshot::Sender<Result<Option<CommittedBlock>, StoreError>>,
     ),
+    /// Committed blocks from the first height through the second, as many as
+    /// [`MAX_RANGE_BYTES`] allows (at least one if any is in range), read from the store.
+    Blocks(
+        Height,
+        Height,
+        oneshot::Sender<Result<BlockRange, StoreError>>,
+    ),
+    /// The unexpired adverts in the book, by provider.
+    Adverts(oneshot::Sender<Vec<HeldAdvert>>),
+    /// The gateway's pick for a request now; a pick counts as an assignment (one slot fewer
+    /// for that provider until its next advert).
+    Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
+    /// A job from the ledger with its measured timeline and the output this node holds.
+    Job(JobId, oneshot::Sender<Option<JobSnapshot>>),
+    /// An account's balance, nonce, stake and provider record.
+    Account(AccountId, oneshot::Sender<AccountSnapshot>),
+    /// A receiver of every committed block's events from now on, or `None` if the stream
+    /// already has its bound of subscribers.
+    Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
+}
+
+/// What `Command::Blocks` read.
+#[derive(Debug, Clone)]
+pub struct BlockRange {
+    /// The node's last committed height when it answered.
+    pub latest: Height,
+    /// The blocks read, ascending, without gaps, from the first height asked.
+    pub blocks: Vec<CommittedBlock>,
+}
+
+/// A job as `Command::Job` answers it.
+#[derive(Debug, Clone)]
+pub struct JobSnapshot {
+    /// The job as the ledger holds it now.
+    pub job: Job,
+    /// Its stages from the blocks this node committed since it started (`None` if it saw
+    /// none of them, or the job was measured so long ago that its clock was dropped).
+    pub clock: Option<JobClock>,
+    /// The output bytes, if this node opened the job as gateway and holds them verified.
+    pub output: Option<Vec<u8>>,
 }
 
 /// A snapshot of the node for `GET /v1/status`.
@@ -87,9 +137,57 @@ pub struct Status {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
+    metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
+    /// Sends `command`, built around a reply sender, and waits for the loop's answer.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .context("node stopped")?;
+        rx.await.context("node stopped")
+    }
+
+    /// The node's metrics, to encode for a scrape.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Committed blocks `from..=to`, as many as the read budget allows.
+    pub async fn blocks(&self, from: Height, to: Height) -> Result<Result<BlockRange, StoreError>> {
+        self.ask(|reply| Command::Blocks(from, to, reply)).await
+    }
+
+    /// The unexpired adverts in the book.
+    pub async fn adverts(&self) -> Result<Vec<HeldAdvert>> {
+        self.ask(Command::Adverts).await
+    }
+
+    /// The gateway's pick for `request`, counted as an assignment.
+    pub async fn quote(&self, request: Request) -> Result<Result<Offer, NoProvider>> {
+        self.ask(|reply| Command::Quote(request, reply)).await
+    }
+
+    /// A job, `None` if the ledger has none with this id.
+    pub async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>> {
+        self.ask(|reply| Command::Job(id, reply)).await
+    }
+
+    /// An account's balance, stake and provider record.
+    pub async fn account(&self, id: AccountId) -> Result<AccountSnapshot> {
+        self.ask(|reply| Command::Account(id, reply)).await
+    }
+
+    /// Every committed block's events from now on. A receiver that falls more than
+    /// [`EVENT_BUFFER`] blocks behind loses the oldest and is told how many on its next read.
+    /// `None` if [`MAX_SUBSCRIBERS`] receivers are already out.
+    pub async fn subscribe(&self) -> Result<Option<broadcast::Receiver<Arc<BlockEvents>>>> {
+        self.ask(Command::Subscribe).await
+    }
+
     /// Submits a transaction; answers with its hash or why it was refused.
     pub async fn submit(&self, tx: SignedTx) -> Result<Result<TxHash, AdmitError>> {
         let (reply, rx) = oneshot::channel();
@@ -127,6 +225,18 @@ impl NodeHandle {
 /// Bound on queued local commands: the API waits rather than piling up work.
 const COMMAND_QUEUE: usize = 1024;
 
+/// Blocks of events the event stream buffers for its slowest subscriber. The loop never waits
+/// for a subscriber: one that falls further behind loses the oldest and is told so. At the
+/// idle pace of a block a second that is a minute of slack. Memory is this many blocks of job
+/// events, shared by every subscriber: a handful per block in practice, ~20 MB at worst (64
+/// blocks each full of 1,024 job transactions at a few hundred bytes of events apiece).
+pub const EVENT_BUFFER: usize = 64;
+
+/// Encoded block bytes one `Command::Blocks` reads at most (past the first block). A block can
+/// be 8 MB, so 100 of them must not be read in one turn of the loop; 4 MB reads in a few
+/// milliseconds, and a client asks again from where the answer stopped.
+pub const MAX_RANGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
     let since = SystemTime::now()
@@ -139,6 +249,25 @@ pub fn now_ms() -> u64 {
 /// reads block and certificate together and reports a half-written pair as corruption.
 fn read_committed(store: &dyn Store, height: Height) -> Result<Option<CommittedBlock>, StoreError> {
     store.blocks(height..=height).next().transpose()
+}
+
+/// Blocks `from..=to` that are stored, stopping after the block that takes the total encoded
+/// size past [`MAX_RANGE_BYTES`].
+fn read_range(store: &dyn Store, from: Height, to: Height) -> Result<BlockRange, StoreError> {
+    let mut blocks = Vec::new();
+    let mut bytes = 0;
+    for item in store.blocks(from..=to) {
+        let pair = item?;
+        bytes += pair.0.encode().len();
+        blocks.push(pair);
+        if bytes > MAX_RANGE_BYTES {
+            break;
+        }
+    }
+    Ok(BlockRange {
+        latest: store.latest_height(),
+        blocks,
+    })
 }
 
 /// The running node.
@@ -156,6 +285,12 @@ pub struct Node {
     running: BTreeMap<JobId, Purpose>,
     /// Jobs waiting for room on the device's queue, oldest first; at most [`BACKLOG`].
     backlog: VecDeque<JobRun>,
+    metrics: Arc<Metrics>,
+    /// Committed blocks' events for the API's event stream; bounded by [`EVENT_BUFFER`].
+    events: broadcast::Sender<Arc<BlockEvents>>,
+    /// Height and block time of the block last persisted: the core reports a block's
+    /// `Committed` right after its `PersistBlock`, which alone carries the header.
+    persisted: Option<(Height, u64)>,
 }
 
 /// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
@@ -199,6 +334,8 @@ impl Node {
         }
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (accel, results) = AccelPool::start(vec![settings.device.clone()])?;
+        let metrics = Arc::new(Metrics::new(core.chain().height()));
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let node = Self {
             swarm,
             core,
@@ -211,8 +348,15 @@ impl Node {
             results,
             running: BTreeMap::new(),
             backlog: VecDeque::new(),
+            metrics: Arc::clone(&metrics),
+            events,
+            persisted: None,
         };
-        Ok((node, NodeHandle { commands: tx }))
+        let handle = NodeHandle {
+            commands: tx,
+            metrics,
+        };
+        Ok((node, handle))
     }
 
     /// The addresses the swarm listens on so far.
@@ -327,10 +471,86 @@ impl Node {
             Command::Block(height, reply) => {
                 let _ = reply.send(read_committed(&self.store, height));
             }
+            Command::Blocks(from, to, reply) => {
+                let _ = reply.send(read_range(&self.store, from, to));
+            }
+            Command::Adverts(reply) => {
+                let now = now_ms();
+                let live = self
+                    .core
+                    .adverts()
+                    .iter()
+                    .filter(|(_, held)| held.advert().expires_at_ms > now)
+                    .map(|(_, held)| held.clone())
+                    .collect();
+                let _ = reply.send(live);
+            }
+            Command::Quote(request, reply) => {
+                let offer = self.core.quote(now_ms(), &request);
+                if let Ok(offer) = &offer {
+                    self.core.note_assigned(offer);
+                }
+                let _ = reply.send(offer);
+            }
+            Command::Job(id, reply) => {
+                let snapshot = self.core.chain().state().job(&id).map(|job| JobSnapshot {
+                    job: job.clone(),
+                    clock: self.core.measurements().job(&id).cloned(),
+                    output: self.core.job_output(&id).map(<[u8]>::to_vec),
+                });
+                let _ = reply.send(snapshot);
+            }
+            Command::Account(id, reply) => {
+                let _ = reply.send(AccountSnapshot::of(self.core.chain().state(), &id));
+            }
+            Command::Subscribe(reply) => {
+                let room = self.events.receiver_count() < MAX_SUBSCRIBERS;
+                let _ = reply.send(room.then(|| self.events.subscribe()));
+            }
+        }
+    }
+
+    /// Records a swarm event in libp2p's metrics, with the behaviour events it has metrics for.
+    fn record_swarm(&self, event: &SwarmEvent<BehaviourEvent>) {
+        let p2p = &self.metrics.libp2p;
+        p2p.record(event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => p2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => p2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => p2p.record(e),
+            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
+                self.metrics.set_peers(self.swarm.connected_peers().count());
+            }
+            _ => {}
+        }
+    }
+
+    /// A block committed: metrics, and its events to the stream's subscribers (never waiting:
+    /// the broadcast channel drops the oldest for a subscriber that lags).
+    fn on_committed(
+        &mut self,
+        height: Height,
+        hash: BlockHash,
+        txs: usize,
+        events: Vec<attest_contracts_sim::Event>,
+    ) {
+        let time_ms = match self.persisted {
+            Some((h, t)) if h == height => t,
+            _ => self.core.chain().last_time_ms(),
+        };
+        self.metrics
+            .on_block(height, time_ms, txs, &events, self.core.measurements());
+        self.metrics
+            .sync_stats(self.core.duty_stats(), self.core.gateway_stats());
+        if self.events.receiver_count() > 0 {
+            let block = BlockEvents::new(height, hash, txs, time_ms, events);
+            // An error only means every subscriber left since the count was read.
+            let _ = self.events.send(Arc::new(block));
         }
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record_swarm(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -428,6 +648,7 @@ impl Node {
                 Effect::PersistLock(lock) => self.store.record_own_lock(&lock)?,
                 Effect::PersistBlock(pair) => {
                     self.store.put_block(&pair.0, &pair.1)?;
+                    self.persisted = Some((pair.0.header.height, pair.0.header.time_ms));
                     let below = Height(pair.0.header.height.0.saturating_sub(1));
                     self.store.prune_own_votes_below(below)?;
                 }
@@ -461,9 +682,11 @@ impl Node {
                     events,
                 } => {
                     tracing::info!(height = height.0, %hash, txs, events = events.len(), "committed");
+                    self.on_committed(height, hash, txs, events);
                 }
             }
         }
+        self.metrics.set_mempool(self.core.mempool_len());
         Ok(())
     }
 }

@@ -4,222 +4,16 @@
 //!
 //! Waits are bounded only as hang guards; nothing here asserts how fast anything happens.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[path = "api/harness.rs"]
+mod harness;
 
-use attest_contracts_sim::Params;
-use attest_node::accel::{DeviceConfig, DeviceProfile, TimeScale};
-use attest_node::core::CoreConfig;
-use attest_node::genesis::GenesisFile;
-use attest_node::shell::{Node, NodeSettings};
-use attest_node::{api, keyfile};
-use attest_protocol::tx::Transfer;
-use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Signed, Tx, tx_hash};
+use attest_node::api;
+use attest_node::keyfile;
+use attest_protocol::workload::{self, output_hash};
+use attest_protocol::{Amount, Canonical, ChainId, Signed, tx_hash};
 use serde_json::Value;
 
-/// A node and its API on a runtime of their own; dropping it stops both.
-struct TestNode {
-    api: SocketAddr,
-    peer_id: String,
-    validator: String,
-    chain: ChainId,
-    /// Funded in the genesis; signs the test's transactions.
-    client: SecretKey,
-    stop: tokio::sync::watch::Sender<bool>,
-    runtime: Option<tokio::runtime::Runtime>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
-
-fn now_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    u64::try_from(since.as_millis()).unwrap()
-}
-
-fn tokens(n: u64) -> Amount {
-    Amount::tokens(n).unwrap()
-}
-
-/// Starts a one-validator chain whose genesis also funds a client account.
-fn start() -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    let node_key = keyfile::generate().unwrap();
-    let account_key = keyfile::generate().unwrap();
-    let client = keyfile::generate().unwrap();
-    let chain: ChainId = "api-test".parse().unwrap();
-    let genesis = GenesisFile::new(
-        chain.clone(),
-        now_ms(),
-        Params::default(),
-        vec![
-            (account_key.public(), tokens(1_000)),
-            (client.public(), tokens(1_000)),
-        ],
-        vec![(account_key.public(), node_key.public(), tokens(1_000))],
-    );
-    let validator = account_key.public().to_string();
-    let settings = NodeSettings {
-        node_key,
-        account_key,
-        genesis,
-        data_dir: dir.path().join("data"),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootnodes: Vec::new(),
-        // Short idle blocks keep the test quick; the transfer test does not depend on them.
-        core: CoreConfig {
-            idle_block_interval_ms: 200,
-            ..CoreConfig::default()
-        },
-        device: DeviceConfig::new(DeviceProfile::find("cpu").unwrap(), TimeScale::HUNDREDTH),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (api, peer_id) = runtime.block_on(async {
-        let (node, handle) = Node::start(settings).unwrap();
-        let peer_id = node.peer_id().to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api = listener.local_addr().unwrap();
-        tokio::spawn(node.run(stopping(stopped.clone())));
-        tokio::spawn(api::serve(listener, handle, stopping(stopped)));
-        (api, peer_id)
-    });
-    TestNode {
-        api,
-        peer_id,
-        validator,
-        chain,
-        client,
-        stop,
-        runtime: Some(runtime),
-        _dir: dir,
-    }
-}
-
-async fn stopping(mut stop: tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// An HTTP answer: the status and the body, which must always be JSON.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    json: Value,
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the body ends at EOF).
-fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
-    bytes.extend_from_slice(body);
-    // The server may answer an oversized body and close before reading all of it; its answer
-    // is still there to read.
-    let _ = stream.write_all(&bytes);
-    let mut raw = Vec::new();
-    let read = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        panic!("no complete HTTP answer to {method} {path} ({read:?}): {text:?}");
-    };
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
-    let json = serde_json::from_str(body)
-        .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {body:?}"));
-    Reply { status, json }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Reply {
-    http(addr, "GET", path, &[], b"")
-}
-
-fn post_json(addr: SocketAddr, path: &str, body: &[u8]) -> Reply {
-    http(
-        addr,
-        "POST",
-        path,
-        &["Content-Type: application/json"],
-        body,
-    )
-}
-
-fn submit_hex(addr: SocketAddr, hex: &str) -> Reply {
-    let body = serde_json::json!({ "tx": hex }).to_string();
-    post_json(addr, "/v1/txs", body.as_bytes())
-}
-
-/// Asserts an error answer: its status, its code, and a non-empty detail.
-fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status, status, "{reply:?}");
-    assert_eq!(reply.json["error"], code, "{reply:?}");
-    let detail = reply.json["detail"].as_str().unwrap_or_default();
-    assert!(!detail.is_empty(), "no detail: {reply:?}");
-}
-
-impl TestNode {
-    fn transfer(&self, nonce: u64, amount: u64) -> Signed<Tx> {
-        let tx = Tx {
-            nonce: Nonce(nonce),
-            fee: Params::default().min_fee,
-            action: Action::Transfer(Transfer {
-                to: keyfile::generate().unwrap().public(),
-                amount: Amount(amount),
-            }),
-        };
-        Signed::sign(&self.chain, &self.client, tx)
-    }
-
-    fn height(&self) -> u64 {
-        let reply = get(self.api, "/v1/status");
-        assert_eq!(reply.status, 200, "{reply:?}");
-        reply.json["height"].as_u64().unwrap()
-    }
-
-    /// Polls until a block lists `hash`; returns that block. The 60 s bound is a hang guard.
-    fn wait_for_commit(&self, hash: &str, mut after: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let height = self.height();
-            while after < height {
-                after += 1;
-                let block = get(self.api, &format!("/v1/blocks/{after}"));
-                assert_eq!(block.status, 200, "{block:?}");
-                let txs = block.json["txs"].as_array().unwrap();
-                if txs.iter().any(|t| t == hash) {
-                    return block.json;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("transaction {hash} not committed within 60 s");
-    }
-}
+use harness::*;
 
 #[test]
 fn health_and_status_describe_the_node() {
@@ -338,4 +132,535 @@ fn blocks_not_committed_are_404_and_bad_heights_400() {
         "bad_height",
     );
     assert_eq!(get(node.api, "/health").status, 200);
+}
+
+#[test]
+fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
+    let node = start_with(Options {
+        advertise: true,
+        ..Options::default()
+    });
+    let api = node.api;
+
+    // The validator advertises its device; the book shows it.
+    let adverts = wait_for("the validator's advert", || {
+        let reply = get(api, "/v1/adverts");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let adverts = reply.json["adverts"].as_array()?.clone();
+        (!adverts.is_empty()).then_some(adverts)
+    });
+    assert_eq!(adverts.len(), 1, "{adverts:?}");
+    let advert = &adverts[0];
+    assert_eq!(advert["provider"], node.validator.as_str());
+    assert_eq!(advert["node_peer_id"], node.peer_id.as_str());
+    assert_eq!(advert["device"], "cpu");
+    assert_eq!(advert["price_per_token"], PRICE);
+    assert!(advert["models"].as_array().unwrap().contains(&MODEL.into()));
+    assert!(advert["expires_at_ms"].as_u64().unwrap() > now_ms() - 60_000);
+    assert!(advert["seq"].is_u64() && advert["free_slots"].is_u64());
+
+    // Subscribed before the job opens, so the stream carries all of it.
+    let mut events = EventStream::open(api);
+
+    let quote = post_json(api, "/v1/quote", &node.quote_body(PRICE));
+    assert_eq!(quote.status, 200, "{quote:?}");
+    let quote = quote.json;
+    assert_eq!(quote["provider"], node.validator.as_str());
+    assert_eq!(quote["node_peer_id"], node.peer_id.as_str());
+    assert_eq!(quote["model"], MODEL);
+    assert_eq!(quote["device"], "cpu");
+    assert_eq!(quote["price_per_token"], PRICE);
+    assert!(quote["reputation"]["tier"].is_i64(), "{quote}");
+
+    let input = b"attest the truth";
+    let max_tokens = 16;
+    let tx = node.open_job(0, &quote, input, max_tokens);
+    let submitted = submit_hex(api, &hex::encode(tx.encode()));
+    assert_eq!(submitted.status, 200, "{submitted:?}");
+    let id = tx_hash(&tx).to_string();
+
+    // The single node provides the job, is its gateway, and settles it (no other staked
+    // account can check it).
+    let job = wait_for("the job to settle with its output held", || {
+        let reply = get(api, &format!("/v1/jobs/{id}"));
+        if reply.status == 404 {
+            return None;
+        }
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let done = reply.json["phase"] == "settled" && reply.json["output_held"] == true;
+        done.then_some(reply.json)
+    });
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["client"], node.client.public().to_string().as_str());
+    assert_eq!(job["provider"], node.validator.as_str());
+    assert_eq!(job["model"], MODEL);
+    assert_eq!(job["device"], "cpu");
+    assert_eq!(job["max_tokens"], max_tokens);
+    assert_eq!(job["price_per_token"], PRICE);
+    assert_eq!(job["input_bytes"], input.len());
+    assert_eq!(job["escrow"], 0, "a settled job holds no escrow: {job}");
+    assert_eq!(job["deadline"], Value::Null);
+    assert_eq!(job["faults"], serde_json::json!([]));
+    let timeline = &job["timeline"];
+    let at = |stage: &str| timeline[stage]["height"].as_u64().unwrap();
+    assert!(at("opened") < at("committed"), "{timeline}");
+    assert!(at("committed") <= at("closed"), "{timeline}");
+    assert_eq!(job["opened_at"], at("opened"));
+    assert!(
+        timeline["closed"]["time_ms"].as_u64().unwrap()
+            >= timeline["opened"]["time_ms"].as_u64().unwrap()
+    );
+
+    // The output is the workload's, byte for byte, and hashes to what the provider committed.
+    let expected = workload::execute(&workload::Job::new(MODEL, input, max_tokens).unwrap());
+    let output = get(api, &format!("/v1/jobs/{id}/output"));
+    assert_eq!(output.status, 200, "{output:?}");
+    assert_eq!(output.json["job"], id.as_str());
+    assert_eq!(output.json["phase"], "settled");
+    assert_eq!(
+        output.json["output_hex"],
+        hex::encode(&expected.output).as_str()
+    );
+    assert_eq!(
+        output.json["output_hash"],
+        output_hash(&expected.output).to_string().as_str()
+    );
+    let text = String::from_utf8(expected.output.clone()).unwrap();
+    assert_eq!(output.json["output"], text.as_str());
+
+    // Accounts: the provider's record and stake, the client's job and spent nonce.
+    let provider = get(api, &format!("/v1/accounts/{}", node.validator));
+    assert_eq!(provider.status, 200, "{provider:?}");
+    let stake = &provider.json["stake"];
+    assert_eq!(stake["bonded"], tokens(1_000).0);
+    assert_eq!(stake["status"], "active");
+    assert_eq!(stake["eligible"], true);
+    assert_eq!(stake["node_peer_id"], node.peer_id.as_str());
+    assert_eq!(provider.json["provider"]["jobs"]["settled"], 1);
+    assert_eq!(provider.json["provider"]["slashes_total"], 0);
+    assert_eq!(provider.json["provider"]["reputation"]["settled"], 1);
+    let client = get(api, &format!("/v1/accounts/{}", node.client.public()));
+    assert_eq!(client.status, 200, "{client:?}");
+    assert_eq!(client.json["nonce"], 1);
+    assert_eq!(client.json["stake"], Value::Null);
+    assert_eq!(client.json["client_jobs"]["settled"], 1);
+    assert!(client.json["balance"].as_u64().unwrap() < tokens(1_000).0);
+
+    // The stream told the job's story in order, between block events.
+    let mut story = Vec::new();
+    let mut blocks = 0;
+    while !story.contains(&"settled".to_owned()) {
+        let (name, data) = events.next();
+        assert!(data["height"].is_u64(), "{name}: {data}");
+        if name == "block" {
+            blocks += 1;
+            assert_eq!(data["hash"].as_str().unwrap().len(), 64, "{data}");
+            assert!(data["txs"].is_u64() && data["time_ms"].is_u64(), "{data}");
+        } else if data["job"] == id.as_str() {
+            story.push(name);
+        }
+    }
+    assert!(blocks >= 2, "{blocks} block events");
+    let opened = story.iter().position(|s| s == "job_opened").unwrap();
+    let result = story.iter().position(|s| s == "result_committed").unwrap();
+    assert!(opened < result, "{story:?}");
+    assert_eq!(
+        story.last().map(String::as_str),
+        Some("settled"),
+        "{story:?}"
+    );
+
+    // The metrics counted it from the committed blocks.
+    let metrics = http_raw(api, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "attest_jobs_total{stage=\"opened\"} 1",
+        "attest_jobs_total{stage=\"result\"} 1",
+        "attest_jobs_total{stage=\"settled\"} 1",
+        "attest_job_latency_seconds_count{until=\"closed\"} 1",
+        "attest_duties_total{kind=\"result\"} 1",
+        "attest_gateway_outputs_total{result=\"verified\"} 1",
+    ] {
+        assert!(
+            metrics.body.contains(line),
+            "no {line:?} in:\n{}",
+            metrics.body
+        );
+    }
+}
+
+#[test]
+fn quotes_name_why_no_provider_fits() {
+    let node = start_with(Options {
+        advertise: true,
+        ..Options::default()
+    });
+    let api = node.api;
+    wait_for("the validator's advert", || {
+        let reply = get(api, "/v1/adverts");
+        (!reply.json["adverts"].as_array()?.is_empty()).then_some(())
+    });
+    assert_error(
+        &post_json(api, "/v1/quote", &node.quote_body(PRICE - 1)),
+        409,
+        "over_price_cap",
+    );
+    // The only provider is the validator: as the client, it is never offered itself.
+    let itself = serde_json::json!({
+        "model": MODEL, "max_price_per_token": PRICE, "client": node.validator,
+    });
+    assert_error(
+        &post_json(api, "/v1/quote", itself.to_string().as_bytes()),
+        404,
+        "no_advert",
+    );
+    let unknown = serde_json::json!({ "model": "attest-huge-9t", "max_price_per_token": 1 });
+    assert_error(
+        &post_json(api, "/v1/quote", unknown.to_string().as_bytes()),
+        422,
+        "unknown_model",
+    );
+    let malformed = serde_json::json!({ "model": "Not A Model!", "max_price_per_token": 1 });
+    assert_error(
+        &post_json(api, "/v1/quote", malformed.to_string().as_bytes()),
+        422,
+        "unknown_model",
+    );
+    let bad_client = serde_json::json!({
+        "model": MODEL, "max_price_per_token": PRICE, "client": "zz",
+    });
+    assert_error(
+        &post_json(api, "/v1/quote", bad_client.to_string().as_bytes()),
+        400,
+        "bad_hex",
+    );
+    let extra = serde_json::json!({ "model": MODEL, "max_price_per_token": 1, "tip": 5 });
+    assert_error(
+        &post_json(api, "/v1/quote", extra.to_string().as_bytes()),
+        422,
+        "bad_json",
+    );
+    let negative = b"{\"model\": \"attest-tiny-1b\", \"max_price_per_token\": -1}";
+    assert_error(&post_json(api, "/v1/quote", negative), 422, "bad_json");
+    assert_error(&post_json(api, "/v1/quote", b"{\"model\""), 400, "bad_json");
+    assert_error(&get(api, "/v1/quote"), 405, "method_not_allowed");
+
+    // A priced-right quote still works after all that.
+    let quote = post_json(api, "/v1/quote", &node.quote_body(PRICE));
+    assert_eq!(quote.status, 200, "{quote:?}");
+}
+
+#[test]
+fn a_node_without_adverts_quotes_nobody() {
+    let node = start();
+    let reply = get(node.api, "/v1/adverts");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json, serde_json::json!({ "adverts": [] }));
+    assert_error(
+        &post_json(node.api, "/v1/quote", &node.quote_body(1_000)),
+        404,
+        "no_advert",
+    );
+}
+
+#[test]
+fn jobs_and_accounts_refuse_bad_ids_and_answer_unknown_ones() {
+    let node = start();
+    let api = node.api;
+    let unknown = "ab".repeat(32);
+    assert_error(&get(api, &format!("/v1/jobs/{unknown}")), 404, "not_found");
+    assert_error(
+        &get(api, &format!("/v1/jobs/{unknown}/output")),
+        404,
+        "not_found",
+    );
+    assert_error(&get(api, "/v1/jobs/xyz"), 400, "bad_hex");
+    assert_error(
+        &get(api, &format!("/v1/jobs/{}", "g".repeat(64))),
+        400,
+        "bad_hex",
+    );
+    assert_error(&get(api, &format!("/v1/jobs/{unknown}00")), 400, "bad_hex");
+    assert_error(&get(api, "/v1/jobs/%FF%FE/output"), 400, "bad_path");
+    assert_error(&get(api, "/v1/accounts/123"), 400, "bad_hex");
+    // 32 zero bytes are a point of small order, not an account key.
+    assert_error(
+        &get(api, &format!("/v1/accounts/{}", "00".repeat(32))),
+        400,
+        "bad_account",
+    );
+
+    // An account the ledger never saw is empty, not missing.
+    let stranger = keyfile::generate().unwrap().public();
+    let reply = get(api, &format!("/v1/accounts/{stranger}"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json["balance"], 0);
+    assert_eq!(reply.json["nonce"], 0);
+    assert_eq!(reply.json["stake"], Value::Null);
+    assert_eq!(reply.json["provider"]["jobs"]["settled"], 0);
+
+    assert_eq!(get(api, "/health").status, 200);
+}
+
+#[test]
+fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
+    let node = start_with(Options {
+        idle_provider: true,
+        ..Options::default()
+    });
+    let api = node.api;
+    let mut events = EventStream::open(api);
+    let terms = serde_json::json!({
+        "model": MODEL, "provider": node.idle_provider, "device": "cpu", "price_per_token": 1,
+    });
+    let tx = node.open_job_due(0, &terms, b"nobody runs this", 4, 10);
+    let submitted = submit_hex(api, &hex::encode(tx.encode()));
+    assert_eq!(submitted.status, 200, "{submitted:?}");
+    let id = tx_hash(&tx).to_string();
+
+    // Open: nobody serves the provider, so it stays open for its 10 blocks.
+    let job = wait_for("the job on the ledger", || {
+        let reply = get(api, &format!("/v1/jobs/{id}"));
+        (reply.status == 200).then_some(reply.json)
+    });
+    assert_eq!(job["phase"], "open", "{job}");
+    assert_eq!(job["provider"], node.idle_provider.as_str());
+    assert!(job["escrow"].as_u64().unwrap() > 0, "{job}");
+    let deadline = job["deadline"].as_u64().unwrap();
+    assert_eq!(deadline, job["opened_at"].as_u64().unwrap() + 10);
+    assert_eq!(job["output_held"], false);
+    assert_error(
+        &get(api, &format!("/v1/jobs/{id}/output")),
+        404,
+        "no_result",
+    );
+
+    // Past the deadline: refunded, the fault recorded, the provider slashed.
+    let job = wait_for("the refund", || {
+        let reply = get(api, &format!("/v1/jobs/{id}"));
+        (reply.json["phase"] == "refunded").then_some(reply.json)
+    });
+    assert_eq!(job["escrow"], 0);
+    assert_eq!(
+        job["faults"],
+        serde_json::json!([{
+            "who": node.idle_provider, "reason": "missed_commit", "job": id,
+        }])
+    );
+    // The deadline is the last block for the result; the refund comes at its end.
+    assert_eq!(job["timeline"]["closed"]["height"], deadline);
+    assert_error(&get(api, &format!("/v1/jobs/{id}/output")), 404, "refunded");
+
+    let account = get(api, &format!("/v1/accounts/{}", node.idle_provider));
+    assert_eq!(account.status, 200, "{account:?}");
+    let record = &account.json["provider"];
+    assert_eq!(record["jobs"]["refunded"], 1, "{record}");
+    assert_eq!(record["slashes_total"], 1, "{record}");
+    assert_eq!(record["slashes"][0]["reason"], "missed_commit", "{record}");
+    assert_eq!(record["slashes"][0]["job"], id.as_str(), "{record}");
+    assert!(
+        record["reputation"]["tier"].as_i64().unwrap() < 0,
+        "{record}"
+    );
+    let bonded = account.json["stake"]["bonded"].as_u64().unwrap();
+    assert!(bonded < tokens(IDLE_STAKE).0, "slashed stake: {bonded}");
+
+    let mut story = Vec::new();
+    while !story.contains(&"refunded".to_owned()) {
+        let (name, data) = events.next();
+        if name == "slashed" {
+            assert_eq!(data["who"], node.idle_provider.as_str(), "{data}");
+            assert_eq!(data["reason"], "missed_commit", "{data}");
+            assert_eq!(data["job"], id.as_str(), "{data}");
+            assert!(data["amount"].as_u64().unwrap() > 0, "{data}");
+        }
+        if name != "block" && data.to_string().contains(&id) {
+            story.push(name);
+        }
+    }
+    assert_eq!(
+        story,
+        ["job_opened", "commit_missed", "slashed", "refunded"],
+        "{story:?}"
+    );
+
+    let metrics = http_raw(api, "GET", "/metrics", &[], b"");
+    for line in [
+        "attest_slashes_total{reason=\"missed_commit\"} 1",
+        "attest_slashes_total{reason=\"dispute_lost\"} 0",
+        "attest_jobs_total{stage=\"commit_missed\"} 1",
+        "attest_jobs_total{stage=\"refunded\"} 1",
+    ] {
+        assert!(
+            metrics.body.contains(line),
+            "no {line:?} in:\n{}",
+            metrics.body
+        );
+    }
+}
+
+#[test]
+fn block_ranges_are_bounded_and_bad_ranges_400() {
+    let node = start_with(Options {
+        idle_block_interval_ms: 10,
+        ..Options::default()
+    });
+    let api = node.api;
+    let page_len = api::MAX_BLOCKS_PER_PAGE;
+    wait_for("more than a page of blocks", || {
+        (node.height() > page_len + 1).then_some(())
+    });
+
+    let page = get(api, "/v1/blocks?from=1&to=3");
+    assert_eq!(page.status, 200, "{page:?}");
+    let blocks = page.json["blocks"].as_array().unwrap();
+    let heights: Vec<u64> = blocks
+        .iter()
+        .map(|b| b["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(heights, vec![1, 2, 3]);
+    assert_eq!(page.json["next"], Value::Null);
+    assert!(page.json["latest"].as_u64().unwrap() > page_len);
+    // Each block is exactly what the single-block route shows.
+    assert_eq!(blocks[1], get(api, "/v1/blocks/2").json);
+    assert_eq!(blocks[1]["prev"], blocks[0]["hash"]);
+
+    // A range longer than a page stops at the bound and says where to go on.
+    let long = get(api, "/v1/blocks?from=1&to=100000");
+    assert_eq!(long.status, 200);
+    let blocks = long.json["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len() as u64, page_len);
+    assert_eq!(long.json["next"], page_len + 1);
+    // Without `to`, a page from `from`.
+    let open = get(api, "/v1/blocks?from=2");
+    assert_eq!(
+        open.json["blocks"].as_array().unwrap().len() as u64,
+        page_len
+    );
+    assert_eq!(open.json["blocks"][0]["height"], 2);
+    // Past the chain's end: what exists, and no `next`.
+    let latest = long.json["latest"].as_u64().unwrap();
+    let tail = get(
+        api,
+        &format!("/v1/blocks?from={latest}&to={}", latest + 1_000_000),
+    );
+    assert_eq!(tail.status, 200);
+    assert!(!tail.json["blocks"].as_array().unwrap().is_empty());
+    assert_eq!(tail.json["next"], Value::Null);
+    let future = get(api, "/v1/blocks?from=1000000000&to=1000000001");
+    assert_eq!(future.json["blocks"], serde_json::json!([]));
+    // Height 0 has no block: a range from 0 starts at 1.
+    let zero = get(api, "/v1/blocks?from=0&to=1");
+    assert_eq!(zero.json["blocks"][0]["height"], 1);
+
+    assert_error(&get(api, "/v1/blocks"), 400, "bad_query");
+    assert_error(&get(api, "/v1/blocks?to=5"), 400, "bad_query");
+    assert_error(&get(api, "/v1/blocks?form=1"), 400, "bad_query");
+    assert_error(&get(api, "/v1/blocks?from=1&from=2"), 400, "bad_query");
+    assert_error(&get(api, "/v1/blocks?from=one"), 400, "bad_height");
+    assert_error(&get(api, "/v1/blocks?from=1&to=-2"), 400, "bad_height");
+    assert_error(&get(api, "/v1/blocks?from=5&to=4"), 400, "bad_range");
+    assert_eq!(get(api, "/health").status, 200);
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let node = start();
+    wait_for("two blocks", || (node.height() >= 2).then_some(()));
+    let metrics = http_raw(node.api, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert!(
+        metrics
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{}",
+        metrics.head
+    );
+    let body = &metrics.body;
+    for name in [
+        "# TYPE attest_height gauge",
+        "# TYPE attest_peers gauge",
+        "# TYPE attest_mempool_txs gauge",
+        "# TYPE attest_blocks counter",
+        "# TYPE attest_block_interval_seconds histogram",
+        "# TYPE attest_validation_latency_seconds histogram",
+        "# TYPE attest_job_latency_seconds histogram",
+        "# TYPE attest_slashes counter",
+        "# TYPE attest_jobs counter",
+        "# TYPE libp2p_swarm_",
+        "# EOF",
+    ] {
+        assert!(body.contains(name), "no {name:?} in:\n{body}");
+    }
+    let height: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("attest_height "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no attest_height sample in:\n{body}"));
+    assert!(height >= 2, "{height}");
+    let blocks: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("attest_blocks_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no attest_blocks_total sample in:\n{body}"));
+    assert!(blocks >= 2, "{blocks}");
+}
+
+#[test]
+fn the_event_stream_sends_each_block_and_keeps_serving_others() {
+    let node = start();
+    let mut first = EventStream::open(node.api);
+    let mut second = EventStream::open(node.api);
+    let (name, block) = first.next();
+    assert_eq!(name, "block", "{block}");
+    let height = block["height"].as_u64().unwrap();
+    let (name, next) = first.next();
+    assert_eq!(name, "block", "{next}");
+    assert_eq!(next["height"].as_u64().unwrap(), height + 1, "{next}");
+    assert_eq!(
+        next["hash"],
+        get(node.api, &format!("/v1/blocks/{}", height + 1)).json["hash"]
+    );
+    // A second subscriber reads the same blocks.
+    let (_, other) = second.next();
+    assert!(other["height"].as_u64().unwrap() >= height, "{other}");
+    drop(first);
+    drop(second);
+    // Closing subscribers disturbs nothing.
+    assert_eq!(get(node.api, "/health").status, 200);
+    let (name, _) = EventStream::open(node.api).next();
+    assert_eq!(name, "block");
+}
+
+#[test]
+fn new_routes_refuse_oversize_bodies_and_wrong_methods() {
+    let node = start();
+    let api = node.api;
+    let oversize = format!(
+        "{{\"model\": \"{}\", \"max_price_per_token\": 1}}",
+        "a".repeat(api::MAX_BODY_BYTES)
+    );
+    assert_error(
+        &post_json(api, "/v1/quote", oversize.as_bytes()),
+        413,
+        "body_too_large",
+    );
+    assert_error(
+        &http(api, "POST", "/v1/quote", &[], &node.quote_body(1)),
+        415,
+        "bad_content_type",
+    );
+    for path in ["/v1/adverts", "/v1/blocks", "/v1/events", "/metrics"] {
+        assert_error(&post_json(api, path, b"{}"), 405, "method_not_allowed");
+    }
+    let id = "ab".repeat(32);
+    assert_error(
+        &http(api, "DELETE", &format!("/v1/jobs/{id}"), &[], b""),
+        405,
+        "method_not_allowed",
+    );
+    assert_error(&get(api, &format!("/v1/jobs/{id}/trace")), 404, "not_found");
+    assert_eq!(get(api, "/v1/adverts").status, 200);
+    assert_eq!(get(api, "/v1/status").status, 200);
 }

@@ -1,0 +1,375 @@
+//! Jobs: `GET /v1/jobs/{id}` (the ledger's record, its timeline from committed blocks, and
+//! whether this node holds the output) and `GET /v1/jobs/{id}/output` (the verified output
+//! bytes this node holds as the job's gateway).
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use attest_contracts_sim::state::Fault;
+use attest_contracts_sim::{Check, Committed, Dispute, JobPhase};
+use attest_protocol::workload::output_hash;
+use attest_protocol::{AccountId, Amount, DeviceName, Hash, Height, JobId, ModelId};
+
+use super::accounts::ReasonView;
+use super::{ApiError, ask, job_id, not_found};
+use crate::core::jobs::JobClock;
+use crate::shell::{JobSnapshot, NodeHandle};
+
+/// A job as `GET /v1/jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job id: the hash of the transaction that opened it.
+    pub id: JobId,
+    /// The client that opened it.
+    pub client: AccountId,
+    /// The provider it names.
+    pub provider: AccountId,
+    /// The model.
+    pub model: ModelId,
+    /// The advert's device.
+    pub device: DeviceName,
+    /// Tokens to generate.
+    pub max_tokens: u32,
+    /// The advert's price per token, in units.
+    pub price_per_token: Amount,
+    /// Length of the input, in bytes.
+    pub input_bytes: usize,
+    /// Steps in the job's trace.
+    pub step_count: u64,
+    /// Escrow still locked, in units (0 once the job is final).
+    pub escrow: Amount,
+    /// The block that opened it.
+    pub opened_at: Height,
+    /// Where it is: `open`, `committed`, `disputed`, `settled` or `refunded`.
+    pub phase: String,
+    /// The height at whose end the phase times out, if it can.
+    pub deadline: Option<Height>,
+    /// The committed result, while the ledger holds it (phases `committed` and `disputed`).
+    pub result: Option<ResultView>,
+    /// The spot-check of the result (phase `committed`).
+    pub check: Option<CheckView>,
+    /// The dispute in progress (phase `disputed`).
+    pub dispute: Option<DisputeView>,
+    /// Faults established on the job, each backing a slash.
+    pub faults: Vec<FaultView>,
+    /// Stage heights and block times, from the blocks this node committed since it started;
+    /// `null` if it saw none of them.
+    pub timeline: Option<TimelineView>,
+    /// Whether this node holds the job's verified output (`GET /v1/jobs/{id}/output`).
+    pub output_held: bool,
+}
+
+/// A committed result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultView {
+    /// The output accumulator over the output bytes.
+    pub output_hash: Hash,
+    /// The Merkle root over the trace.
+    pub trace_root: Hash,
+    /// The trace's last leaf.
+    pub final_leaf: Hash,
+    /// Tokens generated.
+    pub tokens: u32,
+    /// The block of the commit.
+    pub committed_at: Height,
+}
+
+impl From<&Committed> for ResultView {
+    fn from(c: &Committed) -> Self {
+        Self {
+            output_hash: c.output_hash,
+            trace_root: c.trace_root,
+            final_leaf: c.final_leaf,
+            tokens: c.tokens,
+            committed_at: c.committed_at,
+        }
+    }
+}
+
+/// A result's spot-check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CheckView {
+    /// Not selected: settles at the end of `settle_at`.
+    Unchecked {
+        /// The settlement height.
+        settle_at: Height,
+    },
+    /// A checker owes a verdict.
+    Pending {
+        /// The checker.
+        checker: AccountId,
+        /// The last block for its verdict.
+        deadline: Height,
+        /// Checkers redrawn so far.
+        redraws: u32,
+        /// Checkers that missed their window on this job.
+        failed: Vec<AccountId>,
+    },
+}
+
+impl From<&Check> for CheckView {
+    fn from(c: &Check) -> Self {
+        match c {
+            Check::Unchecked { settle_at } => Self::Unchecked {
+                settle_at: *settle_at,
+            },
+            Check::Pending {
+                checker,
+                deadline,
+                redraws,
+                failed,
+            } => Self::Pending {
+                checker: *checker,
+                deadline: *deadline,
+                redraws: *redraws,
+                failed: failed.clone(),
+            },
+        }
+    }
+}
+
+/// A bisection dispute in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeView {
+    /// The checker that disagreed.
+    pub challenger: AccountId,
+    /// Its trace root.
+    pub challenger_root: Hash,
+    /// The current round (from 0); round `rounds` is the resolution phase.
+    pub round: u32,
+    /// Bisection rounds in all.
+    pub rounds: u32,
+    /// The highest step both traces agree on (`null`: none yet, the initial activation).
+    pub agreed_step: Option<u64>,
+    /// Whether the provider made this round's move.
+    pub provider_moved: bool,
+    /// Whether the challenger made this round's move.
+    pub challenger_moved: bool,
+    /// The last block for this round's moves.
+    pub deadline: Height,
+}
+
+impl From<&Dispute> for DisputeView {
+    fn from(d: &Dispute) -> Self {
+        Self {
+            challenger: d.challenger,
+            challenger_root: d.challenger_root,
+            round: d.round,
+            rounds: d.rounds,
+            agreed_step: d.lo,
+            provider_moved: d.provider_leaf.is_some(),
+            challenger_moved: d.challenger_leaf.is_some(),
+            deadline: d.deadline,
+        }
+    }
+}
+
+/// A fault on a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultView {
+    /// Who was at fault.
+    pub who: AccountId,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: ReasonView,
+}
+
+impl From<&Fault> for FaultView {
+    fn from(f: &Fault) -> Self {
+        Self {
+            who: f.who,
+            reason: ReasonView::new(&f.reason),
+        }
+    }
+}
+
+/// A stage of a job: the block that recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageView {
+    /// The block's height.
+    pub height: Height,
+    /// The block's time, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+impl From<(Height, u64)> for StageView {
+    fn from((height, time_ms): (Height, u64)) -> Self {
+        Self { height, time_ms }
+    }
+}
+
+/// The verdict stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictStageView {
+    /// The block's height.
+    pub height: Height,
+    /// The block's time, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Whether the checker agreed with the result.
+    pub agree: bool,
+}
+
+/// A job's stages in committed blocks, and what they measure (DESIGN.md section 10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineView {
+    /// Opened: escrow locked.
+    pub opened: Option<StageView>,
+    /// Result committed.
+    pub committed: Option<StageView>,
+    /// Checker assigned.
+    pub check_assigned: Option<StageView>,
+    /// Verdict posted.
+    pub verdict: Option<VerdictStageView>,
+    /// Dispute opened.
+    pub dispute_opened: Option<StageView>,
+    /// Dispute rounds completed.
+    pub dispute_rounds: u32,
+    /// Dispute resolved.
+    pub dispute_resolved: Option<StageView>,
+    /// Settled or refunded.
+    pub closed: Option<StageView>,
+    /// Block time of the verdict minus block time of the result.
+    pub validation_latency_ms: Option<u64>,
+    /// Blocks from the dispute's opening to its resolution.
+    pub dispute_blocks: Option<u64>,
+}
+
+impl From<&JobClock> for TimelineView {
+    fn from(c: &JobClock) -> Self {
+        Self {
+            opened: c.opened.map(StageView::from),
+            committed: c.committed.map(StageView::from),
+            check_assigned: c.check_assigned.map(StageView::from),
+            verdict: c.verdict.map(|(height, time_ms, agree)| VerdictStageView {
+                height,
+                time_ms,
+                agree,
+            }),
+            dispute_opened: c.dispute_opened.map(StageView::from),
+            dispute_rounds: c.dispute_rounds,
+            dispute_resolved: c.dispute_resolved.map(StageView::from),
+            closed: c.closed.map(StageView::from),
+            validation_latency_ms: c.validation_latency_ms(),
+            dispute_blocks: c.dispute_blocks(),
+        }
+    }
+}
+
+impl JobView {
+    /// The view of `snapshot`, the job with id `id`.
+    pub fn new(id: JobId, snapshot: &JobSnapshot) -> Self {
+        let job = &snapshot.job;
+        let (result, check, dispute) = match &job.phase {
+            JobPhase::Committed { result, check } => {
+                (Some(result.into()), Some(check.into()), None)
+            }
+            JobPhase::Disputed { result, dispute } => {
+                (Some(result.into()), None, Some(dispute.as_ref().into()))
+            }
+            JobPhase::Open { .. } | JobPhase::Settled | JobPhase::Refunded => (None, None, None),
+        };
+        Self {
+            id,
+            client: job.client,
+            provider: job.provider,
+            model: job.model.clone(),
+            device: job.device.clone(),
+            max_tokens: job.max_tokens,
+            price_per_token: job.price_per_token,
+            input_bytes: job.input.len(),
+            step_count: job.step_count,
+            escrow: job.escrow,
+            opened_at: job.opened_at,
+            phase: job.phase.name().to_owned(),
+            deadline: job.phase.deadline(),
+            result,
+            check,
+            dispute,
+            faults: job.faults.iter().map(FaultView::from).collect(),
+            timeline: snapshot.clock.as_ref().map(TimelineView::from),
+            output_held: snapshot.output.is_some(),
+        }
+    }
+}
+
+/// Asks the node for job `id`: 404 if the ledger has none.
+async fn snapshot(node: &NodeHandle, id: JobId) -> Result<JobSnapshot, ApiError> {
+    ask(node.job(id))
+        .await?
+        .ok_or_else(|| not_found(format!("no job {id} is on the ledger")))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub(super) async fn job(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(path)?;
+    let snapshot = snapshot(&node, id).await?;
+    Ok(Json(JobView::new(id, &snapshot)))
+}
+
+/// The answer to `GET /v1/jobs/{id}/output`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputView {
+    /// The job.
+    pub job: JobId,
+    /// The job's phase now: the output is final once it is `settled`; before that a checker
+    /// may still dispute the result it hashes to.
+    pub phase: String,
+    /// The output as text, if it is UTF-8.
+    pub output: Option<String>,
+    /// The output bytes, hex.
+    pub output_hex: String,
+    /// The output accumulator over the bytes: the `output_hash` the provider committed.
+    pub output_hash: Hash,
+}
+
+/// `GET /v1/jobs/{id}/output`: the output this node fetched from the provider as the job's
+/// gateway and checked against the committed output hash.
+pub(super) async fn output(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<OutputView>, ApiError> {
+    let id = job_id(path)?;
+    let snapshot = snapshot(&node, id).await?;
+    let phase = &snapshot.job.phase;
+    let unavailable = |code: &'static str, detail: String| {
+        Err(ApiError::new(StatusCode::NOT_FOUND, code, detail))
+    };
+    if let JobPhase::Open { deadline } = phase {
+        return unavailable(
+            "no_result",
+            format!("job {id} has no result yet; the provider has until block {deadline}"),
+        );
+    }
+    if *phase == JobPhase::Refunded {
+        return unavailable(
+            "refunded",
+            format!(
+                "job {id} was refunded (its result was missed or lost a dispute): it has no \
+                 verified output"
+            ),
+        );
+    }
+    let Some(bytes) = snapshot.output else {
+        return unavailable(
+            "output_not_held",
+            format!(
+                "this node holds no output of job {id}: only the node a job was submitted \
+                 through fetches it, shortly after the result commits"
+            ),
+        );
+    };
+    Ok(Json(OutputView {
+        job: id,
+        phase: phase.name().to_owned(),
+        output_hash: output_hash(&bytes),
+        output_hex: hex::encode(&bytes),
+        output: String::from_utf8(bytes).ok(),
+    }))
+}
