@@ -119,6 +119,8 @@ pub struct JobSnapshot {
 /// A snapshot of the node for `GET /v1/status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
+    /// The chain this node follows.
+    pub chain_id: String,
     /// The node's PeerId.
     pub peer_id: String,
     /// The validator account.
@@ -460,6 +462,7 @@ impl Node {
             Command::Status(reply) => {
                 let chain = self.core.chain();
                 let _ = reply.send(Status {
+                    chain_id: chain.chain_id().to_string(),
                     peer_id: self.swarm.local_peer_id().to_string(),
                     account: self.account.clone(),
                     height: chain.height(),

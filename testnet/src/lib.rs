@@ -6,6 +6,8 @@
 //! through nodes. It sits above `attest-node`, whose library it uses.
 
 pub mod cli;
+pub mod client;
+pub mod client_cli;
 pub mod http;
 pub mod launcher;
 pub mod layout;

@@ -104,6 +104,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Client(attest_testnet::client_cli::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -229,6 +231,10 @@ fn run(args: Args) -> Result<()> {
         Command::Testnet { command } => {
             init_logging();
             attest_testnet::cli::run(command, &mut out)?;
+        }
+        Command::Client(command) => {
+            init_logging();
+            attest_testnet::client_cli::run(command, &mut out)?;
         }
         Command::Models { json } => {
             let rows = cli::models();

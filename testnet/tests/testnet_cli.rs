@@ -212,6 +212,7 @@ fn a_testnet_comes_up_goes_down_restarts_on_its_data_and_is_purged() {
             "{table}"
         );
     }
+    client_commands_work_against_the_testnet(&dir, &status);
     // `up` again leaves running nodes alone.
     let again = testnet_json(&dir, &["up", "--timeout", "45"]);
     assert_eq!(pids(&again), first_pids);
@@ -292,5 +293,160 @@ fn bad_input_gets_an_error_naming_it() {
     assert!(
         !Path::new(&other).exists(),
         "a refused init left files behind"
+    );
+}
+
+/// The client commands as a user runs them against the running testnet: a job submitted and
+/// followed to its verified output, the market, the job's record, an audit from genesis, and
+/// an export; then bad input, each failing with an error that names the problem.
+fn client_commands_work_against_the_testnet(dir: &Path, status: &Value) {
+    let node = status["nodes"][0]["api_url"]
+        .as_str()
+        .expect("node 0 has an API URL")
+        .to_owned();
+    let genesis = dir.join("genesis.json").display().to_string();
+    let key = dir.join("clients/client-0.key").display().to_string();
+    let run = |args: &[&str]| {
+        let out = attest(args);
+        assert!(
+            out.status.success(),
+            "attest {args:?} failed:\n{}",
+            stderr(&out)
+        );
+        out.stdout
+    };
+    // Adverts reach the gateway's book within a couple of advert intervals.
+    let mut adverts = 0;
+    for _ in 0..60 {
+        let market: Value =
+            serde_json::from_slice(&run(&["market", "--node", &node, "--json"])).unwrap();
+        assert_eq!(market["schema"], "attest.market/1");
+        adverts = market["adverts"].as_array().map_or(0, Vec::len);
+        if adverts == NODES {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(adverts, NODES, "not every provider advertised");
+    let submit = [
+        "submit",
+        "--node",
+        &node,
+        "--key",
+        &key,
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        "hello, testnet",
+        "--max-tokens",
+        "8",
+        "--wait",
+        "result",
+        "--timeout",
+        "60",
+        "--json",
+    ];
+    let record: Value = serde_json::from_slice(&run(&submit)).unwrap();
+    assert_eq!(record["schema"], "attest.submit/1");
+    let w = attest_protocol::workload::Job::new("attest-tiny-1b", b"hello, testnet", 8).unwrap();
+    let honest = String::from_utf8(attest_protocol::workload::execute(&w).output).unwrap();
+    // Node 3 cheats on half its jobs; an honest provider's output is the honest one.
+    let job = record["job"].as_str().unwrap().to_owned();
+    let shown: Value =
+        serde_json::from_slice(&run(&["job", "show", &job, "--node", &node])).unwrap();
+    if shown["faults"].as_array().is_some_and(Vec::is_empty) && record["output"].is_string() {
+        let provider_is_cheater = shown["provider"] == status["nodes"][3]["account"];
+        if !provider_is_cheater {
+            assert_eq!(record["output"].as_str(), Some(honest.as_str()), "{record}");
+        }
+    }
+    let audit: Value = serde_json::from_slice(&run(&[
+        "audit",
+        "--node",
+        &node,
+        "--genesis",
+        &genesis,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(audit["schema"], "attest.audit/1");
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert!(audit["txs"].as_u64().unwrap() >= 1);
+    let export = run(&["ledger", "export", "--node", &node, "--genesis", &genesis]);
+    let lines = String::from_utf8(export).unwrap();
+    assert!(lines.lines().count() as u64 > audit["blocks"].as_u64().unwrap());
+    assert!(
+        lines
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok())
+    );
+
+    // Bad input: each error names the problem, and nothing panics.
+    let fails = |args: &[&str], needle: &str| {
+        let out = attest(args);
+        assert!(!out.status.success(), "attest {args:?} succeeded");
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains(needle),
+            "attest {args:?}: {err:?} does not name {needle:?}"
+        );
+    };
+    let base = ["submit", "--node", node.as_str(), "--key", key.as_str()];
+    fails(
+        &[&base[..], &["--model", "attest-huge-9t", "--input", "x"]].concat(),
+        "attest-huge-9t",
+    );
+    fails(
+        &[
+            "submit",
+            "--node",
+            &node,
+            "--key",
+            "/nonexistent/k.key",
+            "--model",
+            "attest-tiny-1b",
+            "--input",
+            "x",
+        ],
+        "/nonexistent/k.key",
+    );
+    fails(
+        &[
+            "submit",
+            "--node",
+            "http://127.0.0.1:1",
+            "--key",
+            &key,
+            "--model",
+            "attest-tiny-1b",
+            "--input",
+            "x",
+        ],
+        "unreachable",
+    );
+    fails(
+        &[
+            &base[..],
+            &[
+                "--model",
+                "attest-tiny-1b",
+                "--input",
+                "@/nonexistent/input.txt",
+            ],
+        ]
+        .concat(),
+        "/nonexistent/input.txt",
+    );
+    fails(&["submit", "--no-such-flag"], "--no-such-flag");
+    fails(
+        &[
+            "audit",
+            "--node",
+            &node,
+            "--genesis",
+            "/nonexistent/genesis.json",
+        ],
+        "genesis",
     );
 }

@@ -121,6 +121,40 @@ pub(super) async fn block(
     }
 }
 
+/// The answer to `GET /v1/blocks/{height}/raw`: the block and its certificate in their
+/// canonical encodings, hex, so a client can verify them itself (`attest audit --node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawBlock {
+    /// The block's height.
+    pub height: Height,
+    /// `encode(Block)`, hex.
+    pub block: String,
+    /// `encode(CommitCertificate)`, hex.
+    pub certificate: String,
+}
+
+pub(super) async fn raw_block(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RawBlock>, ApiError> {
+    let height = parse_height("height", &segment(path)?)?;
+    let stored = ask(node.block(Height(height)))
+        .await?
+        .map_err(|e| store_error(&e))?;
+    match stored {
+        Some((block, certificate)) => Ok(Json(RawBlock {
+            height: Height(height),
+            block: hex::encode(block.encode()),
+            certificate: hex::encode(certificate.encode()),
+        })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no block is committed at height {height}"),
+        )),
+    }
+}
+
 /// The answer to `GET /v1/blocks?from=&to=`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlocksPage {

@@ -57,6 +57,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/blocks", get(chain::blocks))
         .route("/v1/blocks/{height}", get(chain::block))
+        .route("/v1/blocks/{height}/raw", get(chain::raw_block))
         .route("/v1/txs", post(chain::submit_tx))
         .route("/v1/adverts", get(market::adverts))
         .route("/v1/quote", post(market::quote))

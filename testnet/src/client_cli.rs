@@ -1,0 +1,343 @@
+//! The client commands' arguments and what each prints: `submit`, `job`, `market`, `ledger`,
+//! `audit` and `keys`. Every command takes `--json` (one object with a versioned `schema`,
+//! documented in docs/CLI.md); logs go to stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use attest_node::audit::AuditRange;
+use attest_protocol::Height;
+
+use crate::client::{self, Api, DEFAULT_GENESIS, DEFAULT_KEY, DEFAULT_NODE, JobCommand, Wait};
+
+/// Client commands, flattened into `attest`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Open a job through a node (its gateway picks the provider) and follow it to its output.
+    Submit {
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+        /// The client key paying for the job (a file written by `attest keys new`).
+        #[arg(long, default_value = DEFAULT_KEY)]
+        key: PathBuf,
+        /// The model (see `attest models`).
+        #[arg(long)]
+        model: String,
+        /// The input: text, or @FILE for a file's bytes.
+        #[arg(long)]
+        input: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 16)]
+        max_tokens: u32,
+        /// The most the client pays per generated token, in micro-units.
+        #[arg(long, default_value_t = 1_000)]
+        max_price: u64,
+        /// Blocks the provider has to commit its result.
+        #[arg(long, default_value_t = 600)]
+        deadline_blocks: u32,
+        /// Follow the job until its output is verified (`result`) or it settles.
+        #[arg(long, value_enum, default_value = "result")]
+        wait: Wait,
+        /// Give up following after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Print one JSON object (schema attest.submit/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's state and timeline, or its verified output.
+    Job {
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE, global = true)]
+        node: String,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// The advert book of a node: who sells capacity, on what device, at what price.
+    Market {
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+        /// Print JSON (schema attest.market/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the ledger: one block, the latest blocks, or a verifiable export.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Verify the ledger independently from genesis: hash chain, certificates, every signature,
+    /// contract replay with state roots, invariants; then each provider's record.
+    Audit {
+        /// Audit the chain this node serves.
+        #[arg(long, default_value = DEFAULT_NODE, conflicts_with = "data_dir")]
+        node: String,
+        /// Audit a stopped node's data directory instead.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The genesis the chain starts from.
+        #[arg(long, default_value = DEFAULT_GENESIS)]
+        genesis: PathBuf,
+        /// The first height the report covers (replay still starts at 1).
+        #[arg(long)]
+        from: Option<u64>,
+        /// The last height audited.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Print the report as JSON (schema attest.audit/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Client keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `attest ledger ...`.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// One committed block.
+    Show {
+        /// The height.
+        height: u64,
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+    },
+    /// The latest blocks.
+    Tail {
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+    },
+    /// Every block and transaction with the exact signed and hashed bytes (docs/PROTOCOL.md
+    /// section 12), one JSON object per line.
+    Export {
+        /// The format (only jsonl).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+        /// The genesis the chain starts from.
+        #[arg(long, default_value = DEFAULT_GENESIS)]
+        genesis: PathBuf,
+    },
+}
+
+/// `attest keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a client key file (mode 0600) and print its account.
+    New {
+        /// Where to write it.
+        path: PathBuf,
+        /// Print JSON (schema attest.keys/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the account of a key file.
+    Show {
+        /// The key file.
+        path: PathBuf,
+        /// Print JSON (schema attest.keys/1).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print(out: &mut impl Write, v: &Value) -> Result<()> {
+    serde_json::to_writer(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Runs a client command; a failed audit is an error (non-zero exit) after its report.
+pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
+    match command {
+        ClientCommand::Submit {
+            node,
+            key,
+            model,
+            input,
+            max_tokens,
+            max_price,
+            deadline_blocks,
+            wait,
+            timeout,
+            json,
+        } => {
+            let args = client::SubmitArgs {
+                node,
+                key,
+                model,
+                input: client::read_input(&input)?,
+                max_tokens,
+                max_price,
+                deadline_blocks,
+                wait,
+                timeout: Duration::from_secs(timeout),
+            };
+            let record = client::submit(&args, json, out)?;
+            if json {
+                print(out, &record)?;
+            }
+        }
+        ClientCommand::Job { node, command } => {
+            let mut api = Api::new(&node)?;
+            let v = match command {
+                JobCommand::Show { id } => api.get(&format!("/v1/jobs/{id}"))?,
+                JobCommand::Output { id } => api.get(&format!("/v1/jobs/{id}/output"))?,
+            };
+            print(out, &v)?;
+        }
+        ClientCommand::Market { node, json } => market(&node, json, out)?,
+        ClientCommand::Ledger { command } => ledger(command, out)?,
+        ClientCommand::Audit {
+            node,
+            data_dir,
+            genesis,
+            from,
+            to,
+            json,
+        } => {
+            let range = AuditRange::new(from.map(Height), to.map(Height))?;
+            let (report, ok) =
+                client::run_audit(&genesis, Some(&node), data_dir.as_deref(), range)?;
+            if json {
+                print(out, &report)?;
+            } else {
+                print_audit(&report, out)?;
+            }
+            if !ok {
+                bail!("audit failed: {}", report["failure"]);
+            }
+        }
+        ClientCommand::Keys { command } => keys(command, out)?,
+    }
+    Ok(())
+}
+
+fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
+    let mut api = Api::new(node)?;
+    let book = api.get("/v1/adverts")?;
+    if json {
+        return print(
+            out,
+            &json!({ "schema": "attest.market/1", "adverts": book["adverts"] }),
+        );
+    }
+    writeln!(
+        out,
+        "{:<16} {:<10} {:>5} {:>12} {:>14}  models",
+        "provider", "device", "free", "price/token", "tokens/s"
+    )?;
+    for a in book["adverts"].as_array().into_iter().flatten() {
+        let provider = a["provider"].as_str().unwrap_or("");
+        let models: Vec<&str> = a["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        writeln!(
+            out,
+            "{:<16} {:<10} {:>5} {:>12} {:>14.1}  {}",
+            provider.get(..16).unwrap_or(provider),
+            a["device"].as_str().unwrap_or(""),
+            a["free_slots"].as_u64().unwrap_or(0),
+            a["price_per_token"].as_u64().unwrap_or(0),
+            a["tokens_per_sec_milli"].as_f64().unwrap_or(0.0) / 1000.0,
+            models.join(",")
+        )?;
+    }
+    Ok(())
+}
+
+fn ledger(command: LedgerCommand, out: &mut impl Write) -> Result<()> {
+    match command {
+        LedgerCommand::Show { height, node } => {
+            let v = Api::new(&node)?.get(&format!("/v1/blocks/{height}"))?;
+            print(out, &v)
+        }
+        LedgerCommand::Tail { count, node } => {
+            let mut api = Api::new(&node)?;
+            let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+            let from = latest.saturating_sub(count.saturating_sub(1)).max(1);
+            let page = api.get(&format!("/v1/blocks?from={from}&to={latest}"))?;
+            for b in page["blocks"].as_array().into_iter().flatten() {
+                print(out, b)?;
+            }
+            Ok(())
+        }
+        LedgerCommand::Export {
+            format,
+            node,
+            genesis,
+        } => {
+            if format != "jsonl" {
+                bail!("unknown export format {format:?}: only jsonl is supported");
+            }
+            client::export(&genesis, &node, out)
+        }
+    }
+}
+
+fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
+    let (key, json) = match command {
+        KeysCommand::New { path, json } => (client::new_key(&path)?, json),
+        KeysCommand::Show { path, json } => (attest_node::keyfile::read(&path)?, json),
+    };
+    let account = key.public().to_string();
+    if json {
+        print(
+            out,
+            &json!({ "schema": "attest.keys/1", "account": account }),
+        )
+    } else {
+        writeln!(out, "account {account}")?;
+        Ok(())
+    }
+}
+
+/// The audit report as a person reads it.
+fn print_audit(r: &Value, out: &mut impl Write) -> Result<()> {
+    let ok = r["ok"].as_bool() == Some(true);
+    writeln!(
+        out,
+        "audit {}: {} blocks, {} transactions, {} signatures verified",
+        if ok { "OK" } else { "FAILED" },
+        r["blocks"],
+        r["txs"],
+        r["signatures_verified"]
+    )?;
+    if !ok {
+        writeln!(out, "failure: {}", r["failure"])?;
+    }
+    writeln!(
+        out,
+        "validation latency (ms): {}",
+        r["validation_latency_ms"]
+    )?;
+    writeln!(out, "job latency (ms): {}", r["job_latency_ms"])?;
+    writeln!(out, "providers:")?;
+    for p in r["providers"].as_array().into_iter().flatten() {
+        writeln!(out, "  {p}")?;
+    }
+    for s in r["slashes"].as_array().into_iter().flatten() {
+        writeln!(out, "slash: {s}")?;
+    }
+    Ok(())
+}
