@@ -134,6 +134,9 @@ pub struct SubmitArgs {
     pub wait: Wait,
     /// Give up waiting after this long.
     pub timeout: Duration,
+    /// Ask this provider (account hex) on the terms of its advert instead of the gateway's
+    /// pick; the gateway picks if it has no advert from it.
+    pub provider: Option<String>,
 }
 
 /// How long `attest submit` follows its job.
@@ -155,11 +158,20 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Val
     let key = attest_node::keyfile::read(&args.key)?;
     let client = key.public();
     let mut api = Api::new(&args.node)?;
-    let quote = api.post(
-        "/v1/quote",
-        &json!({ "model": args.model, "max_price_per_token": args.max_price,
-                 "client": client.to_string() }),
-    )?;
+    let chosen = match &args.provider {
+        Some(p) => api.get("/v1/adverts")?["adverts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|ad| ad["provider"] == p.as_str()).cloned()),
+        None => None,
+    };
+    let quote = match chosen {
+        Some(advert) => advert,
+        None => api.post(
+            "/v1/quote",
+            &json!({ "model": args.model, "max_price_per_token": args.max_price,
+                     "client": client.to_string() }),
+        )?,
+    };
     let provider = quote["provider"].as_str().unwrap_or_default().to_owned();
     let device = quote["device"].as_str().unwrap_or_default().to_owned();
     let price = quote["price_per_token"].as_u64().unwrap_or(u64::MAX);

@@ -189,6 +189,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 deadline_blocks,
                 wait,
                 timeout: Duration::from_secs(timeout),
+                provider: None,
             };
             let record = client::submit(&args, json, out)?;
             if json {

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod client_cli;
+pub mod demo;
 pub mod http;
 pub mod launcher;
 pub mod layout;

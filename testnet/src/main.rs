@@ -104,6 +104,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole story in one command: a 4-node testnet with one cheating node, ~200 jobs,
+    /// settlement, an independent audit and a summary; exit 0 only if the audit passes, every
+    /// honest job settled, the cheater was slashed and no honest node was.
+    Demo {
+        /// Where the demo's testnet lives (removed at the end unless --keep).
+        #[arg(long, default_value = ".attest/demo")]
+        dir: std::path::PathBuf,
+        /// Jobs to submit.
+        #[arg(long, default_value_t = 200)]
+        jobs: usize,
+        /// Jobs in flight at once.
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Node i uses ports BASE+2i (libp2p) and BASE+2i+1 (API) on 127.0.0.1.
+        #[arg(long, default_value_t = 26_700)]
+        base_port: u16,
+        /// Leave the testnet running at the end.
+        #[arg(long)]
+        keep: bool,
+        /// Print one JSON object (schema attest.demo/1) instead of progress and a summary.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Client(attest_testnet::client_cli::ClientCommand),
 }
@@ -129,8 +153,14 @@ fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()>
 
 /// Logs go to stderr, filtered by RUST_LOG (default: info).
 fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logs on stderr at `default` unless RUST_LOG says otherwise (the demo defaults to warnings:
+/// its own progress lines are what a person watches).
+fn init_logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -231,6 +261,32 @@ fn run(args: Args) -> Result<()> {
         Command::Testnet { command } => {
             init_logging();
             attest_testnet::cli::run(command, &mut out)?;
+        }
+        Command::Demo {
+            dir,
+            jobs,
+            concurrency,
+            base_port,
+            keep,
+            json,
+        } => {
+            init_logging_at("warn");
+            let opts = attest_testnet::demo::DemoOptions {
+                dir,
+                jobs,
+                concurrency: usize::from(concurrency),
+                base_port,
+                keep,
+            };
+            let (summary, passed) = attest_testnet::demo::run(&opts, json, &mut out)?;
+            if json {
+                print_json(&mut out, &summary)?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+            }
+            if !passed {
+                anyhow::bail!("the demo did not pass (see the summary above)");
+            }
         }
         Command::Client(command) => {
             init_logging();

@@ -681,6 +681,15 @@ impl NodeCore {
         self.duties.note_pool(|h| pool.contains(h));
         let owed = self.duties.on_commit(height, self.chain.state(), &events);
         let fetches = self.gateway.on_commit(self.chain.state(), &events);
+        // A provider whose result committed (or whose deadline passed) has its slot back; our
+        // book's count never rises above what its last advert announced.
+        for e in &events {
+            if let Event::ResultCommitted { provider, .. } | Event::CommitMissed { provider, .. } =
+                e
+            {
+                self.book.note_released(provider);
+            }
+        }
         self.effects.push_back(Effect::Committed {
             height,
             hash,

@@ -580,6 +580,14 @@ impl AdvertBook {
         }
     }
 
+    /// Records that a job assigned to `provider` here is done with its slot (its result is
+    /// committed, or it ended): one slot back, never more than the advert announced.
+    pub fn note_released(&mut self, provider: &AccountId) {
+        if let Some(held) = self.entries.get_mut(provider) {
+            held.free_slots = (held.free_slots + 1).min(held.advert().free_slots);
+        }
+    }
+
     /// The best provider for `request` at `now_ms` under `state`; see the module
     /// documentation for the ranking. `O(adverts + jobs + slashes)`: reputation is read
     /// fresh from the state on every call.

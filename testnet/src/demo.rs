@@ -1,0 +1,387 @@
+//! `attest demo`: a local testnet with one cheating node, a stream of jobs from funded
+//! clients, an audit, and a verdict on the whole run.
+//!
+//! Steps: init a fresh testnet (node 3 cheats on every job it provides, `lazy`), bring it up,
+//! submit the jobs through node 0's gateway with bounded concurrency (one worker per client
+//! key, each following its job to a verified output), wait until every job is final, audit
+//! the chain from genesis, print a summary, and take the testnet down (its directory is
+//! purged). Exit status 0 only if the audit passes, every job of an honest provider settled,
+//! the cheater was slashed and no honest node was.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+
+use attest_node::audit::AuditRange;
+
+use crate::client::{self, Api, SubmitArgs, Wait};
+use crate::launcher;
+use crate::layout::{CheaterSpec, InitOptions};
+
+/// What the demo is asked for.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the demo's testnet lives (purged at the end).
+    pub dir: PathBuf,
+    /// Jobs to submit.
+    pub jobs: usize,
+    /// Jobs in flight at once (one client key each).
+    pub concurrency: usize,
+    /// The first port (node i uses base + 2i and base + 2i + 1).
+    pub base_port: u16,
+    /// Keep the testnet running at the end instead of taking it down.
+    pub keep: bool,
+}
+
+/// The cheating node and how it cheats.
+const CHEATER: usize = 3;
+const CHEAT: &str = "3:lazy:1.0";
+const NODES: usize = 4;
+
+/// Runs the demo; `progress` gets one line per milestone unless `json`. Returns the summary
+/// (`attest.demo/1`) and whether the run passed.
+pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Value, bool)> {
+    let started = Instant::now();
+    let dir = launcher::absolute_dir(&opts.dir)?;
+    let say = |out: &mut dyn Write, line: String| -> Result<()> {
+        if !json {
+            writeln!(out, "[{:>5.1}s] {line}", started.elapsed().as_secs_f64())?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let init = InitOptions {
+        dir: dir.clone(),
+        nodes: NODES,
+        seed: 0,
+        base_port: opts.base_port,
+        clients: opts.concurrency.max(1),
+        cheaters: vec![CHEAT.parse::<CheaterSpec>()?],
+        force: true,
+    };
+    let report = launcher::init(&init)?;
+    let exe = std::env::current_exe().context("finding the attest binary")?;
+    let up = launcher::up(&dir, Duration::from_secs(60), &exe)?;
+    if let Some(why) = up.failure {
+        return Err(anyhow!("the testnet did not come up: {why}"));
+    }
+    say(
+        out,
+        format!("{NODES} nodes ready (node {CHEATER} cheats: {CHEAT})"),
+    )?;
+    let nodes: Vec<Value> = serde_json::to_value(&report)?["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let gateway = nodes[0]["api_url"].as_str().unwrap_or_default().to_owned();
+    let cheater = nodes[CHEATER]["account"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    wait_for_adverts(&gateway)?;
+    let providers: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n["account"].as_str().map(str::to_owned))
+        .collect();
+    let jobs = submit_all(opts, &dir, &gateway, &providers, out, &say)?;
+    say(
+        out,
+        format!("{} jobs submitted; waiting for settlement", jobs.len()),
+    )?;
+    let views = wait_final(&gateway, &jobs, out, &say)?;
+    let genesis = dir.join("genesis.json");
+    let (audit, audit_ok) = client::run_audit(&genesis, Some(&gateway), None, AuditRange::ALL)?;
+    say(
+        out,
+        format!(
+            "audit {}: {} blocks, {} txs, {} signatures",
+            if audit_ok { "passed" } else { "FAILED" },
+            audit["blocks"],
+            audit["txs"],
+            audit["signatures_verified"]
+        ),
+    )?;
+    let summary = summarize(&views, &audit, audit_ok, &cheater, opts.jobs, &gateway)?;
+    if !opts.keep {
+        let down = launcher::down(&dir, Duration::from_secs(5), true)?;
+        if let Some(why) = down.failure {
+            say(out, format!("warning: taking the testnet down: {why}"))?;
+        }
+    }
+    let passed = summary["passed"].as_bool() == Some(true);
+    Ok((summary, passed))
+}
+
+type Say<'a> = dyn Fn(&mut dyn Write, String) -> Result<()> + 'a;
+
+/// Times a job is offered again while the market is busy (200 ms apart: 30 s in all).
+const RETRIES: usize = 150;
+
+/// Whether `e` is the market's back-pressure: no provider has a free slot, or the node's
+/// mempool is full.
+fn is_busy(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("no_free_slots") || text.contains("mempool_full") || text.contains("nonce")
+}
+
+/// Waits until the gateway's advert book holds every provider (adverts go out every 5 s).
+fn wait_for_adverts(gateway: &str) -> Result<()> {
+    let mut api = Api::new(gateway)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let book = api.get("/v1/adverts")?;
+        if book["adverts"].as_array().map_or(0, Vec::len) >= NODES {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(anyhow!(
+        "the gateway's advert book did not fill within 30 s"
+    ))
+}
+
+/// Submits `opts.jobs` jobs, `opts.concurrency` at a time (one worker per client key, each
+/// following its job to a verified output before the next), round-robin over `providers`.
+/// Returns the job ids.
+fn submit_all(
+    opts: &DemoOptions,
+    dir: &Path,
+    gateway: &str,
+    providers: &[String],
+    out: &mut impl Write,
+    say: &Say<'_>,
+) -> Result<Vec<String>> {
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let inputs = [
+        "Hello, Attest",
+        "verifiable compute",
+        "the quick brown fox",
+        "spot-check me",
+    ];
+    std::thread::scope(|scope| {
+        for w in 0..opts.concurrency.max(1) {
+            let (next, done, errors) = (&next, &done, &errors);
+            let key = dir.join(format!("clients/client-{w}.key"));
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= opts.jobs {
+                        return;
+                    }
+                    let args = SubmitArgs {
+                        node: gateway.to_owned(),
+                        key: key.clone(),
+                        model: if i % 3 == 0 {
+                            "attest-tiny-1b".into()
+                        } else {
+                            "attest-base-8b".into()
+                        },
+                        input: format!("{} #{i}", inputs[i % inputs.len()]).into_bytes(),
+                        max_tokens: 16,
+                        max_price: 1_000,
+                        deadline_blocks: 600,
+                        wait: Wait::Result,
+                        timeout: Duration::from_secs(90),
+                        // Round-robin over the providers, so every one (the cheater too)
+                        // gets its share and the spot-checks have something to find; a
+                        // provider without an advert (banned) leaves the pick to the gateway.
+                        provider: providers.get(i % providers.len().max(1)).cloned(),
+                    };
+                    // Busy providers (no free slot) and a full mempool are back-pressure,
+                    // not failures: wait and ask again, a bounded number of times.
+                    let mut args = args;
+                    let mut result = client::submit(&args, true, &mut std::io::sink());
+                    for _ in 0..RETRIES {
+                        match &result {
+                            Err(e) if is_busy(e) => {
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                            // The provider was banned after its advert went out: let the
+                            // gateway pick instead.
+                            Err(e) if format!("{e:#}").contains("refused_by_contract") => {
+                                args.provider = None;
+                            }
+                            _ => break,
+                        }
+                        result = client::submit(&args, true, &mut std::io::sink());
+                    }
+                    match result {
+                        Ok(record) => {
+                            let id = record["job"].as_str().unwrap_or_default().to_owned();
+                            if let Ok(mut d) = done.lock() {
+                                d.push(id);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut errs) = errors.lock() {
+                                errs.push(format!("job {i}: {e:#}"));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        // Progress while the workers run.
+        let mut shown = 0;
+        while next.load(Ordering::SeqCst) < opts.jobs + opts.concurrency.max(1) {
+            let n = done.lock().map_or(0, |d| d.len());
+            if n >= shown + 25 || (n == opts.jobs && n != shown) {
+                shown = n;
+                let _ = say(out, format!("jobs with verified output: {n}/{}", opts.jobs));
+            }
+            let finished = n + errors.lock().map_or(0, |e| e.len());
+            if finished >= opts.jobs {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_default();
+    if let Some(first) = errors.first() {
+        say(
+            out,
+            format!("{} jobs failed to submit; first: {first}", errors.len()),
+        )?;
+    }
+    Ok(done.into_inner().unwrap_or_default())
+}
+
+/// Polls every job until it is settled or refunded (at most 3 minutes).
+fn wait_final(
+    gateway: &str,
+    jobs: &[String],
+    out: &mut impl Write,
+    say: &Say<'_>,
+) -> Result<Vec<Value>> {
+    let mut api = Api::new(gateway)?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = usize::MAX;
+    loop {
+        let mut views = Vec::with_capacity(jobs.len());
+        for id in jobs {
+            views.push(api.get(&format!("/v1/jobs/{id}"))?);
+        }
+        let open = views
+            .iter()
+            .filter(|v| !matches!(v["phase"].as_str(), Some("settled" | "refunded")))
+            .count();
+        if open != last {
+            say(
+                out,
+                format!("jobs final: {}/{}", jobs.len() - open, jobs.len()),
+            )?;
+            last = open;
+        }
+        if open == 0 || Instant::now() > deadline {
+            return Ok(views);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The demo's verdict and figures.
+fn summarize(
+    views: &[Value],
+    audit: &Value,
+    audit_ok: bool,
+    cheater: &str,
+    submitted_wanted: usize,
+    gateway: &str,
+) -> Result<Value> {
+    let phase = |v: &Value| v["phase"].as_str().unwrap_or("").to_owned();
+    let honest: Vec<&Value> = views.iter().filter(|v| v["provider"] != cheater).collect();
+    let honest_settled = honest.iter().all(|v| phase(v) == "settled");
+    let settled = views.iter().filter(|v| phase(v) == "settled").count();
+    let checked = views
+        .iter()
+        .filter(|v| !v["timeline"]["verdict"].is_null())
+        .count();
+    let disputes = views
+        .iter()
+        .filter(|v| !v["timeline"]["dispute_opened"].is_null())
+        .count();
+    let slashes: Vec<Value> = audit["slashes"].as_array().cloned().unwrap_or_default();
+    let slashed: Vec<Value> = slashes
+        .iter()
+        .map(|s| json!({ "account": s["account"], "amount": s["amount"], "reason": s["reason"] }))
+        .collect();
+    let honest_slashed = slashes.iter().filter(|s| s["account"] != cheater).count();
+    let cheater_slashed = slashes.iter().any(|s| s["account"] == cheater);
+    let false_accusations = slashes
+        .iter()
+        .filter(|s| s["account"] != cheater && s["reason"].to_string().contains("dispute"))
+        .count();
+    let block_time = block_times(gateway)?;
+    let passed = audit_ok
+        && honest_settled
+        && cheater_slashed
+        && honest_slashed == 0
+        && views.len() == submitted_wanted;
+    Ok(json!({
+        "schema": "attest.demo/1",
+        "passed": passed,
+        "nodes": NODES,
+        "cheater": { "node": CHEATER, "account": cheater, "mode": CHEAT },
+        "jobs_submitted": views.len(),
+        "jobs_settled": settled,
+        "jobs_refunded": views.iter().filter(|v| phase(v) == "refunded").count(),
+        "jobs_checked": checked,
+        "disputes": disputes,
+        "slashed": slashed,
+        "honest_slashed": honest_slashed,
+        "false_accusations": false_accusations,
+        "every_honest_job_settled": honest_settled,
+        "validation_latency_ms": distribution(&audit["validation_latency_ms"]["all"]),
+        "job_latency_ms": distribution(&audit["job_latency_ms"]["all"]),
+        "block_time_ms": block_time,
+        "audit": {
+            "ok": audit_ok,
+            "blocks": audit["blocks"],
+            "txs": audit["txs"],
+            "signatures_verified": audit["signatures_verified"],
+        },
+    }))
+}
+
+/// `{count, p50, p90, p99, max}` from the audit's distribution.
+fn distribution(d: &Value) -> Value {
+    json!({ "count": d["count"], "p50": d["p50_ms"], "p90": d["p90_ms"],
+            "p99": d["p99_ms"], "max": d["max_ms"] })
+}
+
+/// Block intervals over the whole chain, from the node's block headers.
+fn block_times(gateway: &str) -> Result<Value> {
+    let mut api = Api::new(gateway)?;
+    let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+    let mut times = Vec::new();
+    let mut from = 1;
+    while from <= latest {
+        let page = api.get(&format!("/v1/blocks?from={from}&to={latest}"))?;
+        let blocks = page["blocks"].as_array().cloned().unwrap_or_default();
+        if blocks.is_empty() {
+            break;
+        }
+        times.extend(blocks.iter().filter_map(|b| b["time_ms"].as_u64()));
+        from = page["next"].as_u64().unwrap_or(latest + 1);
+    }
+    let mut gaps: Vec<u64> = times
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
+    gaps.sort_unstable();
+    let q = |p: usize| {
+        gaps.get((gaps.len() * p / 100).min(gaps.len().saturating_sub(1)))
+            .copied()
+    };
+    Ok(
+        json!({ "count": gaps.len(), "p50": q(50), "p90": q(90), "p99": q(99),
+               "max": gaps.last() }),
+    )
+}
