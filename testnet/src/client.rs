@@ -105,6 +105,11 @@ impl Api {
     }
 }
 
+/// How long an admitted job may stay off the ledger before the client gives up on it. A
+/// block commits an admitted transaction within a few blocks (well under a second on a
+/// local testnet) unless the contract refuses it at block time.
+const NEVER_COMMITTED: Duration = Duration::from_secs(20);
+
 /// Reads `TEXT` or `@FILE`.
 pub fn read_input(input: &str) -> Result<Vec<u8>> {
     match input.strip_prefix('@') {
@@ -155,52 +160,8 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Val
     // Refuse what the contract would refuse, before asking anyone.
     attest_protocol::workload::Job::new(&args.model, &args.input, args.max_tokens)
         .with_context(|| format!("job for model {}", args.model))?;
-    let key = attest_node::keyfile::read(&args.key)?;
-    let client = key.public();
-    let mut api = Api::new(&args.node)?;
-    let chosen = match &args.provider {
-        Some(p) => api.get("/v1/adverts")?["adverts"]
-            .as_array()
-            .and_then(|a| a.iter().find(|ad| ad["provider"] == p.as_str()).cloned()),
-        None => None,
-    };
-    let quote = match chosen {
-        Some(advert) => advert,
-        None => api.post(
-            "/v1/quote",
-            &json!({ "model": args.model, "max_price_per_token": args.max_price,
-                     "client": client.to_string() }),
-        )?,
-    };
-    let provider = quote["provider"].as_str().unwrap_or_default().to_owned();
-    let device = quote["device"].as_str().unwrap_or_default().to_owned();
-    let price = quote["price_per_token"].as_u64().unwrap_or(u64::MAX);
-    let account = api.get(&format!("/v1/accounts/{client}"))?;
-    let nonce = account["nonce"].as_u64().unwrap_or(0);
-    let open = OpenJob {
-        model: ModelId::new(&args.model).map_err(|e| anyhow!("model: {e}"))?,
-        input: Bytes::new(args.input.clone()).map_err(|_| anyhow!("input too long"))?,
-        max_tokens: args.max_tokens,
-        provider: provider
-            .parse()
-            .map_err(|e| anyhow!("quote's provider: {e:?}"))?,
-        device: DeviceName::new(&device).map_err(|e| anyhow!("quote's device: {e}"))?,
-        price_per_token: Amount(price),
-        deadline_blocks: args.deadline_blocks,
-    };
-    let tx = Tx {
-        nonce: Nonce(nonce),
-        fee: attest_contracts_sim::Params::default().min_fee,
-        action: Action::OpenJob(open),
-    };
-    let chain = chain_of(&mut api)?;
-    let signed = Signed::sign(&chain, &key, tx);
-    let answer = api.post("/v1/txs", &json!({ "tx": hex::encode(signed.encode()) }))?;
-    let job = answer["hash"]
-        .as_str()
-        .or_else(|| answer["tx_hash"].as_str())
-        .ok_or_else(|| anyhow!("the node answered no transaction hash: {answer}"))?
-        .to_owned();
+    let mut opener = Opener::new(&args.node, &args.key)?;
+    let opened = opener.open(args)?;
     let say = |out: &mut dyn Write, line: String| -> Result<()> {
         if !json {
             writeln!(out, "{line}")?;
@@ -208,12 +169,149 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Val
         }
         Ok(())
     };
-    say(out, format!("submitted job {job}"))?;
+    say(out, format!("submitted job {}", opened.job))?;
     say(
         out,
-        format!("assigned to provider {provider} on {device} at {price} micro-units per token"),
+        format!(
+            "assigned to provider {} on {} at {} micro-units per token",
+            opened.provider, opened.device, opened.price_per_token
+        ),
     )?;
-    follow(&mut api, &job, args, out, &say)
+    follow(&mut opener.api, &opened.job, args, out, &say)
+}
+
+/// A job the node admitted to its mempool: not yet on the ledger.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The job id: the hash of its `OpenJob` transaction.
+    pub job: String,
+    /// The provider it names (account hex).
+    pub provider: String,
+    /// The provider's device.
+    pub device: String,
+    /// The agreed price per token, in micro-units.
+    pub price_per_token: u64,
+}
+
+/// One client key opening jobs through one gateway, without waiting for them: it keeps the
+/// key's next nonce locally, so jobs go out back to back, each with the nonce after the last
+/// admitted one (the mempool holds a sender's transactions up to
+/// `attest_node::mempool::MAX_NONCE_AHEAD` past its committed nonce, and they commit in
+/// order). `attest submit` opens its one job with it; the load generator opens many.
+#[derive(Debug)]
+pub struct Opener {
+    api: Api,
+    key: SecretKey,
+    chain: attest_protocol::ChainId,
+    next_nonce: u64,
+}
+
+impl Opener {
+    /// A session for the key in `key_file` at the node `node`: reads the chain id and the
+    /// account's committed nonce.
+    pub fn new(node: &str, key_file: &Path) -> Result<Self> {
+        let key = attest_node::keyfile::read(key_file)?;
+        let mut api = Api::new(node)?;
+        let chain = chain_of(&mut api)?;
+        let mut opener = Self {
+            api,
+            key,
+            chain,
+            next_nonce: 0,
+        };
+        opener.resync()?;
+        Ok(opener)
+    }
+
+    /// The node's API, for following what was opened.
+    pub fn api(&mut self) -> &mut Api {
+        &mut self.api
+    }
+
+    /// Takes the next nonce from the ledger again: after a refusal that says the local one
+    /// is wrong, or when a transaction that was admitted never committed (it left a gap that
+    /// stalls every later one).
+    pub fn resync(&mut self) -> Result<()> {
+        let client = self.key.public();
+        let account = self.api.get(&format!("/v1/accounts/{client}"))?;
+        self.next_nonce = account["nonce"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+
+    /// Quotes (or takes `args.provider`'s advert), signs an `OpenJob` with the next nonce and
+    /// posts it; returns once the node has admitted it. `args.wait` and `args.timeout` are not
+    /// used: nothing is followed. On refusal the nonce is not used up; a nonce the node says
+    /// is already taken moves the local one on (`stale_nonce` from the ledger, `nonce_taken`
+    /// past a waiting transaction of this key), and the error is returned for the caller to
+    /// retry.
+    pub fn open(&mut self, args: &SubmitArgs) -> Result<Opened> {
+        let client = self.key.public();
+        let chosen = match &args.provider {
+            Some(p) => self.api.get("/v1/adverts")?["adverts"]
+                .as_array()
+                .and_then(|a| a.iter().find(|ad| ad["provider"] == p.as_str()).cloned()),
+            None => None,
+        };
+        let quote = match chosen {
+            Some(advert) => advert,
+            None => self.api.post(
+                "/v1/quote",
+                &json!({ "model": args.model, "max_price_per_token": args.max_price,
+                         "client": client.to_string() }),
+            )?,
+        };
+        let provider = quote["provider"].as_str().unwrap_or_default().to_owned();
+        let device = quote["device"].as_str().unwrap_or_default().to_owned();
+        let price = quote["price_per_token"].as_u64().unwrap_or(u64::MAX);
+        let open = OpenJob {
+            model: ModelId::new(&args.model).map_err(|e| anyhow!("model: {e}"))?,
+            input: Bytes::new(args.input.clone()).map_err(|_| anyhow!("input too long"))?,
+            max_tokens: args.max_tokens,
+            provider: provider
+                .parse()
+                .map_err(|e| anyhow!("quote's provider: {e:?}"))?,
+            device: DeviceName::new(&device).map_err(|e| anyhow!("quote's device: {e}"))?,
+            price_per_token: Amount(price),
+            deadline_blocks: args.deadline_blocks,
+        };
+        let tx = Tx {
+            nonce: Nonce(self.next_nonce),
+            fee: attest_contracts_sim::Params::default().min_fee,
+            action: Action::OpenJob(open),
+        };
+        let signed = Signed::sign(&self.chain, &self.key, tx);
+        let job = match self
+            .api
+            .post("/v1/txs", &json!({ "tx": hex::encode(signed.encode()) }))
+        {
+            Ok(answer) => answer["hash"]
+                .as_str()
+                .or_else(|| answer["tx_hash"].as_str())
+                .ok_or_else(|| anyhow!("the node answered no transaction hash: {answer}"))?
+                .to_owned(),
+            // The connection dropped after the node admitted it and the post was sent again
+            // (see `Conn::request`): it is in, under the hash it always had.
+            Err(e) if format!("{e:#}").contains("duplicate") => {
+                attest_protocol::tx_hash(&signed).to_string()
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                if text.contains("stale_nonce") {
+                    self.resync()?;
+                } else if text.contains("nonce_taken") {
+                    self.next_nonce += 1;
+                }
+                return Err(e);
+            }
+        };
+        self.next_nonce += 1;
+        Ok(Opened {
+            job,
+            provider,
+            device,
+            price_per_token: price,
+        })
+    }
 }
 
 /// The chain id the node serves (from its status).
@@ -255,6 +353,14 @@ fn follow(
         let view = match api.get(&format!("/v1/jobs/{job}")) {
             Ok(v) => v,
             Err(e) if e.to_string().contains("404") => {
+                // Admitted but never committed: a block refused it (its provider was banned or
+                // ran out of stake meanwhile), and no block will take it now.
+                if started.elapsed() > NEVER_COMMITTED {
+                    bail!(
+                        "job {job} was admitted but not committed within {NEVER_COMMITTED:?}: \
+                         refused_by_contract at block time (provider no longer eligible?)"
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(150));
                 continue;
             }
@@ -287,16 +393,19 @@ fn follow(
                 "output",
                 format!(
                     "output verified against the ledger hash {}",
-                    o["output_hash"]
+                    o["output_hash"].as_str().unwrap_or("")
                 ),
             )?;
             Some(o)
         } else {
             None
         };
+        let fin = phase == "settled" || phase == "refunded";
         let done = match args.wait {
-            Wait::Result => output.is_some() || phase == "refunded",
-            Wait::Settled => phase == "settled" || phase == "refunded",
+            // A final job whose output this node does not hold (it was not the gateway, or
+            // the provider never answered) ends the wait too: there is nothing more to come.
+            Wait::Result => output.is_some() || fin,
+            Wait::Settled => fin,
         };
         if done {
             note(out, "final", format!("job is {phase}"))?;

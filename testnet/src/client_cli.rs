@@ -148,6 +148,15 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The key files in a directory and their accounts.
+    List {
+        /// The directory.
+        #[arg(default_value = ".attest/testnet/clients")]
+        dir: PathBuf,
+        /// Print JSON (schema attest.keys/1).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the account of a key file.
     Show {
         /// The key file.
@@ -300,6 +309,7 @@ fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
     let (key, json) = match command {
         KeysCommand::New { path, json } => (client::new_key(&path)?, json),
         KeysCommand::Show { path, json } => (attest_node::keyfile::read(&path)?, json),
+        KeysCommand::List { dir, json } => return list_keys(&dir, json, out),
     };
     let account = key.public().to_string();
     if json {
@@ -313,7 +323,36 @@ fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
     }
 }
 
-/// The audit report as a person reads it.
+/// Every `*.key` file in `dir` (sorted by name) with its account.
+fn list_keys(dir: &std::path::Path, json: bool, out: &mut impl Write) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("key directory {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .collect();
+    paths.sort();
+    let mut rows = Vec::new();
+    for path in paths {
+        let account = attest_node::keyfile::read(&path)?.public().to_string();
+        rows.push(json!({ "path": path.display().to_string(), "account": account }));
+    }
+    if json {
+        return print(out, &json!({ "schema": "attest.keys/1", "keys": rows }));
+    }
+    for r in &rows {
+        writeln!(
+            out,
+            "{}  {}",
+            r["account"].as_str().unwrap_or(""),
+            r["path"].as_str().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+/// The audit report as a person reads it: the verdict, the latency distributions, one row
+/// per provider, the slashes.
 fn print_audit(r: &Value, out: &mut impl Write) -> Result<()> {
     let ok = r["ok"].as_bool() == Some(true);
     writeln!(
@@ -327,18 +366,44 @@ fn print_audit(r: &Value, out: &mut impl Write) -> Result<()> {
     if !ok {
         writeln!(out, "failure: {}", r["failure"])?;
     }
+    for (name, d) in [
+        ("validation latency", &r["validation_latency_ms"]["all"]),
+        ("job latency (opened to final)", &r["job_latency_ms"]["all"]),
+    ] {
+        writeln!(
+            out,
+            "{name}: {} samples, p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            d["count"], d["p50_ms"], d["p90_ms"], d["p99_ms"], d["max_ms"]
+        )?;
+    }
     writeln!(
         out,
-        "validation latency (ms): {}",
-        r["validation_latency_ms"]
+        "{:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>12}",
+        "provider", "jobs", "checked", "agreed", "won", "lost", "slashed"
     )?;
-    writeln!(out, "job latency (ms): {}", r["job_latency_ms"])?;
-    writeln!(out, "providers:")?;
     for p in r["providers"].as_array().into_iter().flatten() {
-        writeln!(out, "  {p}")?;
+        let account = p["account"].as_str().unwrap_or("");
+        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+        writeln!(
+            out,
+            "{:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>12}",
+            account.get(..16).unwrap_or(account),
+            n("jobs"),
+            n("checked"),
+            n("agreed"),
+            n("disputes_won"),
+            n("disputes_lost"),
+            n("slashed")
+        )?;
     }
     for s in r["slashes"].as_array().into_iter().flatten() {
-        writeln!(out, "slash: {s}")?;
+        writeln!(
+            out,
+            "slash: {} lost {} micro-units ({})",
+            s["account"].as_str().unwrap_or(""),
+            s["amount"],
+            s["reason"].as_str().unwrap_or("")
+        )?;
     }
     Ok(())
 }

@@ -46,15 +46,8 @@ const NODES: usize = 4;
 /// Runs the demo; `progress` gets one line per milestone unless `json`. Returns the summary
 /// (`attest.demo/1`) and whether the run passed.
 pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Value, bool)> {
-    let started = Instant::now();
     let dir = launcher::absolute_dir(&opts.dir)?;
-    let say = |out: &mut dyn Write, line: String| -> Result<()> {
-        if !json {
-            writeln!(out, "[{:>5.1}s] {line}", started.elapsed().as_secs_f64())?;
-            out.flush()?;
-        }
-        Ok(())
-    };
+    let say = stamped(Instant::now(), json);
     let init = InitOptions {
         dir: dir.clone(),
         nodes: NODES,
@@ -65,11 +58,7 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         force: true,
     };
     let report = launcher::init(&init)?;
-    let exe = std::env::current_exe().context("finding the attest binary")?;
-    let up = launcher::up(&dir, Duration::from_secs(60), &exe)?;
-    if let Some(why) = up.failure {
-        return Err(anyhow!("the testnet did not come up: {why}"));
-    }
+    start(&dir)?;
     say(
         out,
         format!("{NODES} nodes ready (node {CHEATER} cheats: {CHEAT})"),
@@ -83,7 +72,7 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    wait_for_adverts(&gateway)?;
+    wait_for_adverts(&gateway, NODES)?;
     let providers: Vec<String> = nodes
         .iter()
         .filter_map(|n| n["account"].as_str().map(str::to_owned))
@@ -107,35 +96,67 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         ),
     )?;
     let summary = summarize(&views, &audit, audit_ok, &cheater, opts.jobs, &gateway)?;
-    if !opts.keep {
-        let down = launcher::down(&dir, Duration::from_secs(5), true)?;
-        if let Some(why) = down.failure {
-            say(out, format!("warning: taking the testnet down: {why}"))?;
-        }
-    }
+    stop(&dir, opts.keep, out, &say)?;
     let passed = summary["passed"].as_bool() == Some(true);
     Ok((summary, passed))
 }
 
-type Say<'a> = dyn Fn(&mut dyn Write, String) -> Result<()> + 'a;
+/// A progress printer: one line, stamped, unless the output is JSON.
+pub type Say<'a> = dyn Fn(&mut dyn Write, String) -> Result<()> + 'a;
+
+/// The progress printer of a run that began at `started`: each line stamped with the seconds
+/// since, nothing at all if `json` (stdout then holds only the summary).
+pub fn stamped(started: Instant, json: bool) -> impl Fn(&mut dyn Write, String) -> Result<()> {
+    move |out: &mut dyn Write, line: String| -> Result<()> {
+        if !json {
+            writeln!(out, "[{:>5.1}s] {line}", started.elapsed().as_secs_f64())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the nodes of the testnet just created in `dir` (this binary) and waits until each
+/// has committed a block.
+pub fn start(dir: &Path) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the attest binary")?;
+    let up = launcher::up(dir, Duration::from_secs(60), &exe)?;
+    match up.failure {
+        Some(why) => Err(anyhow!("the testnet did not come up: {why}")),
+        None => Ok(()),
+    }
+}
+
+/// Takes the testnet in `dir` down and purges it, unless `keep`; a node that would not stop is
+/// reported as a warning, not an error (the run's figures stand).
+pub fn stop(dir: &Path, keep: bool, out: &mut dyn Write, say: &Say<'_>) -> Result<()> {
+    if !keep {
+        let down = launcher::down(dir, Duration::from_secs(5), true)?;
+        if let Some(why) = down.failure {
+            say(out, format!("warning: taking the testnet down: {why}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// Times a job is offered again while the market is busy (200 ms apart: 30 s in all).
 const RETRIES: usize = 150;
 
-/// Whether `e` is the market's back-pressure: no provider has a free slot, or the node's
-/// mempool is full.
-fn is_busy(e: &anyhow::Error) -> bool {
+/// Whether `e` is the market's back-pressure: no provider has a free slot, the node's
+/// mempool is full, or the sender's nonce is not the one the node expects yet.
+pub fn is_busy(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
     text.contains("no_free_slots") || text.contains("mempool_full") || text.contains("nonce")
 }
 
-/// Waits until the gateway's advert book holds every provider (adverts go out every 5 s).
-fn wait_for_adverts(gateway: &str) -> Result<()> {
+/// Waits until the gateway's advert book holds all `nodes` providers (adverts go out every
+/// 5 s).
+pub fn wait_for_adverts(gateway: &str, nodes: usize) -> Result<()> {
     let mut api = Api::new(gateway)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let book = api.get("/v1/adverts")?;
-        if book["adverts"].as_array().map_or(0, Vec::len) >= NODES {
+        if book["adverts"].as_array().map_or(0, Vec::len) >= nodes {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -159,12 +180,6 @@ fn submit_all(
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let inputs = [
-        "Hello, Attest",
-        "verifiable compute",
-        "the quick brown fox",
-        "spot-check me",
-    ];
     std::thread::scope(|scope| {
         for w in 0..opts.concurrency.max(1) {
             let (next, done, errors) = (&next, &done, &errors);
@@ -176,23 +191,11 @@ fn submit_all(
                         return;
                     }
                     let args = SubmitArgs {
-                        node: gateway.to_owned(),
-                        key: key.clone(),
-                        model: if i % 3 == 0 {
-                            "attest-tiny-1b".into()
-                        } else {
-                            "attest-base-8b".into()
-                        },
-                        input: format!("{} #{i}", inputs[i % inputs.len()]).into_bytes(),
-                        max_tokens: 16,
-                        max_price: 1_000,
-                        deadline_blocks: 600,
-                        wait: Wait::Result,
-                        timeout: Duration::from_secs(90),
                         // Round-robin over the providers, so every one (the cheater too)
                         // gets its share and the spot-checks have something to find; a
                         // provider without an advert (banned) leaves the pick to the gateway.
                         provider: providers.get(i % providers.len().max(1)).cloned(),
+                        ..job_args(i, gateway, &key)
                     };
                     // Busy providers (no free slot) and a full mempool are back-pressure,
                     // not failures: wait and ask again, a bounded number of times.
@@ -253,8 +256,37 @@ fn submit_all(
     Ok(done.into_inner().unwrap_or_default())
 }
 
+/// Job `i` of a run: a third on the tiny model, the rest on the base one, each input distinct,
+/// 16 tokens, followed to a verified result (90 s at most); the gateway picks the provider.
+pub fn job_args(i: usize, gateway: &str, key: &Path) -> SubmitArgs {
+    let inputs = [
+        "Hello, Attest",
+        "verifiable compute",
+        "the quick brown fox",
+        "spot-check me",
+    ];
+    SubmitArgs {
+        node: gateway.to_owned(),
+        key: key.to_owned(),
+        model: if i.is_multiple_of(3) {
+            "attest-tiny-1b".into()
+        } else {
+            "attest-base-8b".into()
+        },
+        input: format!("{} #{i}", inputs[i % inputs.len()]).into_bytes(),
+        max_tokens: 16,
+        max_price: 1_000,
+        // Short, so a job named for the cheater just before its ban is refunded within
+        // seconds, not minutes.
+        deadline_blocks: 100,
+        wait: Wait::Result,
+        timeout: Duration::from_secs(120),
+        provider: None,
+    }
+}
+
 /// Polls every job until it is settled or refunded (at most 3 minutes).
-fn wait_final(
+pub fn wait_final(
     gateway: &str,
     jobs: &[String],
     out: &mut impl Write,
@@ -360,28 +392,41 @@ fn distribution(d: &Value) -> Value {
 fn block_times(gateway: &str) -> Result<Value> {
     let mut api = Api::new(gateway)?;
     let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
-    let mut times = Vec::new();
-    let mut from = 1;
-    while from <= latest {
-        let page = api.get(&format!("/v1/blocks?from={from}&to={latest}"))?;
-        let blocks = page["blocks"].as_array().cloned().unwrap_or_default();
-        if blocks.is_empty() {
-            break;
-        }
-        times.extend(blocks.iter().filter_map(|b| b["time_ms"].as_u64()));
-        from = page["next"].as_u64().unwrap_or(latest + 1);
-    }
-    let mut gaps: Vec<u64> = times
+    let times: Vec<u64> = read_blocks(&mut api, 1, latest)?
+        .iter()
+        .filter_map(|b| b["time_ms"].as_u64())
+        .collect();
+    let gaps = times
         .windows(2)
         .map(|w| w[1].saturating_sub(w[0]))
         .collect();
-    gaps.sort_unstable();
+    Ok(percentiles(gaps))
+}
+
+/// The committed blocks `from..=to` as `GET /v1/blocks` shows them, page after page.
+pub fn read_blocks(api: &mut Api, from: u64, to: u64) -> Result<Vec<Value>> {
+    let mut blocks = Vec::new();
+    let mut from = from.max(1);
+    while from <= to {
+        let page = api.get(&format!("/v1/blocks?from={from}&to={to}"))?;
+        let got = page["blocks"].as_array().cloned().unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        blocks.extend(got);
+        from = page["next"].as_u64().unwrap_or(to + 1);
+    }
+    Ok(blocks)
+}
+
+/// `{count, p50, p90, p99, max}` of `values` (nearest rank; `null`s when there are none).
+pub fn percentiles(mut values: Vec<u64>) -> Value {
+    values.sort_unstable();
     let q = |p: usize| {
-        gaps.get((gaps.len() * p / 100).min(gaps.len().saturating_sub(1)))
+        values
+            .get((values.len() * p / 100).min(values.len().saturating_sub(1)))
             .copied()
     };
-    Ok(
-        json!({ "count": gaps.len(), "p50": q(50), "p90": q(90), "p99": q(99),
-               "max": gaps.last() }),
-    )
+    json!({ "count": values.len(), "p50": q(50), "p90": q(90), "p99": q(99),
+            "max": values.last() })
 }

@@ -5,6 +5,7 @@
 //! drives `attest node` processes on loopback only and never touches the contract state except
 //! through nodes. It sits above `attest-node`, whose library it uses.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod client_cli;

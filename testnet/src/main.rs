@@ -128,6 +128,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A load generator against a fresh local testnet (no cheater): jobs/s with a verified
+    /// output and settled, transactions/s, job, settlement and validation latency, block time,
+    /// and each node's memory and CPU. Exit 0 only if every job got its output and settled.
+    Bench {
+        /// Validators (each also a provider).
+        #[arg(long, default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=attest_testnet::layout::MAX_NODES as i64))]
+        nodes: u16,
+        /// Jobs to open.
+        #[arg(long, default_value_t = 400,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        jobs: u32,
+        /// Client keys opening jobs at once, each back to back without waiting for the last.
+        #[arg(long, default_value_t = 32,
+              value_parser = clap::value_parser!(u16).range(1..=attest_testnet::layout::MAX_CLIENTS as i64))]
+        concurrency: u16,
+        /// Where the bench's testnet lives (removed at the end unless --keep).
+        #[arg(long, default_value = ".attest/bench")]
+        dir: std::path::PathBuf,
+        /// Node i uses ports BASE+2i (libp2p) and BASE+2i+1 (API) on 127.0.0.1.
+        #[arg(long, default_value_t = 26_800)]
+        base_port: u16,
+        /// Leave the testnet running at the end.
+        #[arg(long)]
+        keep: bool,
+        /// Print one JSON object (schema attest.bench/1) instead of progress and a summary.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Client(attest_testnet::client_cli::ClientCommand),
 }
@@ -286,6 +315,36 @@ fn run(args: Args) -> Result<()> {
             }
             if !passed {
                 anyhow::bail!("the demo did not pass (see the summary above)");
+            }
+        }
+        Command::Bench {
+            nodes,
+            jobs,
+            concurrency,
+            dir,
+            base_port,
+            keep,
+            json,
+        } => {
+            init_logging_at("warn");
+            let opts = attest_testnet::bench::BenchOptions {
+                dir,
+                nodes: usize::from(nodes),
+                jobs: jobs as usize,
+                concurrency: usize::from(concurrency),
+                base_port,
+                keep,
+            };
+            let (summary, complete) = attest_testnet::bench::run(&opts, json, &mut out)?;
+            if json {
+                print_json(&mut out, &summary)?;
+            } else {
+                attest_testnet::bench::print(&mut out, &summary)?;
+            }
+            if !complete {
+                anyhow::bail!(
+                    "the bench did not complete: not every job got its output and settled"
+                );
             }
         }
         Command::Client(command) => {

@@ -1,0 +1,788 @@
+//! `attest bench`: a load generator against a fresh local testnet (every node honest), and
+//! what it measured (DESIGN.md section 10).
+//!
+//! Steps: init a testnet in `--dir` with one funded client key per worker, bring it up, wait
+//! for every provider's advert, then let `--concurrency` workers open `--jobs` jobs through
+//! node 0's gateway. A worker does not wait for a job before opening the next: it keeps its
+//! key's nonces locally ([`Opener`]) and opens jobs back to back, up to
+//! [`PER_KEY_IN_FLIGHT`] of them without a verified output, while the market's own
+//! back-pressure (`no_free_slots` when every provider's advertised slots are taken) holds it
+//! back; it polls its jobs' outputs in between. When every job has its output (or failed), it
+//! waits for every job to settle, reads the blocks of the run, and takes the testnet down.
+//! Each node's memory and CPU (and the client's own) are read from `/proc` before the load,
+//! at the last output and at the end.
+//!
+//! Two windows, both starting at the first submission: the results window ends at the last
+//! verified output, the settlement window at the last settlement. A result settles only
+//! `verdict_window_blocks` blocks after it commits (200 on a testnet: about 50 s once the
+//! chain is idle again), so settled jobs per second over the settlement window is mostly that
+//! fixed tail, not what the chain can carry; results per second is the market's throughput.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use attest_node::shell::now_ms;
+
+use crate::client::{Api, Opener};
+use crate::demo::{self, Say};
+use crate::launcher;
+use crate::layout::{self, InitOptions, Layout};
+use crate::procs;
+
+/// The `schema` of the summary.
+pub const SCHEMA: &str = "attest.bench/1";
+
+/// What the bench is asked for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where the bench's testnet lives (purged at the end unless `keep`).
+    pub dir: PathBuf,
+    /// Validators, each also a provider.
+    pub nodes: usize,
+    /// Jobs to open.
+    pub jobs: usize,
+    /// Workers, each with a funded client key of its own.
+    pub concurrency: usize,
+    /// The first port (node i uses base + 2i and base + 2i + 1).
+    pub base_port: u16,
+    /// Leave the testnet running at the end.
+    pub keep: bool,
+}
+
+/// Jobs one key may have opened without a verified output yet. Well inside the 64 nonces the
+/// mempool admits past a sender's committed one, so a key never runs too far ahead; and the
+/// market's slots (a few per provider) hold the total far lower than workers times this.
+pub const PER_KEY_IN_FLIGHT: usize = 16;
+/// How often a worker polls its jobs' outputs (and asks the market again after a busy
+/// answer): the client latencies are this coarse. `attest submit` polls as often.
+const POLL: Duration = Duration::from_millis(150);
+/// How long a job may wait for the market (busy answers) before it counts as failed.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an opened job may take to its verified output before it counts as failed: the
+/// commit deadline (600 blocks) is 30 s to 150 s.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long an admitted job may stay off the ledger before it counts as lost (and the key's
+/// nonce is read again, so the gap it left is filled by the next job).
+const LOST_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs the bench; progress lines go to `out` unless `json`. Returns the summary
+/// ([`SCHEMA`]) and whether the run was complete: every job opened, verified and settled.
+pub fn run(opts: &BenchOptions, json: bool, out: &mut impl Write) -> Result<(Value, bool)> {
+    if opts.jobs == 0 || opts.concurrency == 0 || opts.concurrency > layout::MAX_CLIENTS {
+        bail!(
+            "--jobs must be at least 1 and --concurrency 1 to {}",
+            layout::MAX_CLIENTS
+        );
+    }
+    let say = demo::stamped(Instant::now(), json);
+    let dir = launcher::absolute_dir(&opts.dir)?;
+    launcher::init(&InitOptions {
+        dir: dir.clone(),
+        nodes: opts.nodes,
+        seed: 0,
+        base_port: opts.base_port,
+        clients: opts.concurrency,
+        cheaters: Vec::new(),
+        force: true,
+    })?;
+    // From here on the nodes are ours: they come down however the run ends.
+    let measured = demo::start(&dir).and_then(|()| measure(opts, &dir, out, &say));
+    let stopped = demo::stop(&dir, opts.keep, out, &say);
+    // The run's own error, if any, says more than a failure to stop after it.
+    let summary = measured?;
+    stopped?;
+    let complete = summary["complete"].as_bool() == Some(true);
+    Ok((summary, complete))
+}
+
+/// The run itself, on a testnet that is up.
+fn measure(opts: &BenchOptions, dir: &Path, out: &mut impl Write, say: &Say<'_>) -> Result<Value> {
+    let layout = Layout::load(dir)?;
+    let gateway = layout.nodes[0].api_url.clone();
+    demo::wait_for_adverts(&gateway, opts.nodes)?;
+    say(
+        out,
+        format!(
+            "{} nodes ready; {} jobs from {} clients through {gateway}",
+            opts.nodes, opts.jobs, opts.concurrency
+        ),
+    )?;
+    let mut api = Api::new(&gateway)?;
+    let first_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0) + 1;
+    let homes: Vec<PathBuf> = (0..layout.nodes.len())
+        .map(|i| layout.home(dir, i))
+        .collect();
+    let before = sample_all(&homes);
+    let load = Load::run(opts, dir, &gateway, out, say)?;
+    let at_results = sample_all(&homes);
+    say(
+        out,
+        format!(
+            "{} jobs with a verified output, {} failed; waiting for settlement",
+            load.results.len(),
+            load.failures.len()
+        ),
+    )?;
+    // Every result has committed by now, and an unchecked one settles a verdict window
+    // later: wait for that height on `/v1/status` alone, so that polling hundreds of jobs
+    // does not load the gateway during the tail, then read every job's final state.
+    let verdict_window = layout::testnet_params()?.verdict_window_blocks;
+    let now = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+    wait_height(&mut api, now + verdict_window + 1)?;
+    let views = demo::wait_final(&gateway, &load.on_ledger(), out, say)?;
+    let after = sample_all(&homes);
+    let last_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+    let blocks = demo::read_blocks(&mut api, first_height, last_height)?;
+    let resources = Resources {
+        homes: &homes,
+        before: &before,
+        at_results: &at_results,
+        after: &after,
+    };
+    summarize(opts, &load, &views, &blocks, &resources)
+}
+
+/// Waits until the node has committed `height` (at most 3 minutes: a verdict window is under
+/// a minute even at the idle block interval).
+fn wait_height(api: &mut Api, height: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while api.get("/v1/status")?["height"].as_u64().unwrap_or(0) < height {
+        if Instant::now() > deadline {
+            bail!("the chain did not reach height {height} within 3 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// A job opened and not yet done with.
+#[derive(Debug)]
+struct Flying {
+    id: String,
+    posted: Instant,
+    on_ledger: bool,
+}
+
+/// What the workers found, shared among them.
+#[derive(Debug, Default)]
+struct Load {
+    /// Wall-clock ms of the first submission.
+    first_post_ms: Option<u64>,
+    /// Jobs the node admitted.
+    opened: usize,
+    /// Wall-clock ms of the last verified output.
+    last_result_ms: u64,
+    /// Job ids with a verified output, and the client's latency to it: from the quote of the
+    /// attempt the node admitted (busy answers before it are not counted) to the output,
+    /// checked here against the ledger.
+    results: Vec<(String, u64)>,
+    /// Jobs refunded before they had an output.
+    refunded: Vec<String>,
+    /// Jobs the node admitted that never produced an output (the id, if it reached the
+    /// ledger), and why.
+    failures: Vec<(Option<String>, String)>,
+    /// Busy answers from the market (each one waited [`POLL`] and asked again).
+    busy: usize,
+}
+
+impl Load {
+    /// Runs the workers to the end and collects what they found.
+    fn run(
+        opts: &BenchOptions,
+        dir: &Path,
+        gateway: &str,
+        out: &mut impl Write,
+        say: &Say<'_>,
+    ) -> Result<Self> {
+        let next = AtomicUsize::new(0);
+        let running = AtomicUsize::new(opts.concurrency);
+        let load = Mutex::new(Load::default());
+        std::thread::scope(|scope| {
+            for w in 0..opts.concurrency {
+                let key = dir.join(format!("{}/client-{w}.key", layout::CLIENTS_DIR));
+                let (next, running, load) = (&next, &running, &load);
+                scope.spawn(move || {
+                    let mut worker = Worker {
+                        jobs: opts.jobs,
+                        next,
+                        load,
+                        gateway,
+                        key,
+                    };
+                    if let Err(e) = worker.run() {
+                        worker.with(|l| l.failures.push((None, format!("worker {w}: {e:#}"))));
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            let mut shown = 0;
+            while running.load(Ordering::SeqCst) > 0 {
+                let n = load.lock().map_or(0, |l| l.results.len());
+                if n >= shown + 50 {
+                    shown = n;
+                    let _ = say(out, format!("verified outputs: {n}/{}", opts.jobs));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        load.into_inner()
+            .map_err(|_| anyhow!("a bench worker panicked"))
+    }
+
+    /// The jobs that reached the ledger, to wait for.
+    fn on_ledger(&self) -> Vec<String> {
+        let failed = self.failures.iter().filter_map(|(id, _)| id.clone());
+        let done = self.results.iter().map(|(id, _)| id.clone());
+        done.chain(self.refunded.iter().cloned())
+            .chain(failed)
+            .collect()
+    }
+}
+
+/// One client key's share of the load.
+struct Worker<'a> {
+    jobs: usize,
+    next: &'a AtomicUsize,
+    load: &'a Mutex<Load>,
+    gateway: &'a str,
+    key: PathBuf,
+}
+
+impl Worker<'_> {
+    fn with<T>(&self, f: impl FnOnce(&mut Load) -> T) -> Option<T> {
+        self.load.lock().ok().map(|mut l| f(&mut l))
+    }
+
+    /// Opens jobs back to back while the market takes them and the key has room, polls the
+    /// open ones, and returns when every job it took has an end.
+    fn run(&mut self) -> Result<()> {
+        let mut opener = Opener::new(self.gateway, &self.key)?;
+        let mut flying: Vec<Flying> = Vec::new();
+        // A job taken from the queue that the market has not accepted yet, and since when.
+        let mut waiting: Option<(usize, Instant)> = None;
+        loop {
+            let mut progressed = false;
+            while flying.len() < PER_KEY_IN_FLIGHT {
+                let Some((i, since)) = waiting.take().or_else(|| self.take()) else {
+                    break;
+                };
+                let args = demo::job_args(i, self.gateway, &self.key);
+                let posted = Instant::now();
+                let posted_ms = now_ms();
+                match opener.open(&args) {
+                    Ok(opened) => {
+                        self.with(|l| {
+                            l.first_post_ms = l.first_post_ms.or(Some(posted_ms));
+                            l.opened += 1;
+                        });
+                        flying.push(Flying {
+                            id: opened.job,
+                            posted,
+                            on_ledger: false,
+                        });
+                        progressed = true;
+                    }
+                    Err(e) if demo::is_busy(&e) && since.elapsed() < OPEN_TIMEOUT => {
+                        self.with(|l| l.busy += 1);
+                        waiting = Some((i, since));
+                        break;
+                    }
+                    Err(e) => {
+                        self.with(|l| l.failures.push((None, format!("job {i}: {e:#}"))));
+                    }
+                }
+            }
+            progressed |= self.poll(opener.api(), &mut flying);
+            if flying
+                .iter()
+                .any(|f| !f.on_ledger && f.posted.elapsed() > LOST_AFTER)
+            {
+                opener.resync()?;
+                self.give_up_lost(&mut flying);
+            }
+            if flying.is_empty()
+                && waiting.is_none()
+                && self.next.load(Ordering::SeqCst) >= self.jobs
+            {
+                return Ok(());
+            }
+            if !progressed {
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+
+    /// The next job of the run, if any are left.
+    fn take(&self) -> Option<(usize, Instant)> {
+        let i = self.next.fetch_add(1, Ordering::SeqCst);
+        (i < self.jobs).then(|| (i, Instant::now()))
+    }
+
+    /// Asks for each open job's output once; answers whether any job came to an end. A job
+    /// without an output [`RESULT_TIMEOUT`] after it was opened has failed (with the last
+    /// error, if asking for it failed: a dead gateway ends every job that way, not the run).
+    fn poll(&self, api: &mut Api, flying: &mut Vec<Flying>) -> bool {
+        let before = flying.len();
+        let mut kept = Vec::with_capacity(before);
+        for mut job in flying.drain(..) {
+            let state = output_of(api, &job.id);
+            job.on_ledger |= !matches!(state, Ok(Output::NotOnLedger) | Err(_));
+            let ended = |why: String| (job.on_ledger.then(|| job.id.clone()), why);
+            match state {
+                Ok(Output::Verified) => {
+                    let ms = u64::try_from(job.posted.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let at = now_ms();
+                    self.with(|l| {
+                        l.last_result_ms = l.last_result_ms.max(at);
+                        l.results.push((job.id, ms));
+                    });
+                }
+                Ok(Output::Refunded) => {
+                    self.with(|l| l.refunded.push(job.id));
+                }
+                Ok(Output::Rejected(why)) => {
+                    self.with(|l| l.failures.push(ended(why)));
+                }
+                Err(e) if job.posted.elapsed() > RESULT_TIMEOUT => {
+                    self.with(|l| l.failures.push(ended(format!("job {}: {e:#}", job.id))));
+                }
+                Ok(_) if job.on_ledger && job.posted.elapsed() > RESULT_TIMEOUT => {
+                    let why = format!("job {}: no verified output in {RESULT_TIMEOUT:?}", job.id);
+                    self.with(|l| l.failures.push(ended(why)));
+                }
+                Ok(Output::NotOnLedger | Output::NotYet) | Err(_) => kept.push(job),
+            }
+        }
+        *flying = kept;
+        flying.len() < before
+    }
+
+    /// Jobs admitted long ago and still not on the ledger were dropped somewhere (a mempool
+    /// bound, or refused when their block was built): they count as failed.
+    fn give_up_lost(&self, flying: &mut Vec<Flying>) {
+        flying.retain(|f| {
+            let lost = !f.on_ledger && f.posted.elapsed() > LOST_AFTER;
+            if lost {
+                let why = format!("job {}: not on the ledger after {LOST_AFTER:?}", f.id);
+                self.with(|l| l.failures.push((None, why)));
+            }
+            !lost
+        });
+    }
+}
+
+/// Where a job's output stands, as its gateway and the ledger say.
+enum Output {
+    /// The job is not on the ledger yet (its `OpenJob` waits in a mempool).
+    NotOnLedger,
+    /// On the ledger, no output yet.
+    NotYet,
+    /// The output's bytes hash to the `output_hash` the ledger holds for the job.
+    Verified,
+    /// Refunded: there will be no output.
+    Refunded,
+    /// The gateway served an output that does not match the ledger.
+    Rejected(String),
+}
+
+/// Asks the gateway for the job's output; when it has one, checks it here: its bytes must
+/// hash to the output hash in the job's committed result on the ledger.
+fn output_of(api: &mut Api, job: &str) -> Result<Output> {
+    let served = match api.get(&format!("/v1/jobs/{job}/output")) {
+        Ok(v) => v,
+        Err(e) => {
+            let text = format!("{e:#}");
+            return Ok(if text.contains("404 refunded") {
+                Output::Refunded
+            } else if text.contains("404 not_found") {
+                Output::NotOnLedger
+            } else if text.contains("404 ") {
+                Output::NotYet
+            } else {
+                return Err(e);
+            });
+        }
+    };
+    let bytes = hex::decode(served["output_hex"].as_str().unwrap_or_default())
+        .map_err(|e| anyhow!("job {job}: output_hex: {e}"))?;
+    let here = attest_protocol::workload::output_hash(&bytes).to_string();
+    let view = api.get(&format!("/v1/jobs/{job}"))?;
+    // The ledger forgets a result's hashes once the job settles; a job that settled before
+    // this poll saw it was never disputed, and its gateway checked the bytes on arrival.
+    let ledger = view["result"]["output_hash"].as_str();
+    Ok(match ledger {
+        Some(h) if h != here => Output::Rejected(format!(
+            "job {job}: the output hashes to {here}, the ledger holds {h}"
+        )),
+        _ => Output::Verified,
+    })
+}
+
+/// A node's (or the client's) memory and CPU at one moment, from `/proc/PID`.
+#[derive(Debug, Clone, Copy)]
+struct ProcSample {
+    /// When the sample was taken (wall-clock ms).
+    at_ms: u64,
+    /// Resident memory, KiB (`VmRSS`).
+    rss_kib: u64,
+    /// The most resident memory so far, KiB (`VmHWM`).
+    peak_kib: u64,
+    /// User and system CPU time, clock ticks (`utime + stime`).
+    cpu_ticks: u64,
+    /// Seconds the process has run.
+    age_s: f64,
+}
+
+/// Clock ticks per second, as `/proc` counts CPU time (`getconf CLK_TCK`; 100 on Linux unless
+/// the kernel was built otherwise).
+fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+/// Reads `/proc/PID/status` and `/proc/PID/stat`; `None` if the process is gone.
+fn sample(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: fields are counted after the last ')', since comm may hold
+    // anything; there utime and stime are fields 14 and 15 of the whole line, starttime 22.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = clock_ticks() as f64;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(ProcSample {
+        at_ms: now_ms(),
+        rss_kib: kib("VmRSS:")?,
+        peak_kib: kib("VmHWM:").unwrap_or(0),
+        cpu_ticks: field(14)? + field(15)?,
+        age_s: uptime - field(22)? as f64 / ticks,
+    })
+}
+
+/// One sample per node (its pid from the pid file in its home, as `procs` finds it), then
+/// this process's own.
+fn sample_all(homes: &[PathBuf]) -> Vec<Option<ProcSample>> {
+    let mut samples: Vec<Option<ProcSample>> = homes
+        .iter()
+        .map(|home| procs::running_pid(home).and_then(sample))
+        .collect();
+    samples.push(sample(std::process::id()));
+    samples
+}
+
+/// The three rounds of samples: before the load, when the last output came, at the end.
+struct Resources<'a> {
+    homes: &'a [PathBuf],
+    before: &'a [Option<ProcSample>],
+    at_results: &'a [Option<ProcSample>],
+    after: &'a [Option<ProcSample>],
+}
+
+impl Resources<'_> {
+    /// One row per node and one for the client: memory at the end, CPU in seconds over the
+    /// process's life and as a share of one core over its life, over the results window and
+    /// over the whole run.
+    fn to_json(&self) -> Value {
+        let ticks = clock_ticks() as f64;
+        let row = |i: usize| -> Value {
+            let (Some(b), Some(r), Some(a)) = (self.before[i], self.at_results[i], self.after[i])
+            else {
+                return json!({ "sampled": false });
+            };
+            let pct = |from: ProcSample, to: ProcSample| {
+                let wall = to.at_ms.saturating_sub(from.at_ms) as f64 / 1000.0;
+                let cpu = to.cpu_ticks.saturating_sub(from.cpu_ticks) as f64 / ticks;
+                round1(100.0 * cpu / wall.max(0.001))
+            };
+            json!({
+                "rss_mib": round1(a.rss_kib as f64 / 1024.0),
+                "rss_peak_mib": round1(a.peak_kib as f64 / 1024.0),
+                "cpu_s": round1(a.cpu_ticks as f64 / ticks),
+                "cpu_pct_lifetime": round1(100.0 * a.cpu_ticks as f64 / ticks / a.age_s.max(0.001)),
+                "cpu_pct_results_window": pct(b, r),
+                "cpu_pct_run": pct(b, a),
+            })
+        };
+        let mut nodes = Vec::new();
+        for (i, home) in self.homes.iter().enumerate() {
+            let mut r = row(i);
+            r["node"] = json!(i);
+            r["pid"] = json!(procs::read_pid(home));
+            nodes.push(r);
+        }
+        json!({ "nodes": nodes, "client": row(self.homes.len()) })
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `count / seconds`, to two decimals; `null` when the window is empty.
+fn rate(count: usize, seconds: f64) -> Value {
+    if seconds > 0.0 {
+        json!(((count as f64 / seconds) * 100.0).round() / 100.0)
+    } else {
+        Value::Null
+    }
+}
+
+/// The blocks with `from_ms <= time_ms <= to_ms`: their transactions and block intervals.
+fn window(blocks: &[Value], from_ms: u64, to_ms: u64) -> (usize, usize, Vec<u64>) {
+    let inside: Vec<&Value> = blocks
+        .iter()
+        .filter(|b| {
+            b["time_ms"]
+                .as_u64()
+                .is_some_and(|t| (from_ms..=to_ms).contains(&t))
+        })
+        .collect();
+    let txs = inside
+        .iter()
+        .map(|b| b["txs"].as_array().map_or(0, Vec::len))
+        .sum();
+    let gaps = inside
+        .windows(2)
+        .filter_map(|w| {
+            Some(
+                w[1]["time_ms"]
+                    .as_u64()?
+                    .saturating_sub(w[0]["time_ms"].as_u64()?),
+            )
+        })
+        .collect();
+    (inside.len(), txs, gaps)
+}
+
+/// Differences of two timeline stages' block times, over the jobs that reached both.
+fn stage_gaps(views: &[Value], from: &str, to: &str) -> Vec<u64> {
+    views
+        .iter()
+        .filter_map(|v| {
+            let t = &v["timeline"];
+            Some(
+                t[to]["time_ms"]
+                    .as_u64()?
+                    .saturating_sub(t[from]["time_ms"].as_u64()?),
+            )
+        })
+        .collect()
+}
+
+/// The summary ([`SCHEMA`]).
+fn summarize(
+    opts: &BenchOptions,
+    load: &Load,
+    views: &[Value],
+    blocks: &[Value],
+    resources: &Resources<'_>,
+) -> Result<Value> {
+    let phase = |v: &&Value| v["phase"].as_str().unwrap_or("").to_owned();
+    let settled: Vec<&Value> = views.iter().filter(|v| phase(v) == "settled").collect();
+    let first = load.first_post_ms.unwrap_or(0);
+    let last_settled = settled
+        .iter()
+        .filter_map(|v| v["timeline"]["closed"]["time_ms"].as_u64())
+        .max()
+        .unwrap_or(first);
+    let results_s = load.last_result_ms.saturating_sub(first) as f64 / 1000.0;
+    let settle_s = last_settled.saturating_sub(first) as f64 / 1000.0;
+    let (blocks_r, txs_r, gaps_r) = window(blocks, first, load.last_result_ms);
+    let (blocks_s, txs_s, _) = window(blocks, first, last_settled);
+    let mut faults: BTreeMap<String, usize> = BTreeMap::new();
+    for f in views
+        .iter()
+        .filter_map(|v| v["faults"].as_array())
+        .flatten()
+    {
+        *faults
+            .entry(f["reason"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    let verdict_window = layout::testnet_params()?.verdict_window_blocks;
+    let complete = load.results.len() == opts.jobs && settled.len() == opts.jobs;
+    Ok(json!({
+        "schema": SCHEMA,
+        "complete": complete,
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "nodes": opts.nodes,
+        "jobs": opts.jobs,
+        "concurrency": opts.concurrency,
+        "jobs_opened": load.opened,
+        "jobs_with_result": load.results.len(),
+        "jobs_settled": settled.len(),
+        "jobs_refunded": views.iter().filter(|v| phase(v) == "refunded").count(),
+        "jobs_failed": load.failures.len(),
+        "first_failure": load.failures.first().map(|(_, why)| why.clone()),
+        "jobs_checked": views.iter().filter(|v| !v["timeline"]["verdict"].is_null()).count(),
+        "faults": faults,
+        "market_busy_answers": load.busy,
+        "window_s": { "results": round1(results_s), "settlement": round1(settle_s) },
+        "throughput": {
+            "result_jobs_per_s": rate(load.results.len(), results_s),
+            "settled_jobs_per_s": rate(settled.len(), settle_s),
+            "txs_per_s_results_window": rate(txs_r, results_s),
+            "txs_per_s_settlement_window": rate(txs_s, settle_s),
+        },
+        "blocks": { "results_window": blocks_r, "settlement_window": blocks_s,
+                    "txs_results_window": txs_r, "txs_settlement_window": txs_s },
+        "latency_ms": {
+            "job_result_client": demo::percentiles(load.results.iter().map(|r| r.1).collect()),
+            "job_result_ledger": demo::percentiles(stage_gaps(views, "opened", "committed")),
+            "job_settlement_ledger": demo::percentiles(stage_gaps(views, "opened", "closed")),
+            "validation_ledger": demo::percentiles(stage_gaps(views, "committed", "verdict")),
+        },
+        "block_time_ms_results_window": demo::percentiles(gaps_r),
+        "resources": resources.to_json(),
+        "note": format!(
+            "a result settles {verdict_window} blocks after it commits (the verdict window), \
+             so settled jobs/s over the settlement window is mostly that fixed tail; \
+             result_jobs_per_s is the market's throughput"
+        ),
+    }))
+}
+
+/// The summary for a person.
+pub fn print(out: &mut impl Write, s: &Value) -> Result<()> {
+    let t = &s["throughput"];
+    writeln!(
+        out,
+        "bench ({} build): {} nodes, {} jobs, {} clients",
+        s["build"].as_str().unwrap_or("?"),
+        s["nodes"],
+        s["jobs"],
+        s["concurrency"]
+    )?;
+    writeln!(
+        out,
+        "jobs: {} opened, {} with a verified output, {} settled, {} refunded, {} failed, {} \
+         checked; faults {}; market busy {} times",
+        s["jobs_opened"],
+        s["jobs_with_result"],
+        s["jobs_settled"],
+        s["jobs_refunded"],
+        s["jobs_failed"],
+        s["jobs_checked"],
+        s["faults"],
+        s["market_busy_answers"]
+    )?;
+    if let Some(why) = s["first_failure"].as_str() {
+        writeln!(out, "first failure: {why}")?;
+    }
+    writeln!(
+        out,
+        "results:    {} jobs/s, {} txs/s over {} s (first submission to last verified output)",
+        t["result_jobs_per_s"], t["txs_per_s_results_window"], s["window_s"]["results"]
+    )?;
+    writeln!(
+        out,
+        "settlement: {} jobs/s, {} txs/s over {} s (to the last settlement)",
+        t["settled_jobs_per_s"], t["txs_per_s_settlement_window"], s["window_s"]["settlement"]
+    )?;
+    let l = &s["latency_ms"];
+    for (name, d) in [
+        (
+            "job latency, submit to verified output (client)",
+            &l["job_result_client"],
+        ),
+        (
+            "job latency, opened to result (ledger)",
+            &l["job_result_ledger"],
+        ),
+        (
+            "settlement latency, opened to settled (ledger)",
+            &l["job_settlement_ledger"],
+        ),
+        (
+            "validation latency, result to verdict (ledger)",
+            &l["validation_ledger"],
+        ),
+        (
+            "block time in the results window",
+            &s["block_time_ms_results_window"],
+        ),
+    ] {
+        writeln!(
+            out,
+            "{name:<48} ms: p50 {} p90 {} p99 {} max {} (n={})",
+            d["p50"], d["p90"], d["p99"], d["max"], d["count"]
+        )?;
+    }
+    print_resources(out, &s["resources"])?;
+    writeln!(out, "note: {}", s["note"].as_str().unwrap_or(""))?;
+    Ok(())
+}
+
+/// One line per node and one for the client: memory, and CPU as a share of one core.
+fn print_resources(out: &mut impl Write, r: &Value) -> Result<()> {
+    let rows = r["nodes"].as_array().cloned().unwrap_or_default();
+    let client = [("client".to_owned(), r["client"].clone())];
+    let named = rows
+        .iter()
+        .map(|n| (format!("node {} (pid {})", n["node"], n["pid"]), n.clone()));
+    writeln!(out, "resources (CPU as % of one core):")?;
+    for (name, n) in named.chain(client) {
+        writeln!(
+            out,
+            "  {name:<18} rss {} MiB (peak {}), cpu {} s: {}% of its life, {}% in the results \
+             window, {}% over the run",
+            n["rss_mib"],
+            n["rss_peak_mib"],
+            n["cpu_s"],
+            n["cpu_pct_lifetime"],
+            n["cpu_pct_results_window"],
+            n["cpu_pct_run"]
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_counts_only_its_blocks_and_their_gaps() {
+        let blocks: Vec<Value> = [(100, 0), (150, 2), (230, 1), (400, 3)]
+            .iter()
+            .map(|(t, n)| json!({ "time_ms": t, "txs": vec!["aa"; *n] }))
+            .collect();
+        assert_eq!(window(&blocks, 150, 300), (2, 3, vec![80]));
+        assert_eq!(window(&blocks, 0, 1_000), (4, 6, vec![50, 80, 170]));
+        assert_eq!(window(&blocks, 500, 600), (0, 0, vec![]));
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = sample(std::process::id()).expect("/proc/self");
+        assert!(s.rss_kib > 0 && s.peak_kib >= s.rss_kib, "{s:?}");
+        assert!(s.age_s >= 0.0, "{s:?}");
+        assert_eq!(rate(3, 0.0), Value::Null);
+        assert_eq!(rate(3, 2.0), json!(1.5));
+    }
+}
