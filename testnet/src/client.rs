@@ -162,9 +162,13 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Val
         .with_context(|| format!("job for model {}", args.model))?;
     let mut opener = Opener::new(&args.node, &args.key)?;
     let opened = opener.open(args)?;
+    // On a terminal a spinner line shows the job is alive between stages; stage lines clear
+    // it first. Redirected output gets plain lines only.
+    let spin = !json && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let say = |out: &mut dyn Write, line: String| -> Result<()> {
         if !json {
-            writeln!(out, "{line}")?;
+            let clear = if spin { "\r\x1b[K" } else { "" };
+            writeln!(out, "{clear}{line}")?;
             out.flush()?;
         }
         Ok(())
@@ -177,7 +181,7 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Val
             opened.provider, opened.device, opened.price_per_token
         ),
     )?;
-    follow(&mut opener.api, &opened.job, args, out, &say)
+    follow(&mut opener.api, &opened.job, args, out, &say, spin)
 }
 
 /// A job the node admitted to its mempool: not yet on the ledger.
@@ -332,7 +336,10 @@ fn follow(
     args: &SubmitArgs,
     out: &mut impl Write,
     say: &Say<'_>,
+    spin: bool,
 ) -> Result<Value> {
+    const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+    let mut tick = 0usize;
     let started = Instant::now();
     let mut seen: Vec<&'static str> = Vec::new();
     let mut note = |out: &mut dyn Write, stage: &'static str, line: String| -> Result<()> {
@@ -424,6 +431,13 @@ fn follow(
                 "output_hash": output.as_ref().map(|o| o["output_hash"].clone()),
                 "view": view,
             }));
+        }
+        if spin {
+            tick += 1;
+            let frame = FRAMES[tick % FRAMES.len()];
+            let secs = started.elapsed().as_secs_f64();
+            write!(out, "\r{frame} job is {phase} ({secs:.1}s)")?;
+            out.flush()?;
         }
         std::thread::sleep(Duration::from_millis(150));
     }

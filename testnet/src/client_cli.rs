@@ -56,6 +56,9 @@ pub enum ClientCommand {
         /// The node's API.
         #[arg(long, default_value = DEFAULT_NODE, global = true)]
         node: String,
+        /// Print JSON (schema attest.job/1 or attest.job-output/1).
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         command: JobCommand,
     },
@@ -112,6 +115,9 @@ pub enum LedgerCommand {
         /// The node's API.
         #[arg(long, default_value = DEFAULT_NODE)]
         node: String,
+        /// Print JSON (schema attest.block/1).
+        #[arg(long)]
+        json: bool,
     },
     /// The latest blocks.
     Tail {
@@ -121,6 +127,9 @@ pub enum LedgerCommand {
         /// The node's API.
         #[arg(long, default_value = DEFAULT_NODE)]
         node: String,
+        /// Print JSON (schema attest.blocks/1).
+        #[arg(long)]
+        json: bool,
     },
     /// Every block and transaction with the exact signed and hashed bytes (docs/PROTOCOL.md
     /// section 12), one JSON object per line.
@@ -205,13 +214,33 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 print(out, &record)?;
             }
         }
-        ClientCommand::Job { node, command } => {
+        ClientCommand::Job {
+            node,
+            json,
+            command,
+        } => {
             let mut api = Api::new(&node)?;
-            let v = match command {
-                JobCommand::Show { id } => api.get(&format!("/v1/jobs/{id}"))?,
-                JobCommand::Output { id } => api.get(&format!("/v1/jobs/{id}/output"))?,
-            };
-            print(out, &v)?;
+            match command {
+                JobCommand::Show { id } => {
+                    let v = api.get(&format!("/v1/jobs/{id}"))?;
+                    if json {
+                        print(out, &json!({ "schema": "attest.job/1", "job": v }))?;
+                    } else {
+                        print_job(&v, out)?;
+                    }
+                }
+                JobCommand::Output { id } => {
+                    let v = api.get(&format!("/v1/jobs/{id}/output"))?;
+                    if json {
+                        print(
+                            out,
+                            &json!({ "schema": "attest.job-output/1", "output": v }),
+                        )?;
+                    } else {
+                        writeln!(out, "{}", v["output"].as_str().unwrap_or(""))?;
+                    }
+                }
+            }
         }
         ClientCommand::Market { node, json } => market(&node, json, out)?,
         ClientCommand::Ledger { command } => ledger(command, out)?,
@@ -278,17 +307,27 @@ fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
 
 fn ledger(command: LedgerCommand, out: &mut impl Write) -> Result<()> {
     match command {
-        LedgerCommand::Show { height, node } => {
+        LedgerCommand::Show { height, node, json } => {
             let v = Api::new(&node)?.get(&format!("/v1/blocks/{height}"))?;
-            print(out, &v)
+            if json {
+                return print(out, &json!({ "schema": "attest.block/1", "block": v }));
+            }
+            print_block(&v, out)
         }
-        LedgerCommand::Tail { count, node } => {
+        LedgerCommand::Tail { count, node, json } => {
             let mut api = Api::new(&node)?;
             let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
             let from = latest.saturating_sub(count.saturating_sub(1)).max(1);
             let page = api.get(&format!("/v1/blocks?from={from}&to={latest}"))?;
-            for b in page["blocks"].as_array().into_iter().flatten() {
-                print(out, b)?;
+            let blocks = page["blocks"].as_array().cloned().unwrap_or_default();
+            if json {
+                return print(
+                    out,
+                    &json!({ "schema": "attest.blocks/1", "blocks": blocks }),
+                );
+            }
+            for b in &blocks {
+                print_block(b, out)?;
             }
             Ok(())
         }
@@ -321,6 +360,70 @@ fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
         writeln!(out, "account {account}")?;
         Ok(())
     }
+}
+
+/// One block as a line: height, hash, time, proposer, transactions, certificate signers.
+fn print_block(b: &Value, out: &mut impl Write) -> Result<()> {
+    let short = |v: &Value| {
+        let t = v.as_str().unwrap_or("");
+        t.get(..16).unwrap_or(t).to_owned()
+    };
+    writeln!(
+        out,
+        "block {} {} time {} proposer {} txs {} signers {}",
+        b["height"],
+        short(&b["hash"]),
+        b["time_ms"],
+        short(&b["proposer"]),
+        b["txs"].as_array().map_or(0, Vec::len),
+        b["certificate"]["signers"]
+    )?;
+    Ok(())
+}
+
+/// A job as a person reads it: terms, phase, result, check, dispute, timeline.
+fn print_job(v: &Value, out: &mut impl Write) -> Result<()> {
+    let s = |k: &Value| k.as_str().unwrap_or("-").to_owned();
+    writeln!(out, "job {}", s(&v["id"]))?;
+    writeln!(
+        out,
+        "  {} on {} by {} at {} micro-units/token, {} tokens; client {}",
+        s(&v["model"]),
+        s(&v["device"]),
+        s(&v["provider"]),
+        v["price_per_token"],
+        v["max_tokens"],
+        s(&v["client"])
+    )?;
+    writeln!(
+        out,
+        "  phase {} (opened at height {})",
+        s(&v["phase"]),
+        v["opened_at"]
+    )?;
+    if !v["result"].is_null() {
+        writeln!(
+            out,
+            "  result at height {}: output hash {}",
+            v["result"]["committed_at"],
+            s(&v["result"]["output_hash"])
+        )?;
+    }
+    if !v["check"].is_null() {
+        writeln!(out, "  check: {}", v["check"])?;
+    }
+    if !v["dispute"].is_null() {
+        writeln!(out, "  dispute: {}", v["dispute"])?;
+    }
+    let t = &v["timeline"];
+    if let Some(ms) = t["validation_latency_ms"].as_u64() {
+        writeln!(out, "  validation latency {ms} ms")?;
+    }
+    for f in v["faults"].as_array().into_iter().flatten() {
+        writeln!(out, "  fault: {f}")?;
+    }
+    writeln!(out, "  output held by this node: {}", v["output_held"])?;
+    Ok(())
 }
 
 /// Every `*.key` file in `dir` (sorted by name) with its account.

@@ -353,7 +353,9 @@ fn client_commands_work_against_the_testnet(dir: &Path, status: &Value) {
     // Node 3 cheats on half its jobs; an honest provider's output is the honest one.
     let job = record["job"].as_str().unwrap().to_owned();
     let shown: Value =
-        serde_json::from_slice(&run(&["job", "show", &job, "--node", &node])).unwrap();
+        serde_json::from_slice(&run(&["job", "show", &job, "--node", &node, "--json"])).unwrap();
+    assert_eq!(shown["schema"], "attest.job/1");
+    let shown = &shown["job"];
     if shown["faults"].as_array().is_some_and(Vec::is_empty) && record["output"].is_string() {
         let provider_is_cheater = shown["provider"] == status["nodes"][3]["account"];
         if !provider_is_cheater {
