@@ -49,14 +49,8 @@ fn one_run() -> Run {
         .collect();
     let total = txs.len();
     let start = Instant::now();
-    let now = net.now;
     for tx in txs {
-        net.nodes[0]
-            .core
-            .as_mut()
-            .unwrap()
-            .submit_tx(now, tx)
-            .expect("admitted");
+        net.submit(0, tx).expect("admitted");
     }
     let mut commit_times = Vec::new();
     let mut height = net.heights()[0];

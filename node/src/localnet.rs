@@ -123,6 +123,17 @@ impl LocalNet {
         node.core = Some(core);
     }
 
+    /// A client's transaction handed to running node `i` at the network's current time.
+    pub fn submit(
+        &mut self,
+        i: usize,
+        tx: attest_protocol::SignedTx,
+    ) -> Result<attest_protocol::TxHash, crate::mempool::AdmitError> {
+        let now = self.now;
+        let core = self.nodes[i].core.as_mut().expect("node is running");
+        core.submit_tx(now, tx)
+    }
+
     /// Stops node `i`; it keeps only what its store made durable.
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].core = None;

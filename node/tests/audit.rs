@@ -113,13 +113,7 @@ fn build(mut net: LocalNet, providers: &[usize]) -> Fixture {
         txs.push(tx);
     }
     for tx in txs {
-        let now = net.now;
-        net.nodes[0]
-            .core
-            .as_mut()
-            .unwrap()
-            .submit_tx(now, tx)
-            .expect("admitted");
+        net.submit(0, tx).expect("admitted");
     }
     let done = net.run_until(2_000_000, |net| {
         net.nodes.iter().all(|n| {

@@ -33,14 +33,8 @@ fn four_validators_commit_transfers_and_agree() {
     let mut net = LocalNet::new(4, 1, config());
     let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
     for nonce in 0..20 {
-        let now = net.now;
         let tx = transfer(&client, &chain, nonce);
-        net.nodes[0]
-            .core
-            .as_mut()
-            .unwrap()
-            .submit_tx(now, tx)
-            .expect("admitted");
+        net.submit(0, tx).expect("admitted");
     }
     let recipient = SecretKey::from_seed([201; 32]).public();
     let done = net.run_until(200_000, |net| {
@@ -128,15 +122,9 @@ fn a_job_opened_through_a_node_runs_settles_and_its_output_is_delivered_and_chec
     let mut net = LocalNet::new(4, 1, config());
     let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
     let provider = net.nodes[2].key.public();
-    let now = net.now;
     let tx = open_job(&client, &chain, 0, "attest-tiny-1b", provider);
     let job = attest_protocol::JobId::from(attest_protocol::tx_hash(&tx));
-    net.nodes[0]
-        .core
-        .as_mut()
-        .unwrap()
-        .submit_tx(now, tx)
-        .expect("admitted");
+    net.submit(0, tx).expect("admitted");
     let done = net.run_until(400_000, |net| {
         net.nodes.iter().all(|n| {
             let state = n.core.as_ref().unwrap().chain().state();
