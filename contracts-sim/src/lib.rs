@@ -37,7 +37,6 @@ pub mod draw;
 pub mod error;
 pub mod events;
 pub mod invariants;
-mod journal;
 pub mod params;
 pub mod state;
 

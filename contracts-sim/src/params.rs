@@ -23,7 +23,7 @@ pub const MAX_CHECKER_REDRAWS: u32 = 16;
 ///
 /// # How the default minimum stake is sized
 ///
-/// Cheating is irrational when `p * (1 - r) * (R + S) > C` (REFERENCE.md, "Verification
+/// Cheating is irrational when `p * (1 - r) * (R + S) > C` (ARCHITECTURE.md, "Verification
 /// economics"): `p` the check rate, `r` the share of checkers colluding with the cheat, `R` the
 /// payment a caught cheat forfeits, `S` the stake it loses and `C` the compute it saves. Take
 /// `R = 0` (the worst case: a job paying nothing), `p = 0.1`, `r = 0.5` and the default
@@ -147,7 +147,7 @@ impl Params {
     pub fn longest_job_blocks(&self) -> Option<u64> {
         let max_layers = CATALOGUE.iter().map(|m| u64::from(m.layers)).max()?;
         let max_steps = (MAX_INPUT_BYTES as u64 + u64::from(MAX_OUTPUT_TOKENS)) * max_layers;
-        let rounds = u64::from(crate::apply::disputes::rounds_for(max_steps)?);
+        let rounds = u64::from(rounds_for(max_steps)?);
         let verdicts = self
             .verdict_window_blocks
             .checked_mul(u64::from(self.max_checker_redraws) + 1)?;
@@ -169,6 +169,17 @@ pub fn ppm_floor(amount: Amount, ppm: u32) -> Amount {
 pub fn ppm_ceil(amount: Amount, ppm: u32) -> Amount {
     let v = (u128::from(amount.0) * u128::from(ppm.min(PPM))).div_ceil(u128::from(PPM));
     Amount(u64::try_from(v).unwrap_or(amount.0))
+}
+
+/// `ceil(log2 steps)`: the rounds of a bisection dispute over `steps` leaves. `None` for no
+/// steps. (The dispute rules are `apply::disputes`; this count is here because the parameters'
+/// bounds depend on it too.)
+pub fn rounds_for(steps: u64) -> Option<u32> {
+    match steps {
+        0 => None,
+        1 => Some(0),
+        n => Some(64 - (n - 1).leading_zeros()),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Detection and false accusations at scale, through the real `State`: the figures for the
-//! closing note (DESIGN.md section 10, "Detection"; REFERENCE.md, "Verification economics").
+//! closing note (ARCHITECTURE.md, "What is measured" and "Verification economics").
 //!
 //! - Detection: independent seeded trials, each a cheating provider from genesis that cheats
 //!   on each job with probability f, run until its first slash (real spot-check draws from

@@ -223,7 +223,7 @@ pub fn genesis(args: &GenesisArgs) -> Result<GenesisReport> {
         }));
     }
     balances.extend(args.fund.iter().copied());
-    let file = crate::genesis::GenesisFile::new(
+    let file = attest_chain::GenesisFile::new(
         args.chain_id.clone(),
         args.genesis_time_ms,
         attest_contracts_sim::Params::default(),
@@ -233,7 +233,7 @@ pub fn genesis(args: &GenesisArgs) -> Result<GenesisReport> {
     // Refuse what the contract would refuse, before writing anything.
     attest_contracts_sim::State::from_genesis(&file.genesis)
         .map_err(|e| anyhow::anyhow!("genesis refused: {e}"))?;
-    file.write(&args.out)?;
+    crate::genesis::write(&file, &args.out)?;
     Ok(GenesisReport {
         schema: "attest.genesis-report/1",
         out: args.out.display().to_string(),
@@ -271,7 +271,7 @@ pub struct NodeSetup {
 pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
     use crate::config::{Config, files};
     let config = Config::load(&args.home.join(files::CONFIG))?;
-    let genesis = crate::genesis::GenesisFile::load(&args.genesis)?;
+    let genesis = crate::genesis::load(&args.genesis)?;
     let node_key = crate::keyfile::read(&args.home.join(files::NODE_KEY))?;
     let account_key = crate::keyfile::read(&args.home.join(files::ACCOUNT_KEY))?;
     let listen = if args.listen.is_empty() {
@@ -293,24 +293,24 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         .chain(&args.bootnodes)
         .map(|s| parse("bootnode", s))
         .collect::<Result<Vec<_>>>()?;
-    let core = crate::core::CoreConfig {
+    let core = attest_core::CoreConfig {
         idle_block_interval_ms: config.idle_block_interval_ms,
         mempool_max_txs: config.mempool_max_txs,
         mempool_max_bytes: config.mempool_max_bytes,
         mempool_ttl_ms: config.mempool_ttl_ms,
-        market: crate::core::MarketConfig {
+        market: attest_core::market::MarketConfig {
             serve: config.serve_jobs,
-            danger_cheat: config.danger_cheat,
-            danger_false_verdicts: config.danger_false_verdicts,
-            advert: None,
-        },
-        ..crate::core::CoreConfig::default()
+            ..attest_core::market::MarketConfig::default()
+        }
+        .with_cheats(config.danger_cheat, config.danger_false_verdicts)
+        .with_context(|| format!("config {}", args.home.join(files::CONFIG).display()))?,
+        ..attest_core::CoreConfig::default()
     };
     if config.danger_cheat.is_some() || config.danger_false_verdicts.is_some() {
         tracing::warn!("danger_* settings are on: this node cheats on purpose (test only)");
     }
-    let profile = crate::accel::DeviceProfile::find(&config.device)?;
-    let device = crate::accel::DeviceConfig::new(profile, config.time_scale);
+    let profile = attest_core::accel::DeviceProfile::find(&config.device)?;
+    let device = crate::accel_pool::DeviceConfig::new(profile, config.time_scale);
     let mut core = core;
     core.market.advert = Some(advert_terms(
         &node_key,
@@ -338,17 +338,17 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
 /// decode speed on the mid-size model (the one most jobs use).
 fn advert_terms(
     node_key: &attest_protocol::SecretKey,
-    profile: &'static crate::accel::DeviceProfile,
-    scale: crate::accel::TimeScale,
+    profile: &'static attest_core::accel::DeviceProfile,
+    scale: attest_core::accel::TimeScale,
     price_per_token: attest_protocol::Amount,
-) -> crate::core::adverts::AdvertTerms {
+) -> attest_core::node::adverts::AdvertTerms {
     let models: Vec<_> = profile.servable_models().collect();
     let reference = models
         .iter()
         .find(|m| m.id == "attest-base-8b")
         .or(models.first())
         .copied();
-    crate::core::adverts::AdvertTerms {
+    attest_core::node::adverts::AdvertTerms {
         node: node_key.public(),
         device: profile.device_name(),
         models: models
@@ -357,8 +357,9 @@ fn advert_terms(
             .collect(),
         slots: profile.slots,
         price_per_token,
-        tokens_per_sec_milli: reference
-            .map_or(0, |m| crate::accel::tokens_per_sec_milli(profile, m, scale)),
+        tokens_per_sec_milli: reference.map_or(0, |m| {
+            attest_core::accel::tokens_per_sec_milli(profile, m, scale)
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::accel::{Cheat, DeviceProfile, TimeScale};
+use attest_core::accel::{Cheat, DeviceProfile, TimeScale};
 
 /// File names inside a node's home directory.
 pub mod files {

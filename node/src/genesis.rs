@@ -1,31 +1,9 @@
-//! The genesis file: the contract genesis plus the chain's start time, as JSON.
-//!
-//! Every node of a chain must start from byte-identical genesis; its hash (over the canonical
-//! encoding) is recorded in the store, so a data directory is never reused for another chain.
+//! Genesis files on disk: reading, checking and writing the genesis document
+//! (`attest_chain::GenesisFile`, whose rules and hash are the chain crate's).
 
 use std::path::{Path, PathBuf};
 
-use attest_contracts_sim::{Genesis, Params};
-use attest_protocol::encoding::encode;
-use attest_protocol::{AccountId, Amount, ChainId, Hash, PublicKey, hash_tagged};
-use serde::{Deserialize, Serialize};
-
-/// The domain tag of the genesis hash.
-pub const GENESIS_TAG: &str = "attest/genesis/v1";
-/// The `schema` field of a genesis file.
-pub const SCHEMA: &str = "attest.genesis/1";
-
-/// A genesis file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenesisFile {
-    /// Always [`SCHEMA`].
-    pub schema: String,
-    /// Milliseconds since the Unix epoch; the first block's time is later than this.
-    pub genesis_time_ms: u64,
-    /// The contract genesis: chain id, parameters, balances, stakes.
-    pub genesis: Genesis,
-}
+use attest_chain::{GenesisFile, GenesisParseError};
 
 /// A genesis file that cannot be used or written.
 #[derive(Debug, thiserror::Error)]
@@ -56,83 +34,45 @@ pub enum GenesisFileError {
     },
 }
 
-impl GenesisFile {
-    /// A genesis for `chain_id` at `genesis_time_ms`.
-    pub fn new(
-        chain_id: ChainId,
-        genesis_time_ms: u64,
-        params: Params,
-        balances: Vec<(AccountId, Amount)>,
-        stakes: Vec<(AccountId, PublicKey, Amount)>,
-    ) -> Self {
-        Self {
-            schema: SCHEMA.to_owned(),
-            genesis_time_ms,
-            genesis: Genesis {
-                chain_id,
-                params,
-                balances,
-                stakes,
-            },
-        }
-    }
-
-    /// `H("attest/genesis/v1", encode(genesis_time_ms, genesis))`.
-    pub fn hash(&self) -> Hash {
-        hash_tagged(
-            GENESIS_TAG,
-            &[&encode(&(self.genesis_time_ms, &self.genesis))],
-        )
-    }
-
-    /// Reads, parses and checks `path` (the contract must accept it).
-    pub fn load(path: &Path) -> Result<Self, GenesisFileError> {
-        let text = std::fs::read_to_string(path).map_err(|error| GenesisFileError::Io {
+/// Reads, parses and checks a genesis file (the contract must accept it).
+pub fn load(path: &Path) -> Result<GenesisFile, GenesisFileError> {
+    let text = std::fs::read_to_string(path).map_err(|error| GenesisFileError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    GenesisFile::parse(&text).map_err(|e| match e {
+        GenesisParseError::Format(detail) => GenesisFileError::Parse {
+            path: path.to_owned(),
+            detail,
+        },
+        GenesisParseError::Invalid(error) => GenesisFileError::Invalid {
             path: path.to_owned(),
             error,
-        })?;
-        let file: GenesisFile =
-            serde_json::from_str(&text).map_err(|e| GenesisFileError::Parse {
-                path: path.to_owned(),
-                detail: e.to_string(),
-            })?;
-        if file.schema != SCHEMA {
-            return Err(GenesisFileError::Parse {
-                path: path.to_owned(),
-                detail: format!("schema {:?}; this node reads {SCHEMA:?}", file.schema),
-            });
-        }
-        attest_contracts_sim::State::from_genesis(&file.genesis).map_err(|error| {
-            GenesisFileError::Invalid {
-                path: path.to_owned(),
-                error,
-            }
-        })?;
-        Ok(file)
-    }
+        },
+    })
+}
 
-    /// Writes the file as pretty JSON; refuses to replace an existing file.
-    pub fn write(&self, path: &Path) -> Result<(), GenesisFileError> {
-        let io = |error| GenesisFileError::Io {
-            path: path.to_owned(),
-            error,
-        };
-        let json = serde_json::to_string_pretty(self).expect("genesis serializes");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io)?;
-        std::io::Write::write_all(&mut f, json.as_bytes()).map_err(io)?;
-        std::io::Write::write_all(&mut f, b"\n").map_err(io)?;
-        f.sync_all().map_err(io)
-    }
+/// Writes `genesis` as pretty JSON to `path`, durably; refuses to replace an existing file.
+pub fn write(genesis: &GenesisFile, path: &Path) -> Result<(), GenesisFileError> {
+    let io = |error| GenesisFileError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, genesis.to_json().as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attest_protocol::SecretKey;
+    use attest_chain::GenesisFile;
+    use attest_contracts_sim::Params;
+    use attest_protocol::{Amount, ChainId, SecretKey};
 
     fn sample() -> GenesisFile {
         let acct = SecretKey::from_seed([1; 32]).public();
@@ -151,25 +91,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("genesis.json");
         let g = sample();
-        g.write(&path).unwrap();
-        let loaded = GenesisFile::load(&path).unwrap();
+        write(&g, &path).unwrap();
+        let loaded = load(&path).unwrap();
         assert_eq!(loaded, g);
         assert_eq!(loaded.hash(), g.hash());
         assert!(
-            matches!(g.write(&path), Err(GenesisFileError::Io { .. })),
+            matches!(write(&g, &path), Err(GenesisFileError::Io { .. })),
             "never replaced"
         );
-    }
-
-    #[test]
-    fn the_hash_covers_time_and_contents() {
-        let g = sample();
-        let mut later = g.clone();
-        later.genesis_time_ms += 1;
-        assert_ne!(g.hash(), later.hash());
-        let mut richer = g.clone();
-        richer.genesis.balances[0].1 = Amount(1);
-        assert_ne!(g.hash(), richer.hash());
     }
 
     #[test]
@@ -177,15 +106,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("genesis.json");
         std::fs::write(&path, "{\"schema\": \"attest.genesis/9\"}").unwrap();
-        let err = GenesisFile::load(&path).unwrap_err().to_string();
+        let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("genesis.json"), "{err}");
         let mut dup = sample();
         dup.genesis.balances.push(dup.genesis.balances[0]);
         std::fs::remove_file(&path).unwrap();
-        dup.write(&path).unwrap();
-        assert!(matches!(
-            GenesisFile::load(&path),
-            Err(GenesisFileError::Invalid { .. })
-        ));
+        write(&dup, &path).unwrap();
+        assert!(matches!(load(&path), Err(GenesisFileError::Invalid { .. })));
     }
 }

@@ -1,28 +1,22 @@
-//! The Attest node and the `attest` command-line tool.
+//! The Attest node shell: everything impure around the sans-IO core.
 //!
-//! It owns everything impure: the sans-IO ledger core (`core`: chain, mempool and consensus
-//! glue) and the Tendermint wrapper around Malachite's driver (`consensus`), the simulated
-//! accelerator (`accel`: device profiles, roofline timing, test-only cheats, the job pool),
-//! the libp2p/tokio shell (`net`, `shell`), sled storage with the vote write-ahead log
-//! (`store`), the HTTP API (`api`), node homes, keys and genesis files, and the CLI.
-//! `localnet` runs several cores in one process for tests and benchmarks. This crate is the
-//! only place where I/O, clocks and OS randomness may enter; it must keep `attest-protocol`
-//! and `attest-contracts-sim` free of them, and put no ledger rule anywhere but in those two
-//! crates.
+//! It owns the tokio loop that drives `attest_core::NodeCore` (`shell`), libp2p (`net`), sled
+//! storage with the vote and lock write-ahead log (`sled_store`), the accelerator pool that runs
+//! jobs on blocking threads (`accel_pool`), the HTTP API (`api`) with its query types (`views`),
+//! Prometheus metrics (`metrics`), node homes and config files (`config`), key files
+//! (`keyfile`) and reading and writing genesis files (`genesis`). This crate is where I/O,
+//! clocks and OS randomness enter; it decides nothing about the ledger or the market: chain
+//! rules are `attest-chain`'s, consensus is `attest-consensus`'s, and every decision a node
+//! makes is `attest-core`'s. The `attest` binary that runs it is `attest-cli` (`testnet/`).
 
-pub mod accel;
+pub mod accel_pool;
 pub mod api;
-pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod consensus;
-pub mod core;
 pub mod genesis;
 pub mod keyfile;
-pub mod localnet;
-pub mod market;
-pub mod mempool;
 pub mod metrics;
 pub mod net;
 pub mod shell;
-pub mod store;
+pub mod sled_store;
+pub mod views;

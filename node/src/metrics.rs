@@ -19,9 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::core::Measurements;
-use crate::core::gateway::GatewayStats;
-use crate::core::jobs::Stats;
+use attest_core::market::{DutyStats as Stats, GatewayStats, Measurements};
 
 /// The content type of [`Metrics::encode`]'s output: OpenMetrics text, which Prometheus reads.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

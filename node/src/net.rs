@@ -17,17 +17,8 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, ping, tcp, yamux,
 };
 
-/// Gossip topics. Versioned: a node ignores topics of other protocol versions.
-pub mod topic {
-    /// Signed transactions for the mempool.
-    pub const TXS: &str = "attest/txs/1";
-    /// Consensus proposals and votes.
-    pub const CONSENSUS: &str = "attest/consensus/1";
-    /// Capacity adverts.
-    pub const ADVERTS: &str = "attest/adverts/1";
-    /// Every topic a node subscribes to.
-    pub const ALL: [&str; 3] = [TXS, CONSENSUS, ADVERTS];
-}
+/// Gossip topics (their names are the core's).
+pub use attest_core::topic;
 
 /// The request-response protocol name.
 pub const REQUEST_PROTOCOL: &str = "/attest/req/1";

@@ -20,24 +20,22 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use attest_contracts_sim::Job;
+use attest_chain::GenesisFile;
+use attest_core::market::{HeldAdvert, JobRun, NoProvider, Offer, Request};
+use attest_core::mempool::AdmitError;
+use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
+use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host};
 use attest_protocol::{
     AccountId, BlockHash, Canonical, Height, JobId, SecretKey, SignedTx, TxHash,
 };
 
-use crate::accel::{AccelPool, AccelRequest, AccelResult, DeviceConfig};
-use crate::api::accounts::AccountSnapshot;
-use crate::api::events::{BlockEvents, MAX_SUBSCRIBERS};
-use crate::core::jobs::JobClock;
-use crate::core::{JobRun, Purpose};
-
-use crate::core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey};
-use crate::genesis::GenesisFile;
-use crate::market::adverts::{HeldAdvert, NoProvider, Offer, Request};
-use crate::mempool::AdmitError;
+use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
-use crate::store::{CommittedBlock, GenesisId, SledStore, Store, StoreError};
+use crate::sled_store::SledStore;
+use crate::views::{
+    AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_SUBSCRIBERS, Status,
+};
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -93,46 +91,6 @@ pub enum Command {
     /// A receiver of every committed block's events from now on, or `None` if the stream
     /// already has its bound of subscribers.
     Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
-}
-
-/// What `Command::Blocks` read.
-#[derive(Debug, Clone)]
-pub struct BlockRange {
-    /// The node's last committed height when it answered.
-    pub latest: Height,
-    /// The blocks read, ascending, without gaps, from the first height asked.
-    pub blocks: Vec<CommittedBlock>,
-}
-
-/// A job as `Command::Job` answers it.
-#[derive(Debug, Clone)]
-pub struct JobSnapshot {
-    /// The job as the ledger holds it now.
-    pub job: Job,
-    /// Its stages from the blocks this node committed since it started (`None` if it saw
-    /// none of them, or the job was measured so long ago that its clock was dropped).
-    pub clock: Option<JobClock>,
-    /// The output bytes, if this node opened the job as gateway and holds them verified.
-    pub output: Option<Vec<u8>>,
-}
-
-/// A snapshot of the node for `GET /v1/status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    /// The chain this node follows.
-    pub chain_id: String,
-    /// The node's PeerId.
-    pub peer_id: String,
-    /// The validator account.
-    pub account: String,
-    /// The last committed height.
-    pub height: Height,
-    /// The last committed block's hash.
-    pub latest_block_hash: BlockHash,
-    /// Connected peers.
-    pub peers: usize,
-    /// Transactions waiting.
-    pub mempool: usize,
 }
 
 /// A handle to a running node: cloneable, talks to the loop over a bounded channel.
@@ -247,6 +205,13 @@ pub fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Time since this process first asked, on the monotonic clock: the clock
+/// `attest_chain::audit` takes for its timing figures.
+pub fn monotonic() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// The block and certificate at `height`, if stored. One entry read through `blocks`, which
 /// reads block and certificate together and reports a half-written pair as corruption.
 fn read_committed(store: &dyn Store, height: Height) -> Result<Option<CommittedBlock>, StoreError> {
@@ -283,16 +248,11 @@ pub struct Node {
     bootnodes: Vec<Multiaddr>,
     accel: AccelPool,
     results: mpsc::Receiver<AccelResult>,
-    /// Why each job on the accelerator runs, to hand its result back.
-    running: BTreeMap<JobId, Purpose>,
     /// Jobs waiting for room on the device's queue, oldest first; at most [`BACKLOG`].
     backlog: VecDeque<JobRun>,
     metrics: Arc<Metrics>,
     /// Committed blocks' events for the API's event stream; bounded by [`EVENT_BUFFER`].
     events: broadcast::Sender<Arc<BlockEvents>>,
-    /// Height and block time of the block last persisted: the core reports a block's
-    /// `Committed` right after its `PersistBlock`, which alone carries the header.
-    persisted: Option<(Height, u64)>,
 }
 
 /// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
@@ -318,7 +278,7 @@ impl Node {
             hash: settings.genesis.hash(),
         };
         let store = SledStore::open(&settings.data_dir, &genesis_id)?;
-        let core = NodeCore::open(
+        let core = host::open(
             &settings.genesis,
             Some(settings.account_key.clone()),
             settings.core.clone(),
@@ -348,11 +308,9 @@ impl Node {
             bootnodes: settings.bootnodes.clone(),
             accel,
             results,
-            running: BTreeMap::new(),
             backlog: VecDeque::new(),
             metrics: Arc::clone(&metrics),
             events,
-            persisted: None,
         };
         let handle = NodeHandle {
             commands: tx,
@@ -398,12 +356,9 @@ impl Node {
 
     /// A job came back from the accelerator: the core gets it, and a waiting job gets the room.
     fn on_job_done(&mut self, result: AccelResult) {
-        let Some(purpose) = self.running.remove(&result.id) else {
-            return;
-        };
         let outcome = result.outcome.map_err(|e| e.to_string());
         self.core
-            .handle_job_done(now_ms(), result.id, purpose, outcome);
+            .handle_job_done(now_ms(), result.id, result.purpose, outcome);
         while let Some(run) = self.backlog.pop_front() {
             if let Err(run) = self.try_run(run) {
                 self.backlog.push_front(run);
@@ -415,24 +370,15 @@ impl Node {
     /// Hands a job to the device, or gives it back if the device's queue is full. Any other
     /// refusal (a model the device cannot hold) goes to the core as the job's failure.
     fn try_run(&mut self, run: JobRun) -> std::result::Result<(), JobRun> {
-        let request = AccelRequest {
-            id: run.job,
-            model: run.model.clone(),
-            input: run.input.clone(),
-            max_tokens: run.max_tokens,
-            cheat: run.cheat,
-            seed: run.seed,
-        };
         let device = self.accel.devices().first().map(|d| d.profile().name);
-        match self.accel.try_submit(device.unwrap_or(""), request) {
-            Ok(()) => {
-                self.running.insert(run.job, run.purpose);
-                Ok(())
-            }
-            Err(crate::accel::AccelError::QueueFull { .. }) => Err(run),
+        let (job, purpose) = (run.job, run.purpose);
+        // The pool hands the run back only inside a refusal, so keep a copy for a full queue.
+        match self.accel.try_submit(device.unwrap_or(""), run.clone()) {
+            Ok(()) => Ok(()),
+            Err(AccelError::QueueFull { .. }) => Err(run),
             Err(e) => {
                 self.core
-                    .handle_job_done(now_ms(), run.job, run.purpose, Err(e.to_string()));
+                    .handle_job_done(now_ms(), job, purpose, Err(e.to_string()));
                 Ok(())
             }
         }
@@ -534,13 +480,10 @@ impl Node {
         &mut self,
         height: Height,
         hash: BlockHash,
+        time_ms: u64,
         txs: usize,
         events: Vec<attest_contracts_sim::Event>,
     ) {
-        let time_ms = match self.persisted {
-            Some((h, t)) if h == height => t,
-            _ => self.core.chain().last_time_ms(),
-        };
         self.metrics
             .on_block(height, time_ms, txs, &events, self.core.measurements());
         self.metrics
@@ -610,10 +553,8 @@ impl Node {
                 request, channel, ..
             } => {
                 // Answered straight from the store: serving committed blocks needs no core.
-                let answer = self
-                    .core
-                    .serve_request(&self.store, &request)
-                    .unwrap_or_default();
+                let answer =
+                    host::serve_request(&self.core, &self.store, &request).unwrap_or_default();
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -646,14 +587,12 @@ impl Node {
     /// go on after failing to make a vote or block durable.
     fn carry_out(&mut self) -> Result<()> {
         while let Some(effect) = self.core.poll_effect() {
+            let Some(effect) = host::persist(&mut self.store, effect)? else {
+                continue;
+            };
             match effect {
-                Effect::PersistVote(vote) => self.store.record_own_vote(&vote)?,
-                Effect::PersistLock(lock) => self.store.record_own_lock(&lock)?,
-                Effect::PersistBlock(pair) => {
-                    self.store.put_block(&pair.0, &pair.1)?;
-                    self.persisted = Some((pair.0.header.height, pair.0.header.time_ms));
-                    let below = Height(pair.0.header.height.0.saturating_sub(1));
-                    self.store.prune_own_votes_below(below)?;
+                Effect::PersistVote(_) | Effect::PersistLock(_) | Effect::PersistBlock(_) => {
+                    unreachable!("host::persist carries out every persistence effect")
                 }
                 Effect::Broadcast { topic, data } => {
                     let gossip = &mut self.swarm.behaviour_mut().gossipsub;
@@ -681,11 +620,12 @@ impl Node {
                 Effect::Committed {
                     height,
                     hash,
+                    time_ms,
                     txs,
                     events,
                 } => {
                     tracing::info!(height = height.0, %hash, txs, events = events.len(), "committed");
-                    self.on_committed(height, hash, txs, events);
+                    self.on_committed(height, hash, time_ms, txs, events);
                 }
             }
         }

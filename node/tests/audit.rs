@@ -9,23 +9,35 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use attest_node::accel::{Cheat, CheatMode, RATE_ONE_PPM};
-use attest_node::audit::{
+use attest_chain::audit::{
     AUDIT_SCHEMA, AuditError, AuditFailure, AuditRange, Check, EXPORT_SCHEMA, ExportError,
-    ExportLine, audit, export_jsonl,
+    ExportLine, export_jsonl, no_clock,
 };
-use attest_node::consensus::CertError;
-use attest_node::core::CoreConfig;
-use attest_node::core::chain::BlockError;
-use attest_node::genesis::GenesisFile;
-use attest_node::localnet::LocalNet;
-use attest_node::store::{CommittedBlock, GenesisId, MemStore, SledStore, Store};
+use attest_chain::{BlockError, CertError, GenesisFile};
+use attest_core::CoreConfig;
+use attest_core::accel::{Cheat, CheatMode, RATE_ONE_PPM};
+use attest_core::localnet::LocalNet;
+use attest_core::store::{CommittedBlock, GenesisId, MemStore, Store};
+use attest_node::sled_store::SledStore;
 use attest_protocol::tx::{Action, OpenJob, Transfer, Tx};
 use attest_protocol::{
     AccountId, Amount, Block, BoundedVec, Bytes, ChainId, CommitCertificate, CommitSig, DeviceName,
     Height, JobId, ModelId, Nonce, PublicKey, Round, SecretKey, Signature, Signed, SignedTx, Vote,
     VoteKind, tx_hash,
 };
+
+/// The audit with a clock that never advances (timing figures are not under test).
+fn audit<I, E>(
+    genesis: &GenesisFile,
+    blocks: I,
+    range: AuditRange,
+) -> Result<attest_chain::audit::AuditReport, attest_chain::audit::AuditFailed>
+where
+    I: IntoIterator<Item = Result<CommittedBlock, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    attest_chain::audit::audit(genesis, blocks, range, no_clock)
+}
 
 /// A chain as an auditor receives it, with the validators' keys so tests can forge
 /// certificates (as a colluding quorum could).
@@ -308,7 +320,7 @@ fn an_honest_chain_audits_clean_with_the_expected_counts() {
     let json = serde_json::to_string(&report).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
     assert!(json.contains("\"schema\":\"attest.audit/1\""), "{json}");
-    let back: attest_node::audit::AuditReport = serde_json::from_str(&json).unwrap();
+    let back: attest_chain::audit::AuditReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
 }
 

@@ -1,4 +1,4 @@
-//! Tests of `attest_node::store`: one suite run against `MemStore` and `SledStore`, sled-only
+//! Tests of `attest_core::store`: one suite run against `MemStore` and `SledStore`, sled-only
 //! tests of durability across a restart and a crash, corruption written straight into the sled
 //! trees, and a model-based property test against a `BTreeMap`.
 
@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use attest_node::consensus::{LockRecord, PolkaCert};
-use attest_node::store::{GenesisId, MemStore, SledStore, Store, StoreError};
+use attest_consensus::{LockRecord, PolkaCert};
+use attest_core::store::{GenesisId, MemStore, Store, StoreError};
+use attest_node::sled_store::SledStore;
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, Canonical, ChainId, CommitCertificate, CommitSig,
     Hash, Height, Proposal, Round, SecretKey, Signed, Vote, VoteKind,

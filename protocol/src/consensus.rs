@@ -1,4 +1,4 @@
-//! Blocks, consensus votes and proposals, and commit certificates.
+//! Blocks, proposals and commit certificates (votes are `crate::vote`).
 
 use serde::{Deserialize, Serialize};
 
@@ -6,42 +6,12 @@ use crate::bounded::BoundedVec;
 use crate::encoding::{Canonical, encode};
 use crate::hash::{Hash, hash_tagged, tag};
 use crate::keys::{PublicKey, Signature};
-use crate::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_SMALL_MESSAGE_BYTES, MAX_VALIDATORS};
+use crate::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_VALIDATORS};
 use crate::merkle;
 use crate::signed::{Signable, Signed};
 use crate::tx::{SignedTx, tx_hash};
 use crate::types::{BlockHash, ChainId, Height, Round};
-
-/// The two voting steps of a Tendermint round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum VoteKind {
-    /// The first vote of a round.
-    Prevote,
-    /// The second vote; more than 2/3 of stake precommitting a block commits it.
-    Precommit,
-}
-
-/// A validator's vote, signed with its account key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Vote {
-    /// The height voted on.
-    pub height: Height,
-    /// The round within the height.
-    pub round: Round,
-    /// Prevote or precommit.
-    pub kind: VoteKind,
-    /// The block voted for, or `None` for nil.
-    pub block: Option<BlockHash>,
-}
-
-impl Signable for Vote {
-    const SIGNING_TAG: &'static str = "attest/sig/vote/v1";
-}
-
-impl Canonical for Vote {
-    const NAME: &'static str = "vote";
-    const MAX_ENCODED_LEN: usize = MAX_SMALL_MESSAGE_BYTES;
-}
+pub use crate::vote::{Vote, VoteKind};
 
 /// A proposer's block for a round, signed with its account key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //!
 //! This crate is pure. It never does I/O, never reads the clock or OS randomness, and never
 //! iterates a hash map: given the same inputs it gives the same bytes on every machine. Every
-//! node, auditor and simulator relies on that, so anything impure belongs in `attest-node`.
+//! node, auditor and simulator relies on that, so anything impure belongs in the node shell (`attest-node`) or the CLI.
 //! `docs/PROTOCOL.md` specifies everything here for third-party verifiers.
 
 pub mod advert;
@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod signed;
 pub mod tx;
 pub mod types;
+pub mod vote;
 pub mod workload;
 
 pub use advert::CapacityAdvert;

@@ -6,7 +6,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bounded::Bytes;
-use crate::consensus::Vote;
 use crate::encoding::{Canonical, encode};
 use crate::hash::{Hash, hash_tagged, tag};
 use crate::keys::{AccountId, PublicKey, SecretKey, Signature};
@@ -14,6 +13,7 @@ use crate::limits::{MAX_ACTIVATION_BYTES, MAX_INPUT_BYTES, MAX_TX_BYTES};
 use crate::merkle::MerkleProof;
 use crate::signed::{Signable, Signed, signing_payload};
 use crate::types::{Amount, ChainId, DeviceName, JobId, ModelId, Nonce, Round, TxHash};
+use crate::vote::Vote;
 use crate::workload::Execution;
 
 /// A transaction body.

@@ -8,7 +8,7 @@
 //! fresh testnet. Asserts nothing about speed; it panics only if the testnet breaks (never
 //! starts, refuses valid transfers for good, stops committing).
 //!
-//! `cargo bench -p attest-node --bench testnet`
+//! `cargo bench -p attest-testnet --bench testnet`
 //!
 //! The node logs go to files in a temporary directory; on a panic their tails are printed and
 //! the directory is kept (with `ATTEST_BENCH_KEEP=1` it is kept after every run). Every process is killed when a run ends, however it ends.

@@ -1,5 +1,5 @@
 //! `attest bench`: a load generator against a fresh local testnet (every node honest), and
-//! what it measured (DESIGN.md section 10).
+//! what it measured (ARCHITECTURE.md, "What is measured").
 //!
 //! Steps: init a testnet in `--dir` with one funded client key per worker, bring it up, wait
 //! for every provider's advert, then let `--concurrency` workers open `--jobs` jobs through

@@ -12,9 +12,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use attest_node::audit::{self, AuditRange};
-use attest_node::genesis::GenesisFile;
-use attest_node::store::{GenesisId, SledStore, Store};
+use attest_chain::audit::{self, AuditRange};
+use attest_core::store::{GenesisId, Store};
+use attest_node::sled_store::SledStore;
 use attest_protocol::tx::{Action, OpenJob, Tx};
 use attest_protocol::{
     Amount, Block, Bytes, Canonical, CommitCertificate, DeviceName, Height, ModelId, Nonce,
@@ -200,7 +200,7 @@ pub struct Opened {
 /// One client key opening jobs through one gateway, without waiting for them: it keeps the
 /// key's next nonce locally, so jobs go out back to back, each with the nonce after the last
 /// admitted one (the mempool holds a sender's transactions up to
-/// `attest_node::mempool::MAX_NONCE_AHEAD` past its committed nonce, and they commit in
+/// `attest_core::mempool::MAX_NONCE_AHEAD` past its committed nonce, and they commit in
 /// order). `attest submit` opens its one job with it; the load generator opens many.
 #[derive(Debug)]
 pub struct Opener {
@@ -451,7 +451,7 @@ pub fn run_audit(
     data_dir: Option<&Path>,
     range: AuditRange,
 ) -> Result<(Value, bool)> {
-    let genesis = GenesisFile::load(genesis_path)?;
+    let genesis = attest_node::genesis::load(genesis_path)?;
     let result = match data_dir {
         Some(dir) => {
             let id = GenesisId {
@@ -461,7 +461,7 @@ pub fn run_audit(
             let store = SledStore::open(dir, &id)?;
             let latest = store.latest_height();
             let blocks = store.blocks(Height(1)..=latest);
-            audit::audit(&genesis, blocks, range)
+            audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
         }
         None => {
             let mut api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
@@ -470,7 +470,7 @@ pub fn run_audit(
                 next: Height(1),
                 to: range.to,
             };
-            audit::audit(&genesis, blocks, range)
+            audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
         }
     };
     match result {
@@ -501,7 +501,7 @@ impl Iterator for NodeBlocks<'_> {
 
 /// Writes the JSON-lines export of the chain a node serves to `out`.
 pub fn export(genesis_path: &Path, node: &str, out: &mut impl Write) -> Result<()> {
-    let genesis = GenesisFile::load(genesis_path)?;
+    let genesis = attest_node::genesis::load(genesis_path)?;
     let mut api = Api::new(node)?;
     let blocks = NodeBlocks {
         api: &mut api,

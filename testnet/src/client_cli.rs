@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use attest_node::audit::AuditRange;
+use attest_chain::audit::AuditRange;
 use attest_protocol::Height;
 
 use crate::client::{self, Api, DEFAULT_GENESIS, DEFAULT_KEY, DEFAULT_NODE, JobCommand, Wait};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
-use attest_node::audit::AuditRange;
+use attest_chain::audit::AuditRange;
 
 use crate::client::{self, Api, SubmitArgs, Wait};
 use crate::launcher;
@@ -46,6 +46,12 @@ const NODES: usize = 4;
 /// Runs the demo; `progress` gets one line per milestone unless `json`. Returns the summary
 /// (`attest.demo/1`) and whether the run passed.
 pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Value, bool)> {
+    if !attest_core::accel::CHEATS_COMPILED {
+        anyhow::bail!(
+            "the demo runs a node that cheats on purpose, and this build has no cheat modes: \
+             run it with `cargo run --release --features cheats -- demo`"
+        );
+    }
     let dir = launcher::absolute_dir(&opts.dir)?;
     let say = stamped(Instant::now(), json);
     let init = InitOptions {

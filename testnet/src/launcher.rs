@@ -62,7 +62,7 @@ pub fn init(opts: &InitOptions) -> Result<Report> {
         dir: dir.clone(),
         ..opts.clone()
     };
-    let layout = layout::init(&opts)?;
+    let layout = layout::init(&opts, procs::running_nodes)?;
     tracing::info!(dir = %dir.display(), chain = %layout.chain_id, nodes = layout.nodes.len(),
         "testnet created");
     let rows = (0..layout.nodes.len())

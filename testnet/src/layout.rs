@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow, bail};
+use attest_chain::GenesisFile;
 use attest_contracts_sim::Params;
-use attest_node::accel::{Cheat, TimeScale};
+use attest_core::accel::{Cheat, TimeScale};
 use attest_node::config::{Config, files};
-use attest_node::genesis::GenesisFile;
 use attest_protocol::{Amount, ChainId, SecretKey, hash_tagged};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +78,12 @@ impl FromStr for CheaterSpec {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
+        if !attest_core::accel::CHEATS_COMPILED {
+            bail!(
+                "--cheater {s:?}: this build has no cheat modes; they are compiled only with \
+                 the `cheats` feature (cargo build --release --features cheats)"
+            );
+        }
         // Clap shows only the outermost message of a value parser's error: put it all there.
         let (node, cheat) = s
             .split_once(':')
@@ -333,8 +339,9 @@ fn check(opts: &InitOptions) -> Result<ChainId> {
 }
 
 /// Creates a testnet in `opts.dir`, or explains why not. On failure nothing half-written is
-/// left behind.
-pub fn init(opts: &InitOptions) -> Result<Layout> {
+/// left behind. `running` names the node processes still running in a directory (the
+/// launcher's `procs::running_nodes`): an existing testnet is replaced only when none is.
+pub fn init(opts: &InitOptions, running: impl Fn(&Path) -> Vec<u32>) -> Result<Layout> {
     let chain_id = check(opts)?;
     let dir = &opts.dir;
     let existing = existing_entries(dir);
@@ -348,7 +355,7 @@ pub fn init(opts: &InitOptions) -> Result<Layout> {
                 names.join(", ")
             );
         }
-        let running = crate::procs::running_nodes(dir);
+        let running = running(dir);
         if !running.is_empty() {
             bail!(
                 "{} holds a running testnet (pids {running:?}); stop it first with `attest \
@@ -411,7 +418,7 @@ fn write_all(opts: &InitOptions, chain_id: ChainId) -> Result<Layout> {
     );
     attest_contracts_sim::State::from_genesis(&genesis.genesis)
         .map_err(|e| anyhow!("the testnet genesis is refused by the contract: {e}"))?;
-    genesis.write(&dir.join(GENESIS_FILE))?;
+    attest_node::genesis::write(&genesis, &dir.join(GENESIS_FILE))?;
     let layout = Layout {
         schema: LAYOUT_SCHEMA.to_owned(),
         chain_id: chain_id.to_string(),

@@ -199,7 +199,7 @@ fn genesis_stakes_and_funds_each_validator_home() {
         "--json",
     ]));
     assert_eq!(report["chain_id"], "attest-local");
-    let file = attest_node::genesis::GenesisFile::load(&out_path).unwrap();
+    let file = attest_node::genesis::load(&out_path).unwrap();
     assert_eq!(report["genesis_hash"], file.hash().to_string());
     assert_eq!(file.genesis_time_ms, 1_700_000_000_000);
     let staked: Vec<String> = file

@@ -128,7 +128,7 @@ fn mode(path: &Path) -> u32 {
 /// What `init` wrote: private keys matching the report, a genesis the node accepts, configs
 /// on the chosen ports, the cheater's setting.
 fn check_init_files(dir: &Path, report: &Value, base: u16) {
-    let genesis = attest_node::genesis::GenesisFile::load(&dir.join("genesis.json")).unwrap();
+    let genesis = attest_node::genesis::load(&dir.join("genesis.json")).unwrap();
     assert_eq!(genesis.genesis.chain_id.to_string(), "attest-testnet-7");
     assert_eq!(genesis.genesis.stakes.len(), NODES);
     assert_eq!(

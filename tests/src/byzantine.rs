@@ -7,7 +7,7 @@
 //! bytes to send, or `None` when the input is not something it forges from. Where the bytes
 //! go is the simulator's business.
 
-use attest_node::core::wire::{ConsensusMessage, Response};
+use attest_core::wire::{ConsensusMessage, Response};
 use attest_protocol::encoding::encode;
 use attest_protocol::{
     BlockHash, BoundedVec, Canonical, ChainId, Height, Round, SecretKey, Signature, Signed,
@@ -57,7 +57,7 @@ fn flip(rng: &mut Rng, sig: &mut Signature) {
 
 /// A real message with one bit of its signature flipped.
 pub fn flip_signature(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>> {
-    if topic == attest_node::net::topic::TXS {
+    if topic == attest_core::topic::TXS {
         let mut tx = SignedTx::decode(data).ok()?;
         flip(rng, &mut tx.signature);
         return Some(tx.encode());
@@ -86,7 +86,7 @@ pub fn flip_signature(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>
 
 /// A real message whose body is changed under its original signature.
 pub fn tamper_body(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>> {
-    if topic == attest_node::net::topic::TXS {
+    if topic == attest_core::topic::TXS {
         let mut tx = SignedTx::decode(data).ok()?;
         tx.body.fee.0 += 1 + rng.below(1_000);
         return Some(tx.encode());

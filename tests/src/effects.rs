@@ -10,10 +10,9 @@
 
 use std::rc::Rc;
 
-use attest_node::core::wire::ConsensusMessage;
-use attest_node::core::{Effect, GossipVerdict, NodeCore, PeerKey};
-use attest_node::net::topic;
-use attest_node::store::Store;
+use attest_core::topic;
+use attest_core::wire::ConsensusMessage;
+use attest_core::{Effect, GossipVerdict, NodeCore, PeerKey, host};
 use attest_protocol::{Canonical, Height};
 
 use crate::byzantine;
@@ -117,7 +116,7 @@ impl Sim {
         let real = target
             .core
             .as_ref()
-            .and_then(|c| c.serve_request(&target.store, data))
+            .and_then(|c| host::serve_request(c, &target.store, data))
             .unwrap_or_default();
         let answer = if target.role == Role::Garbage && self.rng.chance(600_000) {
             byzantine::forge_sync_response(&mut self.rng, Some(&real))
@@ -192,23 +191,26 @@ impl Sim {
                 describe(&effect)
             );
         }
+        // The checker sees what is made durable; the one effects host the node shell uses
+        // makes it durable.
+        match &effect {
+            Effect::PersistVote(vote) => self.checker.on_persist_vote(i, vote),
+            Effect::PersistBlock(pair) => self.check_persisted_block(i, &pair.0, &pair.1),
+            _ => {}
+        }
+        let effect = match host::persist(&mut self.nodes[i].store, effect) {
+            Ok(None) => return,
+            Ok(Some(effect)) => effect,
+            Err(e) => panic!("node {i}: persisting failed: {e}"),
+        };
         match effect {
-            Effect::PersistVote(vote) => {
-                self.checker.on_persist_vote(i, &vote);
-                if let Err(e) = self.nodes[i].store.record_own_vote(&vote) {
-                    panic!("node {i}: persisting its vote failed: {e}");
-                }
+            Effect::PersistVote(_) | Effect::PersistLock(_) | Effect::PersistBlock(_) => {
+                unreachable!("host::persist carries out every persistence effect")
             }
-            Effect::PersistLock(lock) => {
-                if let Err(e) = self.nodes[i].store.record_own_lock(&lock) {
-                    panic!("node {i}: persisting its lock failed: {e}");
-                }
-            }
-            Effect::PersistBlock(pair) => self.persist_block(i, &pair.0, &pair.1),
             Effect::Broadcast { topic, data } => self.broadcast(i, topic, data),
             // The accelerator computes now and answers after a simulated latency.
             Effect::RunJob(run) => {
-                let outcome = run.execute();
+                let outcome = run.execute().map_err(|e| e.to_string());
                 let at = self.now + self.rng.range(20, 250);
                 let epoch = self.nodes[i].epoch;
                 self.queue.push(
@@ -236,7 +238,7 @@ impl Sim {
         }
     }
 
-    fn persist_block(
+    fn check_persisted_block(
         &mut self,
         i: usize,
         block: &attest_protocol::Block,
@@ -250,15 +252,6 @@ impl Sim {
             .map(|(_, s)| s.clone());
         self.checker
             .on_persist_block(i, block, cert, own_set.as_ref());
-        let store = &mut self.nodes[i].store;
-        if let Err(e) = store.put_block(block, cert) {
-            panic!("node {i}: storing block {height} failed: {e}");
-        }
-        // As the shell does: own votes below the previous height are no longer needed.
-        let below = Height(height.0.saturating_sub(1));
-        store
-            .prune_own_votes_below(below)
-            .unwrap_or_else(|e| panic!("node {i}: pruning votes failed: {e}"));
     }
 
     /// Counts slashing events once per height (the first node to commit it reports them).
@@ -282,7 +275,7 @@ impl Sim {
     fn broadcast(&mut self, i: usize, topic: &'static str, data: Vec<u8>) {
         let role = self.nodes[i].role;
         if role.is_honest()
-            && topic == attest_node::net::topic::CONSENSUS
+            && topic == attest_core::topic::CONSENSUS
             && let Ok(ConsensusMessage::Vote(vote)) = ConsensusMessage::decode(&data)
         {
             self.checker.on_send_vote(i, &vote);
@@ -474,7 +467,7 @@ impl Sim {
                 return Some((provider, device, attest_protocol::Amount(100)));
             }
             let core = gateway?;
-            let request = attest_node::market::adverts::Request {
+            let request = attest_core::market::Request {
                 model: attest_protocol::ModelId::new(jobs.model).ok()?,
                 max_price_per_token: attest_protocol::Amount(1_000),
                 exclude: Some(client),
@@ -494,7 +487,7 @@ impl Sim {
         &mut self,
         to: usize,
         epoch: u64,
-        run: attest_node::core::JobRun,
+        run: attest_core::market::JobRun,
         outcome: Result<attest_protocol::workload::Execution, String>,
     ) {
         let now = self.now;
@@ -532,7 +525,7 @@ impl Sim {
                 let junk = byzantine::junk(rng);
                 let node = &self.nodes[to];
                 if let Some(core) = node.core.as_ref() {
-                    let _ = core.serve_request(&node.store, &junk);
+                    let _ = host::serve_request(core, &node.store, &junk);
                 }
                 None
             }

@@ -12,9 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use attest_node::consensus::{ValidatorSet, verify_certificate};
-use attest_node::core::chain::Chain;
-use attest_node::genesis::GenesisFile;
+use attest_chain::Chain;
+use attest_chain::GenesisFile;
+use attest_chain::{ValidatorSet, verify_certificate};
 use attest_protocol::{
     Block, BlockHash, ChainId, CommitCertificate, Hash, Height, PublicKey, Round, Signed, Vote,
     VoteKind,

@@ -65,7 +65,7 @@ pub enum Event {
         /// Its incarnation when the job started: a crash loses the job.
         epoch: u64,
         /// The run.
-        run: Box<attest_node::core::JobRun>,
+        run: Box<attest_core::market::JobRun>,
         /// What it computed.
         outcome: Result<attest_protocol::workload::Execution, String>,
     },

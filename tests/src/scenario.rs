@@ -4,7 +4,7 @@
 //! from a seed for the swarm test, and the builder methods compose targeted ones.
 
 use attest_contracts_sim::Params;
-use attest_node::core::MarketConfig;
+use attest_core::market::MarketConfig;
 
 use crate::rng::Rng;
 

@@ -12,11 +12,12 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
+use attest_chain::GenesisFile;
+use attest_chain::ValidatorSet;
+use attest_consensus::TimeoutConfig;
 use attest_contracts_sim::{Params, State};
-use attest_node::consensus::{TimeoutConfig, ValidatorSet};
-use attest_node::core::{CoreConfig, NodeCore, PeerKey};
-use attest_node::genesis::GenesisFile;
-use attest_node::store::{GenesisId, MemStore};
+use attest_core::store::{GenesisId, MemStore};
+use attest_core::{CoreConfig, NodeCore, PeerKey};
 use attest_protocol::{Amount, BlockHash, ChainId, Height, SecretKey};
 
 use crate::clients::{Clients, client_funds};
@@ -175,13 +176,13 @@ pub struct Outcome {
     /// Jobs the clients opened.
     pub jobs_opened: u64,
     /// Every job's stage clock as the first running honest node measured it.
-    pub job_clocks: Vec<(attest_protocol::JobId, attest_node::core::jobs::JobClock)>,
+    pub job_clocks: Vec<(attest_protocol::JobId, attest_core::market::JobClock)>,
     /// What each running node's job pipeline did (`None` if down).
-    pub duty_stats: Vec<Option<attest_node::core::jobs::Stats>>,
+    pub duty_stats: Vec<Option<attest_core::market::DutyStats>>,
     /// Adverts in each running node's book at the end (`None` if down).
     pub advert_books: Vec<Option<usize>>,
     /// What each running node's gateway did (`None` if down).
-    pub gateway_stats: Vec<Option<attest_node::core::gateway::GatewayStats>>,
+    pub gateway_stats: Vec<Option<attest_core::market::GatewayStats>>,
 }
 
 impl Outcome {
@@ -338,7 +339,7 @@ impl Sim {
         }
         let mut market = self.scenario.markets[i].clone();
         // Every node advertises an H100 at a price that differs by node.
-        market.advert = Some(attest_node::core::adverts::AdvertTerms {
+        market.advert = Some(attest_core::node::adverts::AdvertTerms {
             node: node_key(i).public(),
             device: attest_protocol::DeviceName::new("h100-sxm").expect("valid device name"),
             models: attest_protocol::workload::CATALOGUE
@@ -353,7 +354,7 @@ impl Sim {
             market,
             ..core_config()
         };
-        let core = NodeCore::open(
+        let core = attest_core::host::open(
             &self.genesis,
             Some(node.key.clone()),
             config,
@@ -493,7 +494,7 @@ impl Sim {
 
     /// Each node's own votes at its next height, for a diagnosis.
     pub fn own_votes_summary(&self) -> String {
-        use attest_node::store::Store;
+        use attest_core::store::Store;
         let mut out = String::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let next = node.store.latest_height().next();

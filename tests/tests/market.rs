@@ -5,8 +5,8 @@
 
 use attest_contracts_sim::apply::disputes::rounds_for;
 use attest_contracts_sim::{JobPhase, Params, SlashReason, StakeStatus};
-use attest_node::accel::{Cheat, CheatMode, RATE_ONE_PPM};
-use attest_node::core::MarketConfig;
+use attest_core::accel::{Cheat, CheatMode, RATE_ONE_PPM};
+use attest_core::market::MarketConfig;
 use attest_protocol::AccountId;
 use attest_tests::rng::Rng;
 use attest_tests::runner::run_seeds;

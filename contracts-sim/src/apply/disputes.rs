@@ -69,14 +69,7 @@ use crate::error::TxError;
 use crate::events::{DisputeEnd, Event, JailReason, RefundReason, SlashReason};
 use crate::state::{Committed, Ctx, Dispute, Job, JobPhase, Side, StakeStatus, State};
 
-/// `ceil(log2 steps)`: the rounds of a dispute over `steps` leaves. `None` for no steps.
-pub fn rounds_for(steps: u64) -> Option<u32> {
-    match steps {
-        0 => None,
-        1 => Some(0),
-        n => Some(64 - (n - 1).leading_zeros()),
-    }
-}
+pub use crate::params::rounds_for;
 
 /// The virtual midpoint of the current round (see the module docs).
 pub fn round_mid(d: &Dispute) -> Option<u64> {

@@ -15,7 +15,8 @@ use attest_protocol::{
 };
 
 use super::{ApiError, ask, json_rejection, segment};
-use crate::mempool::AdmitError;
+use attest_core::mempool::AdmitError;
+
 use crate::shell::NodeHandle;
 
 /// Blocks one `GET /v1/blocks?from=&to=` answers at most. Each block's view lists its
@@ -96,7 +97,7 @@ fn parse_height(what: &str, text: &str) -> Result<u64, ApiError> {
 }
 
 /// A store failure: the node's problem, logged, and a 500.
-fn store_error(e: &crate::store::StoreError) -> ApiError {
+fn store_error(e: &attest_core::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "API: reading blocks");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
 }

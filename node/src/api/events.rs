@@ -18,81 +18,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use attest_contracts_sim::Event;
-use attest_protocol::{BlockHash, Height};
 
-use super::accounts::ReasonView;
 use super::{ApiError, ask};
 use crate::shell::NodeHandle;
-
-/// Subscribers the stream serves at once. Each holds a connection and a cursor into the
-/// shared buffer (not a copy of it), so the bound is about connections and serialisation
-/// work, not memory; 64 is far more than the dashboards and CLIs of a testnet need.
-pub const MAX_SUBSCRIBERS: usize = 64;
+pub use crate::views::{BlockEvents, MAX_SUBSCRIBERS, ReasonView, event_name};
 
 /// How often an idle stream sends a comment, so proxies and clients keep the connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// A committed block and the contract events of interest in it, as the loop publishes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockEvents {
-    /// The block's height.
-    pub height: Height,
-    /// The block's hash.
-    pub hash: BlockHash,
-    /// Transactions it carried.
-    pub txs: usize,
-    /// Its block time, ms since the Unix epoch.
-    pub time_ms: u64,
-    /// Its contract events that [`event_name`] names, in order.
-    pub events: Vec<Event>,
-}
-
-impl BlockEvents {
-    /// The block's facts and, of `events`, only those the stream carries.
-    pub fn new(
-        height: Height,
-        hash: BlockHash,
-        txs: usize,
-        time_ms: u64,
-        mut events: Vec<Event>,
-    ) -> Self {
-        events.retain(|e| event_name(e).is_some());
-        Self {
-            height,
-            hash,
-            txs,
-            time_ms,
-            events,
-        }
-    }
-}
-
-/// The SSE event name of a contract event the stream carries, `None` for the rest (fees,
-/// transfers and stake movements, which the blocks and accounts show).
-pub fn event_name(event: &Event) -> Option<&'static str> {
-    Some(match event {
-        Event::JobOpened { .. } => "job_opened",
-        Event::ResultCommitted { .. } => "result_committed",
-        Event::CheckAssigned { .. } => "check_assigned",
-        Event::NoCheckerAvailable { .. } => "no_checker_available",
-        Event::VerdictPosted { .. } => "verdict_posted",
-        Event::VerdictMissed { .. } => "verdict_missed",
-        Event::CommitMissed { .. } => "commit_missed",
-        Event::DisputeOpened { .. } => "dispute_opened",
-        Event::DisputeRound { .. } => "dispute_round",
-        Event::DisputeResolved { .. } => "dispute_resolved",
-        Event::Settled { .. } => "settled",
-        Event::Refunded { .. } => "refunded",
-        Event::Slashed { .. } => "slashed",
-        Event::ProbationStarted { .. } => "probation_started",
-        Event::Jailed { .. } => "jailed",
-        Event::FeePaid { .. }
-        | Event::Transfer { .. }
-        | Event::Staked { .. }
-        | Event::Unbonding { .. }
-        | Event::Released { .. } => return None,
-    })
-}
 
 /// A contract event as JSON: its fields as the contract names them, with the block's height
 /// and time added, and a slash's reason flattened as `/v1/accounts` shows it.

@@ -13,10 +13,11 @@ use attest_contracts_sim::{Check, Committed, Dispute, JobPhase};
 use attest_protocol::workload::output_hash;
 use attest_protocol::{AccountId, Amount, DeviceName, Hash, Height, JobId, ModelId};
 
-use super::accounts::ReasonView;
+use attest_core::market::JobClock;
+
 use super::{ApiError, ask, job_id, not_found};
-use crate::core::jobs::JobClock;
-use crate::shell::{JobSnapshot, NodeHandle};
+use crate::shell::NodeHandle;
+use crate::views::{JobSnapshot, ReasonView};
 
 /// A job as `GET /v1/jobs/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +214,7 @@ pub struct VerdictStageView {
     pub agree: bool,
 }
 
-/// A job's stages in committed blocks, and what they measure (DESIGN.md section 10).
+/// A job's stages in committed blocks, and what they measure (ARCHITECTURE.md, "What is measured").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineView {
     /// Opened: escrow locked.

@@ -12,8 +12,10 @@ use attest_protocol::workload::ModelSpec;
 use attest_protocol::{AccountId, Amount, DeviceName, ModelId, PublicKey};
 
 use super::{ApiError, ask, json_rejection, parse_hex_id};
-use crate::market::adverts::{HeldAdvert, NoProvider, Offer, Request};
+use attest_core::market::{HeldAdvert, NoProvider, Offer, Request};
+
 use crate::shell::NodeHandle;
+pub use crate::views::ReputationView;
 
 /// One advert as `GET /v1/adverts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,27 +115,6 @@ pub struct Quote {
     pub expires_at_ms: u64,
     /// The provider's standing when picked.
     pub reputation: ReputationView,
-}
-
-/// A provider's standing from the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReputationView {
-    /// Jobs it provided that settled.
-    pub settled: u64,
-    /// Slashes naming it.
-    pub slashes: u64,
-    /// The band picks rank on first (higher is better).
-    pub tier: i32,
-}
-
-impl From<crate::market::adverts::Reputation> for ReputationView {
-    fn from(r: crate::market::adverts::Reputation) -> Self {
-        Self {
-            settled: r.settled,
-            slashes: r.slashes,
-            tier: r.tier(),
-        }
-    }
 }
 
 impl Quote {

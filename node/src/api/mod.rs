@@ -36,7 +36,8 @@ use tokio::net::TcpListener;
 
 use attest_protocol::{AccountId, JobId, ParseError};
 
-use crate::shell::{NodeHandle, Status};
+use crate::shell::NodeHandle;
+use crate::views::Status;
 
 pub use chain::{BlockView, BlocksPage, CertificateView, MAX_BLOCKS_PER_PAGE, SubmitTx, Submitted};
 

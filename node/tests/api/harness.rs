@@ -7,12 +7,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use attest_chain::GenesisFile;
 use attest_contracts_sim::Params;
-use attest_node::accel::{DeviceConfig, DeviceProfile, TimeScale};
+use attest_core::CoreConfig;
+use attest_core::accel::{DeviceProfile, TimeScale};
+use attest_core::node::adverts::AdvertTerms;
+use attest_node::accel_pool::DeviceConfig;
 use attest_node::api;
-use attest_node::core::CoreConfig;
-use attest_node::core::adverts::AdvertTerms;
-use attest_node::genesis::GenesisFile;
 use attest_node::keyfile;
 use attest_node::shell::{Node, NodeSettings};
 use attest_protocol::tx::{OpenJob, Transfer};

@@ -1,0 +1,470 @@
+//! The ledger state, its genesis, its root and its read-only queries.
+
+mod journal;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use attest_protocol::encoding::encode;
+use attest_protocol::hash::{hash_tagged, tag};
+use attest_protocol::limits::MAX_INPUT_BYTES;
+use attest_protocol::workload::{self, WorkloadError};
+use attest_protocol::{AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height};
+use attest_protocol::{JobId, ModelId, Nonce, PublicKey, Round, VoteKind};
+use serde::{Deserialize, Serialize};
+
+use crate::error::GenesisError;
+use crate::events::SlashReason;
+use crate::params::Params;
+use journal::Undo;
+
+/// The facts of the block being applied, taken from its header and nothing else: the state
+/// machine reads no clock and no randomness of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    /// The block's height.
+    pub height: Height,
+    /// The block's timestamp (milliseconds since the Unix epoch). No rule reads it yet;
+    /// every window is counted in blocks, so replay never depends on clocks.
+    pub time_ms: u64,
+    /// The block's hash: the spot-check seed of results committed in it.
+    pub block_hash: BlockHash,
+    /// The block's proposer, who receives the fees.
+    pub proposer: AccountId,
+}
+
+/// The chain's starting point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// The chain id every evidence signature is checked against.
+    pub chain_id: ChainId,
+    /// The parameters.
+    pub params: Params,
+    /// Opening balances.
+    pub balances: Vec<(AccountId, Amount)>,
+    /// Opening stakes: account, node key, bonded amount. Genesis is trusted, so no node
+    /// binding signature is asked for.
+    pub stakes: Vec<(AccountId, PublicKey, Amount)>,
+}
+
+/// An account's spendable balance and next nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Account {
+    /// Spendable tokens.
+    pub balance: Amount,
+    /// The nonce its next transaction must carry.
+    pub nonce: Nonce,
+}
+
+/// Whether a staked account may be assigned work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StakeStatus {
+    /// In good standing.
+    Active,
+    /// Jailed for equivocation. There is no unjail transaction in this version.
+    Jailed,
+    /// Banned after losing a second dispute as a provider.
+    Banned,
+}
+
+/// Stake on its way out: still slashable until `release_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unbond {
+    /// How much.
+    pub amount: Amount,
+    /// The height at whose end it returns to the balance.
+    pub release_at: Height,
+}
+
+/// At most this many unbonding entries per account: each `Unstake` adds one, and the list is
+/// scanned on every slash and release.
+pub const MAX_UNBONDING_ENTRIES: usize = 32;
+
+/// An account's stake and standing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StakeEntry {
+    /// The node bound to the account (its PeerId's key).
+    pub node: PublicKey,
+    /// Bonded stake: what checker draws weigh and `min_stake` compares.
+    pub bonded: Amount,
+    /// Unbonding stake, oldest first.
+    pub unbonding: Vec<Unbond>,
+    /// Standing.
+    pub status: StakeStatus,
+    /// Disputes lost as a provider.
+    pub disputes_lost: u32,
+    /// Jobs left that are checked with p = 1 (probation).
+    pub probation_left: u32,
+}
+
+impl StakeEntry {
+    /// Bonded plus unbonding: everything a slash can reach. `None` on overflow, which the
+    /// supply bound rules out.
+    pub fn total(&self) -> Option<Amount> {
+        self.unbonding
+            .iter()
+            .try_fold(self.bonded, |acc, u| acc.checked_add(u.amount))
+    }
+
+    /// Whether the account may be assigned jobs or checks.
+    pub fn eligible(&self, min_stake: Amount) -> bool {
+        self.status == StakeStatus::Active && self.bonded >= min_stake && self.bonded.0 > 0
+    }
+}
+
+/// What a provider committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The output hash.
+    pub output_hash: Hash,
+    /// The trace root.
+    pub trace_root: Hash,
+    /// The trace's last leaf, `leaf_hash(step_count - 1, final_activation)`: the commit
+    /// proved it against `trace_root`, and its activation ends in `output_hash`. A checker
+    /// disagrees only by showing a different one.
+    pub final_leaf: Hash,
+    /// Tokens generated (always the job's `max_tokens`).
+    pub tokens: u32,
+    /// The block of the commit.
+    pub committed_at: Height,
+    /// The spot-check seed `H(spot-check, block hash, job id)`; checker redraws reuse it.
+    pub seed: Hash,
+}
+
+/// The check state of a committed result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Check {
+    /// Not checked: settles at the end of block `settle_at`.
+    Unchecked {
+        /// The settlement height.
+        settle_at: Height,
+    },
+    /// A checker was assigned and owes a verdict by `deadline`.
+    Pending {
+        /// The checker.
+        checker: AccountId,
+        /// The last block for its verdict.
+        deadline: Height,
+        /// Redraws made so far (the draw counter of the current checker).
+        redraws: u32,
+        /// Checkers that missed their window on this job, never drawn again for it.
+        failed: Vec<AccountId>,
+    },
+}
+
+/// Which side of a dispute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// The job's provider.
+    Provider,
+    /// The checker that disagreed.
+    Challenger,
+}
+
+/// A bisection dispute in progress (see [`crate::apply::disputes`] for the rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    /// The checker that disagreed.
+    pub challenger: AccountId,
+    /// Its trace root.
+    pub challenger_root: Hash,
+    /// Bisection rounds: `ceil(log2 step_count)`. Round `rounds` is the resolution phase.
+    pub rounds: u32,
+    /// The current round.
+    pub round: u32,
+    /// The highest agreed virtual index; `None` is index -1 (the initial activation).
+    pub lo: Option<u64>,
+    /// The leaf both parties opened at `lo` (when `lo` is an index).
+    pub agreed_leaf: Option<Hash>,
+    /// The two leaves (provider, challenger) at the disagreed end `hi`: at first the last
+    /// leaves the commit and the verdict proved, then those of each disagreeing round.
+    pub hi_leaves: (Hash, Hash),
+    /// The provider's opening this round.
+    pub provider_leaf: Option<Hash>,
+    /// The challenger's opening this round.
+    pub challenger_leaf: Option<Hash>,
+    /// The last block for the current round's moves.
+    pub deadline: Height,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobPhase {
+    /// Waiting for the provider's result until `deadline`.
+    Open {
+        /// The last block for the result.
+        deadline: Height,
+    },
+    /// A result is committed; checked or waiting for settlement.
+    Committed {
+        /// The result.
+        result: Committed,
+        /// Its check.
+        check: Check,
+    },
+    /// A dispute over the result is running.
+    Disputed {
+        /// The result.
+        result: Committed,
+        /// The dispute.
+        dispute: Box<Dispute>,
+    },
+    /// Paid out.
+    Settled,
+    /// Escrow returned to the client.
+    Refunded,
+}
+
+impl JobPhase {
+    /// The phase's name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobPhase::Open { .. } => "open",
+            JobPhase::Committed { .. } => "committed",
+            JobPhase::Disputed { .. } => "disputed",
+            JobPhase::Settled => "settled",
+            JobPhase::Refunded => "refunded",
+        }
+    }
+
+    /// The height at whose end the phase times out, if it can.
+    pub fn deadline(&self) -> Option<Height> {
+        match self {
+            JobPhase::Open { deadline } => Some(*deadline),
+            JobPhase::Committed { check, .. } => Some(match check {
+                Check::Unchecked { settle_at } => *settle_at,
+                Check::Pending { deadline, .. } => *deadline,
+            }),
+            JobPhase::Disputed { dispute, .. } => Some(dispute.deadline),
+            JobPhase::Settled | JobPhase::Refunded => None,
+        }
+    }
+
+    /// Whether the job is over.
+    pub fn is_final(&self) -> bool {
+        matches!(self, JobPhase::Settled | JobPhase::Refunded)
+    }
+}
+
+/// A fault established on a job: the record that backs a slash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Who was at fault.
+    pub who: AccountId,
+    /// The slash reason it backs.
+    pub reason: SlashReason,
+}
+
+/// A job and everything the contract needs to referee it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// The client that opened it.
+    pub client: AccountId,
+    /// The provider it names.
+    pub provider: AccountId,
+    /// The model.
+    pub model: ModelId,
+    /// The input; the referee re-executes from it.
+    pub input: Bytes<MAX_INPUT_BYTES>,
+    /// Tokens to generate.
+    pub max_tokens: u32,
+    /// The advert's device.
+    pub device: DeviceName,
+    /// The advert's price per token.
+    pub price_per_token: Amount,
+    /// The trace's step count, computed from model, input and tokens at opening.
+    pub step_count: u64,
+    /// Escrow still locked (zero once the job is final).
+    pub escrow: Amount,
+    /// The block that opened it.
+    pub opened_at: Height,
+    /// Where it is.
+    pub phase: JobPhase,
+    /// Faults established on it (each backs one slash).
+    pub faults: Vec<Fault>,
+}
+
+impl Job {
+    /// The workload job this job describes: what the result is checked against and what the
+    /// dispute referee runs. Opening checked it, so it only fails for a job no rule admits.
+    pub fn workload(&self) -> Result<workload::Job<'_>, WorkloadError> {
+        workload::Job::new(self.model.as_str(), &self.input, self.max_tokens)
+    }
+
+    /// The index of the trace's last step, `step_count - 1` (every job has a step).
+    pub fn last_step(&self) -> u64 {
+        self.step_count.saturating_sub(1)
+    }
+}
+
+/// The key of an equivocation: one punishment per signer, height, round and vote kind.
+pub type EvidenceKey = (AccountId, Height, Round, VoteKind);
+
+/// One slash, kept so that an auditor can check each is backed by a fault or evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlashRecord {
+    /// Who was slashed.
+    pub who: AccountId,
+    /// How much stake was taken.
+    pub amount: Amount,
+    /// Why.
+    pub reason: SlashReason,
+    /// When.
+    pub height: Height,
+}
+
+/// The whole ledger state. Every collection is ordered, so its canonical encoding (and so
+/// [`State::state_root`]) is the same on every machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct State {
+    pub(crate) chain_id: ChainId,
+    pub(crate) params: Params,
+    pub(crate) genesis_supply: Amount,
+    pub(crate) accounts: BTreeMap<AccountId, Account>,
+    pub(crate) stakes: BTreeMap<AccountId, StakeEntry>,
+    /// Node key to the account it is bound to.
+    pub(crate) nodes: BTreeMap<PublicKey, AccountId>,
+    pub(crate) jobs: BTreeMap<JobId, Job>,
+    /// `(deadline, job)` for every job that can time out: `end_block` pops these in order
+    /// instead of scanning every job.
+    pub(crate) timers: BTreeSet<(Height, JobId)>,
+    /// `(release height, account)` for unbonding entries.
+    pub(crate) releases: BTreeSet<(Height, AccountId)>,
+    pub(crate) treasury: Amount,
+    pub(crate) evidence: BTreeSet<EvidenceKey>,
+    pub(crate) slashes: Vec<SlashRecord>,
+    /// Prior values of what the current transaction touched, to undo it on rejection. Empty
+    /// between transitions, and not part of the state root.
+    #[serde(skip)]
+    pub(crate) journal: Vec<Undo>,
+}
+
+impl State {
+    /// The state at genesis.
+    pub fn from_genesis(genesis: &Genesis) -> Result<State, GenesisError> {
+        genesis.params.validate()?;
+        let mut supply = Amount::ZERO;
+        let mut accounts = BTreeMap::new();
+        for (id, amount) in &genesis.balances {
+            let account = Account {
+                balance: *amount,
+                nonce: Nonce(0),
+            };
+            if accounts.insert(*id, account).is_some() {
+                return Err(GenesisError::DuplicateBalance { account: *id });
+            }
+            supply = supply
+                .checked_add(*amount)
+                .ok_or(GenesisError::SupplyOverflow)?;
+        }
+        let mut stakes = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for (id, node, amount) in &genesis.stakes {
+            if nodes.insert(*node, *id).is_some() {
+                return Err(GenesisError::DuplicateNode { node: *node });
+            }
+            let entry = StakeEntry {
+                node: *node,
+                bonded: *amount,
+                unbonding: Vec::new(),
+                status: StakeStatus::Active,
+                disputes_lost: 0,
+                probation_left: 0,
+            };
+            if stakes.insert(*id, entry).is_some() {
+                return Err(GenesisError::DuplicateStake { account: *id });
+            }
+            accounts.entry(*id).or_insert_with(Account::default);
+            supply = supply
+                .checked_add(*amount)
+                .ok_or(GenesisError::SupplyOverflow)?;
+        }
+        Ok(State {
+            chain_id: genesis.chain_id.clone(),
+            params: genesis.params.clone(),
+            genesis_supply: supply,
+            accounts,
+            stakes,
+            nodes,
+            jobs: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            releases: BTreeSet::new(),
+            treasury: Amount::ZERO,
+            evidence: BTreeSet::new(),
+            slashes: Vec::new(),
+            journal: Vec::new(),
+        })
+    }
+
+    /// `H("attest/state/v1", encode(state))`. Maps encode in key order, so equal states have
+    /// equal roots everywhere.
+    pub fn state_root(&self) -> Hash {
+        hash_tagged(tag::STATE, &[&encode(self)])
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The supply created at genesis, which every transition conserves.
+    pub fn genesis_supply(&self) -> Amount {
+        self.genesis_supply
+    }
+
+    /// An account's balance and nonce (zero for an account never seen).
+    pub fn account(&self, id: &AccountId) -> Account {
+        self.accounts.get(id).copied().unwrap_or_default()
+    }
+
+    /// Every account, in key order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&AccountId, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// An account's stake, if it ever staked.
+    pub fn stake(&self, id: &AccountId) -> Option<&StakeEntry> {
+        self.stakes.get(id)
+    }
+
+    /// Every stake, in account order.
+    pub fn stakes(&self) -> impl Iterator<Item = (&AccountId, &StakeEntry)> {
+        self.stakes.iter()
+    }
+
+    /// The account a node key is bound to.
+    pub fn node_account(&self, node: &PublicKey) -> Option<&AccountId> {
+        self.nodes.get(node)
+    }
+
+    /// A job.
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// Every job, in id order.
+    pub fn jobs(&self) -> impl Iterator<Item = (&JobId, &Job)> {
+        self.jobs.iter()
+    }
+
+    /// The treasury's balance.
+    pub fn treasury(&self) -> Amount {
+        self.treasury
+    }
+
+    /// Every slash so far, in order.
+    pub fn slashes(&self) -> &[SlashRecord] {
+        &self.slashes
+    }
+
+    /// Escrow locked in unfinished jobs.
+    pub fn escrow_total(&self) -> Option<Amount> {
+        self.jobs
+            .values()
+            .try_fold(Amount::ZERO, |acc, j| acc.checked_add(j.escrow))
+    }
+}

@@ -1,0 +1,474 @@
+//! The committed chain as one node sees it: the contract state after the last block, the
+//! block that got it there, and the rules a next block must meet.
+//!
+//! Pure: it builds, checks and applies blocks through `attest-contracts-sim`; it never does
+//! I/O, and time comes in as an argument. A proposed block is applied on a copy of the state
+//! when it is checked, so every transaction in a block is known to apply; the copy is kept and
+//! swapped in if that block commits, so no block is executed twice.
+
+use attest_contracts_sim::{Ctx, Event, State, TxError};
+use attest_protocol::consensus::BlockBodyError;
+use attest_protocol::encoding::encode;
+use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use attest_protocol::{
+    Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
+    SignatureError, Tx, TxHash, Verified,
+};
+
+use crate::certificate::{CertError, verify_certificate};
+use crate::genesis::GenesisFile;
+use crate::validators::{ValidatorSet, ValidatorSetError, validator_set};
+
+/// How far ahead of the local clock a proposed block's time may be. Clocks of honest nodes
+/// agree within this on any sane machine; a larger lead would let a proposer push block time
+/// (and everything timed by it) into the future.
+pub const MAX_CLOCK_DRIFT_MS: u64 = 10_000;
+
+/// A block that cannot follow the current chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The block names another chain.
+    #[error("block for chain {got}, this is {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: ChainId,
+        /// The block's.
+        got: ChainId,
+    },
+    /// The block is not for the next height.
+    #[error("block at height {got}, the next height is {expected}")]
+    WrongHeight {
+        /// The next height.
+        expected: Height,
+        /// The block's.
+        got: Height,
+    },
+    /// The block does not extend the last committed block.
+    #[error("block {height} extends {got}, not the committed {expected}")]
+    WrongParent {
+        /// The block's height.
+        height: Height,
+        /// The last committed block.
+        expected: BlockHash,
+        /// The parent it names.
+        got: BlockHash,
+    },
+    /// The block's time is not after its parent's, or too far ahead of our clock.
+    #[error("block {height} time {got} ms: must be after {after} and at most {latest}")]
+    BadTime {
+        /// The block's height.
+        height: Height,
+        /// The parent's time.
+        after: u64,
+        /// Our clock plus the allowed drift.
+        latest: u64,
+        /// The block's time.
+        got: u64,
+    },
+    /// The header's state root is not the state after the parent.
+    #[error("block {height} claims state root {got}, the state is {expected}")]
+    StateRoot {
+        /// The block's height.
+        height: Height,
+        /// Our state root.
+        expected: Hash,
+        /// The header's.
+        got: Hash,
+    },
+    /// The body does not match the header.
+    #[error("{0}")]
+    Body(#[from] BlockBodyError),
+    /// The block lacks the certificate of its parent, carries one it should not, or carries
+    /// one for another block.
+    #[error(
+        "block {height}: the previous block's commit certificate is missing, unexpected or for another block"
+    )]
+    LastCommitPresence {
+        /// The block's height.
+        height: Height,
+    },
+    /// The parent's certificate in the block is not valid for the parent.
+    #[error("block {height}: previous block's certificate: {error}")]
+    LastCommit {
+        /// The block's height.
+        height: Height,
+        /// Why it is invalid.
+        error: CertError,
+    },
+    /// A certificate for this block is not valid.
+    #[error("certificate of block {height}: {error}")]
+    Certificate {
+        /// The block's height.
+        height: Height,
+        /// Why it is invalid.
+        error: CertError,
+    },
+    /// A certificate names another block.
+    #[error("certificate of block {height} names another block")]
+    CertificateMismatch {
+        /// The block's height.
+        height: Height,
+    },
+    /// A transaction's signature does not verify.
+    #[error("block {height} transaction {index}: {error}")]
+    TxSignature {
+        /// The block's height.
+        height: Height,
+        /// The transaction's position.
+        index: usize,
+        /// Why.
+        error: SignatureError,
+    },
+    /// A transaction is refused by the contract; blocks carry only transactions that apply.
+    #[error("block {height} transaction {index} is refused: {error}")]
+    TxRefused {
+        /// The block's height.
+        height: Height,
+        /// The transaction's position.
+        index: usize,
+        /// The contract's reason.
+        error: TxError,
+    },
+    /// The block is over the size bound.
+    #[error("block {height} is {bytes} bytes; the limit is {max}")]
+    TooLarge {
+        /// The block's height.
+        height: Height,
+        /// Its encoded size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The state a checked block leads to, kept until the block commits or the height moves on.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The block's hash.
+    pub hash: BlockHash,
+    /// The state after it.
+    pub state: State,
+    /// What it did.
+    pub events: Vec<Event>,
+}
+
+/// The committed chain.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    chain_id: ChainId,
+    state: State,
+    state_root: Hash,
+    height: Height,
+    last_hash: BlockHash,
+    last_time_ms: u64,
+    last_certificate: Option<CommitCertificate>,
+    /// The set that decides the next height (from the current state).
+    validators: ValidatorSet,
+    /// The set that decided the current height, which signed `last_certificate`.
+    previous_validators: Option<ValidatorSet>,
+}
+
+/// A genesis this node cannot start from.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The contract refused the genesis.
+    #[error("genesis: {0}")]
+    Genesis(#[from] attest_contracts_sim::GenesisError),
+    /// The staked accounts do not form a validator set.
+    #[error("genesis validators: {0}")]
+    Validators(#[from] ValidatorSetError),
+}
+
+impl Chain {
+    /// The chain at genesis (height 0).
+    pub fn new(genesis: &GenesisFile) -> Result<Self, ChainError> {
+        let state = State::from_genesis(&genesis.genesis)?;
+        let validators = validator_set(&state)?;
+        Ok(Self {
+            chain_id: genesis.genesis.chain_id.clone(),
+            state_root: state.state_root(),
+            state,
+            height: Height(0),
+            last_hash: BlockHash::default(),
+            last_time_ms: genesis.genesis_time_ms,
+            last_certificate: None,
+            validators,
+            previous_validators: None,
+        })
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    /// The last committed height (0 before the first block).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// The last committed block's hash (zeros before the first block).
+    pub fn last_hash(&self) -> BlockHash {
+        self.last_hash
+    }
+
+    /// The last committed block's time (the genesis time before the first block).
+    pub fn last_time_ms(&self) -> u64 {
+        self.last_time_ms
+    }
+
+    /// The contract state after the last committed block.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Its root.
+    pub fn state_root(&self) -> Hash {
+        self.state_root
+    }
+
+    /// The validators of the next height.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// A block for the next height from `candidates` (in order): each is applied to a copy of
+    /// the state and left out if the contract refuses it, so the block carries only
+    /// transactions that apply. Returns the block and the state it leads to.
+    pub fn build_block(
+        &self,
+        proposer: PublicKey,
+        now_ms: u64,
+        candidates: Vec<Verified<Tx>>,
+    ) -> (Block, Applied) {
+        let height = self.height.next();
+        let time_ms = now_ms.max(self.last_time_ms + 1);
+        let mut scratch = self.state.clone();
+        // The block hash is not known until the transactions are chosen, and `apply` reads it
+        // (spot-check seeds). So choose with a provisional context, then apply for real.
+        let provisional = Ctx {
+            height,
+            time_ms,
+            block_hash: BlockHash::default(),
+            proposer,
+        };
+        let mut txs = Vec::new();
+        let mut bytes = 0;
+        for tx in candidates {
+            let size = encode(tx.signed()).len();
+            if txs.len() == MAX_BLOCK_TXS || bytes + size > MAX_BLOCK_BYTES / 2 {
+                break;
+            }
+            if scratch.apply(&provisional, &tx).is_ok() {
+                bytes += size;
+                txs.push(tx);
+            }
+        }
+        // The real block hash can change what a transaction does (spot-check draws) but not
+        // whether it applies; should one still be refused, drop it and build again.
+        loop {
+            let block = self.assemble(proposer, time_ms, &txs);
+            match self.apply_on_copy(&block, txs.clone()) {
+                Ok(applied) => return (block, applied),
+                Err(BlockError::TxRefused { index, .. }) if index < txs.len() => {
+                    txs.remove(index);
+                }
+                Err(e) => unreachable!("a block assembled from the chain head is valid: {e}"),
+            }
+        }
+    }
+
+    fn assemble(&self, proposer: PublicKey, time_ms: u64, txs: &[Verified<Tx>]) -> Block {
+        let signed: Vec<_> = txs.iter().map(|t| t.signed().clone()).collect();
+        let header = BlockHeader {
+            chain_id: self.chain_id.clone(),
+            height: self.height.next(),
+            prev: self.last_hash,
+            proposer,
+            time_ms,
+            tx_root: Block::tx_root(&signed),
+            state_root: self.state_root,
+            last_commit: Block::last_commit_hash(self.last_certificate.as_ref()),
+        };
+        Block {
+            header,
+            txs: BoundedVec::new(signed).expect("at most MAX_BLOCK_TXS chosen"),
+            last_commit: self.last_certificate.clone(),
+        }
+    }
+
+    /// Checks a proposed block against the chain, `now_ms` bounding its time, and applies it
+    /// to a copy of the state. Everything but the proposer's identity, which consensus checks.
+    /// `known` gives transactions whose signatures were already verified (the mempool's), so
+    /// each signature is verified once per node.
+    pub fn check_proposal(
+        &self,
+        block: &Block,
+        now_ms: u64,
+        known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+    ) -> Result<Applied, BlockError> {
+        let latest = now_ms.saturating_add(MAX_CLOCK_DRIFT_MS);
+        if block.header.time_ms > latest {
+            return Err(BlockError::BadTime {
+                height: block.header.height,
+                after: self.last_time_ms,
+                latest,
+                got: block.header.time_ms,
+            });
+        }
+        self.check_block(block, known)
+    }
+
+    /// Checks a committed block with its certificate (from sync or the store) and applies it
+    /// to a copy of the state. Its time is not held against our clock: it is committed.
+    pub fn check_committed(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<Applied, BlockError> {
+        let height = block.header.height;
+        if certificate.height != height || certificate.block != block.hash() {
+            return Err(BlockError::CertificateMismatch { height });
+        }
+        verify_certificate(&self.chain_id, &self.validators, certificate)
+            .map_err(|error| BlockError::Certificate { height, error })?;
+        self.check_block(block, &|_| None)
+    }
+
+    fn check_block(
+        &self,
+        block: &Block,
+        known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+    ) -> Result<Applied, BlockError> {
+        let h = &block.header;
+        let height = h.height;
+        if h.chain_id != self.chain_id {
+            let got = h.chain_id.clone();
+            return Err(BlockError::WrongChain {
+                expected: self.chain_id.clone(),
+                got,
+            });
+        }
+        if height != self.height.next() {
+            return Err(BlockError::WrongHeight {
+                expected: self.height.next(),
+                got: height,
+            });
+        }
+        if h.prev != self.last_hash {
+            return Err(BlockError::WrongParent {
+                height,
+                expected: self.last_hash,
+                got: h.prev,
+            });
+        }
+        if h.time_ms <= self.last_time_ms {
+            let (after, got) = (self.last_time_ms, h.time_ms);
+            return Err(BlockError::BadTime {
+                height,
+                after,
+                latest: u64::MAX,
+                got,
+            });
+        }
+        if h.state_root != self.state_root {
+            let (expected, got) = (self.state_root, h.state_root);
+            return Err(BlockError::StateRoot {
+                height,
+                expected,
+                got,
+            });
+        }
+        let bytes = encode(block).len();
+        if bytes > MAX_BLOCK_BYTES {
+            return Err(BlockError::TooLarge {
+                height,
+                bytes,
+                max: MAX_BLOCK_BYTES,
+            });
+        }
+        block.check_body()?;
+        self.check_last_commit(block)?;
+        let mut txs = Vec::with_capacity(block.txs.len());
+        for (index, tx) in block.txs.iter().enumerate() {
+            // Equal hashes mean equal bytes: a known transaction's signature was verified.
+            if let Some(verified) = known(&attest_protocol::tx_hash(tx)) {
+                txs.push(verified);
+                continue;
+            }
+            let verified =
+                tx.clone()
+                    .verify(&self.chain_id)
+                    .map_err(|error| BlockError::TxSignature {
+                        height,
+                        index,
+                        error,
+                    })?;
+            txs.push(verified);
+        }
+        self.apply_on_copy(block, txs)
+    }
+
+    fn check_last_commit(&self, block: &Block) -> Result<(), BlockError> {
+        let height = block.header.height;
+        match (&block.last_commit, &self.previous_validators) {
+            (None, None) => Ok(()),
+            (Some(cert), Some(set)) => {
+                if cert.height != self.height || cert.block != self.last_hash {
+                    return Err(BlockError::LastCommitPresence { height });
+                }
+                verify_certificate(&self.chain_id, set, cert)
+                    .map_err(|error| BlockError::LastCommit { height, error })
+            }
+            _ => Err(BlockError::LastCommitPresence { height }),
+        }
+    }
+
+    fn apply_on_copy(&self, block: &Block, txs: Vec<Verified<Tx>>) -> Result<Applied, BlockError> {
+        let hash = block.hash();
+        let h = &block.header;
+        let ctx = Ctx {
+            height: h.height,
+            time_ms: h.time_ms,
+            block_hash: hash,
+            proposer: h.proposer,
+        };
+        let mut state = self.state.clone();
+        let mut events = Vec::new();
+        for (index, tx) in txs.iter().enumerate() {
+            let mut e = state
+                .apply(&ctx, tx)
+                .map_err(|error| BlockError::TxRefused {
+                    height: h.height,
+                    index,
+                    error,
+                })?;
+            events.append(&mut e);
+        }
+        events.extend(state.end_block(&ctx));
+        Ok(Applied {
+            hash,
+            state,
+            events,
+        })
+    }
+
+    /// Makes `block`, checked into `applied`, the new head. `certificate` commits it.
+    pub fn commit(
+        &mut self,
+        block: &Block,
+        certificate: CommitCertificate,
+        applied: Applied,
+    ) -> Result<(), ValidatorSetError> {
+        debug_assert_eq!(applied.hash, block.hash(), "applied state of another block");
+        let validators = validator_set(&applied.state)?;
+        self.state = applied.state;
+        self.state_root = self.state.state_root();
+        self.height = block.header.height;
+        self.last_hash = applied.hash;
+        self.last_time_ms = block.header.time_ms;
+        self.last_certificate = Some(certificate);
+        self.previous_validators = Some(std::mem::replace(&mut self.validators, validators));
+        Ok(())
+    }
+}

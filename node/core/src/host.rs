@@ -1,0 +1,94 @@
+//! The one effects host: what every host of a [`NodeCore`] does with its store.
+//!
+//! The node shell (sled), the in-process [`crate::localnet`] and the simulator (`attest-tests`,
+//! in memory) differ in how they send bytes and run jobs, but must not differ in what they make
+//! durable, in what order, or what they prune. This module is that part, written once:
+//! [`open`] replays a store into a core, [`persist`] carries out the persistence effects (and
+//! passes every other effect back to the host), and [`serve_request`] answers a peer's request
+//! from the core and the store.
+//!
+//! Ordering: a host must hand effects to [`persist`] in the order [`NodeCore::poll_effect`]
+//! yields them, and finish each before carrying out the next: a vote is durable before it is
+//! broadcast, a block before anything that follows its commit.
+
+use attest_chain::{Chain, GenesisFile};
+use attest_consensus::OwnMessage;
+use attest_protocol::{Height, SecretKey};
+
+use crate::node::requests::Answer;
+use crate::node::{CoreConfig, CoreError, Effect, NodeCore};
+use crate::store::{Store, StoreError};
+use crate::wire;
+
+/// Opens a node on `store`: replays every stored block from genesis (checking certificates
+/// and state roots), restores our own votes and locks for the next height, and starts it.
+/// `key` is the validator account key, `None` for a node that only follows.
+pub fn open(
+    genesis: &GenesisFile,
+    key: Option<SecretKey>,
+    config: CoreConfig,
+    store: &dyn Store,
+    now_ms: u64,
+) -> Result<NodeCore, CoreError> {
+    let mut chain = Chain::new(genesis)?;
+    let latest = store.latest_height();
+    if latest.0 > 0 {
+        for item in store.blocks(Height(1)..=latest) {
+            let (block, cert) = item?;
+            let height = block.header.height;
+            let applied = chain
+                .check_committed(&block, &cert)
+                .map_err(|e| CoreError::Replay {
+                    height,
+                    error: Box::new(e),
+                })?;
+            chain
+                .commit(&block, cert, applied)
+                .map_err(|e| CoreError::NoValidators { height, error: e })?;
+        }
+    }
+    let next = chain.height().next();
+    let locks = store.own_locks(next)?.into_iter();
+    let wal: Vec<OwnMessage> = store
+        .own_votes(next)?
+        .into_iter()
+        .map(OwnMessage::Vote)
+        .chain(locks.map(|l| OwnMessage::Lock(Box::new(l))))
+        .collect();
+    NodeCore::open(chain, key, config, wal, now_ms)
+}
+
+/// Carries out `effect` if it is a persistence effect, durably, and returns `None`; any other
+/// effect comes back for the host to carry out. After a block is stored, own votes and locks
+/// below the block before it are pruned: the validator votes at those heights no more.
+///
+/// An error is fatal: the node must not go on after failing to make a vote or block durable.
+pub fn persist(store: &mut dyn Store, effect: Effect) -> Result<Option<Effect>, StoreError> {
+    match effect {
+        Effect::PersistVote(vote) => store.record_own_vote(&vote)?,
+        Effect::PersistLock(lock) => store.record_own_lock(&lock)?,
+        Effect::PersistBlock(pair) => {
+            let (block, certificate) = &*pair;
+            store.put_block(block, certificate)?;
+            let below = Height(block.header.height.0.saturating_sub(1));
+            store.prune_own_votes_below(below)?;
+        }
+        other => return Ok(Some(other)),
+    }
+    Ok(None)
+}
+
+/// The answer to a peer's request `data`: an output from `core`, or committed blocks from
+/// `store`. `None` for a malformed request.
+pub fn serve_request(core: &NodeCore, store: &dyn Store, data: &[u8]) -> Option<Vec<u8>> {
+    match core.answer_request(data)? {
+        Answer::Ready(bytes) => Some(bytes),
+        Answer::Sync(request) => {
+            let latest = store.latest_height();
+            match wire::sync_range(&request, latest) {
+                Some(range) => wire::sync_response(latest, store.blocks(range)),
+                None => wire::sync_response::<StoreError>(latest, []),
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The gateway's half of output delivery: for each job a client opened through this node,
+//! fetch the output bytes from the provider's node once the result is committed, check them
+//! against the committed output hash, and keep them for the client. Pure: requests go out as
+//! values, answers come in with the time.
+//!
+//! A provider that answers with bytes that do not hash to its committed output hash is
+//! reported (and the answer dropped); the job's dispute, if the result is also wrong, is the
+//! ledger's business, not this module's.
+
+use std::collections::BTreeMap;
+
+use attest_contracts_sim::{Event, JobPhase, State};
+use attest_protocol::workload::output_hash;
+use attest_protocol::{Hash, JobId};
+
+use crate::bounded::BoundedMap;
+use crate::wire::PeerKey;
+
+/// Outputs kept for clients, oldest dropped first. Outputs are at most 1,024 bytes, so this is
+/// at most ~4 MB.
+pub const MAX_OUTPUTS: usize = 4_096;
+/// Jobs waiting for an output at once; further jobs opened through this node are not tracked.
+pub const MAX_WANTED: usize = 4_096;
+/// Fetch attempts per job before giving up (a provider that is down, or lies).
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Where one wanted output stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    /// The provider's node and the committed output hash, once the result is committed.
+    result: Option<(PeerKey, Hash)>,
+    in_flight: bool,
+    attempts: u32,
+}
+
+/// What the gateway did, for the API and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Outputs fetched and matching the ledger.
+    pub verified: u64,
+    /// Answers whose bytes did not match the committed hash.
+    pub rejected: u64,
+    /// Jobs given up on after [`MAX_ATTEMPTS`] failed fetches.
+    pub abandoned: u64,
+}
+
+/// Output delivery for jobs opened through this node.
+#[derive(Debug)]
+pub struct Gateway {
+    wanted: BTreeMap<JobId, Wanted>,
+    outputs: BoundedMap<JobId, Vec<u8>>,
+    stats: GatewayStats,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            wanted: BTreeMap::new(),
+            outputs: BoundedMap::new(MAX_OUTPUTS),
+            stats: GatewayStats::default(),
+        }
+    }
+}
+
+impl Gateway {
+    /// What the gateway did.
+    pub fn stats(&self) -> &GatewayStats {
+        &self.stats
+    }
+
+    /// The verified output of `job`, if this node holds it.
+    pub fn output(&self, job: &JobId) -> Option<&[u8]> {
+        self.outputs.get(job).map(Vec::as_slice)
+    }
+
+    /// A client opened `job` through this node.
+    pub fn track(&mut self, job: JobId) {
+        if self.wanted.len() < MAX_WANTED {
+            self.wanted.entry(job).or_insert(Wanted {
+                result: None,
+                in_flight: false,
+                attempts: 0,
+            });
+        }
+    }
+
+    /// A block committed: note results of tracked jobs, drop jobs that ended without one, and
+    /// return the fetches to send as (peer, job).
+    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<(PeerKey, JobId)> {
+        for e in events {
+            if let Event::ResultCommitted {
+                job,
+                provider,
+                output_hash,
+                ..
+            } = e
+                && let Some(w) = self.wanted.get_mut(job)
+                && let Some(stake) = state.stake(provider)
+            {
+                w.result = Some((stake.node.peer_id_bytes().to_vec(), *output_hash));
+            }
+        }
+        self.wanted.retain(|id, w| {
+            w.result.is_some()
+                || state
+                    .job(id)
+                    .is_some_and(|j| matches!(j.phase, JobPhase::Open { .. }))
+                || state.job(id).is_none()
+        });
+        self.fetches()
+    }
+
+    /// The fetches due: every committed result not in flight.
+    fn fetches(&mut self) -> Vec<(PeerKey, JobId)> {
+        let mut out = Vec::new();
+        for (id, w) in &mut self.wanted {
+            if let (Some((peer, _)), false) = (&w.result, w.in_flight) {
+                w.in_flight = true;
+                w.attempts += 1;
+                out.push((peer.clone(), *id));
+            }
+        }
+        out
+    }
+
+    /// The provider answered for `job` with `output` (`None`: it has none).
+    pub fn on_output(&mut self, job: JobId, output: Option<&[u8]>) {
+        let Some(w) = self.wanted.get_mut(&job) else {
+            return;
+        };
+        w.in_flight = false;
+        let Some((_, committed)) = w.result else {
+            return;
+        };
+        match output {
+            Some(bytes) if output_hash(bytes) == committed => {
+                self.wanted.remove(&job);
+                self.keep(job, bytes.to_vec());
+                self.stats.verified += 1;
+            }
+            Some(_) => {
+                self.stats.rejected += 1;
+                tracing::warn!(job = %job, "provider's output does not match the committed hash; rejected");
+                self.give_up_if_spent(job);
+            }
+            None => self.give_up_if_spent(job),
+        }
+    }
+
+    /// A request to `peer` failed: its fetches may go again.
+    pub fn on_failure(&mut self, peer: &PeerKey) {
+        let failed: Vec<JobId> = self
+            .wanted
+            .iter()
+            .filter(|(_, w)| w.in_flight && w.result.as_ref().is_some_and(|(p, _)| p == peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(w) = self.wanted.get_mut(&id) {
+                w.in_flight = false;
+            }
+            self.give_up_if_spent(id);
+        }
+    }
+
+    fn give_up_if_spent(&mut self, job: JobId) {
+        if self
+            .wanted
+            .get(&job)
+            .is_some_and(|w| w.attempts >= MAX_ATTEMPTS)
+        {
+            self.wanted.remove(&job);
+            self.stats.abandoned += 1;
+        }
+    }
+
+    /// Keeps a verified output (also a provider's own, when it is the gateway too).
+    pub fn keep(&mut self, job: JobId, output: Vec<u8>) {
+        self.outputs.insert(job, output);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use attest_contracts_sim::{Genesis, Params};
+    use attest_protocol::{Amount, ChainId, SecretKey};
+
+    use super::*;
+
+    fn state() -> (State, attest_protocol::AccountId, PeerKey) {
+        let provider = SecretKey::from_seed([1; 32]).public();
+        let node = SecretKey::from_seed([2; 32]).public();
+        let tokens = Amount::tokens(500).unwrap();
+        let genesis = Genesis {
+            chain_id: ChainId::new("gateway-test").unwrap(),
+            params: Params::default(),
+            balances: vec![(provider, tokens)],
+            stakes: vec![(provider, node, tokens)],
+        };
+        let state = State::from_genesis(&genesis).unwrap();
+        (state, provider, node.peer_id_bytes().to_vec())
+    }
+
+    fn committed(job: JobId, provider: attest_protocol::AccountId, output: &[u8]) -> Event {
+        Event::ResultCommitted {
+            job,
+            provider,
+            output_hash: output_hash(output),
+            trace_root: Hash([0; 32]),
+            final_leaf: Hash([0; 32]),
+            step_count: 1,
+            tokens: 1,
+            selected: false,
+        }
+    }
+
+    #[test]
+    fn an_output_that_does_not_match_the_ledger_is_rejected_and_fetched_again() {
+        let (state, provider, peer) = state();
+        let job = JobId([9; 32]);
+        let mut g = Gateway::default();
+        g.track(job);
+        let fetches = g.on_commit(&state, &[committed(job, provider, b"the truth")]);
+        assert_eq!(fetches, vec![(peer.clone(), job)]);
+        g.on_output(job, Some(b"a lie"));
+        assert_eq!(g.stats().rejected, 1);
+        assert_eq!(g.output(&job), None);
+        // The next block sends the fetch again; the true bytes are kept.
+        assert_eq!(g.on_commit(&state, &[]), vec![(peer, job)]);
+        g.on_output(job, Some(b"the truth"));
+        assert_eq!(g.output(&job), Some(&b"the truth"[..]));
+        assert_eq!(g.stats().verified, 1);
+        assert!(g.on_commit(&state, &[]).is_empty(), "nothing more to fetch");
+    }
+
+    #[test]
+    fn a_provider_that_never_answers_is_given_up_after_the_attempt_bound() {
+        let (state, provider, peer) = state();
+        let job = JobId([7; 32]);
+        let mut g = Gateway::default();
+        g.track(job);
+        let mut fetches = g.on_commit(&state, &[committed(job, provider, b"x")]);
+        for _ in 0..MAX_ATTEMPTS {
+            assert_eq!(fetches.len(), 1);
+            g.on_failure(&peer);
+            fetches = g.on_commit(&state, &[]);
+        }
+        assert!(fetches.is_empty());
+        assert_eq!(g.stats().abandoned, 1);
+    }
+}

@@ -1,0 +1,842 @@
+//! `NodeCore`: one node, sans-IO.
+//!
+//! It holds two participants: the ledger node ([`Ledger`]: the committed chain, the mempool,
+//! the consensus instance, the proposals applied at the height being decided, sync) and the
+//! market participant ([`Participant`]: duties, measurements, the gateway, the advert book).
+//! It takes inputs (`handle_gossip`, `submit_tx`, `handle_timeout`, `handle_response`,
+//! `handle_job_done`, each with `now` in milliseconds since the Unix epoch) and yields effects
+//! (`poll_effect`) and its next deadline (`poll_timeout`). It never touches a socket, a file,
+//! the clock or OS randomness: the node shell, the local network and the simulator drive it
+//! and carry out its effects in order through [`crate::host`].
+//!
+//! Pacing: after a block commits the next height starts at once if transactions wait, and
+//! otherwise when the first transaction or consensus message for it arrives, or when the idle
+//! interval has passed, so an idle chain still makes blocks and time-based windows advance.
+
+pub mod adverts;
+pub mod requests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use attest_contracts_sim::Event;
+use attest_protocol::{
+    AccountId, Amount, Block, BlockHash, Canonical, CommitCertificate, Height, Nonce, SecretKey,
+    Signed, SignedTx, TxHash, Vote,
+};
+
+use attest_chain::{Applied, BlockError, Chain, ChainError, ValidatorSetError};
+use attest_consensus::{
+    BlockValidity, Consensus, ConsensusConfig, Input, InputError, LockRecord, Output, OwnMessage,
+    TimeoutConfig, TimeoutId,
+};
+use attest_protocol::JobId;
+use attest_protocol::workload::Execution;
+
+use crate::market::{
+    AdvertBook, Duties, Duty, DutyStats, Gateway, GatewayStats, JobRun, MarketConfig, Measurements,
+    Purpose,
+};
+use crate::mempool::{AccountView, AdmitError, Mempool};
+use crate::store::StoreError;
+use crate::topic;
+use crate::wire::ConsensusMessage;
+
+pub use crate::wire::PeerKey;
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// An idle chain makes a block after this many milliseconds.
+    pub idle_block_interval_ms: u64,
+    /// Mempool bound on transactions.
+    pub mempool_max_txs: usize,
+    /// Mempool bound on bytes.
+    pub mempool_max_bytes: usize,
+    /// A transaction waiting this long is dropped (see [`Mempool::expire`]).
+    pub mempool_ttl_ms: u64,
+    /// Consensus timeouts.
+    pub timeouts: TimeoutConfig,
+    /// Own consensus messages are sent again this often while a height is undecided: gossip
+    /// may lose them, and Tendermint is live only if they eventually arrive.
+    pub rebroadcast_interval_ms: u64,
+    /// What this node does in the market.
+    pub market: MarketConfig,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            idle_block_interval_ms: 1_000,
+            mempool_max_txs: 10_000,
+            mempool_max_bytes: 32 * 1024 * 1024,
+            mempool_ttl_ms: 60_000,
+            timeouts: TimeoutConfig::default(),
+            rebroadcast_interval_ms: 2_000,
+            market: MarketConfig {
+                serve: true,
+                ..MarketConfig::default()
+            },
+        }
+    }
+}
+
+/// Something the host must do. Effects are carried out in the order they are polled: a
+/// `Persist*` effect must be durable before any later effect is carried out.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Append our own vote to the write-ahead log, durably.
+    PersistVote(Signed<Vote>),
+    /// Write the lock of a precommit we are about to send to the write-ahead log, durably.
+    PersistLock(Box<LockRecord>),
+    /// Store a committed block and its certificate, durably.
+    PersistBlock(Box<(Block, CommitCertificate)>),
+    /// Publish `data` on gossip topic `topic`.
+    Broadcast {
+        /// The topic.
+        topic: &'static str,
+        /// The canonical bytes.
+        data: Vec<u8>,
+    },
+    /// Send a sync request to `peer`; hand its answer to [`NodeCore::handle_response`].
+    Request {
+        /// The peer.
+        peer: PeerKey,
+        /// The canonical bytes of a [`SyncRequest`].
+        data: Vec<u8>,
+    },
+    /// Run a job on the accelerator; hand the execution to [`NodeCore::handle_job_done`].
+    RunJob(Box<JobRun>),
+    /// A block committed (for logs, the API and metrics).
+    Committed {
+        /// Its height.
+        height: Height,
+        /// Its hash.
+        hash: BlockHash,
+        /// Its block time (ms since the epoch).
+        time_ms: u64,
+        /// How many transactions it carried.
+        txs: usize,
+        /// What the contract did.
+        events: Vec<Event>,
+    },
+}
+
+/// What to tell gossipsub about a received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid (bad signature, malformed): drop it and penalize the sender.
+    Reject(String),
+    /// Not useful (duplicate, stale) but not malicious: drop it.
+    Ignore(String),
+}
+
+/// Why a node could not start from its store.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The genesis is unusable.
+    #[error(transparent)]
+    Genesis(#[from] ChainError),
+    /// Reading the store failed or found corrupt data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored block does not replay: the store does not belong to this chain or is corrupt.
+    #[error("stored block {height} does not replay: {error}")]
+    Replay {
+        /// The block's height.
+        height: Height,
+        /// Why.
+        error: Box<BlockError>,
+    },
+    /// After a stored block nobody is left to validate.
+    #[error("after stored block {height}: {error}")]
+    NoValidators {
+        /// The block's height.
+        height: Height,
+        /// Why the set is unusable.
+        error: ValidatorSetError,
+    },
+    /// The write-ahead log cannot be restored.
+    #[error("vote log: {0}")]
+    Wal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Consensus(TimeoutId),
+    StartHeight(Height),
+    Rebroadcast(Height),
+    Advert,
+}
+
+/// The ledger node: the committed chain, what waits to go in it, and the consensus that
+/// decides the next block.
+struct Ledger {
+    chain: Chain,
+    consensus: Consensus,
+    mempool: Mempool,
+    /// The height consensus is deciding, or `None` while waiting to start the next one.
+    deciding: Option<Height>,
+    /// The states proposed blocks lead to, by block hash, for blocks checked (or built) at the
+    /// height being decided; cleared when it commits.
+    applied_proposals: BTreeMap<BlockHash, Applied>,
+    /// The peer we are syncing from, if any.
+    syncing: Option<PeerKey>,
+}
+
+/// The market participant.
+struct Participant {
+    /// What we owe the market as provider, checker and dispute party.
+    duties: Duties,
+    /// Stage times of every job, from committed blocks.
+    measurements: Measurements,
+    /// Output delivery for jobs opened through this node.
+    gateway: Gateway,
+    /// Capacity adverts heard on gossip (and our own).
+    book: AdvertBook,
+    /// When we last advertised, and the free slots we announced.
+    last_advert_ms: u64,
+    advertised_free: Option<u32>,
+}
+
+/// The node core.
+pub struct NodeCore {
+    ledger: Ledger,
+    market: Participant,
+    key: Option<SecretKey>,
+    config: CoreConfig,
+    /// Deadline (ms) and a sequence number to keep equal deadlines apart.
+    timers: BTreeMap<(u64, u64), Timer>,
+    timer_seq: u64,
+    effects: VecDeque<Effect>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("height", &self.ledger.chain.height())
+            .field("running", &self.ledger.deciding)
+            .field("mempool", &self.ledger.mempool)
+            .finish()
+    }
+}
+
+impl NodeCore {
+    /// Starts a node on `chain` (the genesis chain with every stored block replayed, see
+    /// [`crate::host::open`]) with `wal`, our own votes and locks logged for the height after
+    /// it, and starts that height. `key` is the validator account key, `None` for a node that
+    /// only follows.
+    pub fn open(
+        chain: Chain,
+        key: Option<SecretKey>,
+        config: CoreConfig,
+        wal: Vec<OwnMessage>,
+        now_ms: u64,
+    ) -> Result<Self, CoreError> {
+        let consensus_config = ConsensusConfig {
+            chain_id: chain.chain_id().clone(),
+            timeouts: config.timeouts,
+        };
+        let consensus = Consensus::new(consensus_config, key.clone(), wal)
+            .map_err(|e| CoreError::Wal(e.to_string()))?;
+        let mempool = Mempool::new(
+            chain.chain_id().clone(),
+            config.mempool_max_txs,
+            config.mempool_max_bytes,
+        );
+        let me = key.as_ref().map(SecretKey::public);
+        let duties = Duties::new(me, config.market.clone());
+        let mut core = Self {
+            ledger: Ledger {
+                chain,
+                consensus,
+                mempool,
+                deciding: None,
+                applied_proposals: BTreeMap::new(),
+                syncing: None,
+            },
+            market: Participant {
+                duties,
+                measurements: Measurements::default(),
+                gateway: Gateway::default(),
+                book: adverts::new_book(),
+                last_advert_ms: 0,
+                advertised_free: None,
+            },
+            key,
+            config,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            effects: VecDeque::new(),
+        };
+        core.arm(now_ms, Timer::Advert);
+        let owed = core.market.duties.rescan(core.ledger.chain.state());
+        core.carry_duties(now_ms, owed);
+        core.start_height(now_ms);
+        Ok(core)
+    }
+
+    /// The committed chain.
+    pub fn chain(&self) -> &Chain {
+        &self.ledger.chain
+    }
+
+    /// Transactions waiting in the mempool.
+    pub fn mempool_len(&self) -> usize {
+        self.ledger.mempool.len()
+    }
+
+    /// What the job pipeline did (results, verdicts, dispute moves).
+    pub fn duty_stats(&self) -> &DutyStats {
+        self.market.duties.stats()
+    }
+
+    /// The output of a job opened through this node, verified against the ledger.
+    pub fn job_output(&self, job: &JobId) -> Option<&[u8]> {
+        self.market.gateway.output(job)
+    }
+
+    /// What the gateway did (outputs verified, rejected, abandoned).
+    pub fn gateway_stats(&self) -> &GatewayStats {
+        self.market.gateway.stats()
+    }
+
+    /// Stage times of every job seen in committed blocks.
+    pub fn measurements(&self) -> &Measurements {
+        &self.market.measurements
+    }
+
+    /// An execution asked for with [`Effect::RunJob`] finished (or failed).
+    pub fn handle_job_done(
+        &mut self,
+        now_ms: u64,
+        job: JobId,
+        purpose: Purpose,
+        outcome: Result<Execution, String>,
+    ) {
+        let owed = self
+            .market
+            .duties
+            .on_done(self.ledger.chain.state(), job, purpose, outcome);
+        self.carry_duties(now_ms, owed);
+        self.on_capacity_change(now_ms);
+    }
+
+    fn carry_duties(&mut self, now_ms: u64, duties: Vec<Duty>) {
+        let runs = duties.iter().any(|d| matches!(d, Duty::Run(_)));
+        for duty in duties {
+            match duty {
+                Duty::Run(run) => self.effects.push_back(Effect::RunJob(run)),
+                Duty::Submit(key, action) => {
+                    let hash = self.submit_own(now_ms, *action);
+                    self.market.duties.note_submitted(key, hash);
+                }
+                Duty::Regossip(hash) => {
+                    if let Some(tx) = self.ledger.mempool.verified(&hash) {
+                        self.effects.push_back(Effect::Broadcast {
+                            topic: topic::TXS,
+                            data: tx.signed().encode(),
+                        });
+                    }
+                }
+            }
+        }
+        if runs {
+            self.on_capacity_change(now_ms);
+        }
+    }
+
+    /// The next effect to carry out.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called (ms since the epoch).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Fires every timer due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some((&(at, seq), &timer)) = self.timers.iter().next() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.remove(&(at, seq));
+            match timer {
+                Timer::Consensus(id) => self.feed(now_ms, Input::TimeoutElapsed(id)),
+                Timer::StartHeight(h)
+                    if self.ledger.deciding.is_none() && h == self.ledger.chain.height().next() =>
+                {
+                    self.start_height(now_ms)
+                }
+                Timer::Rebroadcast(h) if self.ledger.deciding == Some(h) => {
+                    for message in self.ledger.consensus.own_messages() {
+                        self.broadcast_own(message);
+                    }
+                    for polka in self.ledger.consensus.own_polkas() {
+                        self.broadcast_consensus(ConsensusMessage::Polka(Box::new(polka)));
+                    }
+                    self.arm(
+                        now_ms + self.config.rebroadcast_interval_ms,
+                        Timer::Rebroadcast(h),
+                    );
+                }
+                Timer::Advert => self.on_advert_timer(now_ms),
+                Timer::StartHeight(_) | Timer::Rebroadcast(_) => {}
+            }
+        }
+    }
+
+    /// A transaction from a local client: admitted to the mempool and gossiped. A job opened
+    /// this way makes this node its gateway: it fetches and checks the output.
+    pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
+        let data = tx.encode();
+        let opens_job = match &tx.body.action {
+            attest_protocol::Action::OpenJob(open) => {
+                let state = self.ledger.chain.state();
+                state
+                    .check_open(tx.signer, open)
+                    .map_err(|e| AdmitError::Refused(e.to_string()))?;
+                true
+            }
+            _ => false,
+        };
+        let hash = self
+            .ledger
+            .mempool
+            .admit(tx, &View(&self.ledger.chain), now_ms)?;
+        if opens_job {
+            self.market.gateway.track(JobId::from(hash));
+        }
+        self.effects.push_back(Effect::Broadcast {
+            topic: topic::TXS,
+            data,
+        });
+        self.on_tx_waiting(now_ms);
+        Ok(hash)
+    }
+
+    /// A gossip message on `topic` from `from`.
+    pub fn handle_gossip(
+        &mut self,
+        now_ms: u64,
+        from: &PeerKey,
+        topic_name: &str,
+        data: &[u8],
+    ) -> GossipVerdict {
+        match topic_name {
+            topic::TXS => self.gossip_tx(now_ms, data),
+            topic::CONSENSUS => self.gossip_consensus(now_ms, from, data),
+            topic::ADVERTS => self.gossip_advert(now_ms, data),
+            _ => GossipVerdict::Ignore(format!("topic {topic_name} is not handled")),
+        }
+    }
+
+    fn gossip_tx(&mut self, now_ms: u64, data: &[u8]) -> GossipVerdict {
+        let tx = match SignedTx::decode(data) {
+            Ok(tx) => tx,
+            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        };
+        match self
+            .ledger
+            .mempool
+            .admit(tx, &View(&self.ledger.chain), now_ms)
+        {
+            Ok(_) => {
+                self.on_tx_waiting(now_ms);
+                GossipVerdict::Accept
+            }
+            Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
+                GossipVerdict::Reject(e.to_string())
+            }
+            Err(e) => GossipVerdict::Ignore(e.to_string()),
+        }
+    }
+
+    fn gossip_consensus(&mut self, now_ms: u64, from: &PeerKey, data: &[u8]) -> GossipVerdict {
+        let message = match ConsensusMessage::decode(data) {
+            Ok(m) => m,
+            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        };
+        let height = match &message {
+            ConsensusMessage::Proposal(p) => p.body.height,
+            ConsensusMessage::Vote(v) => v.body.height,
+            ConsensusMessage::Polka(c) => c.height,
+        };
+        // A message for the next height starts it: the others are already there.
+        if self.ledger.deciding.is_none() && height == self.ledger.chain.height().next() {
+            self.start_height(now_ms);
+        }
+        // A message for a later height means the sender committed a block we lack. Nobody
+        // sends messages for a decided height again, so only sync can bring it. Only a message
+        // signed by a validator counts: otherwise any peer could make us sync from it at will.
+        let behind = height > self.ledger.chain.height().next() && self.is_from_validator(&message);
+        if behind {
+            self.request_sync(from.clone());
+        }
+        let input = match message {
+            ConsensusMessage::Proposal(p) => {
+                let validity = self.judge(now_ms, &p);
+                Input::Proposal {
+                    proposal: *p,
+                    validity,
+                }
+            }
+            ConsensusMessage::Vote(v) => Input::Vote(v),
+            ConsensusMessage::Polka(c) => Input::Polka(c),
+        };
+        match self.ledger.consensus.handle(input) {
+            Ok(outputs) => {
+                self.carry_out(now_ms, outputs);
+                GossipVerdict::Accept
+            }
+            Err(InputError::FarFutureHeight { .. }) => {
+                // `behind` held for this message: the sync was requested above.
+                GossipVerdict::Ignore("far-future height: syncing".into())
+            }
+            Err(e @ (InputError::BadSignature(_) | InputError::BadPolka(_))) => {
+                GossipVerdict::Reject(e.to_string())
+            }
+            // A validator we do not know yet may be one in a set we have not reached: an
+            // honest peer can forward that, so it is dropped without a penalty.
+            Err(e @ InputError::NotAValidator(_)) => GossipVerdict::Ignore(e.to_string()),
+            Err(
+                e @ (InputError::WrongProposer { .. }
+                | InputError::BlockMismatch { .. }
+                | InputError::BlockBody(_)
+                | InputError::InvalidPolRound { .. }),
+            ) => GossipVerdict::Reject(e.to_string()),
+            Err(e) => GossipVerdict::Ignore(e.to_string()),
+        }
+    }
+
+    /// Checks a proposed block against the chain, keeping the state it leads to.
+    fn judge(
+        &mut self,
+        now_ms: u64,
+        proposal: &Signed<attest_protocol::Proposal>,
+    ) -> BlockValidity {
+        let block = &proposal.body.block;
+        if block.header.height != self.ledger.chain.height().next() {
+            // Consensus buffers or drops it; a buffered one comes back as RecheckProposal.
+            return BlockValidity::Invalid;
+        }
+        let hash = block.hash();
+        if self.ledger.applied_proposals.contains_key(&hash) {
+            return BlockValidity::Valid;
+        }
+        if self.ledger.consensus.precheck_proposal(proposal).is_err() {
+            return BlockValidity::Invalid;
+        }
+        let mempool = &self.ledger.mempool;
+        match self
+            .ledger
+            .chain
+            .check_proposal(block, now_ms, &|hash| mempool.verified(hash))
+        {
+            Ok(applied) => {
+                // Consensus admits at most a bounded number of proposals per round
+                // (`MAX_PROPOSALS_PER_ROUND`) and rounds ahead (`MAX_ROUND_AHEAD`); this map is
+                // cleared when the height commits.
+                self.ledger.applied_proposals.insert(hash, applied);
+                BlockValidity::Valid
+            }
+            Err(_) => BlockValidity::Invalid,
+        }
+    }
+
+    fn feed(&mut self, now_ms: u64, input: Input) {
+        // Rejections of our own inputs (stale timers, late values) change nothing.
+        if let Ok(outputs) = self.ledger.consensus.handle(input) {
+            self.carry_out(now_ms, outputs);
+        }
+    }
+
+    fn carry_out(&mut self, now_ms: u64, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::PersistAndBroadcastVote(v) => {
+                    self.effects.push_back(Effect::PersistVote(v.clone()));
+                    self.broadcast_own(OwnMessage::Vote(v));
+                }
+                Output::BroadcastVote(v) => self.broadcast_own(OwnMessage::Vote(v)),
+                Output::PersistLock(lock) => self.effects.push_back(Effect::PersistLock(lock)),
+                Output::BroadcastPolka(c) => self.broadcast_consensus(ConsensusMessage::Polka(c)),
+                // Proposals are not logged: re-proposing after a restart costs a round but is
+                // not slashable.
+                Output::PersistAndBroadcastProposal(p) | Output::BroadcastProposal(p) => {
+                    self.broadcast_own(OwnMessage::Proposal(Box::new(p)))
+                }
+                Output::ScheduleTimeout { id, duration } => {
+                    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+                    self.arm(now_ms.saturating_add(ms), Timer::Consensus(id));
+                }
+                Output::GetValue { height, round, .. } => self.propose(now_ms, height, round),
+                Output::Decided { block, certificate } => self.decided(now_ms, block, certificate),
+                Output::Equivocation(evidence) => self.report_equivocation(now_ms, evidence),
+                Output::RecheckProposal(p) => {
+                    let validity = self.judge(now_ms, &p);
+                    self.feed(
+                        now_ms,
+                        Input::Proposal {
+                            proposal: p,
+                            validity,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn broadcast_own(&mut self, message: OwnMessage) {
+        let message = match message {
+            OwnMessage::Vote(v) => ConsensusMessage::Vote(v),
+            OwnMessage::Proposal(p) => ConsensusMessage::Proposal(p),
+            // Locks stay in the log; their polka travels with the re-proposal it backs.
+            OwnMessage::Lock(_) => return,
+        };
+        self.broadcast_consensus(message);
+    }
+
+    fn broadcast_consensus(&mut self, message: ConsensusMessage) {
+        self.effects.push_back(Effect::Broadcast {
+            topic: topic::CONSENSUS,
+            data: message.encode(),
+        });
+    }
+
+    fn propose(&mut self, now_ms: u64, height: Height, round: attest_protocol::Round) {
+        let Some(key) = &self.key else { return };
+        let candidates = self.ledger.mempool.reap(
+            attest_protocol::limits::MAX_BLOCK_TXS,
+            attest_protocol::limits::MAX_BLOCK_BYTES / 2,
+            &View(&self.ledger.chain),
+        );
+        let (block, applied) = self
+            .ledger
+            .chain
+            .build_block(key.public(), now_ms, candidates);
+        self.ledger.applied_proposals.insert(applied.hash, applied);
+        self.feed(
+            now_ms,
+            Input::ProposeValue {
+                height,
+                round,
+                block,
+            },
+        );
+    }
+
+    fn decided(&mut self, now_ms: u64, block: Block, certificate: CommitCertificate) {
+        let hash = block.hash();
+        let applied = match self.ledger.applied_proposals.remove(&hash) {
+            Some(applied) => applied,
+            // Decided without our having checked it (we joined late): check it now. A block
+            // with a valid certificate that does not apply means this node's state diverged,
+            // which only a bug can cause; it stops following rather than commit garbage.
+            None => match self.ledger.chain.check_committed(&block, &certificate) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    tracing::error!(height = block.header.height.0, error = %e, "decided block does not apply");
+                    return;
+                }
+            },
+        };
+        self.commit(now_ms, block, certificate, applied);
+    }
+
+    fn commit(
+        &mut self,
+        now_ms: u64,
+        block: Block,
+        certificate: CommitCertificate,
+        applied: Applied,
+    ) {
+        let height = block.header.height;
+        let hash = applied.hash;
+        let events = applied.events.clone();
+        let time_ms = block.header.time_ms;
+        let tx_hashes: Vec<TxHash> = block.txs.iter().map(attest_protocol::tx_hash).collect();
+        let txs = tx_hashes.len();
+        self.effects.push_back(Effect::PersistBlock(Box::new((
+            block.clone(),
+            certificate.clone(),
+        ))));
+        if let Err(e) = self.ledger.chain.commit(&block, certificate, applied) {
+            // Every stake was slashed or jailed away: nobody can decide the next height.
+            tracing::error!(height = height.0, error = %e, "no validators after this block");
+        }
+        self.market
+            .measurements
+            .observe(height, block.header.time_ms, &events);
+        self.ledger
+            .mempool
+            .remove_committed(&tx_hashes, &View(&self.ledger.chain));
+        self.ledger
+            .mempool
+            .expire(now_ms, self.config.mempool_ttl_ms);
+        let ready = self.evict_refused();
+        self.ledger.applied_proposals.clear();
+        self.ledger.deciding = None;
+        let pool = &self.ledger.mempool;
+        self.market.duties.note_pool(|h| pool.contains(h));
+        let owed = self
+            .market
+            .duties
+            .on_commit(height, self.ledger.chain.state(), &events);
+        let fetches = self
+            .market
+            .gateway
+            .on_commit(self.ledger.chain.state(), &events);
+        // A provider whose result committed (or whose deadline passed) has its slot back; our
+        // book's count never rises above what its last advert announced.
+        for e in &events {
+            if let Event::ResultCommitted { provider, .. } | Event::CommitMissed { provider, .. } =
+                e
+            {
+                self.market.book.note_released(provider);
+            }
+        }
+        self.effects.push_back(Effect::Committed {
+            height,
+            hash,
+            time_ms,
+            txs,
+            events,
+        });
+        self.carry_duties(now_ms, owed);
+        self.fetch_outputs(fetches);
+        // Start at once only for transactions that can go in a block; others (a nonce gap)
+        // must not make the chain race through empty blocks.
+        if ready == 0 {
+            let at = now_ms + self.config.idle_block_interval_ms;
+            self.arm(at, Timer::StartHeight(height.next()));
+        } else {
+            self.start_height(now_ms);
+        }
+    }
+
+    /// Drops every waiting transaction the new state refuses (duplicate evidence, a job that
+    /// settled, a balance that no longer covers it), with the same sender's later ones, which
+    /// cannot apply without it. Such transactions would never leave the pool otherwise, and
+    /// would block their sender. Returns how many transactions are ready for the next block.
+    fn evict_refused(&mut self) -> usize {
+        let view = View(&self.ledger.chain);
+        let candidates = self.ledger.mempool.reap(usize::MAX, usize::MAX, &view);
+        if candidates.is_empty() {
+            return 0;
+        }
+        let mut scratch = self.ledger.chain.state().clone();
+        let ctx = attest_contracts_sim::Ctx {
+            height: self.ledger.chain.height().next(),
+            time_ms: self.ledger.chain.last_time_ms() + 1,
+            block_hash: BlockHash::default(),
+            proposer: *candidates[0].signer(),
+        };
+        let mut refused = Vec::new();
+        let mut ready = 0;
+        for tx in &candidates {
+            match scratch.apply(&ctx, tx) {
+                Ok(_) => ready += 1,
+                Err(_) => refused.push(attest_protocol::tx_hash(tx.signed())),
+            }
+        }
+        if !refused.is_empty() {
+            self.ledger.mempool.evict_with_successors(&refused);
+        }
+        ready
+    }
+
+    fn is_from_validator(&self, message: &ConsensusMessage) -> bool {
+        let chain = self.ledger.chain.chain_id();
+        let known = |signer| self.ledger.chain.validators().get(signer).is_some();
+        match message {
+            ConsensusMessage::Proposal(p) => known(&p.signer) && p.check(chain).is_ok(),
+            ConsensusMessage::Vote(v) => known(&v.signer) && v.check(chain).is_ok(),
+            // A polka only ever backs a proposal: the proposal is what starts a sync.
+            ConsensusMessage::Polka(_) => false,
+        }
+    }
+
+    fn on_tx_waiting(&mut self, now_ms: u64) {
+        if self.ledger.deciding.is_none() {
+            self.start_height(now_ms);
+        }
+    }
+
+    fn start_height(&mut self, now_ms: u64) {
+        let height = self.ledger.chain.height().next();
+        if self.ledger.deciding == Some(height) {
+            return;
+        }
+        self.ledger.deciding = Some(height);
+        let validators = self.ledger.chain.validators().clone();
+        self.feed(now_ms, Input::StartHeight { height, validators });
+        self.arm(
+            now_ms + self.config.rebroadcast_interval_ms,
+            Timer::Rebroadcast(height),
+        );
+    }
+
+    fn arm(&mut self, at: u64, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), timer);
+    }
+
+    fn report_equivocation(
+        &mut self,
+        now_ms: u64,
+        evidence: attest_protocol::tx::EquivocationEvidence,
+    ) {
+        let _ = self.submit_own(
+            now_ms,
+            attest_protocol::Action::Equivocation(Box::new(evidence)),
+        );
+    }
+
+    /// Signs `action` with our account at our next nonce past anything of ours already
+    /// waiting, at the minimum fee, and submits it.
+    fn submit_own(&mut self, now_ms: u64, action: attest_protocol::Action) -> Option<TxHash> {
+        let key = self.key.clone()?;
+        let view = View(&self.ledger.chain);
+        let account = key.public();
+        let mut nonce = view.nonce(&account);
+        while self.mempool_has_nonce(&account, nonce) {
+            nonce = Nonce(nonce.0 + 1);
+        }
+        let tx = attest_protocol::Tx {
+            nonce,
+            fee: self.ledger.chain.state().params().min_fee,
+            action,
+        };
+        let signed = Signed::sign(self.ledger.chain.chain_id(), &key, tx);
+        match self.submit_tx(now_ms, signed) {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not submit our own transaction");
+                None
+            }
+        }
+    }
+
+    fn mempool_has_nonce(&self, account: &AccountId, nonce: Nonce) -> bool {
+        self.ledger.mempool.has_sender_nonce(account, nonce)
+    }
+}
+
+/// The mempool's view of committed state.
+struct View<'a>(&'a Chain);
+
+impl AccountView for View<'_> {
+    fn nonce(&self, account: &AccountId) -> Nonce {
+        self.0.state().account(account).nonce
+    }
+    fn balance(&self, account: &AccountId) -> Amount {
+        self.0.state().account(account).balance
+    }
+    fn min_fee(&self) -> Amount {
+        self.0.state().params().min_fee
+    }
+}

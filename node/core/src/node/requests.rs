@@ -1,0 +1,124 @@
+//! Request-response for the core: sync (committed blocks with certificates) and output
+//! delivery (a provider's output bytes to the gateway that opened the job). Both directions:
+//! answering requests (an output from the core; blocks the host reads from its store, see
+//! [`crate::host::serve_request`]), and handling the answers.
+
+use attest_protocol::{Bytes, Canonical, Height, JobId};
+
+use super::{Effect, NodeCore, PeerKey};
+use crate::wire::{self, OutputResponse, Request, Response, SyncRequest, SyncResponse};
+
+/// How to answer a peer's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// These bytes, ready.
+    Ready(Vec<u8>),
+    /// Committed blocks: the host reads them from its store and encodes them with
+    /// [`wire::sync_response`].
+    Sync(SyncRequest),
+}
+
+impl NodeCore {
+    /// The answer to a request this node sent to `from` (or `None` if the request failed):
+    /// sync blocks are checked against their certificates and applied, output bytes are
+    /// checked against the ledger.
+    pub fn handle_response(&mut self, now_ms: u64, from: &PeerKey, data: Option<&[u8]>) {
+        let response = data.and_then(|d| Response::decode(d).ok());
+        match response {
+            Some(Response::Sync(r)) => self.on_sync_response(now_ms, from, r),
+            Some(Response::Output(r)) => {
+                self.market
+                    .gateway
+                    .on_output(r.job, r.output.as_ref().map(Bytes::as_slice));
+            }
+            None => {
+                if self.ledger.syncing.as_ref() == Some(from) {
+                    self.ledger.syncing = None;
+                }
+                self.market.gateway.on_failure(from);
+            }
+        }
+    }
+
+    fn on_sync_response(&mut self, now_ms: u64, from: &PeerKey, response: SyncResponse) {
+        if self.ledger.syncing.as_ref() != Some(from) {
+            return;
+        }
+        self.ledger.syncing = None;
+        let mut advanced = false;
+        for (block, certificate) in response.blocks.into_vec() {
+            if block.header.height != self.ledger.chain.height().next() {
+                break;
+            }
+            match self.ledger.chain.check_committed(&block, &certificate) {
+                Ok(applied) => {
+                    self.commit(now_ms, block, certificate, applied);
+                    advanced = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync: peer sent a block that does not verify");
+                    return;
+                }
+            }
+        }
+        if advanced && response.latest > self.ledger.chain.height() {
+            self.request_sync(from.clone());
+        } else if advanced {
+            self.start_height(now_ms);
+        }
+    }
+
+    /// How to answer a request from a peer: an output this node provided, or which blocks
+    /// to read. `None` for a malformed request.
+    pub fn answer_request(&self, data: &[u8]) -> Option<Answer> {
+        match Request::decode(data).ok()? {
+            Request::Sync(r) => Some(Answer::Sync(r)),
+            Request::Output(job) => {
+                let response = Response::Output(OutputResponse {
+                    job,
+                    output: self
+                        .market
+                        .duties
+                        .output(&job)
+                        .and_then(|o| Bytes::new(o.to_vec()).ok()),
+                });
+                Some(Answer::Ready(response.encode()))
+            }
+        }
+    }
+
+    pub(super) fn request_sync(&mut self, peer: PeerKey) {
+        if self.ledger.syncing.is_some() {
+            return;
+        }
+        let from = self.ledger.chain.height().next();
+        let to = Height(from.0 + wire::MAX_SYNC_BLOCKS as u64 - 1);
+        self.ledger.syncing = Some(peer.clone());
+        self.effects.push_back(Effect::Request {
+            peer,
+            data: Request::Sync(SyncRequest { from, to }).encode(),
+        });
+    }
+
+    /// Sends the gateway's output fetches; a job we provided ourselves is delivered at once.
+    pub(super) fn fetch_outputs(&mut self, fetches: Vec<(PeerKey, JobId)>) {
+        let me = self.key.as_ref().map(|k| k.public());
+        for (peer, job) in fetches {
+            let ours = self
+                .ledger
+                .chain
+                .state()
+                .job(&job)
+                .is_some_and(|j| Some(j.provider) == me);
+            if ours {
+                let output = self.market.duties.output(&job).map(<[u8]>::to_vec);
+                self.market.gateway.on_output(job, output.as_deref());
+            } else {
+                self.effects.push_back(Effect::Request {
+                    peer,
+                    data: Request::Output(job).encode(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Durable storage: the genesis identity, committed blocks with their commit certificates, and
+//! the validator's write-ahead log of its own votes and locks.
+//!
+//! This module owns the [`Store`] trait and [`MemStore`], an in-memory implementation for the
+//! simulator, the local network and tests; the node shell implements it on disk with sled
+//! (`attest_node::sled_store::SledStore`). `NodeCore` never calls a store: [`crate::host`]
+//! does, the same way for every host. A store stores and returns what it is given; it never verifies signatures, never applies blocks to state
+//! and never decides what is committed (that is the consensus core's job). It must never
+//! silently overwrite, skip or repair data it finds corrupt: every such finding is a
+//! [`StoreError::Corrupt`] naming the store, the tree and the height, and the bytes stay as
+//! they were for an operator to inspect.
+//!
+//! Invariants every implementation keeps:
+//! - blocks occupy heights `1..=latest_height()` with no gap, each with exactly one
+//!   certificate that names that block's hash at that height;
+//! - a method documented as durable has made its effect survive a crash of the process before
+//!   it returns `Ok`, so the caller may acknowledge the block or send the vote;
+//! - at most one own vote per (height, round, kind) is recorded: a different second vote is
+//!   refused, which is the last line of defence against a restarted validator equivocating.
+
+mod error;
+mod mem;
+
+use std::fmt;
+
+use attest_protocol::{Block, ChainId, CommitCertificate, Hash, Height, Signed, Vote};
+
+pub use attest_chain::CommittedBlock;
+use attest_consensus::LockRecord;
+
+pub use error::StoreError;
+pub use mem::MemStore;
+
+/// Which ledger a store belongs to: the chain id and the hash of the genesis document.
+///
+/// A store remembers the identity it was created with and refuses to open for any other, so
+/// a node pointed at a new genesis cannot mix the old chain's blocks into the new one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenesisId {
+    /// The chain's name.
+    pub chain_id: ChainId,
+    /// The hash of the genesis document the node started from.
+    pub hash: Hash,
+}
+
+impl fmt::Display for GenesisId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chain {} genesis {}", self.chain_id, self.hash)
+    }
+}
+
+/// Blocks in ascending height order, as [`Store::blocks`] returns them. After the first error
+/// the iterator ends.
+pub type BlockIter<'a> = Box<dyn Iterator<Item = Result<CommittedBlock, StoreError>> + 'a>;
+
+/// What the node persists. Reads take `&self`; writes take `&mut self`, so one owner (the
+/// shell's event loop, or a simulated node) serialises them and the contiguity check cannot
+/// race with another writer.
+///
+/// Errors: an I/O failure ([`StoreError::Io`]) is fatal and the node must stop; corrupt data
+/// ([`StoreError::Corrupt`]) is fatal too and is reported, never repaired; the remaining
+/// variants are caller mistakes that leave the store unchanged.
+pub trait Store {
+    /// The genesis identity this store was created for. Durable since the store was opened.
+    fn genesis(&self) -> &GenesisId;
+
+    /// Stores the block at the next height with the certificate that committed it.
+    ///
+    /// `block` must be at height `latest_height() + 1` ([`StoreError::NotContiguous`]), on
+    /// this store's chain ([`StoreError::WrongChain`]), and `certificate` must name its height
+    /// and hash ([`StoreError::CertificateMismatch`]). Offering a block already stored at its
+    /// height is a no-op that keeps the stored certificate (several valid certificates can
+    /// commit one block); a different block there is [`StoreError::ConflictingBlock`].
+    ///
+    /// Durability: block and certificate are written atomically (both or neither) and flushed
+    /// to disk before this returns `Ok`.
+    fn put_block(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), StoreError>;
+
+    /// The block at `height`, or `None` above [`Store::latest_height`] (and at height 0, the
+    /// genesis state, which has no block). Reads only durable data.
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError>;
+
+    /// The certificate that committed the block at `height`, or `None` where there is no block.
+    /// Reads only durable data.
+    fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StoreError>;
+
+    /// The height of the last stored block; `Height(0)` when there is none.
+    fn latest_height(&self) -> Height;
+
+    /// The blocks and certificates at the heights in `range` that are stored, in ascending
+    /// order, read lazily one height at a time so replaying a long chain or serving a sync
+    /// request holds one block in memory. Heights above `latest_height()` are not yielded.
+    fn blocks(&self, range: std::ops::RangeInclusive<Height>) -> BlockIter<'_>;
+
+    /// Appends the validator's own signed vote to the write-ahead log.
+    ///
+    /// Recording the identical vote again is a no-op. A different vote for the same height,
+    /// round and kind is refused with [`StoreError::ConflictingOwnVote`]: signing it would be
+    /// equivocation.
+    ///
+    /// Durability: flushed to disk before this returns `Ok`, so the caller may send the vote.
+    fn record_own_vote(&mut self, vote: &Signed<Vote>) -> Result<(), StoreError>;
+
+    /// Every own vote recorded for `height`, all rounds, ordered by round then kind (prevote
+    /// before precommit). Reads only durable data.
+    fn own_votes(&self, height: Height) -> Result<Vec<Signed<Vote>>, StoreError>;
+
+    /// Records the lock the validator takes with a precommit (the proposal and its polka),
+    /// keyed by height and round; a second record for the same slot is a no-op.
+    ///
+    /// Durability: flushed to disk before this returns `Ok`, so the caller may send the
+    /// precommit.
+    fn record_own_lock(&mut self, lock: &LockRecord) -> Result<(), StoreError>;
+
+    /// Every lock recorded for `height`, ordered by round. Reads only durable data.
+    fn own_locks(&self, height: Height) -> Result<Vec<LockRecord>, StoreError>;
+
+    /// Removes own votes and locks for heights below `height`; call it once those heights are
+    /// committed.
+    ///
+    /// Durability: not flushed by itself; it becomes durable with the next durable write. A
+    /// crash before then brings pruned votes back, which is harmless: they are for committed
+    /// heights, where the validator votes no more, and the next prune removes them again.
+    fn prune_own_votes_below(&mut self, height: Height) -> Result<(), StoreError>;
+}
+
+/// Checks what [`Store::put_block`] requires of its arguments that does not depend on the
+/// stored data: the chain, and that the certificate commits this block at this height.
+pub fn check_put_args(
+    genesis: &GenesisId,
+    block: &Block,
+    certificate: &CommitCertificate,
+) -> Result<(), StoreError> {
+    let height = block.header.height;
+    if block.header.chain_id != genesis.chain_id {
+        return Err(StoreError::WrongChain {
+            height,
+            expected: genesis.chain_id.clone(),
+            got: block.header.chain_id.clone(),
+        });
+    }
+    let hash = block.hash();
+    if certificate.height != height || certificate.block != hash {
+        return Err(StoreError::CertificateMismatch {
+            height,
+            block: hash,
+            certificate_height: certificate.height,
+            certificate_block: certificate.block,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! The node's wire envelopes: what travels on the consensus topic and over sync requests.
+//! Each has a canonical encoding with a size bound, like every protocol type.
+
+use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_OUTPUT_TOKENS, MAX_SMALL_MESSAGE_BYTES};
+use attest_protocol::{
+    Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal, Signed, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+use attest_consensus::PolkaCert;
+
+use crate::store::CommittedBlock;
+
+/// A peer, as the bytes of its libp2p PeerId: the core does not depend on libp2p.
+pub type PeerKey = Vec<u8>;
+
+/// A message on the consensus topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsensusMessage {
+    /// A proposer's block for a round.
+    Proposal(Box<Signed<Proposal>>),
+    /// A validator's vote.
+    Vote(Signed<Vote>),
+    /// Prevotes of a quorum for one block in one round, backing a re-proposal.
+    Polka(Box<PolkaCert>),
+}
+
+impl Canonical for ConsensusMessage {
+    const NAME: &'static str = "consensus message";
+    const MAX_ENCODED_LEN: usize = MAX_BLOCK_BYTES + 64 * 1024;
+}
+
+/// The most blocks one sync response carries. Blocks are usually small (a few KiB); a batch
+/// bound keeps a response under the request-response limit even for full blocks, because
+/// the responder also stops at [`SYNC_RESPONSE_BUDGET`] bytes.
+pub const MAX_SYNC_BLOCKS: usize = 64;
+/// The bytes a responder puts in one sync response at most (the request-response limit is
+/// 16 MiB; a block at its limit is ~8 MiB, so one always fits).
+pub const SYNC_RESPONSE_BUDGET: usize = 12 * 1024 * 1024;
+
+/// A request over request-response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Committed blocks.
+    Sync(SyncRequest),
+    /// The output bytes of a job the peer provided.
+    Output(JobId),
+}
+
+impl Canonical for Request {
+    const NAME: &'static str = "request";
+    const MAX_ENCODED_LEN: usize = MAX_SMALL_MESSAGE_BYTES;
+}
+
+/// An answer over request-response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Committed blocks.
+    Sync(SyncResponse),
+    /// A job's output, if the peer holds it.
+    Output(OutputResponse),
+}
+
+impl Canonical for Response {
+    const NAME: &'static str = "response";
+    const MAX_ENCODED_LEN: usize = SyncResponse::MAX_ENCODED_LEN + 16;
+}
+
+/// A provider's answer to an output request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputResponse {
+    /// The job.
+    pub job: JobId,
+    /// Its output bytes, `None` if this node does not hold them.
+    pub output: Option<Bytes<{ MAX_OUTPUT_TOKENS as usize }>>,
+}
+
+/// Asks a peer for committed blocks `from..=to` with their certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// The first height wanted.
+    pub from: Height,
+    /// The last height wanted; a responder may send fewer.
+    pub to: Height,
+}
+
+impl Canonical for SyncRequest {
+    const NAME: &'static str = "sync request";
+    const MAX_ENCODED_LEN: usize = MAX_SMALL_MESSAGE_BYTES;
+}
+
+/// Committed blocks with their certificates, in height order, and the responder's height.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    /// The responder's latest committed height.
+    pub latest: Height,
+    /// Blocks from the requested start, contiguous.
+    pub blocks: BoundedVec<(Block, CommitCertificate), MAX_SYNC_BLOCKS>,
+}
+
+impl Canonical for SyncResponse {
+    const NAME: &'static str = "sync response";
+    const MAX_ENCODED_LEN: usize = 16 * 1024 * 1024;
+}
+
+/// The heights a responder reads for `request` when its latest block is `latest`: from the
+/// first asked, within [`MAX_SYNC_BLOCKS`] and its own height; `None` if it has none of them.
+pub fn sync_range(
+    request: &SyncRequest,
+    latest: Height,
+) -> Option<std::ops::RangeInclusive<Height>> {
+    let last_in_batch = request.from.0.saturating_add(MAX_SYNC_BLOCKS as u64 - 1);
+    let to = Height(request.to.0.min(latest.0).min(last_in_batch));
+    (request.from.0 >= 1 && request.from <= to).then_some(request.from..=to)
+}
+
+/// The encoded sync response carrying `blocks` (read for [`sync_range`], ascending) up to
+/// [`SYNC_RESPONSE_BUDGET`] bytes (at least one block), with the responder's `latest` height.
+/// A read error ends the blocks sent.
+pub fn sync_response<E>(
+    latest: Height,
+    blocks: impl IntoIterator<Item = Result<CommittedBlock, E>>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for item in blocks.into_iter().take(MAX_SYNC_BLOCKS) {
+        let Ok(pair) = item else { break };
+        bytes = bytes.saturating_add(pair.0.encode().len());
+        if bytes > SYNC_RESPONSE_BUDGET && !out.is_empty() {
+            break;
+        }
+        out.push(pair);
+    }
+    let response = Response::Sync(SyncResponse {
+        latest,
+        blocks: BoundedVec::new(out).ok()?,
+    });
+    Some(response.encode())
+}

@@ -1,0 +1,173 @@
+//! Several `NodeCore`s on the lossless local network: they agree on every block, commit
+//! transfers, keep going with one node down, and a restarted node replays its store and syncs
+//! back. (The seeded faulty-network simulator lives in `tests/`.)
+
+use attest_core::CoreConfig;
+use attest_core::localnet::LocalNet;
+use attest_core::store::Store;
+use attest_protocol::tx::{Action, Transfer, Tx};
+use attest_protocol::{Amount, ChainId, Height, Nonce, SecretKey, Signed};
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        idle_block_interval_ms: 200,
+        ..CoreConfig::default()
+    }
+}
+
+fn transfer(client: &SecretKey, chain: &ChainId, nonce: u64) -> Signed<Tx> {
+    let to = SecretKey::from_seed([201; 32]).public();
+    let tx = Tx {
+        nonce: Nonce(nonce),
+        fee: attest_contracts_sim::Params::default().min_fee,
+        action: Action::Transfer(Transfer {
+            to,
+            amount: Amount(1_000_000),
+        }),
+    };
+    Signed::sign(chain, client, tx)
+}
+
+#[test]
+fn four_validators_commit_transfers_and_agree() {
+    let mut net = LocalNet::new(4, 1, config());
+    let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
+    for nonce in 0..20 {
+        let tx = transfer(&client, &chain, nonce);
+        net.submit(0, tx).expect("admitted");
+    }
+    let recipient = SecretKey::from_seed([201; 32]).public();
+    let done = net.run_until(200_000, |net| {
+        net.nodes.iter().all(|n| {
+            let c = n.core.as_ref().unwrap();
+            c.chain().state().account(&recipient).balance == Amount(20_000_000)
+                && c.mempool_len() == 0
+        }) && net.heights().iter().all(|h| *h >= 5)
+    });
+    assert!(
+        done,
+        "transfers did not commit; heights {:?}",
+        net.heights()
+    );
+    net.assert_agreement();
+    for node in &net.nodes {
+        let core = node.core.as_ref().unwrap();
+        assert_eq!(
+            core.chain().state().account(&client.public()).nonce,
+            Nonce(20)
+        );
+        core.chain()
+            .state()
+            .check_invariants()
+            .expect("invariants hold");
+        assert_eq!(node.store.latest_height(), core.chain().height());
+    }
+}
+
+#[test]
+fn three_of_four_keep_going_and_a_restarted_node_catches_up() {
+    let mut net = LocalNet::new(4, 0, config());
+    assert!(net.run_until(200_000, |net| net.heights().iter().all(|h| *h >= 3)));
+    net.crash(3);
+    let crashed_at = net.nodes[3].store.latest_height();
+    let target = crashed_at.0 + 8;
+    assert!(net.run_until(200_000, |net| {
+        net.heights()[..3].iter().all(|h| *h >= target)
+    }));
+    net.assert_agreement();
+
+    net.start(3);
+    let replayed = net.nodes[3].core.as_ref().unwrap().chain().height();
+    assert_eq!(replayed, crashed_at, "replayed its store");
+    let target = net.heights()[0] + 3;
+    assert!(net.run_until(200_000, |net| net.heights().iter().all(|h| *h >= target)));
+    net.assert_agreement();
+    let hashes: Vec<_> = net
+        .nodes
+        .iter()
+        .map(|n| n.committed.get(&Height(target)).copied())
+        .collect();
+    assert!(
+        hashes.iter().all(|h| h.is_some() && *h == hashes[0]),
+        "all four agree at {target}"
+    );
+}
+
+/// An `OpenJob` from a client, naming `provider`.
+fn open_job(
+    client: &SecretKey,
+    chain: &ChainId,
+    nonce: u64,
+    model: &str,
+    provider: attest_protocol::AccountId,
+) -> Signed<Tx> {
+    let tx = Tx {
+        nonce: Nonce(nonce),
+        fee: attest_contracts_sim::Params::default().min_fee,
+        action: Action::OpenJob(attest_protocol::tx::OpenJob {
+            model: attest_protocol::ModelId::new(model).unwrap(),
+            input: attest_protocol::Bytes::new(b"hello, attest".to_vec()).unwrap(),
+            max_tokens: 8,
+            provider,
+            device: attest_protocol::DeviceName::new("h100-sxm").unwrap(),
+            price_per_token: Amount(100),
+            deadline_blocks: 20,
+        }),
+    };
+    Signed::sign(chain, client, tx)
+}
+
+#[test]
+fn a_job_opened_through_a_node_runs_settles_and_its_output_is_delivered_and_checked() {
+    let mut net = LocalNet::new(4, 1, config());
+    let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
+    let provider = net.nodes[2].key.public();
+    let tx = open_job(&client, &chain, 0, "attest-tiny-1b", provider);
+    let job = attest_protocol::JobId::from(attest_protocol::tx_hash(&tx));
+    net.submit(0, tx).expect("admitted");
+    let done = net.run_until(400_000, |net| {
+        net.nodes.iter().all(|n| {
+            let state = n.core.as_ref().unwrap().chain().state();
+            state.job(&job).is_some_and(|j| j.phase.is_final())
+        })
+    });
+    assert!(done, "the job did not finish; heights {:?}", net.heights());
+    net.assert_agreement();
+    let gateway = net.nodes[0].core.as_ref().unwrap();
+    let state = gateway.chain().state();
+    assert_eq!(
+        state.job(&job).unwrap().phase,
+        attest_contracts_sim::JobPhase::Settled
+    );
+    // The gateway fetched the output from the provider's node and checked it.
+    let w = attest_protocol::workload::Job::new("attest-tiny-1b", b"hello, attest", 8).unwrap();
+    let expected = attest_protocol::workload::execute(&w).output;
+    assert_eq!(gateway.job_output(&job), Some(expected.as_slice()));
+    assert_eq!(gateway.gateway_stats().verified, 1);
+    assert!(state.slashes().is_empty());
+    let clock = gateway.measurements().job(&job).expect("measured");
+    assert!(clock.opened.is_some() && clock.committed.is_some() && clock.closed.is_some());
+}
+
+#[test]
+fn a_job_the_contract_would_refuse_is_refused_at_once_with_the_reason() {
+    let mut net = LocalNet::new(4, 1, config());
+    let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
+    let now = net.now;
+    let provider = net.nodes[1].key.public();
+    let core = net.nodes[0].core.as_mut().unwrap();
+    let unknown = open_job(&client, &chain, 0, "attest-huge-9t", provider);
+    let err = core.submit_tx(now, unknown).unwrap_err().to_string();
+    assert!(err.contains("attest-huge-9t"), "{err}");
+    let stranger = SecretKey::from_seed([77; 32]).public();
+    let unstaked = open_job(&client, &chain, 0, "attest-tiny-1b", stranger);
+    let err = core.submit_tx(now, unstaked).unwrap_err().to_string();
+    assert!(err.contains("not staked"), "{err}");
+    let to_self = open_job(&client, &chain, 0, "attest-tiny-1b", client.public());
+    let err = core.submit_tx(now, to_self).unwrap_err().to_string();
+    assert!(
+        err.contains("own provider") || err.contains("self"),
+        "{err}"
+    );
+    assert_eq!(core.mempool_len(), 0, "nothing refused was admitted");
+}

@@ -1,0 +1,531 @@
+//! [`SledStore`]: the [`Store`] on disk, in one sled 0.34.7 database directory.
+//!
+//! Layout, one sled tree per kind of record, values in the protocol's canonical encoding:
+//! - `blocks`: 8-byte big-endian height -> `Block`;
+//! - `certificates`: 8-byte big-endian height -> `CommitCertificate`;
+//! - `own_votes`: height (8 bytes BE) ++ round (4 bytes BE) ++ kind (1 byte: 0 prevote,
+//!   1 precommit) -> `Signed<Vote>`;
+//! - `own_locks`: height (8 bytes BE) ++ round (4 bytes BE) -> `LockRecord` (the proposal a
+//!   validator precommitted, with its polka);
+//! - `meta`: `genesis` -> the encoded [`GenesisId`].
+//!
+//! Big-endian keys make sled's byte order the numeric order, so the last key is the latest
+//! height and a height's votes are one prefix scan, ordered by round then kind.
+//!
+//! Atomicity and durability: `put_block` writes the block and its certificate in one sled
+//! transaction over the two trees (sled applies a multi-tree transaction as one unit in its
+//! log, so a crash leaves both or neither) and then calls `flush`, which writes and fsyncs the
+//! log before returning. Own votes are a single insert followed by `flush`. So one fsync per
+//! block and one per own vote, never one per transaction in a block.
+//!
+//! This module must never rewrite or delete an entry it could not read: corrupt entries are
+//! reported with [`StoreError::Corrupt`] and left in place.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use attest_protocol::encoding::{decode_bounded, encode};
+use attest_protocol::{Block, Canonical, CommitCertificate, Height, Signed, Vote, VoteKind};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use attest_consensus::LockRecord;
+use attest_core::store::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
+
+/// The longest encoded [`GenesisId`]: a 32-byte chain id with its length and a 32-byte hash.
+/// Anything longer in the meta tree is corrupt and is refused unread.
+const MAX_GENESIS_ID_BYTES: usize = 128;
+
+/// Length of an `own_votes` key: height, round, kind.
+const VOTE_KEY_LEN: usize = 13;
+
+/// Length of an `own_locks` key: height, round.
+const LOCK_KEY_LEN: usize = 12;
+
+/// How long [`SledStore::open`] waits for sled's lock on the database file. After a store is
+/// dropped, sled's background I/O threads can keep the file (and its lock) open for a few
+/// milliseconds, so reopening in the same process (a restart in tests or in the node) can
+/// briefly find it locked; sled's own test build blocks on the lock for the same reason. A
+/// lock still held after this long belongs to another live process and is reported.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// A [`Store`] in a sled database directory. See the module documentation for the layout.
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    blocks: sled::Tree,
+    certificates: sled::Tree,
+    votes: sled::Tree,
+    locks: sled::Tree,
+    meta: sled::Tree,
+    genesis: GenesisId,
+    /// The last stored height, kept in memory because every `put_block` needs it; set from
+    /// the trees on open and advanced only after a successful flush.
+    latest: Height,
+}
+
+impl fmt::Debug for SledStore {
+    // sled's own `Debug` for a tree walks and prints every node, far too much for a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .field("genesis", &self.genesis)
+            .field("latest", &self.latest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Name of the tree holding blocks by height.
+    pub const BLOCKS_TREE: &'static str = "blocks";
+    /// Name of the tree holding commit certificates by height.
+    pub const CERTIFICATES_TREE: &'static str = "certificates";
+    /// Name of the tree holding the validator's own votes.
+    pub const VOTES_TREE: &'static str = "own_votes";
+    /// Name of the tree holding the validator's locks.
+    pub const LOCKS_TREE: &'static str = "own_locks";
+    /// Name of the tree holding the genesis identity.
+    pub const META_TREE: &'static str = "meta";
+    /// Key of the genesis identity in the meta tree.
+    pub const GENESIS_KEY: &'static [u8] = b"genesis";
+
+    /// Opens (or creates) the store in directory `path` for `genesis`.
+    ///
+    /// A new store records `genesis` durably before this returns. An existing store must have
+    /// been created for the same `genesis` ([`StoreError::GenesisMismatch`]); its first and
+    /// last heights and its latest block and certificate are checked here. A gap further down
+    /// is reported when a read reaches it, which replay on start does.
+    pub fn open(path: impl AsRef<Path>, genesis: &GenesisId) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = open_db(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source: Box::new(source),
+            })
+        };
+        let (blocks, certificates) = (tree(Self::BLOCKS_TREE)?, tree(Self::CERTIFICATES_TREE)?);
+        let (votes, meta) = (tree(Self::VOTES_TREE)?, tree(Self::META_TREE)?);
+        let locks = tree(Self::LOCKS_TREE)?;
+        let mut store = Self {
+            path,
+            db,
+            blocks,
+            certificates,
+            votes,
+            locks,
+            meta,
+            genesis: genesis.clone(),
+            latest: Height(0),
+        };
+        store.check_genesis()?;
+        store.latest = store.find_latest()?;
+        Ok(store)
+    }
+
+    /// The directory this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Compares the recorded genesis identity with `self.genesis`, recording it in a new store.
+    fn check_genesis(&self) -> Result<(), StoreError> {
+        let meta = Self::META_TREE;
+        match self.meta.get(Self::GENESIS_KEY).map_err(|e| self.io(e))? {
+            Some(bytes) => {
+                let stored: GenesisId =
+                    decode_bounded(&bytes, "genesis identity", MAX_GENESIS_ID_BYTES)
+                        .map_err(|e| self.corrupt(meta, None, format!("genesis record: {e}")))?;
+                if stored != self.genesis {
+                    return Err(StoreError::GenesisMismatch {
+                        path: self.path.clone(),
+                        stored: Box::new(stored),
+                        expected: Box::new(self.genesis.clone()),
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                // A store with data but no genesis record cannot be attributed to any chain;
+                // adopting the caller's genesis would silently mix two chains.
+                if !self.blocks.is_empty()
+                    || !self.certificates.is_empty()
+                    || !self.votes.is_empty()
+                {
+                    let detail = "no genesis record, yet the store holds blocks or votes";
+                    return Err(self.corrupt(meta, None, detail));
+                }
+                self.meta
+                    .insert(Self::GENESIS_KEY, encode(&self.genesis))
+                    .map_err(|e| self.io(e))?;
+                self.flush()
+            }
+        }
+    }
+
+    /// The latest height, after checking that both trees start at 1 and end at the same
+    /// height, and that the entry there reads back whole.
+    fn find_latest(&self) -> Result<Height, StoreError> {
+        let (blocks, certs) = (Self::BLOCKS_TREE, Self::CERTIFICATES_TREE);
+        let last_block = self.blocks.last().map_err(|e| self.io(e))?;
+        let last_cert = self.certificates.last().map_err(|e| self.io(e))?;
+        let latest = match (last_block, last_cert) {
+            (None, None) => return Ok(Height(0)),
+            (Some((key, _)), None) => {
+                let h = self.height_key(blocks, &key)?;
+                return Err(self.corrupt(certs, Some(h), "certificates tree is empty"));
+            }
+            (None, Some((key, _))) => {
+                let h = self.height_key(certs, &key)?;
+                return Err(self.corrupt(blocks, Some(h), "blocks tree is empty"));
+            }
+            (Some((kb, _)), Some((kc, _))) => {
+                let (hb, hc) = (self.height_key(blocks, &kb)?, self.height_key(certs, &kc)?);
+                if hb != hc {
+                    let detail = format!("certificates end at height {hc}, blocks at {hb}");
+                    return Err(self.corrupt(certs, Some(hc), detail));
+                }
+                hb
+            }
+        };
+        for (name, tree) in [(blocks, &self.blocks), (certs, &self.certificates)] {
+            if let Some((key, _)) = tree.first().map_err(|e| self.io(e))? {
+                let first = self.height_key(name, &key)?;
+                if first != Height(1) {
+                    let detail = format!("the first entry is at height {first}, not 1");
+                    return Err(self.corrupt(name, Some(first), detail));
+                }
+            }
+        }
+        self.read_entry(latest, latest)?;
+        Ok(latest)
+    }
+
+    /// Reads and checks the block and certificate at `height`. A missing entry at or below
+    /// `latest` is a gap, which is corruption.
+    fn read_entry(
+        &self,
+        height: Height,
+        latest: Height,
+    ) -> Result<Option<CommittedBlock>, StoreError> {
+        let (blocks, certs) = (Self::BLOCKS_TREE, Self::CERTIFICATES_TREE);
+        let key = height.0.to_be_bytes();
+        let block = self.blocks.get(key).map_err(|e| self.io(e))?;
+        let cert = self.certificates.get(key).map_err(|e| self.io(e))?;
+        let (block, cert) = match (block, cert) {
+            (None, None) if height.0 >= 1 && height <= latest => {
+                let detail = format!("no block at this height, below the latest height {latest}");
+                return Err(self.corrupt(blocks, Some(height), detail));
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(self.corrupt(certs, Some(height), "block without a certificate"));
+            }
+            (None, Some(_)) => {
+                return Err(self.corrupt(blocks, Some(height), "certificate without a block"));
+            }
+            (Some(b), Some(c)) => (b, c),
+        };
+        let block = Block::decode(&block).map_err(|e| self.corrupt(blocks, Some(height), e))?;
+        if block.header.height != height {
+            let detail = format!("holds the block of height {}", block.header.height);
+            return Err(self.corrupt(blocks, Some(height), detail));
+        }
+        let cert =
+            CommitCertificate::decode(&cert).map_err(|e| self.corrupt(certs, Some(height), e))?;
+        let hash = block.hash();
+        if cert.height != height || cert.block != hash {
+            let detail = format!(
+                "certificate commits block {} at height {}, but the stored block is {hash}",
+                cert.block, cert.height
+            );
+            return Err(self.corrupt(certs, Some(height), detail));
+        }
+        Ok(Some((block, cert)))
+    }
+
+    /// Decodes and checks one own-vote entry.
+    fn read_vote(&self, key: &[u8], value: &[u8]) -> Result<Signed<Vote>, StoreError> {
+        let tree = Self::VOTES_TREE;
+        // The height is the first 8 bytes of any well-formed prefix; name it if it is there.
+        let height = key
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(|b| Height(u64::from_be_bytes(b)));
+        if key.len() != VOTE_KEY_LEN {
+            let detail = format!(
+                "key {} is {} bytes, not {VOTE_KEY_LEN}",
+                hex::encode(key),
+                key.len()
+            );
+            return Err(self.corrupt(tree, height, detail));
+        }
+        let vote = Signed::<Vote>::decode(value).map_err(|e| self.corrupt(tree, height, e))?;
+        if vote_key(&vote.body) != key {
+            let detail = format!(
+                "key {} holds a vote for another height, round or kind",
+                hex::encode(key)
+            );
+            return Err(self.corrupt(tree, height, detail));
+        }
+        Ok(vote)
+    }
+
+    /// Decodes and checks one lock entry.
+    fn read_lock(&self, key: &[u8], value: &[u8]) -> Result<LockRecord, StoreError> {
+        let tree = Self::LOCKS_TREE;
+        let height = key
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(|b| Height(u64::from_be_bytes(b)));
+        let lock = LockRecord::decode(value).map_err(|e| self.corrupt(tree, height, e))?;
+        if key != lock_key(&lock) {
+            let detail = format!(
+                "key {} holds a lock for another height or round",
+                hex::encode(key)
+            );
+            return Err(self.corrupt(tree, height, detail));
+        }
+        Ok(lock)
+    }
+
+    /// Parses an 8-byte big-endian height key.
+    fn height_key(&self, tree: &'static str, key: &[u8]) -> Result<Height, StoreError> {
+        match <[u8; 8]>::try_from(key) {
+            Ok(bytes) => Ok(Height(u64::from_be_bytes(bytes))),
+            Err(_) => {
+                let detail = format!(
+                    "key {} is {} bytes, not an 8-byte height",
+                    hex::encode(key),
+                    key.len()
+                );
+                Err(self.corrupt(tree, None, detail))
+            }
+        }
+    }
+
+    /// Writes everything sled holds in memory to disk and fsyncs it.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(|e| self.io(e))
+    }
+
+    fn io(&self, source: sled::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn corrupt(
+        &self,
+        tree: &'static str,
+        height: Option<Height>,
+        detail: impl fmt::Display,
+    ) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            tree,
+            height,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// Opens the sled database at `path`, retrying for up to [`LOCK_WAIT`] while its file lock is
+/// held (sled 0.34.7 reports that as an `Io` error of kind `Other` naming the lock).
+fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => return opened,
+        }
+    }
+}
+
+/// The `own_locks` key of `lock`: height and round, big-endian.
+fn lock_key(lock: &LockRecord) -> [u8; LOCK_KEY_LEN] {
+    let (height, round) = lock.slot();
+    let mut key = [0u8; LOCK_KEY_LEN];
+    key[..8].copy_from_slice(&height.0.to_be_bytes());
+    key[8..].copy_from_slice(&round.0.to_be_bytes());
+    key
+}
+
+/// The `own_votes` key of `vote`: height, round, kind, big-endian so byte order is the order
+/// of [`Store::own_votes`].
+fn vote_key(vote: &Vote) -> [u8; VOTE_KEY_LEN] {
+    let mut key = [0u8; VOTE_KEY_LEN];
+    key[..8].copy_from_slice(&vote.height.0.to_be_bytes());
+    key[8..12].copy_from_slice(&vote.round.0.to_be_bytes());
+    key[12] = match vote.kind {
+        VoteKind::Prevote => 0,
+        VoteKind::Precommit => 1,
+    };
+    key
+}
+
+impl Store for SledStore {
+    fn genesis(&self) -> &GenesisId {
+        &self.genesis
+    }
+
+    fn put_block(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), StoreError> {
+        check_put_args(&self.genesis, block, certificate)?;
+        let height = block.header.height;
+        if height.0 >= 1 && height <= self.latest {
+            // `read_entry` reports a missing entry below `latest` as a gap.
+            if let Some((stored, _)) = self.read_entry(height, self.latest)? {
+                let (stored, offered) = (stored.hash(), block.hash());
+                if stored != offered {
+                    return Err(StoreError::ConflictingBlock {
+                        height,
+                        stored,
+                        offered,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        if height != self.latest.next() {
+            return Err(StoreError::NotContiguous {
+                height,
+                latest: self.latest,
+            });
+        }
+        let key = height.0.to_be_bytes();
+        let (block_bytes, cert_bytes) = (block.encode(), certificate.encode());
+        // sled may run the closure more than once on conflict, so it copies from the slices.
+        let written: Result<(), TransactionError<std::convert::Infallible>> =
+            (&self.blocks, &self.certificates).transaction(|(blocks, certs)| {
+                blocks.insert(&key, block_bytes.as_slice())?;
+                certs.insert(&key, cert_bytes.as_slice())?;
+                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+            });
+        match written {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
+            Err(TransactionError::Abort(never)) => match never {},
+        }
+        self.flush()?;
+        self.latest = height;
+        Ok(())
+    }
+
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        Ok(self.read_entry(height, self.latest)?.map(|(b, _)| b))
+    }
+
+    fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StoreError> {
+        Ok(self.read_entry(height, self.latest)?.map(|(_, c)| c))
+    }
+
+    fn latest_height(&self) -> Height {
+        self.latest
+    }
+
+    fn blocks(&self, range: RangeInclusive<Height>) -> BlockIter<'_> {
+        let end = (*range.end()).min(self.latest);
+        let mut next = Some((*range.start()).max(Height(1)));
+        Box::new(std::iter::from_fn(move || {
+            let height = next.filter(|h| *h <= end)?;
+            next = height.0.checked_add(1).map(Height);
+            match self.read_entry(height, self.latest) {
+                Ok(Some(entry)) => Some(Ok(entry)),
+                // Unreachable while `height <= latest` (a missing entry is a gap error), but
+                // ending is the safe answer if it ever happens.
+                Ok(None) => None,
+                Err(e) => {
+                    next = None;
+                    Some(Err(e))
+                }
+            }
+        }))
+    }
+
+    fn record_own_vote(&mut self, vote: &Signed<Vote>) -> Result<(), StoreError> {
+        let key = vote_key(&vote.body);
+        let bytes = vote.encode();
+        // Insert only if the slot is empty, atomically, so two writers could not both win.
+        let swapped = self
+            .votes
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes.as_slice()))
+            .map_err(|e| self.io(e))?;
+        // A taken slot holding these exact bytes is this vote recorded before: not a conflict.
+        if let Err(cas) = swapped
+            && let Some(current) = cas.current.filter(|c| c.as_ref() != bytes.as_slice())
+        {
+            let stored = self.read_vote(&key, &current)?;
+            return Err(StoreError::ConflictingOwnVote {
+                height: vote.body.height,
+                round: vote.body.round,
+                kind: vote.body.kind,
+                stored: stored.body.block,
+                offered: vote.body.block,
+            });
+        }
+        // Flush even for a vote already recorded: the caller is about to send it.
+        self.flush()
+    }
+
+    fn own_votes(&self, height: Height) -> Result<Vec<Signed<Vote>>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.votes.scan_prefix(height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            out.push(self.read_vote(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    fn record_own_lock(&mut self, lock: &LockRecord) -> Result<(), StoreError> {
+        let key = lock_key(lock);
+        let bytes = lock.encode();
+        // The first lock of a slot stays: a precommit is signed once per slot.
+        let _ = self
+            .locks
+            .compare_and_swap(key, None::<&[u8]>, Some(bytes.as_slice()))
+            .map_err(|e| self.io(e))?;
+        self.flush()
+    }
+
+    fn own_locks(&self, height: Height) -> Result<Vec<LockRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.locks.scan_prefix(height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            out.push(self.read_lock(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    fn prune_own_votes_below(&mut self, height: Height) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for entry in self.votes.range(..height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            // Check each entry before deleting it: corrupt data is reported, not erased.
+            self.read_vote(&key, &value)?;
+            batch.remove(key);
+        }
+        self.votes.apply_batch(batch).map_err(|e| self.io(e))?;
+        let mut batch = sled::Batch::default();
+        for entry in self.locks.range(..height.0.to_be_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            self.read_lock(&key, &value)?;
+            batch.remove(key);
+        }
+        self.locks.apply_batch(batch).map_err(|e| self.io(e))
+    }
+}
