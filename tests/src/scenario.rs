@@ -24,9 +24,9 @@ pub enum Role {
     /// one, so every peer counts the real vote and holds the other as evidence.
     DoubleVoter,
     /// Like [`Role::DoubleVoter`], but the two votes race: some peers count the conflicting
-    /// one. This can stall the chain for good (see `bug_stall_with_a_racing_double_voter`):
-    /// the vote keeper counts only a validator's first vote, so a polka some nodes locked on
-    /// may be invisible to others.
+    /// one. The vote keeper counts only a validator's first vote, so a polka some nodes locked
+    /// on may be invisible to others; polka certificates sent with re-proposals keep the height
+    /// live (see `a_racing_double_voter_does_not_stall_the_height`).
     RacingDoubleVoter,
     /// Behaves honestly, and also sends random bytes on every topic, real messages with a
     /// flipped signature bit or a tampered body, far-future forged votes, junk sync requests,

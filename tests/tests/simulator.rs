@@ -6,9 +6,8 @@
 //! invariants after every step (see `attest_tests::invariants`), liveness after its last
 //! fault, and the honest nodes' agreement on every balance at the end.
 //!
-//! The `#[ignore]`d `bug_*` tests are real failures of the node, kept pinned to the seed that
-//! shows them until the node is fixed; each says what goes wrong. Run them with
-//! `cargo test -p attest-tests --test simulator bug_ -- --ignored`.
+//! Tests that once caught a real failure of the node run the seed that showed it first
+//! (`run_pinned`) and then more seeds; each says what went wrong and what fixed it.
 
 use attest_contracts_sim::{SlashReason, StakeStatus};
 use attest_tests::rng::Rng;
