@@ -51,7 +51,8 @@ pub struct Config {
     /// The price this node advertises per generated token, in micro-units (a token is
     /// 1,000,000). 1 to 1,000,000,000.
     pub price_per_token: u64,
-    /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`).
+    /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`). A
+    /// build without the `cheats` feature refuses to start a node with either danger setting.
     pub danger_cheat: Option<Cheat>,
     /// TEST ONLY: give false verdicts on checks at this rate, e.g. `"flip:1.0"`.
     pub danger_false_verdicts: Option<Cheat>,
@@ -219,7 +220,8 @@ impl Config {
              # Advertised price per generated token, in micro-units (a token is 1000000).\n\
              price_per_token = {price}\n\
              \n\
-             # TEST ONLY, never on a real network: cheat on provided jobs at a rate, as\n\
+             # TEST ONLY, never on a real network, and only in a build with the `cheats`\n\
+             # feature (others refuse to start): cheat on provided jobs at a rate, as\n\
              # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
              # danger_cheat = \"flip:0.1\"\n\
              \n\

@@ -8,7 +8,7 @@
 //! fresh testnet. Asserts nothing about speed; it panics only if the testnet breaks (never
 //! starts, refuses valid transfers for good, stops committing).
 //!
-//! `cargo bench -p attest-testnet --bench testnet`
+//! `cargo bench -p attest-cli --bench testnet`
 //!
 //! The node logs go to files in a temporary directory; on a panic their tails are printed and
 //! the directory is kept (with `ATTEST_BENCH_KEEP=1` it is kept after every run). Every process is killed when a run ends, however it ends.
@@ -25,7 +25,7 @@ use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Sign
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-use attest_testnet::http::Conn;
+use attest_cli::http::Conn;
 use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;

@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use attest_testnet::procs;
+use attest_cli::procs;
 use serde_json::Value;
 
 const NODES: usize = 4;

@@ -25,7 +25,7 @@ use serde_json::Value;
 #[path = "support/cluster.rs"]
 mod cluster;
 // One request on a fresh connection, or why it failed (a dead node is expected here).
-use attest_testnet::http::request as http;
+use attest_cli::http::request as http;
 use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;

@@ -75,5 +75,5 @@ pub struct NodeProc {
 /// Prints the last 40 lines of node `i`'s log to stderr.
 pub fn print_tail(i: usize, log: &Path) {
     eprintln!("---- node {i}: the last lines of {}", log.display());
-    eprintln!("{}", attest_testnet::procs::log_tail(log, 40));
+    eprintln!("{}", attest_cli::procs::log_tail(log, 40));
 }

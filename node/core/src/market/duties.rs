@@ -637,3 +637,42 @@ fn involves(phase: &JobPhase, me: &AccountId) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flip() -> Option<Cheat> {
+        Some("flip:0.5".parse().expect("a cheat setting"))
+    }
+
+    #[test]
+    fn honest_settings_are_taken_by_every_build() {
+        let config = MarketConfig::default().with_cheats(None, None);
+        assert_eq!(config, Ok(MarketConfig::default()));
+    }
+
+    /// `.ci/run` runs this crate's unit tests once without the feature, so this runs in CI.
+    #[cfg(not(feature = "cheats"))]
+    #[test]
+    fn a_build_without_the_feature_refuses_any_cheat() {
+        let config = MarketConfig::default();
+        assert_eq!(
+            config.clone().with_cheats(flip(), None),
+            Err(CheatsNotCompiled)
+        );
+        assert_eq!(config.with_cheats(None, flip()), Err(CheatsNotCompiled));
+        const { assert!(!crate::accel::CHEATS_COMPILED) };
+    }
+
+    #[cfg(feature = "cheats")]
+    #[test]
+    fn a_build_with_the_feature_takes_the_cheats() {
+        let config = MarketConfig::default()
+            .with_cheats(flip(), flip())
+            .expect("cheats build");
+        assert_eq!(config.danger_cheat, flip());
+        assert_eq!(config.danger_false_verdicts, flip());
+        const { assert!(crate::accel::CHEATS_COMPILED) };
+    }
+}
