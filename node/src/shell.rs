@@ -117,7 +117,7 @@ pub struct JobSnapshot {
 }
 
 /// A snapshot of the node for `GET /v1/status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Status {
     /// The chain this node follows.
     pub chain_id: String,

@@ -337,7 +337,7 @@ fn run(args: Args) -> Result<()> {
             };
             let (summary, complete) = attest_testnet::bench::run(&opts, json, &mut out)?;
             if json {
-                print_json(&mut out, &summary)?;
+                print_json(&mut out, &summary.to_json()?)?;
             } else {
                 attest_testnet::bench::print(&mut out, &summary)?;
             }
