@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -224,44 +225,58 @@ pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Sub
 }
 
 /// What `attest submit` shows while it follows a job: a line per stage unless the output is
-/// JSON, and on a terminal a spinner line between them that shows the job is alive (stage
-/// lines clear it first). Redirected output gets the plain lines only.
+/// JSON, and on a terminal a spinner line between them that shows the job is alive (cleared
+/// before each stage line and at the end). Redirected output gets the plain lines only.
 #[derive(Debug)]
 struct Progress {
     json: bool,
-    spin: bool,
-    tick: std::cell::Cell<usize>,
+    spinner: Option<ProgressBar>,
 }
 
 impl Progress {
     fn new(json: bool) -> Self {
-        Self {
-            json,
-            spin: !json && std::io::stdout().is_terminal(),
-            tick: std::cell::Cell::new(0),
-        }
+        let spinner = (!json && std::io::stdout().is_terminal()).then(|| {
+            let style = ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .tick_strings(&["|", "/", "-", "\\", " "]);
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+            bar.set_style(style);
+            bar
+        });
+        Self { json, spinner }
     }
 
     /// A stage line.
     fn say(&self, out: &mut dyn Write, line: String) -> Result<()> {
-        if !self.json {
-            let clear = if self.spin { "\r\x1b[K" } else { "" };
-            writeln!(out, "{clear}{line}")?;
-            out.flush()?;
+        if self.json {
+            return Ok(());
+        }
+        let mut write = || -> std::io::Result<()> {
+            writeln!(out, "{line}")?;
+            out.flush()
+        };
+        match &self.spinner {
+            Some(bar) => bar.suspend(write)?,
+            None => write()?,
         }
         Ok(())
     }
 
     /// The spinner's next frame, showing `line`.
-    fn spin(&self, out: &mut dyn Write, line: String) -> Result<()> {
-        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-        if self.spin {
-            let tick = self.tick.get() + 1;
-            self.tick.set(tick);
-            write!(out, "\r{} {line}", FRAMES[tick % FRAMES.len()])?;
-            out.flush()?;
+    fn spin(&self, line: String) {
+        if let Some(bar) = &self.spinner {
+            bar.set_message(line);
+            bar.tick();
         }
-        Ok(())
+    }
+}
+
+impl Drop for Progress {
+    /// However the wait ends (an error too), the spinner line goes.
+    fn drop(&mut self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+        }
     }
 }
 
@@ -521,7 +536,7 @@ fn follow(
             });
         }
         let secs = started.elapsed().as_secs_f64();
-        progress.spin(out, format!("job is {phase} ({secs:.1}s)"))?;
+        progress.spin(format!("job is {phase} ({secs:.1}s)"));
         std::thread::sleep(Duration::from_millis(150));
     }
 }
