@@ -28,6 +28,7 @@ use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Sign
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+use attest_testnet::demo::percentiles;
 use attest_testnet::http::Client;
 use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
@@ -264,16 +265,11 @@ struct Run {
     idle_p50_ms: u64,
 }
 
-/// The `q` quantile of the gaps between consecutive block times, in ms.
-fn gap_quantile(times_ms: &[u64], q: f64) -> u64 {
-    let mut gaps: Vec<u64> = times_ms
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
-        .collect();
-    gaps.sort_unstable();
-    gaps.get(((gaps.len() as f64 - 1.0) * q) as usize)
-        .copied()
-        .unwrap_or_default()
+/// The median and 99th percentile of the gaps between consecutive block times, in ms (0 when
+/// there are none).
+fn gap_percentiles(times_ms: &[u64]) -> (u64, u64) {
+    let gaps = percentiles(times_ms.windows(2).map(|w| w[1].saturating_sub(w[0])));
+    (gaps.p50.unwrap_or_default(), gaps.p99.unwrap_or_default())
 }
 
 /// Follows node 0's blocks from `from + 1` until every hash in `ours` is committed; answers
@@ -407,12 +403,13 @@ fn summarise(run: usize, load: &Load, idle: &[u64]) -> Run {
         .expect("transfers were committed");
     let loaded = &load.seen[first..];
     let times: Vec<u64> = loaded.iter().map(|b| b.time_ms).collect();
+    let (load_p50_ms, load_p99_ms) = gap_percentiles(&times);
     let r = Run {
         txs_per_sec: load.transfers as f64 / load.committed.as_secs_f64(),
-        load_p50_ms: gap_quantile(&times, 0.5),
-        load_p99_ms: gap_quantile(&times, 0.99),
+        load_p50_ms,
+        load_p99_ms,
         blocks: loaded.len(),
-        idle_p50_ms: gap_quantile(idle, 0.5),
+        idle_p50_ms: gap_percentiles(idle).0,
     };
     let largest = loaded.iter().map(|b| b.ours).max().unwrap_or(0);
     let late: Vec<(u64, u64)> = loaded

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -421,6 +422,10 @@ pub fn read_blocks(api: &Api, from: u64, to: u64) -> Result<Vec<BlockView>> {
     Ok(blocks)
 }
 
+/// Significant decimal digits the latency histograms keep: every value below 2^18 (over four
+/// minutes in ms) is recorded exactly, larger ones to within 0.001%.
+const SIGNIFICANT_DIGITS: u8 = 5;
+
 /// A sample's size, percentiles and maximum (`null`s when it is empty), as the demo and the
 /// bench print them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -437,20 +442,59 @@ pub struct Percentiles {
     pub max: Option<u64>,
 }
 
-/// `{count, p50, p90, p99, max}` of `values` (nearest rank; `null`s when there are none).
+/// `{count, p50, p90, p99, max}` of `values`, through an HDR histogram: percentile `q` is the
+/// smallest recorded value with at least `q`% of the sample at or below it (nearest rank).
 pub fn percentiles(values: impl IntoIterator<Item = u64>) -> Percentiles {
-    let mut values: Vec<u64> = values.into_iter().collect();
-    values.sort_unstable();
-    let q = |p: usize| {
-        values
-            .get((values.len() * p / 100).min(values.len().saturating_sub(1)))
-            .copied()
+    let Ok(mut histogram) = Histogram::<u64>::new(SIGNIFICANT_DIGITS) else {
+        return Percentiles::default();
     };
+    for value in values {
+        // Only a value past the histogram's reach (2^63) fails: it counts as the largest.
+        if histogram.record(value).is_err() {
+            histogram.saturating_record(value);
+        }
+    }
+    if histogram.is_empty() {
+        return Percentiles::default();
+    }
+    let at = |q: f64| Some(histogram.value_at_quantile(q));
     Percentiles {
-        count: values.len() as u64,
-        p50: q(50),
-        p90: q(90),
-        p99: q(99),
-        max: values.last().copied(),
+        count: histogram.len(),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: Some(histogram.max()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_exact() {
+        assert_eq!(
+            percentiles(1..=100),
+            Percentiles {
+                count: 100,
+                p50: Some(50),
+                p90: Some(90),
+                p99: Some(99),
+                max: Some(100),
+            }
+        );
+        // Order does not matter, repeats count, and large block gaps are kept exactly.
+        let p = percentiles([250_001, 7, 7, 7, 131_072, 0]);
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (6, Some(7), Some(250_001), Some(250_001), Some(250_001))
+        );
+        assert_eq!(percentiles([42]).p50, Some(42));
+        // None at all: a count of 0 and nulls, as the JSON has always shown.
+        let empty = percentiles(std::iter::empty());
+        assert_eq!(
+            serde_json::to_value(empty).unwrap(),
+            json!({ "count": 0, "p50": null, "p90": null, "p99": null, "max": null })
+        );
     }
 }
