@@ -20,12 +20,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use attest_contracts_sim::Params;
+use attest_node::api::BlockView;
+use attest_node::api::chain::{SubmitTx, Submitted};
+use attest_node::views::Status;
 use attest_protocol::tx::Transfer;
 use attest_protocol::{Action, Amount, Canonical, ChainId, Nonce, SecretKey, Signed, Tx, tx_hash};
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
-use attest_cli::http::Conn;
+use attest_cli::demo::percentiles;
+use attest_cli::http::Client;
 use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;
@@ -150,10 +154,8 @@ impl Cluster {
     }
 
     fn height(&self, i: usize) -> Option<u64> {
-        let reply = Conn::new(self.nodes[i].api)
-            .request("GET", "/v1/status", None)
-            .ok()?;
-        (reply.status == 200).then(|| reply.json["height"].as_u64())?
+        let status: Status = Client::local(self.nodes[i].api).get("/v1/status").ok()?;
+        Some(status.height.0)
     }
 }
 
@@ -168,21 +170,21 @@ struct BlockSeen {
 }
 
 /// Node 0's block at `height`: its time, certificate round and transaction hashes.
-fn block(conn: &mut Conn, height: u64) -> (u64, u64, Vec<String>) {
+fn block(conn: &Client, height: u64) -> (u64, u64, Vec<String>) {
     let path = format!("/v1/blocks/{height}");
-    let reply = conn.request("GET", &path, None).expect("node 0 answers");
-    assert_eq!(reply.status, 200, "node 0 {path}: {reply:?}");
-    let time_ms = reply.json["time_ms"].as_u64().expect("time_ms");
-    let round = reply.json["certificate"]["round"].as_u64().expect("round");
-    let txs = reply.json["txs"].as_array().expect("txs");
-    let txs = txs.iter().map(|t| t.as_str().expect("hex").to_owned());
-    (time_ms, round, txs.collect())
+    let block: BlockView = conn.get(&path).unwrap_or_else(|e| panic!("node 0: {e}"));
+    let txs = block.txs.iter().map(ToString::to_string);
+    (
+        block.time_ms,
+        u64::from(block.certificate.round.0),
+        txs.collect(),
+    )
 }
 
 /// A pre-signed transfer: the node it goes to and the request body.
 struct Job {
     node: usize,
-    body: String,
+    body: SubmitTx,
 }
 
 /// Signs every transfer before the clock starts (signing is the clients' cost, not the
@@ -206,7 +208,9 @@ fn presign(clients: &[SecretKey]) -> (Vec<Vec<Job>>, HashSet<String>) {
         };
         let tx = Signed::sign(&chain, client, body);
         hashes.insert(tx_hash(&tx).to_string());
-        let body = serde_json::json!({ "tx": hex::encode(tx.encode()) }).to_string();
+        let body = SubmitTx {
+            tx: hex::encode(tx.encode()),
+        };
         jobs[i % SENDERS].push(Job {
             node: i % NODES,
             body,
@@ -220,15 +224,17 @@ fn presign(clients: &[SecretKey]) -> (Vec<Vec<Job>>, HashSet<String>) {
 /// 409 `duplicate` or `stale_nonce` means an earlier attempt got through. Answers the
 /// refusals by status and code, and when the last job was accepted.
 fn send(apis: Vec<SocketAddr>, jobs: Vec<Job>) -> (BTreeMap<String, usize>, Instant) {
-    let mut conns: Vec<Conn> = apis.into_iter().map(Conn::new).collect();
+    let conns: Vec<Client> = apis.into_iter().map(Client::local).collect();
     let mut refused = BTreeMap::new();
     for job in jobs {
         let deadline = Instant::now() + STALL;
         loop {
-            let reason = match conns[job.node].request("POST", "/v1/txs", Some(&job.body)) {
-                Ok(r) if r.status == 200 => break,
-                Ok(r) => format!("{} {}", r.status, r.json["error"].as_str().unwrap_or("?")),
-                Err(_) => "connection failed".to_owned(),
+            let reason = match conns[job.node].post::<_, Submitted>("/v1/txs", &job.body) {
+                Ok(_) => break,
+                Err(e) => match e.status() {
+                    Some(status) => format!("{status} {}", e.code().unwrap_or("?")),
+                    None => "connection failed".to_owned(),
+                },
             };
             *refused.entry(reason.clone()).or_insert(0) += 1;
             match reason.as_str() {
@@ -259,28 +265,23 @@ struct Run {
     idle_p50_ms: u64,
 }
 
-/// The `q` quantile of the gaps between consecutive block times, in ms.
-fn gap_quantile(times_ms: &[u64], q: f64) -> u64 {
-    let mut gaps: Vec<u64> = times_ms
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
-        .collect();
-    gaps.sort_unstable();
-    gaps.get(((gaps.len() as f64 - 1.0) * q) as usize)
-        .copied()
-        .unwrap_or_default()
+/// The median and 99th percentile of the gaps between consecutive block times, in ms (0 when
+/// there are none).
+fn gap_percentiles(times_ms: &[u64]) -> (u64, u64) {
+    let gaps = percentiles(times_ms.windows(2).map(|w| w[1].saturating_sub(w[0])));
+    (gaps.p50.unwrap_or_default(), gaps.p99.unwrap_or_default())
 }
 
 /// Follows node 0's blocks from `from + 1` until every hash in `ours` is committed; answers
 /// the blocks seen and the moment the last one was seen.
-fn follow(conn: &mut Conn, from: u64, ours: &HashSet<String>) -> (Vec<BlockSeen>, Instant) {
+fn follow(conn: &Client, from: u64, ours: &HashSet<String>) -> (Vec<BlockSeen>, Instant) {
     let (mut seen, mut next, mut committed) = (Vec::new(), from + 1, 0);
     let mut progress = Instant::now();
     loop {
-        let status = conn
-            .request("GET", "/v1/status", None)
-            .expect("node 0 answers");
-        let height = status.json["height"].as_u64().expect("height");
+        let status: Status = conn
+            .get("/v1/status")
+            .unwrap_or_else(|e| panic!("node 0: {e}"));
+        let height = status.height.0;
         while next <= height {
             let (time_ms, round, txs) = block(conn, next);
             let n = txs.iter().filter(|t| ours.contains(*t)).count();
@@ -304,7 +305,7 @@ fn follow(conn: &mut Conn, from: u64, ours: &HashSet<String>) -> (Vec<BlockSeen>
             "hang guard: {committed} of {} transfers committed, none more for {STALL:?} \
              (node 0 at height {height}, mempool {})",
             ours.len(),
-            status.json["mempool"]
+            status.mempool
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -338,10 +339,10 @@ fn one_run(run: usize) -> Run {
         Duration::from_secs(30),
         || cluster.height(0).filter(|h| *h >= IDLE_HEIGHT),
     );
-    let mut conn = Conn::new(cluster.nodes[0].api);
-    let idle: Vec<u64> = (1..=idle_to).map(|h| block(&mut conn, h).0).collect();
+    let conn = Client::local(cluster.nodes[0].api);
+    let idle: Vec<u64> = (1..=idle_to).map(|h| block(&conn, h).0).collect();
     let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
-    let load = load(&apis, jobs, &mut conn, idle_to, &ours);
+    let load = load(&apis, jobs, &conn, idle_to, &ours);
     summarise(run, &load, &idle)
 }
 
@@ -362,7 +363,7 @@ struct Load {
 fn load(
     apis: &[SocketAddr],
     jobs: Vec<Vec<Job>>,
-    conn: &mut Conn,
+    conn: &Client,
     from: u64,
     ours: &HashSet<String>,
 ) -> Load {
@@ -402,12 +403,13 @@ fn summarise(run: usize, load: &Load, idle: &[u64]) -> Run {
         .expect("transfers were committed");
     let loaded = &load.seen[first..];
     let times: Vec<u64> = loaded.iter().map(|b| b.time_ms).collect();
+    let (load_p50_ms, load_p99_ms) = gap_percentiles(&times);
     let r = Run {
         txs_per_sec: load.transfers as f64 / load.committed.as_secs_f64(),
-        load_p50_ms: gap_quantile(&times, 0.5),
-        load_p99_ms: gap_quantile(&times, 0.99),
+        load_p50_ms,
+        load_p99_ms,
         blocks: loaded.len(),
-        idle_p50_ms: gap_quantile(idle, 0.5),
+        idle_p50_ms: gap_percentiles(idle).0,
     };
     let largest = loaded.iter().map(|b| b.ours).max().unwrap_or(0);
     let late: Vec<(u64, u64)> = loaded

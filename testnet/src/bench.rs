@@ -26,12 +26,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use attest_node::api::jobs::{JobView, TimelineView};
 use attest_node::shell::now_ms;
 
-use crate::client::{Api, Opener};
-use crate::demo::{self, Say};
+use crate::client::{Api, Opener, code_of};
+use crate::demo::{self, Percentiles, Say, percentiles};
 use crate::launcher;
 use crate::layout::{self, InitOptions, Layout};
 use crate::procs;
@@ -74,7 +76,7 @@ const LOST_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs the bench; progress lines go to `out` unless `json`. Returns the summary
 /// ([`SCHEMA`]) and whether the run was complete: every job opened, verified and settled.
-pub fn run(opts: &BenchOptions, json: bool, out: &mut impl Write) -> Result<(Value, bool)> {
+pub fn run(opts: &BenchOptions, json: bool, out: &mut impl Write) -> Result<(Summary, bool)> {
     if opts.jobs == 0 || opts.concurrency == 0 || opts.concurrency > layout::MAX_CLIENTS {
         bail!(
             "--jobs must be at least 1 and --concurrency 1 to {}",
@@ -98,12 +100,17 @@ pub fn run(opts: &BenchOptions, json: bool, out: &mut impl Write) -> Result<(Val
     // The run's own error, if any, says more than a failure to stop after it.
     let summary = measured?;
     stopped?;
-    let complete = summary["complete"].as_bool() == Some(true);
+    let complete = summary.complete;
     Ok((summary, complete))
 }
 
 /// The run itself, on a testnet that is up.
-fn measure(opts: &BenchOptions, dir: &Path, out: &mut impl Write, say: &Say<'_>) -> Result<Value> {
+fn measure(
+    opts: &BenchOptions,
+    dir: &Path,
+    out: &mut impl Write,
+    say: &Say<'_>,
+) -> Result<Summary> {
     let layout = Layout::load(dir)?;
     let gateway = layout.nodes[0].api_url.clone();
     demo::wait_for_adverts(&gateway, opts.nodes)?;
@@ -114,8 +121,8 @@ fn measure(opts: &BenchOptions, dir: &Path, out: &mut impl Write, say: &Say<'_>)
             opts.nodes, opts.jobs, opts.concurrency
         ),
     )?;
-    let mut api = Api::new(&gateway)?;
-    let first_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0) + 1;
+    let api = Api::new(&gateway)?;
+    let first_height = api.status()?.height.0 + 1;
     let homes: Vec<PathBuf> = (0..layout.nodes.len())
         .map(|i| layout.home(dir, i))
         .collect();
@@ -134,12 +141,15 @@ fn measure(opts: &BenchOptions, dir: &Path, out: &mut impl Write, say: &Say<'_>)
     // later: wait for that height on `/v1/status` alone, so that polling hundreds of jobs
     // does not load the gateway during the tail, then read every job's final state.
     let verdict_window = layout::testnet_params()?.verdict_window_blocks;
-    let now = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
-    wait_height(&mut api, now + verdict_window + 1)?;
+    let now = api.status()?.height.0;
+    wait_height(&api, now + verdict_window + 1)?;
     let views = demo::wait_final(&gateway, &load.on_ledger(), out, say)?;
     let after = sample_all(&homes);
-    let last_height = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
-    let blocks = demo::read_blocks(&mut api, first_height, last_height)?;
+    let last_height = api.status()?.height.0;
+    let blocks: Vec<(u64, usize)> = demo::read_blocks(&api, first_height, last_height)?
+        .iter()
+        .map(|b| (b.time_ms, b.txs.len()))
+        .collect();
     let resources = Resources {
         homes: &homes,
         before: &before,
@@ -151,9 +161,9 @@ fn measure(opts: &BenchOptions, dir: &Path, out: &mut impl Write, say: &Say<'_>)
 
 /// Waits until the node has committed `height` (at most 3 minutes: a verdict window is under
 /// a minute even at the idle block interval).
-fn wait_height(api: &mut Api, height: u64) -> Result<()> {
+fn wait_height(api: &Api, height: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
-    while api.get("/v1/status")?["height"].as_u64().unwrap_or(0) < height {
+    while api.status()?.height.0 < height {
         if Instant::now() > deadline {
             bail!("the chain did not reach height {height} within 3 minutes");
         }
@@ -283,7 +293,7 @@ impl Worker<'_> {
                             l.opened += 1;
                         });
                         flying.push(Flying {
-                            id: opened.job,
+                            id: opened.job.to_string(),
                             posted,
                             on_ledger: false,
                         });
@@ -328,7 +338,7 @@ impl Worker<'_> {
     /// Asks for each open job's output once; answers whether any job came to an end. A job
     /// without an output [`RESULT_TIMEOUT`] after it was opened has failed (with the last
     /// error, if asking for it failed: a dead gateway ends every job that way, not the run).
-    fn poll(&self, api: &mut Api, flying: &mut Vec<Flying>) -> bool {
+    fn poll(&self, api: &Api, flying: &mut Vec<Flying>) -> bool {
         let before = flying.len();
         let mut kept = Vec::with_capacity(before);
         for mut job in flying.drain(..) {
@@ -394,32 +404,28 @@ enum Output {
 
 /// Asks the gateway for the job's output; when it has one, checks it here: its bytes must
 /// hash to the output hash in the job's committed result on the ledger.
-fn output_of(api: &mut Api, job: &str) -> Result<Output> {
-    let served = match api.get(&format!("/v1/jobs/{job}/output")) {
+fn output_of(api: &Api, job: &str) -> Result<Output> {
+    let served = match api.job_output(job) {
         Ok(v) => v,
         Err(e) => {
-            let text = format!("{e:#}");
-            return Ok(if text.contains("404 refunded") {
-                Output::Refunded
-            } else if text.contains("404 not_found") {
-                Output::NotOnLedger
-            } else if text.contains("404 ") {
-                Output::NotYet
-            } else {
-                return Err(e);
-            });
+            return match (crate::client::status_of(&e), code_of(&e)) {
+                (Some(404), Some("refunded")) => Ok(Output::Refunded),
+                (Some(404), Some("not_found")) => Ok(Output::NotOnLedger),
+                (Some(404), _) => Ok(Output::NotYet),
+                _ => Err(e),
+            };
         }
     };
-    let bytes = hex::decode(served["output_hex"].as_str().unwrap_or_default())
-        .map_err(|e| anyhow!("job {job}: output_hex: {e}"))?;
-    let here = attest_protocol::workload::output_hash(&bytes).to_string();
-    let view = api.get(&format!("/v1/jobs/{job}"))?;
+    let bytes =
+        hex::decode(&served.output_hex).map_err(|e| anyhow!("job {job}: output_hex: {e}"))?;
+    let here = attest_protocol::workload::output_hash(&bytes);
+    let view = api.job(job)?;
     // The ledger forgets a result's hashes once the job settles; a job that settled before
     // this poll saw it was never disputed, and its gateway checked the bytes on arrival.
-    let ledger = view["result"]["output_hash"].as_str();
-    Ok(match ledger {
-        Some(h) if h != here => Output::Rejected(format!(
-            "job {job}: the output hashes to {here}, the ledger holds {h}"
+    Ok(match view.result {
+        Some(result) if result.output_hash != here => Output::Rejected(format!(
+            "job {job}: the output hashes to {here}, the ledger holds {}",
+            result.output_hash
         )),
         _ => Output::Verified,
     })
@@ -507,35 +513,45 @@ impl Resources<'_> {
     /// One row per node and one for the client: memory at the end, CPU in seconds over the
     /// process's life and as a share of one core over its life, over the results window and
     /// over the whole run.
-    fn to_json(&self) -> Value {
+    fn report(&self) -> ResourceReport {
         let ticks = clock_ticks() as f64;
-        let row = |i: usize| -> Value {
+        let row = |i: usize| -> Usage {
             let (Some(b), Some(r), Some(a)) = (self.before[i], self.at_results[i], self.after[i])
             else {
-                return json!({ "sampled": false });
+                return Usage {
+                    sampled: Some(false),
+                    figures: None,
+                };
             };
             let pct = |from: ProcSample, to: ProcSample| {
                 let wall = to.at_ms.saturating_sub(from.at_ms) as f64 / 1000.0;
                 let cpu = to.cpu_ticks.saturating_sub(from.cpu_ticks) as f64 / ticks;
                 round1(100.0 * cpu / wall.max(0.001))
             };
-            json!({
-                "rss_mib": round1(a.rss_kib as f64 / 1024.0),
-                "rss_peak_mib": round1(a.peak_kib as f64 / 1024.0),
-                "cpu_s": round1(a.cpu_ticks as f64 / ticks),
-                "cpu_pct_lifetime": round1(100.0 * a.cpu_ticks as f64 / ticks / a.age_s.max(0.001)),
-                "cpu_pct_results_window": pct(b, r),
-                "cpu_pct_run": pct(b, a),
-            })
+            let figures = UsageFigures {
+                rss_mib: round1(a.rss_kib as f64 / 1024.0),
+                rss_peak_mib: round1(a.peak_kib as f64 / 1024.0),
+                cpu_s: round1(a.cpu_ticks as f64 / ticks),
+                cpu_pct_lifetime: round1(100.0 * a.cpu_ticks as f64 / ticks / a.age_s.max(0.001)),
+                cpu_pct_results_window: pct(b, r),
+                cpu_pct_run: pct(b, a),
+            };
+            Usage {
+                sampled: None,
+                figures: Some(figures),
+            }
         };
-        let mut nodes = Vec::new();
-        for (i, home) in self.homes.iter().enumerate() {
-            let mut r = row(i);
-            r["node"] = json!(i);
-            r["pid"] = json!(procs::read_pid(home));
-            nodes.push(r);
+        let nodes = (self.homes.iter().enumerate())
+            .map(|(i, home)| NodeUsage {
+                node: i,
+                pid: procs::read_pid(home),
+                usage: row(i),
+            })
+            .collect();
+        ResourceReport {
+            nodes,
+            client: row(self.homes.len()),
         }
-        json!({ "nodes": nodes, "client": row(self.homes.len()) })
     }
 }
 
@@ -543,71 +559,210 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `count / seconds`, to two decimals; `null` when the window is empty.
-fn rate(count: usize, seconds: f64) -> Value {
-    if seconds > 0.0 {
-        json!(((count as f64 / seconds) * 100.0).round() / 100.0)
-    } else {
-        Value::Null
-    }
+/// `count / seconds`, to two decimals; `None` (`null`) when the window is empty.
+fn rate(count: usize, seconds: f64) -> Option<f64> {
+    (seconds > 0.0).then(|| ((count as f64 / seconds) * 100.0).round() / 100.0)
 }
 
-/// The blocks with `from_ms <= time_ms <= to_ms`: their transactions and block intervals.
-fn window(blocks: &[Value], from_ms: u64, to_ms: u64) -> (usize, usize, Vec<u64>) {
-    let inside: Vec<&Value> = blocks
+/// Of the blocks given as `(time_ms, transactions)`, those with `from_ms <= time_ms <= to_ms`:
+/// how many, their transactions and their block intervals.
+fn window(blocks: &[(u64, usize)], from_ms: u64, to_ms: u64) -> (usize, usize, Vec<u64>) {
+    let inside: Vec<(u64, usize)> = blocks
         .iter()
-        .filter(|b| {
-            b["time_ms"]
-                .as_u64()
-                .is_some_and(|t| (from_ms..=to_ms).contains(&t))
-        })
+        .copied()
+        .filter(|(t, _)| (from_ms..=to_ms).contains(t))
         .collect();
-    let txs = inside
-        .iter()
-        .map(|b| b["txs"].as_array().map_or(0, Vec::len))
-        .sum();
+    let txs = inside.iter().map(|(_, n)| n).sum();
     let gaps = inside
         .windows(2)
-        .filter_map(|w| {
-            Some(
-                w[1]["time_ms"]
-                    .as_u64()?
-                    .saturating_sub(w[0]["time_ms"].as_u64()?),
-            )
-        })
+        .map(|w| w[1].0.saturating_sub(w[0].0))
         .collect();
     (inside.len(), txs, gaps)
 }
 
+/// A timeline stage's block time, picked out of a job's timeline.
+type Stage = fn(&TimelineView) -> Option<u64>;
+
 /// Differences of two timeline stages' block times, over the jobs that reached both.
-fn stage_gaps(views: &[Value], from: &str, to: &str) -> Vec<u64> {
+fn stage_gaps(views: &[JobView], from: Stage, to: Stage) -> Vec<u64> {
     views
         .iter()
         .filter_map(|v| {
-            let t = &v["timeline"];
-            Some(
-                t[to]["time_ms"]
-                    .as_u64()?
-                    .saturating_sub(t[from]["time_ms"].as_u64()?),
-            )
+            let t = v.timeline.as_ref()?;
+            Some(to(t)?.saturating_sub(from(t)?))
         })
         .collect()
+}
+
+/// What `attest bench` measured, schema [`SCHEMA`]: [`Summary::to_json`] is what `--json`
+/// prints, [`print`] what a person reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// Whether every job got a verified output and settled.
+    pub complete: bool,
+    /// `debug` or `release`: the build that ran.
+    pub build: &'static str,
+    /// Validators, each also a provider.
+    pub nodes: usize,
+    /// Jobs asked for.
+    pub jobs: usize,
+    /// Workers.
+    pub concurrency: usize,
+    /// Jobs the node admitted.
+    pub jobs_opened: usize,
+    /// Jobs with a verified output.
+    pub jobs_with_result: usize,
+    /// Jobs settled.
+    pub jobs_settled: usize,
+    /// Jobs refunded.
+    pub jobs_refunded: usize,
+    /// Jobs that failed.
+    pub jobs_failed: usize,
+    /// Why the first of them failed.
+    pub first_failure: Option<String>,
+    /// Jobs a checker gave a verdict on.
+    pub jobs_checked: usize,
+    /// Faults on the jobs, by reason.
+    pub faults: BTreeMap<String, usize>,
+    /// Busy answers from the market.
+    pub market_busy_answers: usize,
+    /// The two windows, in seconds.
+    pub window_s: Windows,
+    /// Jobs and transactions per second.
+    pub throughput: Throughput,
+    /// Blocks and transactions in the windows.
+    pub blocks: BlockCounts,
+    /// Latencies, ms.
+    pub latency_ms: Latencies,
+    /// Block intervals in the results window, ms.
+    pub block_time_ms_results_window: Percentiles,
+    /// Each node's and the client's memory and CPU.
+    pub resources: ResourceReport,
+    /// How to read the settlement figures.
+    pub note: String,
+}
+
+impl Summary {
+    /// The summary as `--json` prints it: one object, its keys sorted.
+    pub fn to_json(&self) -> Result<Value> {
+        Ok(serde_json::to_value(self)?)
+    }
+}
+
+/// The results window (first submission to last verified output) and the settlement window
+/// (to the last settlement), in seconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Windows {
+    /// The results window.
+    pub results: f64,
+    /// The settlement window.
+    pub settlement: f64,
+}
+
+/// Per second, over the windows (`null` for an empty window).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Throughput {
+    /// Jobs with a verified output per second of the results window.
+    pub result_jobs_per_s: Option<f64>,
+    /// Jobs settled per second of the settlement window.
+    pub settled_jobs_per_s: Option<f64>,
+    /// Committed transactions per second of the results window.
+    pub txs_per_s_results_window: Option<f64>,
+    /// Committed transactions per second of the settlement window.
+    pub txs_per_s_settlement_window: Option<f64>,
+}
+
+/// Blocks and transactions committed in the windows.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BlockCounts {
+    /// Blocks in the results window.
+    pub results_window: usize,
+    /// Blocks in the settlement window.
+    pub settlement_window: usize,
+    /// Transactions in the results window.
+    pub txs_results_window: usize,
+    /// Transactions in the settlement window.
+    pub txs_settlement_window: usize,
+}
+
+/// The latency distributions, ms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latencies {
+    /// Submission (the admitted attempt's quote) to verified output, measured by the client.
+    pub job_result_client: Percentiles,
+    /// Opened to result committed, in block time.
+    pub job_result_ledger: Percentiles,
+    /// Opened to settled, in block time.
+    pub job_settlement_ledger: Percentiles,
+    /// Result committed to verdict, in block time.
+    pub validation_ledger: Percentiles,
+}
+
+/// Memory and CPU of every node and of the client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    /// One row per node.
+    pub nodes: Vec<NodeUsage>,
+    /// The client (this process).
+    pub client: Usage,
+}
+
+/// A node's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeUsage {
+    /// The node's index.
+    pub node: usize,
+    /// Its process, as its pid file says.
+    pub pid: Option<u32>,
+    /// What it used.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// A process's memory and CPU: the figures, or `sampled: false` if it could not be sampled
+/// every time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Usage {
+    /// `Some(false)` when it was not sampled (and there are no figures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<bool>,
+    /// The figures, when it was.
+    #[serde(flatten)]
+    pub figures: Option<UsageFigures>,
+}
+
+/// A sampled process's memory (MiB) and CPU (seconds, and % of one core).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageFigures {
+    /// Resident memory at the end.
+    pub rss_mib: f64,
+    /// The most resident memory.
+    pub rss_peak_mib: f64,
+    /// CPU time over its life.
+    pub cpu_s: f64,
+    /// CPU over its life.
+    pub cpu_pct_lifetime: f64,
+    /// CPU over the results window.
+    pub cpu_pct_results_window: f64,
+    /// CPU over the whole run.
+    pub cpu_pct_run: f64,
 }
 
 /// The summary ([`SCHEMA`]).
 fn summarize(
     opts: &BenchOptions,
     load: &Load,
-    views: &[Value],
-    blocks: &[Value],
+    views: &[JobView],
+    blocks: &[(u64, usize)],
     resources: &Resources<'_>,
-) -> Result<Value> {
-    let phase = |v: &&Value| v["phase"].as_str().unwrap_or("").to_owned();
-    let settled: Vec<&Value> = views.iter().filter(|v| phase(v) == "settled").collect();
+) -> Result<Summary> {
+    let settled: Vec<&JobView> = views.iter().filter(|v| v.phase == "settled").collect();
     let first = load.first_post_ms.unwrap_or(0);
     let last_settled = settled
         .iter()
-        .filter_map(|v| v["timeline"]["closed"]["time_ms"].as_u64())
+        .filter_map(|v| v.timeline.as_ref()?.closed.map(|c| c.time_ms))
         .max()
         .unwrap_or(first);
     let results_s = load.last_result_ms.saturating_sub(first) as f64 / 1000.0;
@@ -615,148 +770,171 @@ fn summarize(
     let (blocks_r, txs_r, gaps_r) = window(blocks, first, load.last_result_ms);
     let (blocks_s, txs_s, _) = window(blocks, first, last_settled);
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
-    for f in views
-        .iter()
-        .filter_map(|v| v["faults"].as_array())
-        .flatten()
-    {
-        *faults
-            .entry(f["reason"].as_str().unwrap_or("?").to_owned())
-            .or_default() += 1;
+    for f in views.iter().flat_map(|v| &v.faults) {
+        *faults.entry(f.reason.reason.clone()).or_default() += 1;
     }
     let verdict_window = layout::testnet_params()?.verdict_window_blocks;
     let complete = load.results.len() == opts.jobs && settled.len() == opts.jobs;
-    Ok(json!({
-        "schema": SCHEMA,
-        "complete": complete,
-        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
-        "nodes": opts.nodes,
-        "jobs": opts.jobs,
-        "concurrency": opts.concurrency,
-        "jobs_opened": load.opened,
-        "jobs_with_result": load.results.len(),
-        "jobs_settled": settled.len(),
-        "jobs_refunded": views.iter().filter(|v| phase(v) == "refunded").count(),
-        "jobs_failed": load.failures.len(),
-        "first_failure": load.failures.first().map(|(_, why)| why.clone()),
-        "jobs_checked": views.iter().filter(|v| !v["timeline"]["verdict"].is_null()).count(),
-        "faults": faults,
-        "market_busy_answers": load.busy,
-        "window_s": { "results": round1(results_s), "settlement": round1(settle_s) },
-        "throughput": {
-            "result_jobs_per_s": rate(load.results.len(), results_s),
-            "settled_jobs_per_s": rate(settled.len(), settle_s),
-            "txs_per_s_results_window": rate(txs_r, results_s),
-            "txs_per_s_settlement_window": rate(txs_s, settle_s),
+    let opened: Stage = |t| t.opened.map(|s| s.time_ms);
+    let committed: Stage = |t| t.committed.map(|s| s.time_ms);
+    let closed: Stage = |t| t.closed.map(|s| s.time_ms);
+    let verdict: Stage = |t| t.verdict.map(|s| s.time_ms);
+    Ok(Summary {
+        schema: SCHEMA,
+        complete,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
         },
-        "blocks": { "results_window": blocks_r, "settlement_window": blocks_s,
-                    "txs_results_window": txs_r, "txs_settlement_window": txs_s },
-        "latency_ms": {
-            "job_result_client": demo::percentiles(load.results.iter().map(|r| r.1).collect()),
-            "job_result_ledger": demo::percentiles(stage_gaps(views, "opened", "committed")),
-            "job_settlement_ledger": demo::percentiles(stage_gaps(views, "opened", "closed")),
-            "validation_ledger": demo::percentiles(stage_gaps(views, "committed", "verdict")),
+        nodes: opts.nodes,
+        jobs: opts.jobs,
+        concurrency: opts.concurrency,
+        jobs_opened: load.opened,
+        jobs_with_result: load.results.len(),
+        jobs_settled: settled.len(),
+        jobs_refunded: views.iter().filter(|v| v.phase == "refunded").count(),
+        jobs_failed: load.failures.len(),
+        first_failure: load.failures.first().map(|(_, why)| why.clone()),
+        jobs_checked: views
+            .iter()
+            .filter(|v| v.timeline.as_ref().is_some_and(|t| t.verdict.is_some()))
+            .count(),
+        faults,
+        market_busy_answers: load.busy,
+        window_s: Windows {
+            results: round1(results_s),
+            settlement: round1(settle_s),
         },
-        "block_time_ms_results_window": demo::percentiles(gaps_r),
-        "resources": resources.to_json(),
-        "note": format!(
+        throughput: Throughput {
+            result_jobs_per_s: rate(load.results.len(), results_s),
+            settled_jobs_per_s: rate(settled.len(), settle_s),
+            txs_per_s_results_window: rate(txs_r, results_s),
+            txs_per_s_settlement_window: rate(txs_s, settle_s),
+        },
+        blocks: BlockCounts {
+            results_window: blocks_r,
+            settlement_window: blocks_s,
+            txs_results_window: txs_r,
+            txs_settlement_window: txs_s,
+        },
+        latency_ms: Latencies {
+            job_result_client: percentiles(load.results.iter().map(|r| r.1)),
+            job_result_ledger: percentiles(stage_gaps(views, opened, committed)),
+            job_settlement_ledger: percentiles(stage_gaps(views, opened, closed)),
+            validation_ledger: percentiles(stage_gaps(views, committed, verdict)),
+        },
+        block_time_ms_results_window: percentiles(gaps_r),
+        resources: resources.report(),
+        note: format!(
             "a result settles {verdict_window} blocks after it commits (the verdict window), \
              so settled jobs/s over the settlement window is mostly that fixed tail; \
              result_jobs_per_s is the market's throughput"
         ),
-    }))
+    })
+}
+
+/// A figure as the summary's JSON writes it (`null` for none, `12.0` for a whole float).
+fn j(value: impl Serialize) -> String {
+    serde_json::to_string(&value).unwrap_or_else(|_| "?".to_owned())
 }
 
 /// The summary for a person.
-pub fn print(out: &mut impl Write, s: &Value) -> Result<()> {
-    let t = &s["throughput"];
+pub fn print(out: &mut impl Write, s: &Summary) -> Result<()> {
+    let t = &s.throughput;
     writeln!(
         out,
         "bench ({} build): {} nodes, {} jobs, {} clients",
-        s["build"].as_str().unwrap_or("?"),
-        s["nodes"],
-        s["jobs"],
-        s["concurrency"]
+        s.build, s.nodes, s.jobs, s.concurrency
     )?;
     writeln!(
         out,
         "jobs: {} opened, {} with a verified output, {} settled, {} refunded, {} failed, {} \
          checked; faults {}; market busy {} times",
-        s["jobs_opened"],
-        s["jobs_with_result"],
-        s["jobs_settled"],
-        s["jobs_refunded"],
-        s["jobs_failed"],
-        s["jobs_checked"],
-        s["faults"],
-        s["market_busy_answers"]
+        s.jobs_opened,
+        s.jobs_with_result,
+        s.jobs_settled,
+        s.jobs_refunded,
+        s.jobs_failed,
+        s.jobs_checked,
+        j(&s.faults),
+        s.market_busy_answers
     )?;
-    if let Some(why) = s["first_failure"].as_str() {
+    if let Some(why) = &s.first_failure {
         writeln!(out, "first failure: {why}")?;
     }
     writeln!(
         out,
         "results:    {} jobs/s, {} txs/s over {} s (first submission to last verified output)",
-        t["result_jobs_per_s"], t["txs_per_s_results_window"], s["window_s"]["results"]
+        j(t.result_jobs_per_s),
+        j(t.txs_per_s_results_window),
+        j(s.window_s.results)
     )?;
     writeln!(
         out,
         "settlement: {} jobs/s, {} txs/s over {} s (to the last settlement)",
-        t["settled_jobs_per_s"], t["txs_per_s_settlement_window"], s["window_s"]["settlement"]
+        j(t.settled_jobs_per_s),
+        j(t.txs_per_s_settlement_window),
+        j(s.window_s.settlement)
     )?;
-    let l = &s["latency_ms"];
+    let l = &s.latency_ms;
     for (name, d) in [
         (
             "job latency, submit to verified output (client)",
-            &l["job_result_client"],
+            &l.job_result_client,
         ),
         (
             "job latency, opened to result (ledger)",
-            &l["job_result_ledger"],
+            &l.job_result_ledger,
         ),
         (
             "settlement latency, opened to settled (ledger)",
-            &l["job_settlement_ledger"],
+            &l.job_settlement_ledger,
         ),
         (
             "validation latency, result to verdict (ledger)",
-            &l["validation_ledger"],
+            &l.validation_ledger,
         ),
         (
             "block time in the results window",
-            &s["block_time_ms_results_window"],
+            &s.block_time_ms_results_window,
         ),
     ] {
         writeln!(
             out,
             "{name:<48} ms: p50 {} p90 {} p99 {} max {} (n={})",
-            d["p50"], d["p90"], d["p99"], d["max"], d["count"]
+            j(d.p50),
+            j(d.p90),
+            j(d.p99),
+            j(d.max),
+            d.count
         )?;
     }
-    print_resources(out, &s["resources"])?;
-    writeln!(out, "note: {}", s["note"].as_str().unwrap_or(""))?;
+    print_resources(out, &s.resources)?;
+    writeln!(out, "note: {}", s.note)?;
     Ok(())
 }
 
 /// One line per node and one for the client: memory, and CPU as a share of one core.
-fn print_resources(out: &mut impl Write, r: &Value) -> Result<()> {
-    let rows = r["nodes"].as_array().cloned().unwrap_or_default();
-    let client = [("client".to_owned(), r["client"].clone())];
-    let named = rows
-        .iter()
-        .map(|n| (format!("node {} (pid {})", n["node"], n["pid"]), n.clone()));
+fn print_resources(out: &mut impl Write, r: &ResourceReport) -> Result<()> {
+    let named = r.nodes.iter().map(|n| {
+        let pid = j(n.pid);
+        (format!("node {} (pid {pid})", n.node), n.usage)
+    });
+    let client = [("client".to_owned(), r.client)];
     writeln!(out, "resources (CPU as % of one core):")?;
-    for (name, n) in named.chain(client) {
+    for (name, usage) in named.chain(client) {
+        let f = |pick: fn(&UsageFigures) -> f64| j(usage.figures.as_ref().map(pick));
         writeln!(
             out,
             "  {name:<18} rss {} MiB (peak {}), cpu {} s: {}% of its life, {}% in the results \
              window, {}% over the run",
-            n["rss_mib"],
-            n["rss_peak_mib"],
-            n["cpu_s"],
-            n["cpu_pct_lifetime"],
-            n["cpu_pct_results_window"],
-            n["cpu_pct_run"]
+            f(|u| u.rss_mib),
+            f(|u| u.rss_peak_mib),
+            f(|u| u.cpu_s),
+            f(|u| u.cpu_pct_lifetime),
+            f(|u| u.cpu_pct_results_window),
+            f(|u| u.cpu_pct_run)
         )?;
     }
     Ok(())
@@ -768,10 +946,7 @@ mod tests {
 
     #[test]
     fn a_window_counts_only_its_blocks_and_their_gaps() {
-        let blocks: Vec<Value> = [(100, 0), (150, 2), (230, 1), (400, 3)]
-            .iter()
-            .map(|(t, n)| json!({ "time_ms": t, "txs": vec!["aa"; *n] }))
-            .collect();
+        let blocks = [(100, 0), (150, 2), (230, 1), (400, 3)];
         assert_eq!(window(&blocks, 150, 300), (2, 3, vec![80]));
         assert_eq!(window(&blocks, 0, 1_000), (4, 6, vec![50, 80, 170]));
         assert_eq!(window(&blocks, 500, 600), (0, 0, vec![]));
@@ -782,7 +957,49 @@ mod tests {
         let s = sample(std::process::id()).expect("/proc/self");
         assert!(s.rss_kib > 0 && s.peak_kib >= s.rss_kib, "{s:?}");
         assert!(s.age_s >= 0.0, "{s:?}");
-        assert_eq!(rate(3, 0.0), Value::Null);
-        assert_eq!(rate(3, 2.0), json!(1.5));
+        assert_eq!(rate(3, 0.0), None);
+        assert_eq!(rate(3, 2.0), Some(1.5));
+    }
+
+    #[test]
+    fn resource_rows_keep_their_json_shape() {
+        let figures = UsageFigures {
+            rss_mib: 12.0,
+            rss_peak_mib: 13.5,
+            cpu_s: 1.0,
+            cpu_pct_lifetime: 2.0,
+            cpu_pct_results_window: 3.0,
+            cpu_pct_run: 4.0,
+        };
+        let sampled = Usage {
+            sampled: None,
+            figures: Some(figures),
+        };
+        let unsampled = Usage {
+            sampled: Some(false),
+            figures: None,
+        };
+        let report = ResourceReport {
+            nodes: vec![NodeUsage {
+                node: 0,
+                pid: None,
+                usage: unsampled,
+            }],
+            client: sampled,
+        };
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            serde_json::json!({
+                "nodes": [{ "node": 0, "pid": null, "sampled": false }],
+                "client": { "rss_mib": 12.0, "rss_peak_mib": 13.5, "cpu_s": 1.0,
+                            "cpu_pct_lifetime": 2.0, "cpu_pct_results_window": 3.0,
+                            "cpu_pct_run": 4.0 },
+            })
+        );
+        // Figures print as the JSON shows them.
+        assert_eq!(
+            (j(12.0), j(None::<f64>), j(Some(7_u64))),
+            ("12.0".into(), "null".into(), "7".into())
+        );
     }
 }

@@ -3,25 +3,33 @@
 //! and verify what matters themselves: a job's output against the ledger's hash, and the
 //! whole chain in an audit.
 
-use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use attest_chain::audit::{self, AuditRange};
+use attest_chain::audit::{self, AuditRange, AuditReport};
 use attest_core::store::{GenesisId, Store};
+use attest_node::api::accounts::AccountSnapshot;
+use attest_node::api::chain::{RawBlock, SubmitTx, Submitted};
+use attest_node::api::jobs::{CheckView, JobView, OutputView};
+use attest_node::api::market::{Adverts, Quote, QuoteRequest};
+use attest_node::api::{BlockView, BlocksPage};
 use attest_node::sled_store::SledStore;
+use attest_node::views::Status;
 use attest_protocol::tx::{Action, OpenJob, Tx};
 use attest_protocol::{
-    Amount, Block, Bytes, Canonical, CommitCertificate, DeviceName, Height, ModelId, Nonce,
-    SecretKey, Signed,
+    AccountId, Amount, Block, Bytes, Canonical, CommitCertificate, DeviceName, Hash, Height, JobId,
+    ModelId, Nonce, SecretKey, Signed,
 };
 
-use crate::http::Conn;
+use crate::http;
 
 /// The local testnet's first node: where client commands go unless `--node` says otherwise.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:26601";
@@ -30,79 +38,121 @@ pub const DEFAULT_GENESIS: &str = ".attest/testnet/genesis.json";
 /// The first funded client of the local testnet.
 pub const DEFAULT_KEY: &str = ".attest/testnet/clients/client-0.key";
 
-/// Where to find the node: `http://HOST:PORT` (loopback by default).
-fn node_addr(url: &str) -> Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("node URL {url:?} must start with http://"))?;
-    let host = rest.trim_end_matches('/');
-    host.to_socket_addrs()
-        .with_context(|| format!("node URL {url:?}: not HOST:PORT"))?
-        .next()
-        .ok_or_else(|| anyhow!("node URL {url:?} resolves to no address"))
-}
-
-/// A node's API: JSON in, JSON out, with the node's `{error, detail}` turned into an error
-/// that names the request.
-#[derive(Debug)]
+/// A node's API, typed: each call answers the view the node documents (`docs/API.md`), and
+/// an error answer becomes an [`http::Error`] naming the request, its status and the node's
+/// `{error, detail}`. An unreachable node's error says so first.
+#[derive(Debug, Clone)]
 pub struct Api {
-    url: String,
-    conn: Conn,
+    http: http::Client,
 }
 
 impl Api {
-    /// A client of the node at `url`.
+    /// A client of the node at `url` (`http://HOST:PORT` or `https://...`).
     pub fn new(url: &str) -> Result<Self> {
         Ok(Self {
-            url: url.trim_end_matches('/').to_owned(),
-            conn: Conn::new(node_addr(url)?),
+            http: http::Client::new(url)?,
         })
     }
 
-    fn call(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let body = body.map(Value::to_string);
-        let reply = self
-            .conn
-            .request(method, path, body.as_deref())
-            .with_context(|| format!("node {} unreachable", self.url))?;
-        if (200..300).contains(&reply.status) {
-            return Ok(reply.json);
+    /// The node's URL.
+    pub fn url(&self) -> &str {
+        self.http.url()
+    }
+
+    fn fail(&self, e: http::Error) -> anyhow::Error {
+        if e.is_unreachable() {
+            let url = self.url().to_owned();
+            anyhow::Error::new(e).context(format!("node {url} unreachable"))
+        } else {
+            e.into()
         }
-        let code = reply.json["error"].as_str().unwrap_or("error");
-        let detail = reply.json["detail"].as_str().unwrap_or("");
-        bail!("{method} {path}: {} {code}: {detail}", reply.status)
     }
 
-    /// `GET path`.
-    pub fn get(&mut self, path: &str) -> Result<Value> {
-        self.call("GET", path, None)
+    /// `GET path`, decoded as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.http.get(path).map_err(|e| self.fail(e))
     }
 
-    /// `POST path` with a JSON body.
-    pub fn post(&mut self, path: &str, body: &Value) -> Result<Value> {
-        self.call("POST", path, Some(body))
+    /// `POST path` with `body` as JSON, the answer decoded as `T`.
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.http.post(path, body).map_err(|e| self.fail(e))
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<Status> {
+        self.get("/v1/status")
+    }
+
+    /// `GET /v1/adverts`: the node's advert book.
+    pub fn adverts(&self) -> Result<Adverts> {
+        self.get("/v1/adverts")
+    }
+
+    /// `POST /v1/quote`: the gateway's pick for a job.
+    pub fn quote(&self, request: &QuoteRequest) -> Result<Quote> {
+        self.post("/v1/quote", request)
+    }
+
+    /// `POST /v1/txs`: submits a signed transaction; answers its hash once admitted.
+    pub fn submit<T: Canonical>(&self, signed: &T) -> Result<Submitted> {
+        let body = SubmitTx {
+            tx: hex::encode(signed.encode()),
+        };
+        self.post("/v1/txs", &body)
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub fn job(&self, id: &str) -> Result<JobView> {
+        self.get(&format!("/v1/jobs/{id}"))
+    }
+
+    /// `GET /v1/jobs/{id}/output`: the job's output, verified by the node.
+    pub fn job_output(&self, id: &str) -> Result<OutputView> {
+        self.get(&format!("/v1/jobs/{id}/output"))
+    }
+
+    /// `GET /v1/accounts/{id}`.
+    pub fn account(&self, id: &AccountId) -> Result<AccountSnapshot> {
+        self.get(&format!("/v1/accounts/{id}"))
+    }
+
+    /// `GET /v1/blocks/{height}`.
+    pub fn block(&self, height: u64) -> Result<BlockView> {
+        self.get(&format!("/v1/blocks/{height}"))
+    }
+
+    /// `GET /v1/blocks?from=&to=`: one page of blocks.
+    pub fn blocks(&self, from: u64, to: u64) -> Result<BlocksPage> {
+        self.get(&format!("/v1/blocks?from={from}&to={to}"))
     }
 
     /// The committed block at `height` with its certificate, decoded from canonical bytes;
     /// `None` above the node's height.
-    pub fn raw_block(&mut self, height: Height) -> Result<Option<(Block, CommitCertificate)>> {
-        let v = match self.get(&format!("/v1/blocks/{}/raw", height.0)) {
-            Ok(v) => v,
-            Err(e) if e.to_string().contains("404 not_found") => return Ok(None),
+    pub fn raw_block(&self, height: Height) -> Result<Option<(Block, CommitCertificate)>> {
+        let raw: RawBlock = match self.get(&format!("/v1/blocks/{}/raw", height.0)) {
+            Ok(raw) => raw,
+            Err(e) if code_of(&e) == Some("not_found") => return Ok(None),
             Err(e) => return Err(e),
         };
-        let bytes = |field: &str| -> Result<Vec<u8>> {
-            let text = v[field]
-                .as_str()
-                .ok_or_else(|| anyhow!("block {}: no {field}", height.0))?;
+        let bytes = |field: &str, text: &str| -> Result<Vec<u8>> {
             hex::decode(text).with_context(|| format!("block {}: {field} is not hex", height.0))
         };
-        let block =
-            Block::decode(&bytes("block")?).map_err(|e| anyhow!("block {}: {e}", height.0))?;
-        let cert = CommitCertificate::decode(&bytes("certificate")?)
+        let block = Block::decode(&bytes("block", &raw.block)?)
+            .map_err(|e| anyhow!("block {}: {e}", height.0))?;
+        let cert = CommitCertificate::decode(&bytes("certificate", &raw.certificate)?)
             .map_err(|e| anyhow!("certificate {}: {e}", height.0))?;
         Ok(Some((block, cert)))
     }
+}
+
+/// The node's error code (`not_found`, `stale_nonce`, ...) if `e` is an error answer.
+pub fn code_of(e: &anyhow::Error) -> Option<&str> {
+    http::Error::find(e).and_then(http::Error::code)
+}
+
+/// The status of an error answer, if `e` is one.
+pub fn status_of(e: &anyhow::Error) -> Option<u16> {
+    http::Error::find(e).and_then(http::Error::status)
 }
 
 /// How long an admitted job may stay off the ledger before the client gives up on it. A
@@ -156,45 +206,121 @@ pub enum Wait {
 /// Opens a job through the node (its gateway picks the provider from its advert book), then
 /// follows it through each stage, printing a line per stage unless `json`, and returns the
 /// final record (schema `attest.submit/1`).
-pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<Value> {
+pub fn submit(args: &SubmitArgs, json: bool, out: &mut impl Write) -> Result<SubmitRecord> {
     // Refuse what the contract would refuse, before asking anyone.
     attest_protocol::workload::Job::new(&args.model, &args.input, args.max_tokens)
         .with_context(|| format!("job for model {}", args.model))?;
     let mut opener = Opener::new(&args.node, &args.key)?;
     let opened = opener.open(args)?;
-    // On a terminal a spinner line shows the job is alive between stages; stage lines clear
-    // it first. Redirected output gets plain lines only.
-    let spin = !json && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let say = |out: &mut dyn Write, line: String| -> Result<()> {
-        if !json {
-            let clear = if spin { "\r\x1b[K" } else { "" };
-            writeln!(out, "{clear}{line}")?;
-            out.flush()?;
-        }
-        Ok(())
-    };
-    say(out, format!("submitted job {}", opened.job))?;
-    say(
+    let progress = Progress::new(json);
+    progress.say(out, format!("submitted job {}", opened.job))?;
+    progress.say(
         out,
         format!(
             "assigned to provider {} on {} at {} micro-units per token",
-            opened.provider, opened.device, opened.price_per_token
+            opened.provider, opened.device, opened.price_per_token.0
         ),
     )?;
-    follow(&mut opener.api, &opened.job, args, out, &say, spin)
+    follow(opener.api(), opened.job, args, out, &progress)
+}
+
+/// What `attest submit` shows while it follows a job: a line per stage unless the output is
+/// JSON, and on a terminal a spinner line between them that shows the job is alive (cleared
+/// before each stage line and at the end). Redirected output gets the plain lines only.
+#[derive(Debug)]
+struct Progress {
+    json: bool,
+    spinner: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(json: bool) -> Self {
+        let spinner = (!json && std::io::stdout().is_terminal()).then(|| {
+            let style = ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                .tick_strings(&["|", "/", "-", "\\", " "]);
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+            bar.set_style(style);
+            bar
+        });
+        Self { json, spinner }
+    }
+
+    /// A stage line.
+    fn say(&self, out: &mut dyn Write, line: String) -> Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        let mut write = || -> std::io::Result<()> {
+            writeln!(out, "{line}")?;
+            out.flush()
+        };
+        match &self.spinner {
+            Some(bar) => bar.suspend(write)?,
+            None => write()?,
+        }
+        Ok(())
+    }
+
+    /// The spinner's next frame, showing `line`.
+    fn spin(&self, line: String) {
+        if let Some(bar) = &self.spinner {
+            bar.set_message(line);
+            bar.tick();
+        }
+    }
+}
+
+impl Drop for Progress {
+    /// However the wait ends (an error too), the spinner line goes.
+    fn drop(&mut self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What `attest submit` ends with: the job, where it stands, and its output if this node holds
+/// it verified.
+#[derive(Debug, Clone)]
+pub struct SubmitRecord {
+    /// The job id.
+    pub job: JobId,
+    /// Its phase when the wait ended.
+    pub phase: String,
+    /// Its output as text, if the node holds it (and it is UTF-8).
+    pub output: Option<String>,
+    /// The output's hash, checked against the ledger's, if the node holds the output.
+    pub output_hash: Option<Hash>,
+    /// The job as `GET /v1/jobs/{id}` showed it last.
+    pub view: JobView,
+}
+
+impl SubmitRecord {
+    /// The record as `attest submit --json` prints it (schema `attest.submit/1`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "schema": "attest.submit/1",
+            "job": self.job,
+            "phase": self.phase,
+            "output": self.output,
+            "output_hash": self.output_hash,
+            "view": self.view,
+        })
+    }
 }
 
 /// A job the node admitted to its mempool: not yet on the ledger.
 #[derive(Debug, Clone)]
 pub struct Opened {
     /// The job id: the hash of its `OpenJob` transaction.
-    pub job: String,
-    /// The provider it names (account hex).
-    pub provider: String,
+    pub job: JobId,
+    /// The provider it names.
+    pub provider: AccountId,
     /// The provider's device.
-    pub device: String,
+    pub device: DeviceName,
     /// The agreed price per token, in micro-units.
-    pub price_per_token: u64,
+    pub price_per_token: Amount,
 }
 
 /// One client key opening jobs through one gateway, without waiting for them: it keeps the
@@ -215,8 +341,8 @@ impl Opener {
     /// account's committed nonce.
     pub fn new(node: &str, key_file: &Path) -> Result<Self> {
         let key = attest_node::keyfile::read(key_file)?;
-        let mut api = Api::new(node)?;
-        let chain = chain_of(&mut api)?;
+        let api = Api::new(node)?;
+        let chain = chain_of(&api)?;
         let mut opener = Self {
             api,
             key,
@@ -228,17 +354,15 @@ impl Opener {
     }
 
     /// The node's API, for following what was opened.
-    pub fn api(&mut self) -> &mut Api {
-        &mut self.api
+    pub fn api(&self) -> &Api {
+        &self.api
     }
 
     /// Takes the next nonce from the ledger again: after a refusal that says the local one
     /// is wrong, or when a transaction that was admitted never committed (it left a gap that
     /// stalls every later one).
     pub fn resync(&mut self) -> Result<()> {
-        let client = self.key.public();
-        let account = self.api.get(&format!("/v1/accounts/{client}"))?;
-        self.next_nonce = account["nonce"].as_u64().unwrap_or(0);
+        self.next_nonce = self.api.account(&self.key.public())?.nonce.0;
         Ok(())
     }
 
@@ -251,31 +375,33 @@ impl Opener {
     pub fn open(&mut self, args: &SubmitArgs) -> Result<Opened> {
         let client = self.key.public();
         let chosen = match &args.provider {
-            Some(p) => self.api.get("/v1/adverts")?["adverts"]
-                .as_array()
-                .and_then(|a| a.iter().find(|ad| ad["provider"] == p.as_str()).cloned()),
+            Some(p) => self
+                .api
+                .adverts()?
+                .adverts
+                .into_iter()
+                .find(|ad| ad.provider.to_string() == *p)
+                .map(|ad| (ad.provider, ad.device, ad.price_per_token)),
             None => None,
         };
-        let quote = match chosen {
-            Some(advert) => advert,
-            None => self.api.post(
-                "/v1/quote",
-                &json!({ "model": args.model, "max_price_per_token": args.max_price,
-                         "client": client.to_string() }),
-            )?,
+        let (provider, device, price) = match chosen {
+            Some(terms) => terms,
+            None => {
+                let quote = self.api.quote(&QuoteRequest {
+                    model: args.model.clone(),
+                    max_price_per_token: args.max_price,
+                    client: Some(client.to_string()),
+                })?;
+                (quote.provider, quote.device, quote.price_per_token)
+            }
         };
-        let provider = quote["provider"].as_str().unwrap_or_default().to_owned();
-        let device = quote["device"].as_str().unwrap_or_default().to_owned();
-        let price = quote["price_per_token"].as_u64().unwrap_or(u64::MAX);
         let open = OpenJob {
             model: ModelId::new(&args.model).map_err(|e| anyhow!("model: {e}"))?,
             input: Bytes::new(args.input.clone()).map_err(|_| anyhow!("input too long"))?,
             max_tokens: args.max_tokens,
-            provider: provider
-                .parse()
-                .map_err(|e| anyhow!("quote's provider: {e:?}"))?,
-            device: DeviceName::new(&device).map_err(|e| anyhow!("quote's device: {e}"))?,
-            price_per_token: Amount(price),
+            provider,
+            device: device.clone(),
+            price_per_token: price,
             deadline_blocks: args.deadline_blocks,
         };
         let tx = Tx {
@@ -284,33 +410,23 @@ impl Opener {
             action: Action::OpenJob(open),
         };
         let signed = Signed::sign(&self.chain, &self.key, tx);
-        let job = match self
-            .api
-            .post("/v1/txs", &json!({ "tx": hex::encode(signed.encode()) }))
-        {
-            Ok(answer) => answer["hash"]
-                .as_str()
-                .or_else(|| answer["tx_hash"].as_str())
-                .ok_or_else(|| anyhow!("the node answered no transaction hash: {answer}"))?
-                .to_owned(),
+        let hash = match self.api.submit(&signed) {
+            Ok(submitted) => submitted.hash,
             // The connection dropped after the node admitted it and the post was sent again
-            // (see `Conn::request`): it is in, under the hash it always had.
-            Err(e) if format!("{e:#}").contains("duplicate") => {
-                attest_protocol::tx_hash(&signed).to_string()
-            }
+            // (see `http::Client`): it is in, under the hash it always had.
+            Err(e) if code_of(&e) == Some("duplicate") => attest_protocol::tx_hash(&signed),
             Err(e) => {
-                let text = format!("{e:#}");
-                if text.contains("stale_nonce") {
-                    self.resync()?;
-                } else if text.contains("nonce_taken") {
-                    self.next_nonce += 1;
+                match code_of(&e) {
+                    Some("stale_nonce") => self.resync()?,
+                    Some("nonce_taken") => self.next_nonce += 1,
+                    _ => {}
                 }
                 return Err(e);
             }
         };
         self.next_nonce += 1;
         Ok(Opened {
-            job,
+            job: JobId::from(hash),
             provider,
             device,
             price_per_token: price,
@@ -319,33 +435,26 @@ impl Opener {
 }
 
 /// The chain id the node serves (from its status).
-fn chain_of(api: &mut Api) -> Result<attest_protocol::ChainId> {
-    let status = api.get("/v1/status")?;
-    let id = status["chain_id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the node's status names no chain_id"))?;
-    attest_protocol::ChainId::new(id).map_err(|e| anyhow!("chain id {id:?}: {e}"))
+fn chain_of(api: &Api) -> Result<attest_protocol::ChainId> {
+    let id = api.status()?.chain_id;
+    attest_protocol::ChainId::new(&id).map_err(|e| anyhow!("chain id {id:?}: {e}"))
 }
-
-type Say<'a> = dyn Fn(&mut dyn Write, String) -> Result<()> + 'a;
 
 /// Polls the job until the wanted stage, printing each stage once.
 fn follow(
-    api: &mut Api,
-    job: &str,
+    api: &Api,
+    job: JobId,
     args: &SubmitArgs,
     out: &mut impl Write,
-    say: &Say<'_>,
-    spin: bool,
-) -> Result<Value> {
-    const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-    let mut tick = 0usize;
+    progress: &Progress,
+) -> Result<SubmitRecord> {
     let started = Instant::now();
+    let id = job.to_string();
     let mut seen: Vec<&'static str> = Vec::new();
     let mut note = |out: &mut dyn Write, stage: &'static str, line: String| -> Result<()> {
         if !seen.contains(&stage) {
             seen.push(stage);
-            say(out, line)?;
+            progress.say(out, line)?;
         }
         Ok(())
     };
@@ -357,9 +466,9 @@ fn follow(
                 args.timeout
             );
         }
-        let view = match api.get(&format!("/v1/jobs/{job}")) {
+        let view = match api.job(&id) {
             Ok(v) => v,
-            Err(e) if e.to_string().contains("404") => {
+            Err(e) if status_of(&e) == Some(404) => {
                 // Admitted but never committed: a block refused it (its provider was banned or
                 // ran out of stake meanwhile), and no block will take it now.
                 if started.elapsed() > NEVER_COMMITTED {
@@ -373,40 +482,38 @@ fn follow(
             }
             Err(e) => return Err(e),
         };
-        let phase = view["phase"].as_str().unwrap_or("").to_owned();
         note(
             out,
             "open",
-            format!("escrow locked at height {}", view["opened_at"]),
+            format!("escrow locked at height {}", view.opened_at.0),
         )?;
-        if let Some(h) = view["result"]["committed_at"].as_u64() {
+        if let Some(result) = &view.result {
+            let h = result.committed_at.0;
             note(out, "result", format!("result committed at height {h}"))?;
         }
-        if let Some(checker) = view["check"]["checker"].as_str() {
+        if let Some(CheckView::Pending { checker, .. }) = &view.check {
             note(out, "check", format!("check assigned to {checker}"))?;
         }
-        if let Some(agree) = view["timeline"]["verdict"]["agree"].as_bool() {
-            let v = if agree {
+        if let Some(verdict) = view.timeline.as_ref().and_then(|t| t.verdict) {
+            let v = if verdict.agree {
                 "agree"
             } else {
                 "disagree: dispute opened"
             };
             note(out, "verdict", format!("verdict: {v}"))?;
         }
-        let output = if view["output_held"].as_bool() == Some(true) {
-            let o = api.get(&format!("/v1/jobs/{job}/output"))?;
+        let output = if view.output_held {
+            let o = api.job_output(&id)?;
             note(
                 out,
                 "output",
-                format!(
-                    "output verified against the ledger hash {}",
-                    o["output_hash"].as_str().unwrap_or("")
-                ),
+                format!("output verified against the ledger hash {}", o.output_hash),
             )?;
             Some(o)
         } else {
             None
         };
+        let phase = view.phase.clone();
         let fin = phase == "settled" || phase == "refunded";
         let done = match args.wait {
             // A final job whose output this node does not hold (it was not the gateway, or
@@ -416,41 +523,33 @@ fn follow(
         };
         if done {
             note(out, "final", format!("job is {phase}"))?;
-            let text = output
-                .as_ref()
-                .and_then(|o| o["output"].as_str())
-                .map(str::to_owned);
+            let text = output.as_ref().and_then(|o| o.output.clone());
             if let Some(t) = &text {
-                say(out, format!("output: {t}"))?;
+                progress.say(out, format!("output: {t}"))?;
             }
-            return Ok(json!({
-                "schema": "attest.submit/1",
-                "job": job,
-                "phase": phase,
-                "output": text,
-                "output_hash": output.as_ref().map(|o| o["output_hash"].clone()),
-                "view": view,
-            }));
+            return Ok(SubmitRecord {
+                job,
+                phase,
+                output: text,
+                output_hash: output.map(|o| o.output_hash),
+                view,
+            });
         }
-        if spin {
-            tick += 1;
-            let frame = FRAMES[tick % FRAMES.len()];
-            let secs = started.elapsed().as_secs_f64();
-            write!(out, "\r{frame} job is {phase} ({secs:.1}s)")?;
-            out.flush()?;
-        }
+        let secs = started.elapsed().as_secs_f64();
+        progress.spin(format!("job is {phase} ({secs:.1}s)"));
         std::thread::sleep(Duration::from_millis(150));
     }
 }
 
 /// Audits the chain a node serves (`--node`) or a stopped node's data directory
-/// (`--data-dir`), from genesis, and returns the report (`attest.audit/1`).
+/// (`--data-dir`), from genesis, and returns the report (`attest.audit/1`) and whether it
+/// passed.
 pub fn run_audit(
     genesis_path: &Path,
     node: Option<&str>,
     data_dir: Option<&Path>,
     range: AuditRange,
-) -> Result<(Value, bool)> {
+) -> Result<(AuditReport, bool)> {
     let genesis = attest_node::genesis::load(genesis_path)?;
     let result = match data_dir {
         Some(dir) => {
@@ -464,9 +563,9 @@ pub fn run_audit(
             audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
         }
         None => {
-            let mut api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
+            let api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
             let blocks = NodeBlocks {
-                api: &mut api,
+                api: &api,
                 next: Height(1),
                 to: range.to,
             };
@@ -474,14 +573,14 @@ pub fn run_audit(
         }
     };
     match result {
-        Ok(report) => Ok((serde_json::to_value(&report)?, true)),
-        Err(failed) => Ok((serde_json::to_value(&*failed.report)?, false)),
+        Ok(report) => Ok((report, true)),
+        Err(failed) => Ok((*failed.report, false)),
     }
 }
 
 /// Blocks read one by one from a node's API, up to `to` or its height.
 struct NodeBlocks<'a> {
-    api: &'a mut Api,
+    api: &'a Api,
     next: Height,
     to: Option<Height>,
 }
@@ -502,9 +601,9 @@ impl Iterator for NodeBlocks<'_> {
 /// Writes the JSON-lines export of the chain a node serves to `out`.
 pub fn export(genesis_path: &Path, node: &str, out: &mut impl Write) -> Result<()> {
     let genesis = attest_node::genesis::load(genesis_path)?;
-    let mut api = Api::new(node)?;
+    let api = Api::new(node)?;
     let blocks = NodeBlocks {
-        api: &mut api,
+        api: &api,
         next: Height(1),
         to: None,
     };

@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use hdrhistogram::Histogram;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use attest_chain::audit::AuditRange;
+use attest_chain::audit::{AuditRange, AuditReport, Distribution, SlashEntry};
+use attest_node::api::BlockView;
+use attest_node::api::jobs::JobView;
 
-use crate::client::{self, Api, SubmitArgs, Wait};
+use crate::client::{self, Api, SubmitArgs, Wait, code_of};
 use crate::launcher;
 use crate::layout::{CheaterSpec, InitOptions};
 
@@ -69,20 +73,16 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         out,
         format!("{NODES} nodes ready (node {CHEATER} cheats: {CHEAT})"),
     )?;
-    let nodes: Vec<Value> = serde_json::to_value(&report)?["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let gateway = nodes[0]["api_url"].as_str().unwrap_or_default().to_owned();
-    let cheater = nodes[CHEATER]["account"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let node = |i: usize| {
+        report
+            .nodes
+            .get(i)
+            .ok_or_else(|| anyhow!("the demo's testnet has no node {i}"))
+    };
+    let gateway = node(0)?.api_url.clone();
+    let cheater = node(CHEATER)?.account.clone();
     wait_for_adverts(&gateway, NODES)?;
-    let providers: Vec<String> = nodes
-        .iter()
-        .filter_map(|n| n["account"].as_str().map(str::to_owned))
-        .collect();
+    let providers: Vec<String> = report.nodes.iter().map(|n| n.account.clone()).collect();
     let jobs = submit_all(opts, &dir, &gateway, &providers, out, &say)?;
     say(
         out,
@@ -96,14 +96,13 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         format!(
             "audit {}: {} blocks, {} txs, {} signatures",
             if audit_ok { "passed" } else { "FAILED" },
-            audit["blocks"],
-            audit["txs"],
-            audit["signatures_verified"]
+            audit.counts.blocks,
+            audit.counts.txs,
+            audit.counts.signatures_verified
         ),
     )?;
-    let summary = summarize(&views, &audit, audit_ok, &cheater, opts.jobs, &gateway)?;
+    let (summary, passed) = summarize(&views, &audit, audit_ok, &cheater, opts.jobs, &gateway)?;
     stop(&dir, opts.keep, out, &say)?;
-    let passed = summary["passed"].as_bool() == Some(true);
     Ok((summary, passed))
 }
 
@@ -149,20 +148,20 @@ pub fn stop(dir: &Path, keep: bool, out: &mut dyn Write, say: &Say<'_>) -> Resul
 const RETRIES: usize = 150;
 
 /// Whether `e` is the market's back-pressure: no provider has a free slot, the node's
-/// mempool is full, or the sender's nonce is not the one the node expects yet.
+/// mempool is full, or the sender's nonce is not the one the node expects yet
+/// (`stale_nonce`, `nonce_taken`, `nonce_too_far_ahead`).
 pub fn is_busy(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    text.contains("no_free_slots") || text.contains("mempool_full") || text.contains("nonce")
+    matches!(code_of(e), Some(code)
+        if code == "no_free_slots" || code == "mempool_full" || code.contains("nonce"))
 }
 
 /// Waits until the gateway's advert book holds all `nodes` providers (adverts go out every
 /// 5 s).
 pub fn wait_for_adverts(gateway: &str, nodes: usize) -> Result<()> {
-    let mut api = Api::new(gateway)?;
+    let api = Api::new(gateway)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let book = api.get("/v1/adverts")?;
-        if book["adverts"].as_array().map_or(0, Vec::len) >= nodes {
+        if api.adverts()?.adverts.len() >= nodes {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -214,7 +213,7 @@ fn submit_all(
                             }
                             // The provider was banned after its advert went out: let the
                             // gateway pick instead.
-                            Err(e) if format!("{e:#}").contains("refused_by_contract") => {
+                            Err(e) if code_of(e) == Some("refused_by_contract") => {
                                 args.provider = None;
                             }
                             _ => break,
@@ -223,9 +222,8 @@ fn submit_all(
                     }
                     match result {
                         Ok(record) => {
-                            let id = record["job"].as_str().unwrap_or_default().to_owned();
                             if let Ok(mut d) = done.lock() {
-                                d.push(id);
+                                d.push(record.job.to_string());
                             }
                         }
                         Err(e) => {
@@ -297,18 +295,18 @@ pub fn wait_final(
     jobs: &[String],
     out: &mut impl Write,
     say: &Say<'_>,
-) -> Result<Vec<Value>> {
-    let mut api = Api::new(gateway)?;
+) -> Result<Vec<JobView>> {
+    let api = Api::new(gateway)?;
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last = usize::MAX;
     loop {
         let mut views = Vec::with_capacity(jobs.len());
         for id in jobs {
-            views.push(api.get(&format!("/v1/jobs/{id}"))?);
+            views.push(api.job(id)?);
         }
         let open = views
             .iter()
-            .filter(|v| !matches!(v["phase"].as_str(), Some("settled" | "refunded")))
+            .filter(|v| !matches!(v.phase.as_str(), "settled" | "refunded"))
             .count();
         if open != last {
             say(
@@ -324,37 +322,45 @@ pub fn wait_final(
     }
 }
 
-/// The demo's verdict and figures.
+/// The demo's verdict and figures (schema `attest.demo/1`), and whether it passed.
 fn summarize(
-    views: &[Value],
-    audit: &Value,
+    views: &[JobView],
+    audit: &AuditReport,
     audit_ok: bool,
     cheater: &str,
     submitted_wanted: usize,
     gateway: &str,
-) -> Result<Value> {
-    let phase = |v: &Value| v["phase"].as_str().unwrap_or("").to_owned();
-    let honest: Vec<&Value> = views.iter().filter(|v| v["provider"] != cheater).collect();
-    let honest_settled = honest.iter().all(|v| phase(v) == "settled");
-    let settled = views.iter().filter(|v| phase(v) == "settled").count();
+) -> Result<(Value, bool)> {
+    let by_cheater = |v: &JobView| v.provider.to_string() == cheater;
+    let honest_settled = views
+        .iter()
+        .filter(|v| !by_cheater(v))
+        .all(|v| v.phase == "settled");
+    let phase_count = |phase: &str| views.iter().filter(|v| v.phase == phase).count();
     let checked = views
         .iter()
-        .filter(|v| !v["timeline"]["verdict"].is_null())
+        .filter(|v| v.timeline.as_ref().is_some_and(|t| t.verdict.is_some()))
         .count();
     let disputes = views
         .iter()
-        .filter(|v| !v["timeline"]["dispute_opened"].is_null())
+        .filter(|v| {
+            v.timeline
+                .as_ref()
+                .is_some_and(|t| t.dispute_opened.is_some())
+        })
         .count();
-    let slashes: Vec<Value> = audit["slashes"].as_array().cloned().unwrap_or_default();
-    let slashed: Vec<Value> = slashes
+    let is_cheater = |s: &SlashEntry| s.account.to_string() == cheater;
+    let slashed: Vec<Value> = audit
+        .slashes
         .iter()
-        .map(|s| json!({ "account": s["account"], "amount": s["amount"], "reason": s["reason"] }))
+        .map(|s| json!({ "account": s.account, "amount": s.amount, "reason": s.reason }))
         .collect();
-    let honest_slashed = slashes.iter().filter(|s| s["account"] != cheater).count();
-    let cheater_slashed = slashes.iter().any(|s| s["account"] == cheater);
-    let false_accusations = slashes
+    let honest_slashed = audit.slashes.iter().filter(|s| !is_cheater(s)).count();
+    let cheater_slashed = audit.slashes.iter().any(is_cheater);
+    let false_accusations = audit
+        .slashes
         .iter()
-        .filter(|s| s["account"] != cheater && s["reason"].to_string().contains("dispute"))
+        .filter(|s| !is_cheater(s) && s.reason.contains("dispute"))
         .count();
     let block_time = block_times(gateway)?;
     let passed = audit_ok
@@ -362,77 +368,139 @@ fn summarize(
         && cheater_slashed
         && honest_slashed == 0
         && views.len() == submitted_wanted;
-    Ok(json!({
+    let summary = json!({
         "schema": "attest.demo/1",
         "passed": passed,
         "nodes": NODES,
         "cheater": { "node": CHEATER, "account": cheater, "mode": CHEAT },
         "jobs_submitted": views.len(),
-        "jobs_settled": settled,
-        "jobs_refunded": views.iter().filter(|v| phase(v) == "refunded").count(),
+        "jobs_settled": phase_count("settled"),
+        "jobs_refunded": phase_count("refunded"),
         "jobs_checked": checked,
         "disputes": disputes,
         "slashed": slashed,
         "honest_slashed": honest_slashed,
         "false_accusations": false_accusations,
         "every_honest_job_settled": honest_settled,
-        "validation_latency_ms": distribution(&audit["validation_latency_ms"]["all"]),
-        "job_latency_ms": distribution(&audit["job_latency_ms"]["all"]),
+        "validation_latency_ms": distribution(&audit.validation_latency_ms.all),
+        "job_latency_ms": distribution(&audit.job_latency_ms.all),
         "block_time_ms": block_time,
         "audit": {
             "ok": audit_ok,
-            "blocks": audit["blocks"],
-            "txs": audit["txs"],
-            "signatures_verified": audit["signatures_verified"],
+            "blocks": audit.counts.blocks,
+            "txs": audit.counts.txs,
+            "signatures_verified": audit.counts.signatures_verified,
         },
-    }))
+    });
+    Ok((summary, passed))
 }
 
 /// `{count, p50, p90, p99, max}` from the audit's distribution.
-fn distribution(d: &Value) -> Value {
-    json!({ "count": d["count"], "p50": d["p50_ms"], "p90": d["p90_ms"],
-            "p99": d["p99_ms"], "max": d["max_ms"] })
+fn distribution(d: &Distribution) -> Value {
+    json!({ "count": d.count, "p50": d.p50_ms, "p90": d.p90_ms,
+            "p99": d.p99_ms, "max": d.max_ms })
 }
 
 /// Block intervals over the whole chain, from the node's block headers.
-fn block_times(gateway: &str) -> Result<Value> {
-    let mut api = Api::new(gateway)?;
-    let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
-    let times: Vec<u64> = read_blocks(&mut api, 1, latest)?
+fn block_times(gateway: &str) -> Result<Percentiles> {
+    let api = Api::new(gateway)?;
+    let latest = api.status()?.height.0;
+    let times: Vec<u64> = read_blocks(&api, 1, latest)?
         .iter()
-        .filter_map(|b| b["time_ms"].as_u64())
+        .map(|b| b.time_ms)
         .collect();
-    let gaps = times
-        .windows(2)
-        .map(|w| w[1].saturating_sub(w[0]))
-        .collect();
+    let gaps = times.windows(2).map(|w| w[1].saturating_sub(w[0]));
     Ok(percentiles(gaps))
 }
 
 /// The committed blocks `from..=to` as `GET /v1/blocks` shows them, page after page.
-pub fn read_blocks(api: &mut Api, from: u64, to: u64) -> Result<Vec<Value>> {
+pub fn read_blocks(api: &Api, from: u64, to: u64) -> Result<Vec<BlockView>> {
     let mut blocks = Vec::new();
     let mut from = from.max(1);
     while from <= to {
-        let page = api.get(&format!("/v1/blocks?from={from}&to={to}"))?;
-        let got = page["blocks"].as_array().cloned().unwrap_or_default();
-        if got.is_empty() {
+        let page = api.blocks(from, to)?;
+        if page.blocks.is_empty() {
             break;
         }
-        blocks.extend(got);
-        from = page["next"].as_u64().unwrap_or(to + 1);
+        blocks.extend(page.blocks);
+        from = page.next.map_or(to + 1, |h| h.0);
     }
     Ok(blocks)
 }
 
-/// `{count, p50, p90, p99, max}` of `values` (nearest rank; `null`s when there are none).
-pub fn percentiles(mut values: Vec<u64>) -> Value {
-    values.sort_unstable();
-    let q = |p: usize| {
-        values
-            .get((values.len() * p / 100).min(values.len().saturating_sub(1)))
-            .copied()
+/// Significant decimal digits the latency histograms keep: every value below 2^18 (over four
+/// minutes in ms) is recorded exactly, larger ones to within 0.001%.
+const SIGNIFICANT_DIGITS: u8 = 5;
+
+/// A sample's size, percentiles and maximum (`null`s when it is empty), as the demo and the
+/// bench print them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// Values in the sample.
+    pub count: u64,
+    /// The median.
+    pub p50: Option<u64>,
+    /// The 90th percentile.
+    pub p90: Option<u64>,
+    /// The 99th percentile.
+    pub p99: Option<u64>,
+    /// The largest value.
+    pub max: Option<u64>,
+}
+
+/// `{count, p50, p90, p99, max}` of `values`, through an HDR histogram: percentile `q` is the
+/// smallest recorded value with at least `q`% of the sample at or below it (nearest rank).
+pub fn percentiles(values: impl IntoIterator<Item = u64>) -> Percentiles {
+    let Ok(mut histogram) = Histogram::<u64>::new(SIGNIFICANT_DIGITS) else {
+        return Percentiles::default();
     };
-    json!({ "count": values.len(), "p50": q(50), "p90": q(90), "p99": q(99),
-            "max": values.last() })
+    for value in values {
+        // Only a value past the histogram's reach (2^63) fails: it counts as the largest.
+        if histogram.record(value).is_err() {
+            histogram.saturating_record(value);
+        }
+    }
+    if histogram.is_empty() {
+        return Percentiles::default();
+    }
+    let at = |q: f64| Some(histogram.value_at_quantile(q));
+    Percentiles {
+        count: histogram.len(),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: Some(histogram.max()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_exact() {
+        assert_eq!(
+            percentiles(1..=100),
+            Percentiles {
+                count: 100,
+                p50: Some(50),
+                p90: Some(90),
+                p99: Some(99),
+                max: Some(100),
+            }
+        );
+        // Order does not matter, repeats count, and large block gaps are kept exactly.
+        let p = percentiles([250_001, 7, 7, 7, 131_072, 0]);
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (6, Some(7), Some(250_001), Some(250_001), Some(250_001))
+        );
+        assert_eq!(percentiles([42]).p50, Some(42));
+        // None at all: a count of 0 and nulls, as the JSON has always shown.
+        let empty = percentiles(std::iter::empty());
+        assert_eq!(
+            serde_json::to_value(empty).unwrap(),
+            json!({ "count": 0, "p50": null, "p90": null, "p99": null, "max": null })
+        );
+    }
 }

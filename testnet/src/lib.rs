@@ -3,7 +3,7 @@
 //! (`client`), local testnets (genesis and config generation from a seed in `layout`, the
 //! process launcher in `launcher` and `procs`, what the testnet commands print in `report`),
 //! the demo (`demo`), the load generator (`bench`) and the HTTP client for the node API
-//! (`http`). It
+//! (`http`, on ureq). It
 //! drives `attest node` processes on loopback only and never touches the contract state except
 //! through nodes. It sits above `attest-node`, whose library it uses.
 

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
+use attest_node::views::Status;
+
+use crate::http::ErrorKind;
 use crate::layout::{ClientLayout, LOG_FILE, Layout};
 use crate::procs;
 
@@ -151,18 +153,18 @@ pub fn offline_row(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
 pub fn probe(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
     let mut row = offline_row(dir, layout, i);
     row.pid = procs::running_pid(&layout.home(dir, i));
-    let status = node_status(layout.nodes[i].api);
-    row.state = match &status {
-        Some(s) if s["peer_id"] == layout.nodes[i].peer_id.as_str() => NodeState::Up,
-        Some(_) => NodeState::PortTaken,
-        None if row.pid.is_some() => NodeState::Starting,
-        None => NodeState::Down,
+    let answer = node_status(layout.nodes[i].api);
+    row.state = match &answer {
+        Answer::Status(s) if s.peer_id == layout.nodes[i].peer_id => NodeState::Up,
+        Answer::Status(_) | Answer::Other => NodeState::PortTaken,
+        Answer::None if row.pid.is_some() => NodeState::Starting,
+        Answer::None => NodeState::Down,
     };
     if row.state == NodeState::Up
-        && let Some(s) = status
+        && let Answer::Status(s) = answer
     {
-        row.height = s["height"].as_u64();
-        row.peers = s["peers"].as_u64();
+        row.height = Some(s.height.0);
+        row.peers = u64::try_from(s.peers).ok();
     }
     row
 }
@@ -181,10 +183,25 @@ pub fn probe_all(dir: &Path, layout: &Layout) -> Vec<NodeRow> {
     })
 }
 
-/// A node's `/v1/status` body, if it answers 200.
-pub fn node_status(api: SocketAddr) -> Option<Value> {
-    let reply = crate::http::get(api, "/v1/status", PROBE_TIMEOUT).ok()?;
-    (reply.status == 200).then_some(reply.json)
+/// What answers `GET /v1/status` on a node's API address.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A node, with its status.
+    Status(Status),
+    /// Something that answers 200 with a body that is not a node's status.
+    Other,
+    /// Nothing, an error status, or not in time.
+    None,
+}
+
+/// What answers `GET /v1/status` at `api`.
+pub fn node_status(api: SocketAddr) -> Answer {
+    let client = crate::http::Client::local(api).with_timeouts(PROBE_TIMEOUT, PROBE_TIMEOUT);
+    match client.get("/v1/status") {
+        Ok(status) => Answer::Status(status),
+        Err(e) if matches!(e.kind(), ErrorKind::BadBody { status: 200, .. }) => Answer::Other,
+        Err(_) => Answer::None,
+    }
 }
 
 /// The table a person reads: one line per node, then where the files are.

@@ -374,6 +374,19 @@ fn client_commands_work_against_the_testnet(dir: &Path, status: &Value) {
     assert_eq!(audit["schema"], "attest.audit/1");
     assert_eq!(audit["ok"], true, "{audit}");
     assert!(audit["txs"].as_u64().unwrap() >= 1);
+    // The node's event stream (SSE over a chunked body) reads line by line through the
+    // client: a `block` event comes within a few blocks.
+    let events = attest_cli::http::Client::new(&node)
+        .unwrap()
+        .events("/v1/events")
+        .unwrap();
+    let block = events
+        .take(100)
+        .map(|line| line.expect("the event stream reads"))
+        .find(|line| line.event == "block")
+        .expect("a block event");
+    let block: Value = serde_json::from_str(&block.data).unwrap();
+    assert!(block["height"].as_u64().is_some_and(|h| h > 0), "{block}");
     let export = run(&["ledger", "export", "--node", &node, "--genesis", &genesis]);
     let lines = String::from_utf8(export).unwrap();
     assert!(lines.lines().count() as u64 > audit["blocks"].as_u64().unwrap());

@@ -15,17 +15,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use attest_cli::http::Client;
 use attest_contracts_sim::Params;
+use attest_node::api::BlockView;
+use attest_node::api::chain::{SubmitTx, Submitted};
+use attest_node::views::Status;
 use attest_protocol::tx::Transfer;
 use attest_protocol::{
     Action, Amount, Canonical, ChainId, Nonce, PublicKey, SecretKey, Signed, Tx, tx_hash,
 };
-use serde_json::Value;
 
 #[path = "support/cluster.rs"]
 mod cluster;
-// One request on a fresh connection, or why it failed (a dead node is expected here).
-use attest_cli::http::request as http;
 use cluster::{NodeProc, attest, attest_json, free_port, print_tail, wait_for};
 
 const NODES: usize = 4;
@@ -150,13 +151,14 @@ impl Cluster {
         child.wait().unwrap();
     }
 
-    fn status(&self, i: usize) -> Option<Value> {
-        let reply = http(self.nodes[i].api, "GET", "/v1/status", None).ok()?;
-        (reply.status == 200).then_some(reply.json)
+    /// Node `i`'s status, or `None` if it does not answer (a dead node is expected here).
+    /// Each call has a client, and so a connection, of its own.
+    fn status(&self, i: usize) -> Option<Status> {
+        Client::local(self.nodes[i].api).get("/v1/status").ok()
     }
 
     fn height(&self, i: usize) -> Option<u64> {
-        self.status(i)?["height"].as_u64()
+        Some(self.status(i)?.height.0)
     }
 
     /// Heights of `nodes`, or `None` while any of them does not answer.
@@ -164,11 +166,11 @@ impl Cluster {
         nodes.iter().map(|i| self.height(*i)).collect()
     }
 
-    fn block(&self, i: usize, height: u64) -> Value {
+    fn block(&self, i: usize, height: u64) -> BlockView {
         let path = format!("/v1/blocks/{height}");
-        let reply = http(self.nodes[i].api, "GET", &path, None).unwrap();
-        assert_eq!(reply.status, 200, "node {i} {path}: {reply:?}");
-        reply.json
+        Client::local(self.nodes[i].api)
+            .get(&path)
+            .unwrap_or_else(|e| panic!("node {i}: {e}"))
     }
 
     /// Waits until every node in `nodes` is at `height` or above.
@@ -225,26 +227,32 @@ impl Load {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let (stop2, accepted2) = (stop.clone(), accepted.clone());
         let thread = std::thread::spawn(move || {
+            // One keep-alive client per node.
+            let apis: Vec<Client> = apis.into_iter().map(Client::local).collect();
             let chain: ChainId = CHAIN.parse().unwrap();
             let to = SecretKey::from_seed([7; 32]).public();
             let mut nonce = 0;
             let mut refused = BTreeMap::new();
             while !stop2.load(Ordering::Relaxed) {
                 let tx = transfer(&chain, &client, to, nonce);
-                let body = serde_json::json!({ "tx": hex::encode(tx.encode()) }).to_string();
-                let api = apis[nonce as usize % apis.len()];
-                let ok = match http(api, "POST", "/v1/txs", Some(&body)) {
-                    Ok(r) if r.status == 200 => true,
-                    Ok(r) => {
-                        let code = r.json["error"].as_str().unwrap_or("?").to_owned();
-                        let got_through = matches!(code.as_str(), "duplicate" | "stale_nonce");
-                        *refused.entry(format!("{} {code}", r.status)).or_insert(0) += 1;
-                        got_through
-                    }
-                    Err(_) => {
-                        *refused.entry("connection failed".into()).or_insert(0) += 1;
-                        false
-                    }
+                let body = SubmitTx {
+                    tx: hex::encode(tx.encode()),
+                };
+                let api = &apis[nonce as usize % apis.len()];
+                let ok = match api.post::<_, Submitted>("/v1/txs", &body) {
+                    Ok(_) => true,
+                    Err(e) => match e.status() {
+                        Some(status) => {
+                            let code = e.code().unwrap_or("?");
+                            let got_through = matches!(code, "duplicate" | "stale_nonce");
+                            *refused.entry(format!("{status} {code}")).or_insert(0) += 1;
+                            got_through
+                        }
+                        None => {
+                            *refused.entry("connection failed".into()).or_insert(0) += 1;
+                            false
+                        }
+                    },
                 };
                 if ok {
                     accepted2.lock().unwrap().push(tx_hash(&tx).to_string());
@@ -321,7 +329,7 @@ fn survivors_commit_past_the_dead(cluster: &Cluster, kill: &Kill) -> Vec<u64> {
     let past = kill.height + 9;
     let hs = cluster.wait_all_reach(&survivors(), past, Duration::from_secs(45));
     let later_rounds: Vec<u64> = (kill.height + 2..=past)
-        .filter(|h| cluster.block(0, *h)["certificate"]["round"] != 0)
+        .filter(|h| cluster.block(0, *h).certificate.round.0 != 0)
         .collect();
     assert!(
         !later_rounds.is_empty(),
@@ -361,14 +369,17 @@ fn wait_drained(cluster: &Cluster) -> u64 {
         )
     };
     wait_for(what, Duration::from_secs(30), || {
-        let statuses: Vec<Value> = survivors()
+        let statuses: Vec<Status> = survivors()
             .iter()
             .map(|i| cluster.status(*i))
             .collect::<Option<_>>()?;
-        *seen.borrow_mut() = statuses.clone();
-        let heights = statuses.iter().map(|s| s["height"].as_u64().unwrap());
-        let empty = statuses.iter().all(|s| s["mempool"] == 0);
-        empty.then(|| heights.max().unwrap())
+        *seen.borrow_mut() = statuses
+            .iter()
+            .map(|s| (s.height.0, s.mempool))
+            .collect::<Vec<_>>();
+        let empty = statuses.iter().all(|s| s.mempool == 0);
+        let highest = statuses.iter().map(|s| s.height.0).max()?;
+        empty.then_some(highest)
     })
 }
 
@@ -376,8 +387,8 @@ fn wait_drained(cluster: &Cluster) -> u64 {
 fn committed_txs(cluster: &Cluster, i: usize, up_to: u64) -> BTreeSet<String> {
     let mut committed = BTreeSet::new();
     for height in 1..=up_to {
-        for tx in cluster.block(i, height)["txs"].as_array().unwrap() {
-            committed.insert(tx.as_str().unwrap().to_owned());
+        for tx in cluster.block(i, height).txs {
+            committed.insert(tx.to_string());
         }
     }
     committed
@@ -394,7 +405,7 @@ fn four_processes_survive_a_kill_and_lose_nothing() {
     let hs = cluster.wait_all_reach(&all, 2, Duration::from_secs(30));
     cluster.say(&format!("4 nodes committing, heights {hs:?}"));
     for i in 0..NODES {
-        let peers = cluster.status(i).unwrap()["peers"].as_u64().unwrap();
+        let peers = cluster.status(i).unwrap().peers;
         assert!(peers >= 1, "node {i} has no peers");
     }
 
@@ -430,10 +441,7 @@ fn four_processes_survive_a_kill_and_lose_nothing() {
     // One chain: all four agree at the common height, at the kill, and at the last height the
     // victim had committed before it died (its own durable blocks survived the crash).
     for height in [kill.victim_height, kill.height, common] {
-        let hashes: Vec<Value> = all
-            .iter()
-            .map(|i| cluster.block(*i, height)["hash"].clone())
-            .collect();
+        let hashes: Vec<_> = all.iter().map(|i| cluster.block(*i, height).hash).collect();
         assert!(
             hashes.iter().all(|h| *h == hashes[0]),
             "height {height}: {hashes:?}"

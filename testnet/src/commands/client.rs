@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use attest_chain::audit::AuditRange;
+use attest_chain::audit::{AuditRange, AuditReport, Distribution};
+use attest_node::api::BlockView;
+use attest_node::api::jobs::JobView;
 use attest_protocol::Height;
 
 use crate::client::{self, Api, DEFAULT_GENESIS, DEFAULT_KEY, DEFAULT_NODE, JobCommand, Wait};
@@ -176,7 +179,7 @@ pub enum KeysCommand {
     },
 }
 
-fn print(out: &mut impl Write, v: &Value) -> Result<()> {
+fn print(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
     serde_json::to_writer(&mut *out, v)?;
     writeln!(out)?;
     Ok(())
@@ -211,7 +214,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             };
             let record = client::submit(&args, json, out)?;
             if json {
-                print(out, &record)?;
+                print(out, &record.to_json())?;
             }
         }
         ClientCommand::Job {
@@ -219,10 +222,10 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             json,
             command,
         } => {
-            let mut api = Api::new(&node)?;
+            let api = Api::new(&node)?;
             match command {
                 JobCommand::Show { id } => {
-                    let v = api.get(&format!("/v1/jobs/{id}"))?;
+                    let v = api.job(&id)?;
                     if json {
                         print(out, &json!({ "schema": "attest.job/1", "job": v }))?;
                     } else {
@@ -230,14 +233,14 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                     }
                 }
                 JobCommand::Output { id } => {
-                    let v = api.get(&format!("/v1/jobs/{id}/output"))?;
+                    let v = api.job_output(&id)?;
                     if json {
                         print(
                             out,
                             &json!({ "schema": "attest.job-output/1", "output": v }),
                         )?;
                     } else {
-                        writeln!(out, "{}", v["output"].as_str().unwrap_or(""))?;
+                        writeln!(out, "{}", v.output.as_deref().unwrap_or(""))?;
                     }
                 }
             }
@@ -256,12 +259,13 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             let (report, ok) =
                 client::run_audit(&genesis, Some(&node), data_dir.as_deref(), range)?;
             if json {
-                print(out, &report)?;
+                // Through a `Value`, so the keys come out sorted as they always have.
+                print(out, &serde_json::to_value(&report)?)?;
             } else {
                 print_audit(&report, out)?;
             }
             if !ok {
-                bail!("audit failed: {}", report["failure"]);
+                bail!("audit failed: {}", failure_of(&report)?);
             }
         }
         ClientCommand::Keys { command } => keys(command, out)?,
@@ -270,12 +274,11 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
 }
 
 fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
-    let mut api = Api::new(node)?;
-    let book = api.get("/v1/adverts")?;
+    let book = Api::new(node)?.adverts()?;
     if json {
         return print(
             out,
-            &json!({ "schema": "attest.market/1", "adverts": book["adverts"] }),
+            &json!({ "schema": "attest.market/1", "adverts": book.adverts }),
         );
     }
     writeln!(
@@ -283,22 +286,17 @@ fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
         "{:<16} {:<10} {:>5} {:>12} {:>14}  models",
         "provider", "device", "free", "price/token", "tokens/s"
     )?;
-    for a in book["adverts"].as_array().into_iter().flatten() {
-        let provider = a["provider"].as_str().unwrap_or("");
-        let models: Vec<&str> = a["models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for a in &book.adverts {
+        let provider = a.provider.to_string();
+        let models: Vec<&str> = a.models.iter().map(|m| m.as_str()).collect();
         writeln!(
             out,
             "{:<16} {:<10} {:>5} {:>12} {:>14.1}  {}",
-            provider.get(..16).unwrap_or(provider),
-            a["device"].as_str().unwrap_or(""),
-            a["free_slots"].as_u64().unwrap_or(0),
-            a["price_per_token"].as_u64().unwrap_or(0),
-            a["tokens_per_sec_milli"].as_f64().unwrap_or(0.0) / 1000.0,
+            provider.get(..16).unwrap_or(&provider),
+            a.device.as_str(),
+            a.free_slots,
+            a.price_per_token.0,
+            a.tokens_per_sec_milli as f64 / 1000.0,
             models.join(",")
         )?;
     }
@@ -308,18 +306,17 @@ fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
 fn ledger(command: LedgerCommand, out: &mut impl Write) -> Result<()> {
     match command {
         LedgerCommand::Show { height, node, json } => {
-            let v = Api::new(&node)?.get(&format!("/v1/blocks/{height}"))?;
+            let v = Api::new(&node)?.block(height)?;
             if json {
                 return print(out, &json!({ "schema": "attest.block/1", "block": v }));
             }
             print_block(&v, out)
         }
         LedgerCommand::Tail { count, node, json } => {
-            let mut api = Api::new(&node)?;
-            let latest = api.get("/v1/status")?["height"].as_u64().unwrap_or(0);
+            let api = Api::new(&node)?;
+            let latest = api.status()?.height.0;
             let from = latest.saturating_sub(count.saturating_sub(1)).max(1);
-            let page = api.get(&format!("/v1/blocks?from={from}&to={latest}"))?;
-            let blocks = page["blocks"].as_array().cloned().unwrap_or_default();
+            let blocks = api.blocks(from, latest)?.blocks;
             if json {
                 return print(
                     out,
@@ -363,66 +360,64 @@ fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
 }
 
 /// One block as a line: height, hash, time, proposer, transactions, certificate signers.
-fn print_block(b: &Value, out: &mut impl Write) -> Result<()> {
-    let short = |v: &Value| {
-        let t = v.as_str().unwrap_or("");
-        t.get(..16).unwrap_or(t).to_owned()
-    };
+fn print_block(b: &BlockView, out: &mut impl Write) -> Result<()> {
+    let short = |t: String| t.get(..16).unwrap_or(&t).to_owned();
     writeln!(
         out,
         "block {} {} time {} proposer {} txs {} signers {}",
-        b["height"],
-        short(&b["hash"]),
-        b["time_ms"],
-        short(&b["proposer"]),
-        b["txs"].as_array().map_or(0, Vec::len),
-        b["certificate"]["signers"]
+        b.height.0,
+        short(b.hash.to_string()),
+        b.time_ms,
+        short(b.proposer.to_string()),
+        b.txs.len(),
+        b.certificate.signers
     )?;
     Ok(())
 }
 
+/// `value` as compact JSON with its keys sorted, as the job's parts were always shown.
+fn json_text(value: &impl Serialize) -> Result<String> {
+    Ok(serde_json::to_value(value)?.to_string())
+}
+
 /// A job as a person reads it: terms, phase, result, check, dispute, timeline.
-fn print_job(v: &Value, out: &mut impl Write) -> Result<()> {
-    let s = |k: &Value| k.as_str().unwrap_or("-").to_owned();
-    writeln!(out, "job {}", s(&v["id"]))?;
+fn print_job(v: &JobView, out: &mut impl Write) -> Result<()> {
+    writeln!(out, "job {}", v.id)?;
     writeln!(
         out,
         "  {} on {} by {} at {} micro-units/token, {} tokens; client {}",
-        s(&v["model"]),
-        s(&v["device"]),
-        s(&v["provider"]),
-        v["price_per_token"],
-        v["max_tokens"],
-        s(&v["client"])
+        v.model.as_str(),
+        v.device.as_str(),
+        v.provider,
+        v.price_per_token.0,
+        v.max_tokens,
+        v.client
     )?;
     writeln!(
         out,
         "  phase {} (opened at height {})",
-        s(&v["phase"]),
-        v["opened_at"]
+        v.phase, v.opened_at.0
     )?;
-    if !v["result"].is_null() {
+    if let Some(result) = &v.result {
         writeln!(
             out,
             "  result at height {}: output hash {}",
-            v["result"]["committed_at"],
-            s(&v["result"]["output_hash"])
+            result.committed_at.0, result.output_hash
         )?;
     }
-    if !v["check"].is_null() {
-        writeln!(out, "  check: {}", v["check"])?;
+    if let Some(check) = &v.check {
+        writeln!(out, "  check: {}", json_text(check)?)?;
     }
-    if !v["dispute"].is_null() {
-        writeln!(out, "  dispute: {}", v["dispute"])?;
+    if let Some(dispute) = &v.dispute {
+        writeln!(out, "  dispute: {}", json_text(dispute)?)?;
     }
-    let t = &v["timeline"];
-    if let Some(ms) = t["validation_latency_ms"].as_u64() {
+    if let Some(ms) = v.timeline.as_ref().and_then(|t| t.validation_latency_ms) {
         writeln!(out, "  validation latency {ms} ms")?;
     }
-    for f in v["faults"].as_array().into_iter().flatten() {
-        writeln!(out, "  fault: {f}")?;
+    for f in &v.faults {
+        writeln!(out, "  fault: {}", json_text(f)?)?;
     }
-    writeln!(out, "  output held by this node: {}", v["output_held"])?;
+    writeln!(out, "  output held by this node: {}", v.output_held)?;
     Ok(())
 }
 
@@ -435,48 +430,55 @@ fn list_keys(dir: &std::path::Path, json: bool, out: &mut impl Write) -> Result<
         .filter(|p| p.extension().is_some_and(|x| x == "key"))
         .collect();
     paths.sort();
+    /// One key file, as `attest keys list --json` shows it.
+    #[derive(Serialize)]
+    struct KeyRow {
+        account: String,
+        path: String,
+    }
     let mut rows = Vec::new();
     for path in paths {
         let account = attest_node::keyfile::read(&path)?.public().to_string();
-        rows.push(json!({ "path": path.display().to_string(), "account": account }));
+        let path = path.display().to_string();
+        rows.push(KeyRow { account, path });
     }
     if json {
         return print(out, &json!({ "schema": "attest.keys/1", "keys": rows }));
     }
     for r in &rows {
-        writeln!(
-            out,
-            "{}  {}",
-            r["account"].as_str().unwrap_or(""),
-            r["path"].as_str().unwrap_or("")
-        )?;
+        writeln!(out, "{}  {}", r.account, r.path)?;
     }
     Ok(())
 }
 
+/// Why the audit failed, as JSON (`null` if it did not).
+fn failure_of(r: &AuditReport) -> Result<Value> {
+    Ok(serde_json::to_value(&r.failure)?)
+}
+
 /// The audit report as a person reads it: the verdict, the latency distributions, one row
 /// per provider, the slashes.
-fn print_audit(r: &Value, out: &mut impl Write) -> Result<()> {
-    let ok = r["ok"].as_bool() == Some(true);
+fn print_audit(r: &AuditReport, out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
         "audit {}: {} blocks, {} transactions, {} signatures verified",
-        if ok { "OK" } else { "FAILED" },
-        r["blocks"],
-        r["txs"],
-        r["signatures_verified"]
+        if r.ok { "OK" } else { "FAILED" },
+        r.counts.blocks,
+        r.counts.txs,
+        r.counts.signatures_verified
     )?;
-    if !ok {
-        writeln!(out, "failure: {}", r["failure"])?;
+    if !r.ok {
+        writeln!(out, "failure: {}", failure_of(r)?)?;
     }
-    for (name, d) in [
-        ("validation latency", &r["validation_latency_ms"]["all"]),
-        ("job latency (opened to final)", &r["job_latency_ms"]["all"]),
-    ] {
+    let distributions: [(&str, &Distribution); 2] = [
+        ("validation latency", &r.validation_latency_ms.all),
+        ("job latency (opened to final)", &r.job_latency_ms.all),
+    ];
+    for (name, d) in distributions {
         writeln!(
             out,
             "{name}: {} samples, p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
-            d["count"], d["p50_ms"], d["p90_ms"], d["p99_ms"], d["max_ms"]
+            d.count, d.p50_ms, d.p90_ms, d.p99_ms, d.max_ms
         )?;
     }
     writeln!(
@@ -484,28 +486,25 @@ fn print_audit(r: &Value, out: &mut impl Write) -> Result<()> {
         "{:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>12}",
         "provider", "jobs", "checked", "agreed", "won", "lost", "slashed"
     )?;
-    for p in r["providers"].as_array().into_iter().flatten() {
-        let account = p["account"].as_str().unwrap_or("");
-        let n = |k: &str| p[k].as_u64().unwrap_or(0);
+    for p in &r.providers {
+        let account = p.account.to_string();
         writeln!(
             out,
             "{:<16} {:>5} {:>7} {:>6} {:>5} {:>5} {:>12}",
-            account.get(..16).unwrap_or(account),
-            n("jobs"),
-            n("checked"),
-            n("agreed"),
-            n("disputes_won"),
-            n("disputes_lost"),
-            n("slashed")
+            account.get(..16).unwrap_or(&account),
+            p.jobs,
+            p.checked,
+            p.agreed,
+            p.disputes_won,
+            p.disputes_lost,
+            p.slashed.0
         )?;
     }
-    for s in r["slashes"].as_array().into_iter().flatten() {
+    for s in &r.slashes {
         writeln!(
             out,
             "slash: {} lost {} micro-units ({})",
-            s["account"].as_str().unwrap_or(""),
-            s["amount"],
-            s["reason"].as_str().unwrap_or("")
+            s.account, s.amount.0, s.reason
         )?;
     }
     Ok(())
