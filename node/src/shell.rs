@@ -587,13 +587,8 @@ impl Node {
     /// go on after failing to make a vote or block durable.
     fn carry_out(&mut self) -> Result<()> {
         while let Some(effect) = self.core.poll_effect() {
-            let Some(effect) = host::persist(&mut self.store, effect)? else {
-                continue;
-            };
             match effect {
-                Effect::PersistVote(_) | Effect::PersistLock(_) | Effect::PersistBlock(_) => {
-                    unreachable!("host::persist carries out every persistence effect")
-                }
+                Effect::Persist(what) => host::persist(&mut self.store, &what)?,
                 Effect::Broadcast { topic, data } => {
                     let gossip = &mut self.swarm.behaviour_mut().gossipsub;
                     // Without subscribed peers the publish fails; consensus re-broadcasts on a

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use attest_core::topic;
 use attest_core::wire::ConsensusMessage;
-use attest_core::{Effect, GossipVerdict, NodeCore, PeerKey, host};
+use attest_core::{Effect, GossipVerdict, NodeCore, PeerKey, Persist, host};
 use attest_protocol::{Canonical, Height};
 
 use crate::byzantine;
@@ -193,19 +193,16 @@ impl Sim {
         }
         // The checker sees what is made durable; the one effects host the node shell uses
         // makes it durable.
-        match &effect {
-            Effect::PersistVote(vote) => self.checker.on_persist_vote(i, vote),
-            Effect::PersistBlock(pair) => self.check_persisted_block(i, &pair.0, &pair.1),
-            _ => {}
-        }
-        let effect = match host::persist(&mut self.nodes[i].store, effect) {
-            Ok(None) => return,
-            Ok(Some(effect)) => effect,
-            Err(e) => panic!("node {i}: persisting failed: {e}"),
-        };
         match effect {
-            Effect::PersistVote(_) | Effect::PersistLock(_) | Effect::PersistBlock(_) => {
-                unreachable!("host::persist carries out every persistence effect")
+            Effect::Persist(what) => {
+                match &what {
+                    Persist::Vote(vote) => self.checker.on_persist_vote(i, vote),
+                    Persist::Block(pair) => self.check_persisted_block(i, &pair.0, &pair.1),
+                    Persist::Lock(_) => {}
+                }
+                if let Err(e) = host::persist(&mut self.nodes[i].store, &what) {
+                    panic!("node {i}: persisting failed: {e}");
+                }
             }
             Effect::Broadcast { topic, data } => self.broadcast(i, topic, data),
             // The accelerator computes now and answers after a simulated latency.
@@ -540,9 +537,9 @@ impl Sim {
 /// A one-line account of an effect, for verbose runs.
 fn describe(effect: &Effect) -> String {
     match effect {
-        Effect::PersistVote(v) => format!("persist vote {:?}", v.body),
-        Effect::PersistLock(l) => format!("persist lock {:?}", l.slot()),
-        Effect::PersistBlock(b) => format!("persist block {}", b.0.header.height),
+        Effect::Persist(Persist::Vote(v)) => format!("persist vote {:?}", v.body),
+        Effect::Persist(Persist::Lock(l)) => format!("persist lock {:?}", l.slot()),
+        Effect::Persist(Persist::Block(b)) => format!("persist block {}", b.0.header.height),
         Effect::RunJob(r) => format!("run job {} for {:?}", r.job, r.purpose),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),

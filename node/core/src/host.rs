@@ -3,9 +3,8 @@
 //! The node shell (sled), the in-process [`crate::localnet`] and the simulator (`attest-tests`,
 //! in memory) differ in how they send bytes and run jobs, but must not differ in what they make
 //! durable, in what order, or what they prune. This module is that part, written once:
-//! [`open`] replays a store into a core, [`persist`] carries out the persistence effects (and
-//! passes every other effect back to the host), and [`serve_request`] answers a peer's request
-//! from the core and the store.
+//! [`open`] replays a store into a core, [`persist`] carries out every `Effect::Persist`, and
+//! [`serve_request`] answers a peer's request from the core and the store.
 //!
 //! Ordering: a host must hand effects to [`persist`] in the order [`NodeCore::poll_effect`]
 //! yields them, and finish each before carrying out the next: a vote is durable before it is
@@ -16,7 +15,7 @@ use attest_consensus::OwnMessage;
 use attest_protocol::{Height, SecretKey};
 
 use crate::node::requests::Answer;
-use crate::node::{CoreConfig, CoreError, Effect, NodeCore};
+use crate::node::{CoreConfig, CoreError, NodeCore, Persist};
 use crate::store::{Store, StoreError};
 use crate::wire;
 
@@ -58,24 +57,21 @@ pub fn open(
     NodeCore::open(chain, key, config, wal, now_ms)
 }
 
-/// Carries out `effect` if it is a persistence effect, durably, and returns `None`; any other
-/// effect comes back for the host to carry out. After a block is stored, own votes and locks
-/// below the block before it are pruned: the validator votes at those heights no more.
+/// Makes `what` durable. After a block is stored, own votes and locks below the block before
+/// it are pruned: the validator votes at those heights no more.
 ///
 /// An error is fatal: the node must not go on after failing to make a vote or block durable.
-pub fn persist(store: &mut dyn Store, effect: Effect) -> Result<Option<Effect>, StoreError> {
-    match effect {
-        Effect::PersistVote(vote) => store.record_own_vote(&vote)?,
-        Effect::PersistLock(lock) => store.record_own_lock(&lock)?,
-        Effect::PersistBlock(pair) => {
-            let (block, certificate) = &*pair;
+pub fn persist(store: &mut dyn Store, what: &Persist) -> Result<(), StoreError> {
+    match what {
+        Persist::Vote(vote) => store.record_own_vote(vote),
+        Persist::Lock(lock) => store.record_own_lock(lock),
+        Persist::Block(pair) => {
+            let (block, certificate) = &**pair;
             store.put_block(block, certificate)?;
             let below = Height(block.header.height.0.saturating_sub(1));
-            store.prune_own_votes_below(below)?;
+            store.prune_own_votes_below(below)
         }
-        other => return Ok(Some(other)),
     }
-    Ok(None)
 }
 
 /// The answer to a peer's request `data`: an output from `core`, or committed blocks from

@@ -28,4 +28,4 @@ pub mod topic;
 pub mod wire;
 
 pub use node::requests::Answer;
-pub use node::{CoreConfig, CoreError, Effect, GossipVerdict, NodeCore, PeerKey};
+pub use node::{CoreConfig, CoreError, Effect, GossipVerdict, NodeCore, PeerKey, Persist};

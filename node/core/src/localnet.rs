@@ -150,15 +150,9 @@ impl LocalNet {
     /// Carries out node `i`'s effects, in order.
     pub fn drain(&mut self, i: usize) {
         while let Some(effect) = self.nodes[i].core.as_mut().and_then(NodeCore::poll_effect) {
-            let Some(effect) = host::persist(&mut self.nodes[i].store, effect)
-                .expect("a memory store takes what its own node persists")
-            else {
-                continue;
-            };
             match effect {
-                Effect::PersistVote(_) | Effect::PersistLock(_) | Effect::PersistBlock(_) => {
-                    unreachable!("host::persist carries out every persistence effect")
-                }
+                Effect::Persist(what) => host::persist(&mut self.nodes[i].store, &what)
+                    .expect("a memory store takes what its own node persists"),
                 Effect::Broadcast { topic, data } => self.queue.push_back((i, topic, data)),
                 // The accelerator answers at once here: this network measures the ledger.
                 Effect::RunJob(run) => {

@@ -80,16 +80,23 @@ impl Default for CoreConfig {
     }
 }
 
+/// What must be made durable; every host carries it out with [`crate::host::persist`].
+#[derive(Debug, Clone)]
+pub enum Persist {
+    /// Append our own vote to the write-ahead log, durably.
+    Vote(Signed<Vote>),
+    /// Write the lock of a precommit we are about to send to the write-ahead log, durably.
+    Lock(Box<LockRecord>),
+    /// Store a committed block and its certificate, durably.
+    Block(Box<(Block, CommitCertificate)>),
+}
+
 /// Something the host must do. Effects are carried out in the order they are polled: a
-/// `Persist*` effect must be durable before any later effect is carried out.
+/// `Persist` effect must be durable before any later effect is carried out.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// Append our own vote to the write-ahead log, durably.
-    PersistVote(Signed<Vote>),
-    /// Write the lock of a precommit we are about to send to the write-ahead log, durably.
-    PersistLock(Box<LockRecord>),
-    /// Store a committed block and its certificate, durably.
-    PersistBlock(Box<(Block, CommitCertificate)>),
+    /// Make this durable (with [`crate::host::persist`]).
+    Persist(Persist),
     /// Publish `data` on gossip topic `topic`.
     Broadcast {
         /// The topic.
@@ -558,11 +565,14 @@ impl NodeCore {
         for output in outputs {
             match output {
                 Output::PersistAndBroadcastVote(v) => {
-                    self.effects.push_back(Effect::PersistVote(v.clone()));
+                    self.effects
+                        .push_back(Effect::Persist(Persist::Vote(v.clone())));
                     self.broadcast_own(OwnMessage::Vote(v));
                 }
                 Output::BroadcastVote(v) => self.broadcast_own(OwnMessage::Vote(v)),
-                Output::PersistLock(lock) => self.effects.push_back(Effect::PersistLock(lock)),
+                Output::PersistLock(lock) => {
+                    self.effects.push_back(Effect::Persist(Persist::Lock(lock)))
+                }
                 Output::BroadcastPolka(c) => self.broadcast_consensus(ConsensusMessage::Polka(c)),
                 // Proposals are not logged: re-proposing after a restart costs a round but is
                 // not slashable.
@@ -660,10 +670,11 @@ impl NodeCore {
         let time_ms = block.header.time_ms;
         let tx_hashes: Vec<TxHash> = block.txs.iter().map(attest_protocol::tx_hash).collect();
         let txs = tx_hashes.len();
-        self.effects.push_back(Effect::PersistBlock(Box::new((
-            block.clone(),
-            certificate.clone(),
-        ))));
+        self.effects
+            .push_back(Effect::Persist(Persist::Block(Box::new((
+                block.clone(),
+                certificate.clone(),
+            )))));
         if let Err(e) = self.ledger.chain.commit(&block, certificate, applied) {
             // Every stake was slashed or jailed away: nobody can decide the next height.
             tracing::error!(height = height.0, error = %e, "no validators after this block");
