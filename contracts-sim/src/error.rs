@@ -376,6 +376,14 @@ pub enum TxError {
         /// The signer.
         account: AccountId,
     },
+    /// The evidence's votes are older than the unbonding period.
+    #[error("equivocation at height {height} is too old: evidence is heard for {window} blocks")]
+    EvidenceTooOld {
+        /// The votes' height.
+        height: Height,
+        /// The window (`unbonding_blocks`).
+        window: u64,
+    },
     /// This equivocation (signer, height, round, kind) has already been punished.
     #[error("equivocation by {signer} at height {height} round {round} was already reported")]
     DuplicateEvidence {

@@ -3,8 +3,9 @@
 
 use attest_protocol::{AccountId, Amount, JobId, PublicKey};
 
-use crate::events::SlashReason;
-use crate::state::{Fault, StakeStatus, State};
+use crate::events::{Event, SlashReason};
+use crate::state::keys::{Delta, Entry, Key};
+use crate::state::{Fault, Job, StakeEntry, StakeStatus, State};
 
 /// A broken invariant: a bug in the state machine, never a user error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,10 +41,16 @@ pub enum InvariantViolation {
         /// The node.
         node: PublicKey,
     },
+    /// A block moved tokens in or out of existence.
+    #[error("a block changed the supply by {change} units")]
+    SupplyMoved {
+        /// Tokens after minus tokens before, over the entries the block changed.
+        change: i128,
+    },
     /// A slash has no fault or evidence behind it.
-    #[error("slash number {index} of {who} is not backed by a fault or evidence")]
+    #[error("slash number {index} of the block, of {who}, is not backed by a fault or evidence")]
     UnbackedSlash {
-        /// Its position in the slash log.
+        /// Its position among the block's slashes.
         index: usize,
         /// The slashed account.
         who: AccountId,
@@ -57,12 +64,110 @@ pub enum InvariantViolation {
 }
 
 impl State {
-    /// Checks every invariant.
+    /// Checks every invariant of the whole state: a scan, for tests and for an auditor starting
+    /// from a snapshot. A replay checks each block with [`State::check_block`] instead.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         self.check_supply()?;
         self.check_jobs()?;
-        self.check_stakes()?;
-        self.check_slashes()
+        self.check_stakes()
+    }
+
+    /// Checks what a block (its `delta` on this state, and its `events`) did, at the cost of
+    /// the block: it conserves the supply, every job and stake it wrote is consistent with the
+    /// indexes, and every slash it made is backed by a fault on its job or by evidence. From a
+    /// state that met [`State::check_invariants`], a chain of blocks that each pass this
+    /// leads to a state that meets it.
+    pub fn check_block(&self, delta: &Delta, events: &[Event]) -> Result<(), InvariantViolation> {
+        let after = |key: &Key| match delta.new_value(key) {
+            Some(new) => new.cloned(),
+            None => self.entry(key),
+        };
+        let tokens = |e: &Option<Entry>| e.as_ref().map_or(0, Entry::tokens) as i128;
+        let change: i128 = delta
+            .changes()
+            .iter()
+            .map(|c| tokens(&c.new) - tokens(&c.old))
+            .sum();
+        if change != 0 {
+            return Err(InvariantViolation::SupplyMoved { change });
+        }
+        for c in delta.changes() {
+            match (&c.key, &c.new) {
+                (Key::Job(id), Some(Entry::Job(job))) => {
+                    self.check_job(id, job, |d| after(&Key::Timer(d, *id)).is_some())?;
+                }
+                (Key::Timer(d, id), Some(_)) => {
+                    let matches = matches!(after(&Key::Job(*id)), Some(Entry::Job(j)) if j.phase.deadline() == Some(*d));
+                    if !matches {
+                        return Err(InvariantViolation::Timer { job: *id });
+                    }
+                }
+                (Key::Stake(who), Some(Entry::Stake(entry))) => {
+                    check_stake(who, entry, after(&Key::Node(entry.node)))?;
+                }
+                (Key::Node(node), Some(Entry::Node(who))) => {
+                    let bound = matches!(after(&Key::Stake(*who)), Some(Entry::Stake(s)) if s.node == *node);
+                    if !bound {
+                        return Err(InvariantViolation::NodeIndex { node: *node });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let slashes = events.iter().filter_map(|e| match e {
+            Event::Slashed { who, reason, .. } => Some((*who, reason)),
+            _ => None,
+        });
+        for (index, (who, reason)) in slashes.enumerate() {
+            let fault = Fault {
+                who,
+                reason: reason.clone(),
+            };
+            let backed = match reason {
+                SlashReason::MissedCommit { job }
+                | SlashReason::MissedVerdict { job }
+                | SlashReason::DisputeLost { job } => {
+                    matches!(after(&Key::Job(*job)), Some(Entry::Job(j)) if j.faults.contains(&fault))
+                }
+                SlashReason::Equivocation {
+                    height,
+                    round,
+                    kind,
+                } => after(&Key::Evidence(*height, who, *round, *kind)).is_some(),
+            };
+            if !backed {
+                return Err(InvariantViolation::UnbackedSlash { index, who });
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule "escrow follows the phase" and "the timer index matches the deadline" for one job.
+    fn check_job(
+        &self,
+        id: &JobId,
+        job: &Job,
+        timed: impl Fn(attest_protocol::Height) -> bool,
+    ) -> Result<(), InvariantViolation> {
+        let expected = if job.phase.is_final() {
+            Amount::ZERO
+        } else {
+            job.price_per_token
+                .checked_mul(u64::from(job.max_tokens))
+                .and_then(|p| p.checked_add(self.params.checker_fee))
+                .unwrap_or(Amount(u64::MAX))
+        };
+        if job.escrow != expected {
+            return Err(InvariantViolation::Escrow {
+                job: *id,
+                expected,
+                found: job.escrow,
+            });
+        }
+        if !job.phase.deadline().is_none_or(timed) {
+            return Err(InvariantViolation::Timer { job: *id });
+        }
+        Ok(())
     }
 
     /// Rule "supply is conserved": balances + stakes (bonded and unbonding) + escrows +
@@ -98,28 +203,7 @@ impl State {
 
     fn check_jobs(&self) -> Result<(), InvariantViolation> {
         for (id, job) in &self.jobs {
-            let expected = if job.phase.is_final() {
-                Amount::ZERO
-            } else {
-                job.price_per_token
-                    .checked_mul(u64::from(job.max_tokens))
-                    .and_then(|p| p.checked_add(self.params.checker_fee))
-                    .unwrap_or(Amount(u64::MAX))
-            };
-            if job.escrow != expected {
-                return Err(InvariantViolation::Escrow {
-                    job: *id,
-                    expected,
-                    found: job.escrow,
-                });
-            }
-            let timed = job
-                .phase
-                .deadline()
-                .is_none_or(|d| self.timers.contains(&(d, *id)));
-            if !timed {
-                return Err(InvariantViolation::Timer { job: *id });
-            }
+            self.check_job(id, job, |d| self.timers.contains(&(d, *id)))?;
         }
         for (deadline, id) in &self.timers {
             let matches = self
@@ -135,12 +219,11 @@ impl State {
 
     fn check_stakes(&self) -> Result<(), InvariantViolation> {
         for (who, entry) in &self.stakes {
-            if self.nodes.get(&entry.node) != Some(who) {
-                return Err(InvariantViolation::NodeIndex { node: entry.node });
-            }
-            if entry.status == StakeStatus::Banned && entry.disputes_lost < 2 {
-                return Err(InvariantViolation::UnearnedBan { who: *who });
-            }
+            check_stake(
+                who,
+                entry,
+                self.nodes.get(&entry.node).map(|a| Entry::Node(*a)),
+            )?;
         }
         for (node, who) in &self.nodes {
             if self.stakes.get(who).is_none_or(|e| e.node != *node) {
@@ -149,45 +232,30 @@ impl State {
         }
         Ok(())
     }
+}
 
-    /// Rule "every slash is backed": by a fault recorded on its job (a missed commit, a missed
-    /// verdict or a lost dispute) or by accepted equivocation evidence.
-    fn check_slashes(&self) -> Result<(), InvariantViolation> {
-        for (index, slash) in self.slashes.iter().enumerate() {
-            let fault = Fault {
-                who: slash.who,
-                reason: slash.reason.clone(),
-            };
-            let backed = match &slash.reason {
-                SlashReason::MissedCommit { job }
-                | SlashReason::MissedVerdict { job }
-                | SlashReason::DisputeLost { job } => self
-                    .jobs
-                    .get(job)
-                    .is_some_and(|j| j.faults.contains(&fault)),
-                SlashReason::Equivocation {
-                    height,
-                    round,
-                    kind,
-                } => self.evidence.contains(&(slash.who, *height, *round, *kind)),
-            };
-            if !backed {
-                return Err(InvariantViolation::UnbackedSlash {
-                    index,
-                    who: slash.who,
-                });
-            }
-        }
-        Ok(())
+/// Rules "the node index matches the stakes" and "a ban is earned" for one stake; `node` is
+/// the entry under the stake's node key.
+fn check_stake(
+    who: &AccountId,
+    entry: &StakeEntry,
+    node: Option<Entry>,
+) -> Result<(), InvariantViolation> {
+    if node != Some(Entry::Node(*who)) {
+        return Err(InvariantViolation::NodeIndex { node: entry.node });
     }
+    if entry.status == StakeStatus::Banned && entry.disputes_lost < 2 {
+        return Err(InvariantViolation::UnearnedBan { who: *who });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use attest_protocol::{ChainId, Height, JobId, SecretKey};
+    use attest_protocol::{ChainId, JobId, SecretKey};
 
     use super::*;
-    use crate::state::{Genesis, SlashRecord};
+    use crate::state::Genesis;
 
     fn state() -> State {
         let a = SecretKey::from_seed([1; 32]).public();
@@ -218,19 +286,30 @@ mod tests {
 
     #[test]
     fn an_unbacked_slash_is_caught() {
-        let mut s = state();
+        let s = state();
         let who = SecretKey::from_seed([1; 32]).public();
-        s.slashes.push(SlashRecord {
+        let events = [Event::Slashed {
             who,
             amount: Amount::ZERO,
             reason: SlashReason::MissedCommit {
                 job: JobId([0; 32]),
             },
-            height: Height(1),
-        });
+            to_winner: None,
+            to_treasury: Amount::ZERO,
+        }];
         assert!(matches!(
-            s.check_invariants(),
+            s.check_block(&Delta::default(), &events),
             Err(InvariantViolation::UnbackedSlash { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_block_that_mints_is_caught() {
+        let mut s = state();
+        let (_, delta) = s.speculate(|s| s.credit_treasury(Amount(3)));
+        assert!(matches!(
+            s.check_block(&delta, &[]),
+            Err(InvariantViolation::SupplyMoved { change: 3 })
         ));
     }
 }

@@ -10,7 +10,7 @@
 //! value, and a refused transaction changes nothing.
 //!
 //! Entry points: [`State::from_genesis`], [`State::apply`], [`State::end_block`],
-//! [`State::state_root`] and [`State::check_invariants`].
+//! [`State::state_root`], [`State::speculate`] and [`State::check_block`].
 //!
 //! # The rules at a glance
 //!
@@ -44,7 +44,8 @@ pub use error::{GenesisError, TxError};
 pub use events::{DisputeEnd, Event, JailReason, RefundReason, SlashReason};
 pub use invariants::InvariantViolation;
 pub use params::Params;
+pub use state::keys::{Change, Delta, Entry, Key};
 pub use state::{
-    Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobPhase, Side, SlashRecord, StakeEntry,
-    StakeStatus, State, Unbond,
+    Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobCounts, JobPhase, Record, Side,
+    StakeEntry, StakeStatus, State, StateProof, Unbond,
 };

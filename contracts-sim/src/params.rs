@@ -73,6 +73,10 @@ pub struct Params {
     pub max_input_bytes: u32,
     /// The longest commit deadline a job may ask for, in blocks. Default 200.
     pub max_deadline_blocks: u32,
+    /// Blocks a final job stays in the live state before it leaves it (hosts keep its
+    /// history). At least 1, so the block that ends a job can still be checked against it.
+    /// Default 1,000.
+    pub retention_blocks: u64,
 }
 
 impl Default for Params {
@@ -93,6 +97,7 @@ impl Default for Params {
             missed_deadline_penalty: Amount(Amount::UNITS_PER_TOKEN),
             max_input_bytes: MAX_INPUT_BYTES as u32,
             max_deadline_blocks: 200,
+            retention_blocks: 1_000,
         }
     }
 }
@@ -129,6 +134,12 @@ impl Params {
             return bad(
                 "max_deadline_blocks",
                 "a deadline of zero blocks cannot be met",
+            );
+        }
+        if self.retention_blocks == 0 {
+            return bad(
+                "retention_blocks",
+                "a final job must stay for at least the block that ended it",
             );
         }
         match self.longest_job_blocks() {

@@ -134,7 +134,7 @@ fn lying_checker_loses_and_the_honest_provider_is_paid() {
                     ..
                 }
             )));
-            assert!(h.state.slashes().iter().all(|s| s.who != id(PROVIDER)));
+            assert!(h.slashes.iter().all(|s| s.who != id(PROVIDER)));
         }
     }
 }
@@ -178,7 +178,7 @@ fn a_checker_that_copies_the_last_leaf_cannot_open_a_dispute() {
                 .any(|e| matches!(e, Event::Settled { provider_paid, .. } if provider_paid.0 > 0))
         );
         assert_eq!(h.stake_total(PROVIDER), tokens(200));
-        assert!(h.state.slashes().iter().all(|s| s.who != id(PROVIDER)));
+        assert!(h.slashes.iter().all(|s| s.who != id(PROVIDER)));
     }
 }
 
@@ -537,8 +537,7 @@ fn probation_then_ban() {
         .unwrap_err();
     assert!(matches!(err, TxError::ProviderNotEligible { .. }));
     let lost: Vec<_> = h
-        .state
-        .slashes()
+        .slashes
         .iter()
         .filter(|s| matches!(s.reason, SlashReason::DisputeLost { .. }))
         .collect();

@@ -34,7 +34,8 @@ use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::sled_store::SledStore;
 use crate::views::{
-    AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_SUBSCRIBERS, Status,
+    AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES, MAX_SUBSCRIBERS,
+    Status,
 };
 
 /// Everything a node needs to run.
@@ -442,15 +443,35 @@ impl Node {
                 let _ = reply.send(offer);
             }
             Command::Job(id, reply) => {
-                let snapshot = self.core.chain().state().job(&id).map(|job| JobSnapshot {
-                    job: job.clone(),
+                // The live state first; a job that left it is in the history.
+                let job = match self.core.chain().state().job(&id) {
+                    Some(job) => Some(job.clone()),
+                    None => self
+                        .store
+                        .final_job(&id)
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "reading a final job");
+                            None
+                        })
+                        .map(|f| f.job),
+                };
+                let snapshot = job.map(|job| JobSnapshot {
+                    job,
                     clock: self.core.measurements().job(&id).cloned(),
                     output: self.core.job_output(&id).map(<[u8]>::to_vec),
                 });
                 let _ = reply.send(snapshot);
             }
             Command::Account(id, reply) => {
-                let _ = reply.send(AccountSnapshot::of(self.core.chain().state(), &id));
+                let recent = self
+                    .store
+                    .slashes_of(&id, MAX_LISTED_SLASHES)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading an account's slashes");
+                        Vec::new()
+                    });
+                let state = self.core.chain().state();
+                let _ = reply.send(AccountSnapshot::of(state, &id, &recent));
             }
             Command::Subscribe(reply) => {
                 let room = self.events.receiver_count() < MAX_SUBSCRIBERS;

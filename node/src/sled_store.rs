@@ -32,7 +32,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use attest_consensus::LockRecord;
+use attest_core::history::{FinalJob, HistoryBatch, Role, SlashEntry};
 use attest_core::store::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
+use attest_protocol::{AccountId, JobId};
 
 /// The longest encoded [`GenesisId`]: a 32-byte chain id with its length and a 32-byte hash.
 /// Anything longer in the meta tree is corrupt and is refused unread.
@@ -51,6 +53,27 @@ const LOCK_KEY_LEN: usize = 12;
 /// lock still held after this long belongs to another live process and is reported.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
+/// The most bytes a history value may have (a final job, whose input is dropped, is far
+/// smaller).
+const MAX_HISTORY_VALUE: usize = 64 * 1024;
+
+fn role_byte(role: Role) -> u8 {
+    match role {
+        Role::Client => 0,
+        Role::Provider => 1,
+        Role::Checker => 2,
+    }
+}
+
+fn role_of(byte: u8) -> Option<Role> {
+    match byte {
+        0 => Some(Role::Client),
+        1 => Some(Role::Provider),
+        2 => Some(Role::Checker),
+        _ => None,
+    }
+}
+
 /// A [`Store`] in a sled database directory. See the module documentation for the layout.
 pub struct SledStore {
     path: PathBuf,
@@ -60,6 +83,12 @@ pub struct SledStore {
     votes: sled::Tree,
     locks: sled::Tree,
     meta: sled::Tree,
+    /// History: job id -> the job as it ended.
+    finished: sled::Tree,
+    /// History: account | height (BE) | role | job -> empty.
+    parts: sled::Tree,
+    /// History: account | height (BE) | index (BE u32) -> the slash.
+    slashes: sled::Tree,
     genesis: GenesisId,
     /// The last stored height, kept in memory because every `put_block` needs it; set from
     /// the trees on open and advanced only after a successful flush.
@@ -88,6 +117,12 @@ impl SledStore {
     pub const LOCKS_TREE: &'static str = "own_locks";
     /// Name of the tree holding the genesis identity.
     pub const META_TREE: &'static str = "meta";
+    /// Name of the tree holding final jobs by id.
+    pub const FINISHED_TREE: &'static str = "history_jobs";
+    /// Name of the tree indexing each account's jobs.
+    pub const PARTS_TREE: &'static str = "history_parts";
+    /// Name of the tree holding each account's slashes.
+    pub const SLASHES_TREE: &'static str = "history_slashes";
     /// Key of the genesis identity in the meta tree.
     pub const GENESIS_KEY: &'static [u8] = b"genesis";
 
@@ -112,6 +147,8 @@ impl SledStore {
         let (blocks, certificates) = (tree(Self::BLOCKS_TREE)?, tree(Self::CERTIFICATES_TREE)?);
         let (votes, meta) = (tree(Self::VOTES_TREE)?, tree(Self::META_TREE)?);
         let locks = tree(Self::LOCKS_TREE)?;
+        let (finished, parts) = (tree(Self::FINISHED_TREE)?, tree(Self::PARTS_TREE)?);
+        let slashes = tree(Self::SLASHES_TREE)?;
         let mut store = Self {
             path,
             db,
@@ -120,6 +157,9 @@ impl SledStore {
             votes,
             locks,
             meta,
+            finished,
+            parts,
+            slashes,
             genesis: genesis.clone(),
             latest: Height(0),
         };
@@ -527,5 +567,87 @@ impl Store for SledStore {
             batch.remove(key);
         }
         self.locks.apply_batch(batch).map_err(|e| self.io(e))
+    }
+
+    fn put_history(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+        let height = batch.height.0.to_be_bytes();
+        let mut jobs = sled::Batch::default();
+        for (id, job) in &batch.finished {
+            jobs.insert(&id.0[..], encode(job));
+        }
+        let mut parts = sled::Batch::default();
+        for (who, role, job) in &batch.parts {
+            let mut key = Vec::with_capacity(73);
+            key.extend_from_slice(who.as_bytes());
+            key.extend_from_slice(&height);
+            key.push(role_byte(*role));
+            key.extend_from_slice(&job.0);
+            parts.insert(key, &[][..]);
+        }
+        let mut slashes = sled::Batch::default();
+        for (i, (who, slash)) in batch.slashes.iter().enumerate() {
+            let mut key = Vec::with_capacity(44);
+            key.extend_from_slice(who.as_bytes());
+            key.extend_from_slice(&height);
+            key.extend_from_slice(&u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes());
+            slashes.insert(key, encode(slash));
+        }
+        self.finished.apply_batch(jobs).map_err(|e| self.io(e))?;
+        self.parts.apply_batch(parts).map_err(|e| self.io(e))?;
+        self.slashes.apply_batch(slashes).map_err(|e| self.io(e))
+    }
+
+    fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {
+        let Some(bytes) = self.finished.get(job.0).map_err(|e| self.io(e))? else {
+            return Ok(None);
+        };
+        decode_bounded(&bytes, "a final job", MAX_HISTORY_VALUE)
+            .map(Some)
+            .map_err(|e| self.corrupt(Self::FINISHED_TREE, None, format!("job {job}: {e}")))
+    }
+
+    fn account_jobs(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<(Height, Role, JobId)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.parts.scan_prefix(account.as_bytes()).rev().take(limit) {
+            let (key, _) = entry.map_err(|e| self.io(e))?;
+            let parsed = (key.len() == 73)
+                .then(|| {
+                    let height = u64::from_be_bytes(key[32..40].try_into().ok()?);
+                    let role = role_of(key[40])?;
+                    let job: [u8; 32] = key[41..73].try_into().ok()?;
+                    Some((Height(height), role, JobId(job)))
+                })
+                .flatten();
+            match parsed {
+                Some(part) => out.push(part),
+                None => {
+                    let detail = format!("malformed key {}", hex::encode(&key));
+                    return Err(self.corrupt(Self::PARTS_TREE, None, detail));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self
+            .slashes
+            .scan_prefix(account.as_bytes())
+            .rev()
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(|e| self.io(e))?;
+            let slash = decode_bounded(&value, "a slash", MAX_HISTORY_VALUE).map_err(|e| {
+                let detail = format!("key {}: {e}", hex::encode(&key));
+                self.corrupt(Self::SLASHES_TREE, None, detail)
+            })?;
+            out.push(slash);
+        }
+        Ok(out)
     }
 }

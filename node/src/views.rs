@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use attest_contracts_sim::{Event, Job, JobPhase, SlashReason, StakeStatus, State as Ledger};
+use attest_contracts_sim::{Event, Job, JobCounts, SlashReason, StakeStatus, State as Ledger};
+use attest_core::history::SlashEntry;
 use attest_core::market::JobClock;
 use attest_core::market::book::Reputation;
 use attest_core::store::CommittedBlock;
@@ -119,16 +120,15 @@ pub struct PhaseCounts {
     pub refunded: u64,
 }
 
-impl PhaseCounts {
-    fn count(&mut self, phase: &JobPhase) {
-        let n = match phase {
-            JobPhase::Open { .. } => &mut self.open,
-            JobPhase::Committed { .. } => &mut self.committed,
-            JobPhase::Disputed { .. } => &mut self.disputed,
-            JobPhase::Settled => &mut self.settled,
-            JobPhase::Refunded => &mut self.refunded,
-        };
-        *n = n.saturating_add(1);
+impl From<JobCounts> for PhaseCounts {
+    fn from(c: JobCounts) -> Self {
+        Self {
+            open: c.open,
+            committed: c.committed,
+            disputed: c.disputed,
+            settled: c.settled,
+            refunded: c.refunded,
+        }
     }
 }
 
@@ -206,10 +206,12 @@ fn status_name(status: StakeStatus) -> &'static str {
 }
 
 impl AccountSnapshot {
-    /// `id` in `state`. One pass over the jobs and one over the slashes: `O(jobs + slashes)`,
-    /// microseconds per thousand jobs, run in the node loop.
-    pub fn of(state: &Ledger, id: &AccountId) -> Self {
+    /// `id` in `state`, with `recent`, its newest slashes from the node's history (newest
+    /// first, at most [`MAX_LISTED_SLASHES`]). Look-ups only: the counts are the account's
+    /// running record in the state.
+    pub fn of(state: &Ledger, id: &AccountId, recent: &[SlashEntry]) -> Self {
         let account = state.account(id);
+        let record = state.record(id);
         let stake = state.stake(id).map(|s| StakeView {
             bonded: s.bonded,
             unbonding: s
@@ -227,20 +229,10 @@ impl AccountSnapshot {
             node: s.node,
             node_peer_id: s.node.peer_id(),
         });
-        let mut provided = PhaseCounts::default();
-        let mut opened = PhaseCounts::default();
-        for (_, job) in state.jobs() {
-            if job.provider == *id {
-                provided.count(&job.phase);
-            }
-            if job.client == *id {
-                opened.count(&job.phase);
-            }
-        }
-        let mine: Vec<_> = state.slashes().iter().filter(|s| s.who == *id).collect();
-        let slashes_total = u64::try_from(mine.len()).unwrap_or(u64::MAX);
-        let slashes = mine[mine.len().saturating_sub(MAX_LISTED_SLASHES)..]
+        let slashes = recent
             .iter()
+            .take(MAX_LISTED_SLASHES)
+            .rev()
             .map(|s| SlashView {
                 amount: s.amount,
                 height: s.height,
@@ -248,8 +240,8 @@ impl AccountSnapshot {
             })
             .collect();
         let reputation = Reputation {
-            settled: provided.settled,
-            slashes: slashes_total,
+            settled: record.provided.settled,
+            slashes: record.slashes,
         };
         Self {
             account: *id,
@@ -257,12 +249,12 @@ impl AccountSnapshot {
             nonce: account.nonce,
             stake,
             provider: ProviderRecord {
-                jobs: provided,
+                jobs: record.provided.into(),
                 reputation: reputation.into(),
-                slashes_total,
+                slashes_total: record.slashes,
                 slashes,
             },
-            client_jobs: opened,
+            client_jobs: record.opened.into(),
         }
     }
 }

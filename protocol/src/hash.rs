@@ -28,8 +28,14 @@ pub mod tag {
     pub const MERKLE_EMPTY: &str = "attest/merkle-empty/v1";
     /// A job's output: over the output bytes.
     pub const OUTPUT: &str = "attest/output/v1";
-    /// The contract state root: over the canonical encoding of the state.
-    pub const STATE: &str = "attest/state/v1";
+    /// A state tree leaf: over the leaf's key and value hash.
+    pub const SMT_LEAF: &str = "attest/smt-leaf/v1";
+    /// A state tree inner node: over the left child's hash and the right child's hash.
+    pub const SMT_NODE: &str = "attest/smt-node/v1";
+    /// A state entry's position in the state tree: over the canonical encoding of its key.
+    pub const STATE_KEY: &str = "attest/state-key/v1";
+    /// A state entry's value in the state tree: over the canonical encoding of its value.
+    pub const STATE_VALUE: &str = "attest/state-value/v1";
     /// The spot-check draw: over a block hash and a job id.
     pub const SPOT_CHECK: &str = "attest/spot-check/v1";
     /// The seed of a model's weights (blake3 XOF): over the model id.

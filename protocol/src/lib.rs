@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod merkle;
 pub mod signed;
+pub mod smt;
 pub mod tx;
 pub mod types;
 pub mod vote;
@@ -30,6 +31,7 @@ pub use hash::{Hash, hash_tagged};
 pub use keys::{AccountId, PublicKey, SecretKey, Signature, verify_batch};
 pub use merkle::{MerkleProof, MerkleTree};
 pub use signed::{Signable, Signed, Verified, signing_payload};
+pub use smt::{SmtProof, SparseMerkleTree};
 pub use tx::{Action, SignedTx, Tx, tx_hash};
 pub use types::{
     Amount, BlockHash, ChainId, DeviceName, Height, JobId, ModelId, Nonce, Round, TxHash,

@@ -198,7 +198,7 @@ impl Sim {
                 match &what {
                     Persist::Vote(vote) => self.checker.on_persist_vote(i, vote),
                     Persist::Block(pair) => self.check_persisted_block(i, &pair.0, &pair.1),
-                    Persist::Lock(_) => {}
+                    Persist::Lock(_) | Persist::History(_) => {}
                 }
                 if let Err(e) = host::persist(&mut self.nodes[i].store, &what) {
                     panic!("node {i}: persisting failed: {e}");
@@ -540,6 +540,7 @@ fn describe(effect: &Effect) -> String {
         Effect::Persist(Persist::Vote(v)) => format!("persist vote {:?}", v.body),
         Effect::Persist(Persist::Lock(l)) => format!("persist lock {:?}", l.slot()),
         Effect::Persist(Persist::Block(b)) => format!("persist block {}", b.0.header.height),
+        Effect::Persist(Persist::History(h)) => format!("index history of {}", h.height),
         Effect::RunJob(r) => format!("run job {} for {:?}", r.job, r.purpose),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),

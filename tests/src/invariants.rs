@@ -38,6 +38,8 @@ pub struct Checker {
     /// Each honest node's persisted votes (over all its incarnations); `None` for the others.
     votes: Vec<Option<BTreeMap<Slot, Signed<Vote>>>>,
     keys: Vec<PublicKey>,
+    /// Every slash the committed blocks made, in order (the live state keeps only counts).
+    slashes: Vec<(PublicKey, attest_contracts_sim::SlashReason)>,
 }
 
 impl Checker {
@@ -58,7 +60,13 @@ impl Checker {
             verified: BTreeSet::new(),
             votes: honest.iter().map(|h| h.then(BTreeMap::new)).collect(),
             keys,
+            slashes: Vec::new(),
         }
+    }
+
+    /// Every slash the committed blocks made, in order.
+    pub fn slashes(&self) -> &[(PublicKey, attest_contracts_sim::SlashReason)] {
+        &self.slashes
     }
 
     /// The reference chain.
@@ -135,6 +143,18 @@ impl Checker {
                     "node {node} committed block {height}, which the reference chain refuses: {e}"
                 )
             });
+        if let Err(e) = self
+            .oracle
+            .state()
+            .check_block(&applied.delta, &applied.events)
+        {
+            panic!("block {height} breaks a contract invariant: {e:?}");
+        }
+        for e in &applied.events {
+            if let attest_contracts_sim::Event::Slashed { who, reason, .. } = e {
+                self.slashes.push((*who, reason.clone()));
+            }
+        }
         self.oracle
             .commit(block, cert.clone(), applied)
             .unwrap_or_else(|e| panic!("after block {height} no validators are left: {e}"));

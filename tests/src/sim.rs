@@ -15,10 +15,10 @@ use std::time::Duration;
 use attest_chain::GenesisFile;
 use attest_chain::ValidatorSet;
 use attest_consensus::TimeoutConfig;
-use attest_contracts_sim::{Params, State};
+use attest_contracts_sim::{Params, SlashReason, State};
 use attest_core::store::{GenesisId, MemStore};
 use attest_core::{CoreConfig, NodeCore, PeerKey};
-use attest_protocol::{Amount, BlockHash, ChainId, Height, SecretKey};
+use attest_protocol::{AccountId, Amount, BlockHash, ChainId, Height, SecretKey};
 
 use crate::clients::{Clients, client_funds};
 use crate::invariants::Checker;
@@ -167,6 +167,8 @@ pub struct Outcome {
     pub elapsed_ms: u64,
     /// The honest nodes' (identical) contract state at `height`.
     pub state: State,
+    /// Every slash the run's blocks made, in order.
+    pub slashes: Vec<(AccountId, SlashReason)>,
     /// Counters.
     pub stats: Stats,
     /// Transfers the clients signed.
@@ -547,6 +549,7 @@ impl Sim {
             trace: self.trace.0,
             elapsed_ms: self.now - START_MS,
             state: first.state().clone(),
+            slashes: self.checker.slashes().to_vec(),
             stats: self.stats.clone(),
             transfers_signed: self.clients.submitted(),
             mempools: self

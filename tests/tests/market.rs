@@ -104,11 +104,7 @@ fn disputes_take_log_rounds(o: &Outcome) {
 }
 
 fn slashed(o: &Outcome) -> Vec<(AccountId, &SlashReason)> {
-    o.state
-        .slashes()
-        .iter()
-        .map(|s| (s.who, &s.reason))
-        .collect()
+    o.slashes.iter().map(|(who, r)| (*who, r)).collect()
 }
 
 #[test]
@@ -147,7 +143,7 @@ fn honest_market_settles_every_job_without_disputes() {
                 "advert books: {:?}",
                 o.advert_books
             );
-            assert!(o.state.slashes().is_empty(), "slashes: {:?}", slashed(o));
+            assert!(o.slashes.is_empty(), "slashes: {:?}", slashed(o));
             let checked = o
                 .job_clocks
                 .iter()

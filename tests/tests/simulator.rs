@@ -261,11 +261,8 @@ fn a_double_voter_is_slashed_and_jailed() {
                 .expect("the offender still has a stake entry");
             assert_eq!(stake.status, StakeStatus::Jailed, "double voter not jailed");
             assert!(
-                o.state
-                    .slashes()
-                    .iter()
-                    .any(|s| s.who == offender
-                        && matches!(s.reason, SlashReason::Equivocation { .. })),
+                o.slashes.iter().any(|(who, reason)| *who == offender
+                    && matches!(reason, SlashReason::Equivocation { .. })),
                 "no equivocation slash of the double voter"
             );
             assert!(o.stats.evidence_committed > 0 && o.stats.jailed > 0);

@@ -184,7 +184,7 @@ impl State {
         events.push(Event::VerdictMissed { job: id, checker });
         let reason = SlashReason::MissedVerdict { job: id };
         self.record_fault(id, checker, reason.clone())?;
-        self.penalize(ctx, checker, reason, events)?;
+        self.penalize(checker, reason, events)?;
         failed.push(checker);
         let next = redraws + 1;
         let replacement = (redraws < self.params.max_checker_redraws)

@@ -151,7 +151,7 @@ impl State {
             dispute: Box::new(dispute),
         };
         self.put_job(id, job);
-        self.conclude(ctx, id, progress, events)
+        self.conclude(id, progress, events)
     }
 
     fn round_deadline(&self, ctx: &Ctx) -> Result<Height, TxError> {
@@ -223,7 +223,7 @@ impl State {
             dispute: Box::new(d),
         };
         self.put_job(mv.job, job);
-        self.conclude(ctx, mv.job, progress, events)
+        self.conclude(mv.job, progress, events)
     }
 
     /// Rule "bisection round": an opening at the round's index, proven against the mover's
@@ -274,14 +274,13 @@ impl State {
     /// Applies a decided dispute.
     fn conclude(
         &mut self,
-        ctx: &Ctx,
         id: JobId,
         progress: Progress,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         match progress {
             Progress::Waiting => Ok(()),
-            Progress::Resolved { winner, end } => self.finish_dispute(ctx, id, winner, end, events),
+            Progress::Resolved { winner, end } => self.finish_dispute(id, winner, end, events),
         }
     }
 
@@ -290,7 +289,6 @@ impl State {
     /// loss; a losing challenger (a false accusation) lets the job settle, without its fee.
     fn finish_dispute(
         &mut self,
-        ctx: &Ctx,
         id: JobId,
         winner: Side,
         end: DisputeEnd,
@@ -312,7 +310,7 @@ impl State {
         });
         let reason = SlashReason::DisputeLost { job: id };
         self.record_fault(id, l, reason.clone())?;
-        self.slash_fraction(ctx, l, reason, Some(w), events)?;
+        self.slash_fraction(l, reason, Some(w), events)?;
         match winner {
             Side::Provider => self.settle(id, None, events),
             Side::Challenger => {
@@ -352,7 +350,6 @@ impl State {
     /// resolution phase only the challenger's witness is awaited.
     pub(crate) fn missed_dispute_round(
         &mut self,
-        ctx: &Ctx,
         id: JobId,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
@@ -369,7 +366,7 @@ impl State {
         let end = DisputeEnd::MissedRound {
             round: Round(d.round),
         };
-        self.finish_dispute(ctx, id, winner, end, events)
+        self.finish_dispute(id, winner, end, events)
     }
 }
 

@@ -39,8 +39,19 @@ impl State {
         if !has_stake {
             return Err(TxError::NotValidator { account: offender });
         }
+        // Rule "evidence age": evidence is heard for `unbonding_blocks` after its height, the
+        // time stake stays slashable; the live state forgets it after that.
+        if vote.height.0.saturating_add(self.params.unbonding_blocks) <= ctx.height.0 {
+            return Err(TxError::EvidenceTooOld {
+                height: vote.height,
+                window: self.params.unbonding_blocks,
+            });
+        }
         let key = (offender, vote.height, vote.round, vote.kind);
-        if self.evidence.contains(&key) {
+        if self
+            .evidence
+            .contains(&(vote.height, offender, vote.round, vote.kind))
+        {
             return Err(TxError::DuplicateEvidence {
                 signer: offender,
                 height: vote.height,
@@ -53,7 +64,7 @@ impl State {
             round: vote.round,
             kind: vote.kind,
         };
-        self.slash_fraction(ctx, offender, reason, Some(reporter), events)?;
+        self.slash_fraction(offender, reason, Some(reporter), events)?;
         if let Some(mut entry) = self.stakes.get(&offender).cloned()
             && entry.status == StakeStatus::Active
         {

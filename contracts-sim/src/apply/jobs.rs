@@ -268,7 +268,6 @@ impl State {
     /// refunded in full and the provider penalized.
     pub(crate) fn missed_commit(
         &mut self,
-        ctx: &Ctx,
         id: JobId,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
@@ -276,7 +275,7 @@ impl State {
         events.push(Event::CommitMissed { job: id, provider });
         let reason = SlashReason::MissedCommit { job: id };
         self.record_fault(id, provider, reason.clone())?;
-        self.penalize(ctx, provider, reason, events)?;
+        self.penalize(provider, reason, events)?;
         self.refund(id, RefundReason::MissedCommit, events)
     }
 }

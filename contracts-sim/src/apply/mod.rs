@@ -22,15 +22,16 @@ impl State {
     /// action's events are returned (the fee event first). On failure nothing changes: not the
     /// nonce, not the fee, not [`State::state_root`].
     pub fn apply(&mut self, ctx: &Ctx, tx: &Verified<Tx>) -> Result<Vec<Event>, TxError> {
-        self.commit_journal();
+        self.at = ctx.height;
+        let mark = self.savepoint();
         let mut events = Vec::new();
         match self.apply_inner(ctx, tx, &mut events) {
             Ok(()) => {
-                self.commit_journal();
+                self.keep();
                 Ok(events)
             }
             Err(e) => {
-                self.rollback();
+                self.rollback_to(mark);
                 Err(e)
             }
         }
@@ -103,11 +104,13 @@ impl State {
     }
 
     /// Runs the timeouts due at the end of block `ctx.height`, in (deadline, job id) order,
-    /// then releases unbonded stake. Never fails: each timeout is applied whole or, if it
-    /// could not be (an arithmetic overflow the supply bound rules out), left for the next
-    /// block untouched.
+    /// then releases unbonded stake, then prunes: final jobs past their retention leave the
+    /// live state, and evidence past the unbonding period is dropped. Never fails: each
+    /// timeout is applied whole or, if it could not be (an arithmetic overflow the supply
+    /// bound rules out), left for the next block untouched. Its work is what came due, never
+    /// a scan.
     pub fn end_block(&mut self, ctx: &Ctx) -> Vec<Event> {
-        self.commit_journal();
+        self.at = ctx.height;
         let mut events = Vec::new();
         let due: Vec<(Height, JobId)> = self
             .timers
@@ -117,13 +120,14 @@ impl State {
             .collect();
         for (deadline, job) in due {
             let mut local = Vec::new();
+            let mark = self.savepoint();
             self.remove_timer(deadline, job);
             match self.on_timeout(ctx, job, &mut local) {
                 Ok(()) => {
-                    self.commit_journal();
+                    self.keep();
                     events.append(&mut local);
                 }
-                Err(_) => self.rollback(),
+                Err(_) => self.rollback_to(mark),
             }
         }
         let releases: Vec<_> = self
@@ -134,16 +138,46 @@ impl State {
             .collect();
         for (height, who) in releases {
             let mut local = Vec::new();
+            let mark = self.savepoint();
             self.remove_release(height, who);
             match self.release_unbonded(ctx, who, &mut local) {
                 Ok(()) => {
-                    self.commit_journal();
+                    self.keep();
                     events.append(&mut local);
                 }
-                Err(_) => self.rollback(),
+                Err(_) => self.rollback_to(mark),
             }
         }
+        self.prune(ctx.height);
         events
+    }
+
+    /// Rule "retention": a job final for `retention_blocks` leaves the live state (its record
+    /// counts stay; hosts keep its history), and equivocation evidence for a height at least
+    /// `unbonding_blocks` old is dropped: no one can submit it again, and the stake it could
+    /// slash has been released.
+    fn prune(&mut self, height: Height) {
+        let retiring: Vec<(Height, JobId)> = self
+            .retire
+            .iter()
+            .take_while(|(h, _)| *h <= height)
+            .copied()
+            .collect();
+        for (at, job) in retiring {
+            self.retire_job(at, job);
+        }
+        if let Some(horizon) = height.0.checked_sub(self.params.unbonding_blocks) {
+            let stale: Vec<_> = self
+                .evidence
+                .iter()
+                .take_while(|(h, ..)| h.0 <= horizon)
+                .copied()
+                .collect();
+            for key in stale {
+                self.remove_evidence(key);
+            }
+        }
+        self.keep();
     }
 
     /// Dispatches a job's timeout by its phase.
@@ -157,12 +191,12 @@ impl State {
             return Ok(());
         }
         match &job.phase {
-            JobPhase::Open { .. } => self.missed_commit(ctx, id, events),
+            JobPhase::Open { .. } => self.missed_commit(id, events),
             JobPhase::Committed { check, .. } => match check {
                 Check::Unchecked { .. } => self.settle(id, None, events),
                 Check::Pending { .. } => self.missed_verdict(ctx, id, events),
             },
-            JobPhase::Disputed { .. } => self.missed_dispute_round(ctx, id, events),
+            JobPhase::Disputed { .. } => self.missed_dispute_round(id, events),
             JobPhase::Settled | JobPhase::Refunded => Ok(()),
         }
     }

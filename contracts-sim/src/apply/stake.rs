@@ -6,9 +6,7 @@ use attest_protocol::{AccountId, Amount, Height};
 use crate::error::TxError;
 use crate::events::{Event, SlashReason};
 use crate::params::{ppm_ceil, ppm_floor};
-use crate::state::{
-    Ctx, MAX_UNBONDING_ENTRIES, SlashRecord, StakeEntry, StakeStatus, State, Unbond,
-};
+use crate::state::{Ctx, MAX_UNBONDING_ENTRIES, StakeEntry, StakeStatus, State, Unbond};
 
 impl State {
     /// Rule "stake": locks balance as bonded stake, bound to a node that signed a binding to
@@ -182,7 +180,6 @@ impl State {
     /// there is one; the rest to the treasury.
     pub(crate) fn slash_fraction(
         &mut self,
-        ctx: &Ctx,
         who: AccountId,
         reason: SlashReason,
         winner: Option<AccountId>,
@@ -195,25 +192,23 @@ impl State {
             .unwrap_or(Some(Amount::ZERO))
             .ok_or(TxError::Overflow { what: "a stake" })?;
         let amount = ppm_floor(total, self.params.slash_fraction_ppm);
-        self.slash(ctx, who, amount, reason, winner, events)
+        self.slash(who, amount, reason, winner, events)
     }
 
     /// Takes a flat penalty (capped at the stake) from `who` for a missed deadline; it all
     /// goes to the treasury.
     pub(crate) fn penalize(
         &mut self,
-        ctx: &Ctx,
         who: AccountId,
         reason: SlashReason,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         let penalty = self.params.missed_deadline_penalty;
-        self.slash(ctx, who, penalty, reason, None, events)
+        self.slash(who, penalty, reason, None, events)
     }
 
     fn slash(
         &mut self,
-        ctx: &Ctx,
         who: AccountId,
         amount: Amount,
         reason: SlashReason,
@@ -231,11 +226,9 @@ impl State {
         };
         let to_treasury = Amount(taken.0 - to_winner.map_or(0, |(_, a)| a.0));
         self.credit_treasury(to_treasury)?;
-        self.push_slash(SlashRecord {
-            who,
-            amount: taken,
-            reason: reason.clone(),
-            height: ctx.height,
+        self.update_record(who, |r| {
+            r.slashes = r.slashes.saturating_add(1);
+            r.slashed = Amount(r.slashed.0.saturating_add(taken.0));
         });
         events.push(Event::Slashed {
             who,

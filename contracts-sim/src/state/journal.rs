@@ -1,73 +1,96 @@
-//! Journaled writes: every change to the state goes through these methods, which remember
-//! the prior value so that a rejected transaction can be undone exactly.
+//! Journaled writes: every change to the state goes through [`State::write`], which remembers
+//! the entry's prior value so that a rejected transaction can be undone exactly, and so that a
+//! whole block can be run speculatively and taken back ([`State::speculate`]).
 //!
 //! Validating a whole transaction before touching anything would mean computing every
 //! balance twice, and a multi-party payout where one account plays two roles (the client is
 //! the proposer) is easy to get wrong that way. Recording prior values and restoring them in
 //! reverse order on error makes "a rejected transaction changes nothing" hold by construction.
+//! The same journal, kept for a whole block, is the block's [`Delta`]: a proposal is checked
+//! by running it on the state itself and rolling it back, never on a copy of the state.
 
-use attest_protocol::{AccountId, Amount, Height, JobId, PublicKey};
+use std::collections::BTreeMap;
 
-use super::{Account, EvidenceKey, Job, SlashRecord, StakeEntry, State};
+use attest_protocol::{AccountId, Amount, Bytes, Height, JobId, PublicKey};
+
+use super::keys::{Change, Delta, Entry, Key};
+use super::{Account, EvidenceKey, Job, LiveEvidence, Record, StakeEntry, State};
 use crate::error::TxError;
 
-/// One prior value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Undo {
-    Account(AccountId, Option<Account>),
-    Stake(AccountId, Option<StakeEntry>),
-    Node(PublicKey, Option<AccountId>),
-    Job(JobId, Option<Box<Job>>),
-    TimerAdded(Height, JobId),
-    TimerRemoved(Height, JobId),
-    ReleaseAdded(Height, AccountId),
-    ReleaseRemoved(Height, AccountId),
-    Treasury(Amount),
-    Evidence(EvidenceKey),
-    Slash,
-}
-
 impl State {
-    /// Forgets the journal: the changes so far are kept.
-    pub(crate) fn commit_journal(&mut self) {
+    /// Runs `f` (which applies transactions and ends blocks) and takes everything it did back,
+    /// returning what it did as a [`Delta`]: the state afterwards is exactly the state before.
+    /// The cost is that of the changes, not of the state.
+    pub fn speculate<R>(&mut self, f: impl FnOnce(&mut State) -> R) -> (R, Delta) {
+        let clean = self.touched.is_empty();
         self.journal.clear();
+        self.holding = true;
+        let out = f(self);
+        self.holding = false;
+        let mut first: BTreeMap<Key, Option<Entry>> = BTreeMap::new();
+        for (key, old) in &self.journal {
+            first.entry(*key).or_insert_with(|| old.clone());
+        }
+        let changes = first
+            .into_iter()
+            .filter_map(|(key, old)| {
+                let new = self.entry(&key);
+                (old != new).then_some(Change { key, old, new })
+            })
+            .collect();
+        self.rollback_to(0);
+        if clean {
+            // Rolled back to the last root: nothing for the next root to rehash.
+            self.touched.clear();
+        }
+        (out, Delta::new(changes))
     }
 
-    /// Undoes every change since the last commit, newest first.
-    pub(crate) fn rollback(&mut self) {
-        while let Some(undo) = self.journal.pop() {
-            match undo {
-                Undo::Account(id, old) => restore(&mut self.accounts, id, old),
-                Undo::Stake(id, old) => restore(&mut self.stakes, id, old),
-                Undo::Node(key, old) => restore(&mut self.nodes, key, old),
-                Undo::Job(id, old) => restore(&mut self.jobs, id, old.map(|j| *j)),
-                Undo::TimerAdded(h, j) => {
-                    self.timers.remove(&(h, j));
-                }
-                Undo::TimerRemoved(h, j) => {
-                    self.timers.insert((h, j));
-                }
-                Undo::ReleaseAdded(h, a) => {
-                    self.releases.remove(&(h, a));
-                }
-                Undo::ReleaseRemoved(h, a) => {
-                    self.releases.insert((h, a));
-                }
-                Undo::Treasury(old) => self.treasury = old,
-                Undo::Evidence(key) => {
-                    self.evidence.remove(&key);
-                }
-                Undo::Slash => {
-                    self.slashes.pop();
-                }
-            }
+    /// Applies a delta that [`State::speculate`] produced on this same state.
+    pub fn apply_delta(&mut self, delta: &Delta) {
+        for c in delta.changes() {
+            self.write_raw(c.key, c.new.clone());
         }
+    }
+
+    /// Takes back a delta just applied with [`State::apply_delta`].
+    pub fn revert_delta(&mut self, delta: &Delta) {
+        for c in delta.changes().iter().rev() {
+            self.write_raw(c.key, c.old.clone());
+        }
+    }
+
+    /// The journal position to roll back to if what follows fails.
+    pub(crate) fn savepoint(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// Keeps the changes since `mark`: forgets them unless a block is being speculated.
+    pub(crate) fn keep(&mut self) {
+        if !self.holding {
+            self.journal.clear();
+        }
+    }
+
+    /// Undoes every change after `mark`, newest first.
+    pub(crate) fn rollback_to(&mut self, mark: usize) {
+        while self.journal.len() > mark {
+            let Some((key, old)) = self.journal.pop() else {
+                break;
+            };
+            self.write_raw(key, old);
+        }
+    }
+
+    /// Writes (or with `None` removes) an entry, journaling its prior value.
+    pub(crate) fn write(&mut self, key: Key, value: Option<Entry>) {
+        let old = self.write_raw(key, value);
+        self.journal.push((key, old));
     }
 
     /// Writes an account.
     pub(crate) fn put_account(&mut self, id: AccountId, account: Account) {
-        let old = self.accounts.insert(id, account);
-        self.journal.push(Undo::Account(id, old));
+        self.write(Key::Account(id), Some(Entry::Account(account)));
     }
 
     /// Adds to an account's balance.
@@ -99,54 +122,94 @@ impl State {
 
     /// Writes a stake entry.
     pub(crate) fn put_stake(&mut self, id: AccountId, entry: StakeEntry) {
-        let old = self.stakes.insert(id, entry);
-        self.journal.push(Undo::Stake(id, old));
+        self.write(Key::Stake(id), Some(Entry::Stake(Box::new(entry))));
     }
 
     /// Binds a node key to an account.
     pub(crate) fn bind_node(&mut self, node: PublicKey, account: AccountId) {
-        let old = self.nodes.insert(node, account);
-        self.journal.push(Undo::Node(node, old));
+        self.write(Key::Node(node), Some(Entry::Node(account)));
     }
 
-    /// Writes a job and moves its timer to the new phase's deadline.
-    pub(crate) fn put_job(&mut self, id: JobId, job: Job) {
+    /// Updates an account's record.
+    pub(crate) fn update_record(&mut self, id: AccountId, f: impl FnOnce(&mut Record)) {
+        let mut record = self.records.get(&id).cloned().unwrap_or_default();
+        f(&mut record);
+        self.write(Key::Record(id), Some(Entry::Record(Box::new(record))));
+    }
+
+    /// Writes a job: moves its timer to the new phase's deadline, counts a phase change in
+    /// the client's and provider's records, and once it is final drops its input (no check or
+    /// dispute can need it; the `OpenJob` transaction on the ledger keeps it) and schedules
+    /// it to leave the live state `retention_blocks` later.
+    pub(crate) fn put_job(&mut self, id: JobId, mut job: Job) {
         let new_deadline = job.phase.deadline();
-        let old = self.jobs.insert(id, job);
-        let old_deadline = old.as_ref().and_then(|j| j.phase.deadline());
+        let (old_deadline, old_phase) = match self.jobs.get(&id) {
+            Some(old) => (old.phase.deadline(), Some(old.phase.name())),
+            None => (None, None),
+        };
         if old_deadline != new_deadline {
             if let Some(h) = old_deadline
-                && self.timers.remove(&(h, id))
+                && self.timers.contains(&(h, id))
             {
-                self.journal.push(Undo::TimerRemoved(h, id));
+                self.write(Key::Timer(h, id), None);
             }
-            if let Some(h) = new_deadline
-                && self.timers.insert((h, id))
-            {
-                self.journal.push(Undo::TimerAdded(h, id));
+            if let Some(h) = new_deadline {
+                self.write(Key::Timer(h, id), Some(Entry::Member));
             }
         }
-        self.journal.push(Undo::Job(id, old.map(Box::new)));
+        let new_phase = job.phase.name();
+        if old_phase != Some(new_phase) {
+            for (who, as_provider) in [(job.provider, true), (job.client, false)] {
+                self.update_record(who, |r| {
+                    let counts = if as_provider {
+                        &mut r.provided
+                    } else {
+                        &mut r.opened
+                    };
+                    if let Some(old) = old_phase {
+                        counts.add(old, -1);
+                    }
+                    counts.add(new_phase, 1);
+                });
+            }
+            if job.phase.is_final() {
+                let at = Height(self.at.0.saturating_add(self.params.retention_blocks));
+                self.write(Key::Retire(at, id), Some(Entry::Member));
+            }
+        }
+        if job.phase.is_final() && !job.input.is_empty() {
+            job.input = Bytes::default();
+        }
+        self.write(Key::Job(id), Some(Entry::Job(Box::new(job))));
+    }
+
+    /// Takes a final job out of the live state (its retirement came due). Its record counts
+    /// stay: they count every job the account ever had.
+    pub(crate) fn retire_job(&mut self, at: Height, id: JobId) {
+        self.write(Key::Retire(at, id), None);
+        if self.jobs.get(&id).is_some_and(|j| j.phase.is_final()) {
+            self.write(Key::Job(id), None);
+        }
     }
 
     /// Drops a fired timer.
     pub(crate) fn remove_timer(&mut self, height: Height, job: JobId) {
-        if self.timers.remove(&(height, job)) {
-            self.journal.push(Undo::TimerRemoved(height, job));
+        if self.timers.contains(&(height, job)) {
+            self.write(Key::Timer(height, job), None);
         }
     }
 
     /// Schedules a release check for `account` at the end of `height`.
     pub(crate) fn add_release(&mut self, height: Height, account: AccountId) {
-        if self.releases.insert((height, account)) {
-            self.journal.push(Undo::ReleaseAdded(height, account));
+        if !self.releases.contains(&(height, account)) {
+            self.write(Key::Release(height, account), Some(Entry::Member));
         }
     }
 
     /// Drops a fired release check.
     pub(crate) fn remove_release(&mut self, height: Height, account: AccountId) {
-        if self.releases.remove(&(height, account)) {
-            self.journal.push(Undo::ReleaseRemoved(height, account));
+        if self.releases.contains(&(height, account)) {
+            self.write(Key::Release(height, account), None);
         }
     }
 
@@ -155,32 +218,18 @@ impl State {
         let new = self.treasury.checked_add(amount).ok_or(TxError::Overflow {
             what: "the treasury",
         })?;
-        self.journal.push(Undo::Treasury(self.treasury));
-        self.treasury = new;
+        self.write(Key::Treasury, Some(Entry::Amount(new)));
         Ok(())
     }
 
     /// Records an accepted equivocation evidence.
     pub(crate) fn insert_evidence(&mut self, key: EvidenceKey) {
-        if self.evidence.insert(key) {
-            self.journal.push(Undo::Evidence(key));
-        }
+        let (who, height, round, kind) = key;
+        self.write(Key::Evidence(height, who, round, kind), Some(Entry::Member));
     }
 
-    /// Records a slash.
-    pub(crate) fn push_slash(&mut self, record: SlashRecord) {
-        self.slashes.push(record);
-        self.journal.push(Undo::Slash);
-    }
-}
-
-fn restore<K: Ord, V>(map: &mut std::collections::BTreeMap<K, V>, key: K, old: Option<V>) {
-    match old {
-        Some(v) => {
-            map.insert(key, v);
-        }
-        None => {
-            map.remove(&key);
-        }
+    /// Drops evidence no one can submit again (its height is past the unbonding period).
+    pub(crate) fn remove_evidence(&mut self, (height, who, round, kind): LiveEvidence) {
+        self.write(Key::Evidence(height, who, round, kind), None);
     }
 }

@@ -1,12 +1,19 @@
 //! The ledger state, its genesis, its root and its read-only queries.
+//!
+//! The live state holds what the rules can still need: accounts, stakes, running jobs and
+//! final jobs for `retention_blocks` more, evidence while it can still matter, and a running
+//! [`Record`] per account. Everything else (finished jobs, slashes) is in the ledger's blocks
+//! and events, which hosts index into their history. Its root is a sparse Merkle tree over its
+//! entries ([`keys`]), updated from the keys a block touched ([`tree`]).
 
 mod journal;
+pub mod keys;
+mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use attest_protocol::encoding::encode;
-use attest_protocol::hash::{hash_tagged, tag};
 use attest_protocol::limits::MAX_INPUT_BYTES;
+use attest_protocol::smt::SparseMerkleTree;
 use attest_protocol::workload::{self, WorkloadError};
 use attest_protocol::{AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height};
 use attest_protocol::{JobId, ModelId, Nonce, PublicKey, Round, VoteKind};
@@ -15,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::GenesisError;
 use crate::events::SlashReason;
 use crate::params::Params;
-use journal::Undo;
+use keys::{Entry, Key, Meta};
+pub use tree::{SnapshotError, StateProof};
 
 /// The facts of the block being applied, taken from its header and nothing else: the state
 /// machine reads no clock and no randomness of its own.
@@ -299,22 +307,75 @@ impl Job {
 /// The key of an equivocation: one punishment per signer, height, round and vote kind.
 pub type EvidenceKey = (AccountId, Height, Round, VoteKind);
 
-/// One slash, kept so that an auditor can check each is backed by a fault or evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlashRecord {
-    /// Who was slashed.
-    pub who: AccountId,
-    /// How much stake was taken.
-    pub amount: Amount,
-    /// Why.
-    pub reason: SlashReason,
-    /// When.
-    pub height: Height,
+/// An evidence entry as the live state orders it: by height first, so the entries past the
+/// unbonding period leave from the front.
+pub type LiveEvidence = (Height, AccountId, Round, VoteKind);
+
+/// Jobs by where they are, for one account in one role. Counts only move: a job's count
+/// moves from phase to phase and stays in `settled` or `refunded` after the job leaves the
+/// live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobCounts {
+    /// Waiting for the provider's result.
+    pub open: u64,
+    /// Result committed, not final yet.
+    pub committed: u64,
+    /// Under dispute.
+    pub disputed: u64,
+    /// Paid out.
+    pub settled: u64,
+    /// Escrow returned.
+    pub refunded: u64,
 }
 
-/// The whole ledger state. Every collection is ordered, so its canonical encoding (and so
-/// [`State::state_root`]) is the same on every machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl JobCounts {
+    /// Moves `delta` jobs into (or, negative, out of) the phase named `phase`; saturating.
+    pub fn add(&mut self, phase: &str, delta: i8) {
+        let slot = match phase {
+            "open" => &mut self.open,
+            "committed" => &mut self.committed,
+            "disputed" => &mut self.disputed,
+            "settled" => &mut self.settled,
+            _ => &mut self.refunded,
+        };
+        *slot = if delta >= 0 {
+            slot.saturating_add(u64::from(delta.unsigned_abs()))
+        } else {
+            slot.saturating_sub(u64::from(delta.unsigned_abs()))
+        };
+    }
+
+    /// All jobs counted.
+    pub fn total(&self) -> u64 {
+        [
+            self.open,
+            self.committed,
+            self.disputed,
+            self.settled,
+            self.refunded,
+        ]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+}
+
+/// An account's running record, kept up to date by every transition (never recomputed by a
+/// scan): what a quote's reputation and an account view read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// Jobs that named it as their provider.
+    pub provided: JobCounts,
+    /// Jobs it opened as a client.
+    pub opened: JobCounts,
+    /// How often its stake was slashed.
+    pub slashes: u64,
+    /// How much stake slashes took in all.
+    pub slashed: Amount,
+}
+
+/// The whole ledger state. Every collection is ordered, and its root is the state tree over
+/// its entries ([`keys::Key`]), so equal states have equal roots on every machine.
+#[derive(Debug, Clone)]
 pub struct State {
     pub(crate) chain_id: ChainId,
     pub(crate) params: Params,
@@ -323,20 +384,50 @@ pub struct State {
     pub(crate) stakes: BTreeMap<AccountId, StakeEntry>,
     /// Node key to the account it is bound to.
     pub(crate) nodes: BTreeMap<PublicKey, AccountId>,
+    pub(crate) records: BTreeMap<AccountId, Record>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
     /// `(deadline, job)` for every job that can time out: `end_block` pops these in order
     /// instead of scanning every job.
     pub(crate) timers: BTreeSet<(Height, JobId)>,
     /// `(release height, account)` for unbonding entries.
     pub(crate) releases: BTreeSet<(Height, AccountId)>,
+    /// `(height, job)`: final jobs leaving the live state at the end of that height.
+    pub(crate) retire: BTreeSet<(Height, JobId)>,
     pub(crate) treasury: Amount,
-    pub(crate) evidence: BTreeSet<EvidenceKey>,
-    pub(crate) slashes: Vec<SlashRecord>,
-    /// Prior values of what the current transaction touched, to undo it on rejection. Empty
-    /// between transitions, and not part of the state root.
-    #[serde(skip)]
-    pub(crate) journal: Vec<Undo>,
+    pub(crate) evidence: BTreeSet<LiveEvidence>,
+    /// Prior values of what the current transaction (or speculated block) touched, to undo
+    /// it. Empty between transitions; not state.
+    pub(crate) journal: Vec<(Key, Option<Entry>)>,
+    /// Whether a block is being speculated (the journal is kept across transactions).
+    pub(crate) holding: bool,
+    /// The height of the block being applied (set by `apply` and `end_block`); not state.
+    pub(crate) at: Height,
+    /// Keys written since the root was last computed.
+    pub(crate) touched: BTreeSet<Key>,
+    /// The state tree as of the last root.
+    pub(crate) tree: SparseMerkleTree,
 }
+
+impl PartialEq for State {
+    /// Equal entries (the tree and the bookkeeping follow from them).
+    fn eq(&self, other: &Self) -> bool {
+        self.chain_id == other.chain_id
+            && self.params == other.params
+            && self.genesis_supply == other.genesis_supply
+            && self.accounts == other.accounts
+            && self.stakes == other.stakes
+            && self.nodes == other.nodes
+            && self.records == other.records
+            && self.jobs == other.jobs
+            && self.timers == other.timers
+            && self.releases == other.releases
+            && self.retire == other.retire
+            && self.treasury == other.treasury
+            && self.evidence == other.evidence
+    }
+}
+
+impl Eq for State {}
 
 impl State {
     /// The state at genesis.
@@ -378,27 +469,48 @@ impl State {
                 .checked_add(*amount)
                 .ok_or(GenesisError::SupplyOverflow)?;
         }
-        Ok(State {
+        let mut state = State::empty(Meta {
             chain_id: genesis.chain_id.clone(),
             params: genesis.params.clone(),
             genesis_supply: supply,
-            accounts,
-            stakes,
-            nodes,
+        });
+        for (id, account) in accounts {
+            state.write_raw(Key::Account(id), Some(Entry::Account(account)));
+        }
+        for (id, entry) in stakes {
+            state.write_raw(Key::Stake(id), Some(Entry::Stake(Box::new(entry))));
+        }
+        for (node, id) in nodes {
+            state.write_raw(Key::Node(node), Some(Entry::Node(id)));
+        }
+        Ok(state)
+    }
+
+    /// A state with only its meta entry and a zero treasury.
+    fn empty(meta: Meta) -> State {
+        let mut state = State {
+            chain_id: meta.chain_id.clone(),
+            params: meta.params.clone(),
+            genesis_supply: meta.genesis_supply,
+            accounts: BTreeMap::new(),
+            stakes: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            records: BTreeMap::new(),
             jobs: BTreeMap::new(),
             timers: BTreeSet::new(),
             releases: BTreeSet::new(),
+            retire: BTreeSet::new(),
             treasury: Amount::ZERO,
             evidence: BTreeSet::new(),
-            slashes: Vec::new(),
             journal: Vec::new(),
-        })
-    }
-
-    /// `H("attest/state/v1", encode(state))`. Maps encode in key order, so equal states have
-    /// equal roots everywhere.
-    pub fn state_root(&self) -> Hash {
-        hash_tagged(tag::STATE, &[&encode(self)])
+            holding: false,
+            at: Height(0),
+            touched: BTreeSet::new(),
+            tree: SparseMerkleTree::new(),
+        };
+        state.touched.insert(Key::Meta);
+        state.touched.insert(Key::Treasury);
+        state
     }
 
     /// The chain id.
@@ -456,9 +568,23 @@ impl State {
         self.treasury
     }
 
-    /// Every slash so far, in order.
-    pub fn slashes(&self) -> &[SlashRecord] {
-        &self.slashes
+    /// An account's running record (all zeros for an account never seen).
+    pub fn record(&self, id: &AccountId) -> Record {
+        self.records.get(id).copied().unwrap_or_default()
+    }
+
+    /// How many entries the live state holds.
+    pub fn entries(&self) -> usize {
+        // Meta and treasury, then the tables.
+        2 + self.accounts.len()
+            + self.stakes.len()
+            + self.nodes.len()
+            + self.records.len()
+            + self.jobs.len()
+            + self.timers.len()
+            + self.releases.len()
+            + self.retire.len()
+            + self.evidence.len()
     }
 
     /// Escrow locked in unfinished jobs.

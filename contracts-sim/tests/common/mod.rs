@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use attest_contracts_sim::apply::disputes::round_index;
 use attest_contracts_sim::draw::{is_selected, spot_check_seed};
-use attest_contracts_sim::{Ctx, Event, Genesis, JobPhase, Params, State, TxError};
+use attest_contracts_sim::{Ctx, Event, Genesis, JobPhase, Params, SlashReason, State, TxError};
 use attest_protocol::tx::{
     Action, CommitResult, DisputeMove, DisputeStep, OpenJob, Verdict, VerdictOutcome,
 };
@@ -82,11 +82,23 @@ pub fn genesis(params: Params) -> Genesis {
     }
 }
 
-/// Drives a state block by block and checks the invariants after every transition.
+/// A slash, as its event told it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slash {
+    pub who: AccountId,
+    pub amount: Amount,
+    pub reason: SlashReason,
+}
+
+/// Drives a state block by block and checks the invariants after every transition. Each
+/// transition runs speculatively first and is then applied from its delta, as a node does;
+/// the incremental root is checked against a from-scratch rebuild every time.
 pub struct Harness {
     pub state: State,
     pub height: Height,
     pub block_hash: BlockHash,
+    /// Every slash so far, from the events.
+    pub slashes: Vec<Slash>,
 }
 
 impl Harness {
@@ -96,6 +108,7 @@ impl Harness {
             state,
             height: Height(1),
             block_hash: BlockHash([7; 32]),
+            slashes: Vec::new(),
         }
     }
 
@@ -118,15 +131,43 @@ impl Harness {
 
     /// Applies a transaction; on refusal checks the state root did not move.
     pub fn apply(&mut self, tx: &Verified<Tx>) -> Result<Vec<Event>, TxError> {
+        let ctx = self.ctx();
+        self.transition(|s| s.apply(&ctx, tx))
+    }
+
+    /// Runs `f` speculatively, checks what it did, and applies its delta.
+    fn transition(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<Vec<Event>, TxError>,
+    ) -> Result<Vec<Event>, TxError> {
         let before = self.state.state_root();
-        let out = self.state.apply(&self.ctx(), tx);
-        if out.is_err() {
-            assert_eq!(
-                before,
-                self.state.state_root(),
-                "a refused tx changed the state"
-            );
+        let (out, delta) = self.state.speculate(f);
+        assert_eq!(before, self.state.state_root(), "speculation left a trace");
+        match &out {
+            Ok(events) => {
+                self.state
+                    .check_block(&delta, events)
+                    .expect("block invariants");
+                self.state.apply_delta(&delta);
+                self.slashes.extend(events.iter().filter_map(|e| match e {
+                    Event::Slashed {
+                        who,
+                        amount,
+                        reason,
+                        ..
+                    } => Some(Slash {
+                        who: *who,
+                        amount: *amount,
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
+                }));
+            }
+            Err(_) => assert!(delta.is_empty(), "a refused tx changed the state"),
         }
+        let root = self.state.state_root();
+        let rebuilt = State::import(self.state.export(), &root).expect("the export rebuilds");
+        assert_eq!(rebuilt, self.state, "export and import round-trip");
         self.state.check_invariants().expect("invariants");
         out
     }
@@ -138,8 +179,10 @@ impl Harness {
 
     /// Ends the current block and starts the next.
     pub fn next_block(&mut self) -> Vec<Event> {
-        let events = self.state.end_block(&self.ctx());
-        self.state.check_invariants().expect("invariants");
+        let ctx = self.ctx();
+        let events = self
+            .transition(|s| Ok(s.end_block(&ctx)))
+            .expect("end_block never fails");
         self.height = self.height.next();
         let mut bh = [0u8; 32];
         bh[..8].copy_from_slice(&self.height.0.to_le_bytes());

@@ -2,11 +2,12 @@
 //! block that got it there, and the rules a next block must meet.
 //!
 //! Pure: it builds, checks and applies blocks through `attest-contracts-sim`; it never does
-//! I/O, and time comes in as an argument. A proposed block is applied on a copy of the state
-//! when it is checked, so every transaction in a block is known to apply; the copy is kept and
-//! swapped in if that block commits, so no block is executed twice.
+//! I/O, and time comes in as an argument. A proposed block is run speculatively on the state
+//! when it is checked (and taken back), so every transaction in a block is known to apply; its
+//! [`Delta`] is kept and applied if that block commits, so no block is executed twice and no
+//! step copies the state.
 
-use attest_contracts_sim::{Ctx, Event, State, TxError};
+use attest_contracts_sim::{Ctx, Delta, Event, Key, State, StateProof, TxError};
 use attest_protocol::consensus::BlockBodyError;
 use attest_protocol::encoding::encode;
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
@@ -141,15 +142,25 @@ pub enum BlockError {
     },
 }
 
-/// The state a checked block leads to, kept until the block commits or the height moves on.
+/// What a checked block does to the state, kept until the block commits or the height moves
+/// on.
 #[derive(Debug, Clone)]
 pub struct Applied {
     /// The block's hash.
     pub hash: BlockHash,
-    /// The state after it.
-    pub state: State,
+    /// Its changes to the state.
+    pub delta: Delta,
     /// What it did.
     pub events: Vec<Event>,
+}
+
+impl Applied {
+    /// What holding it costs, in bytes (its delta and events, roughly).
+    pub fn bytes(&self) -> usize {
+        self.delta
+            .bytes()
+            .saturating_add(self.events.len().saturating_mul(160))
+    }
 }
 
 /// The committed chain.
@@ -182,7 +193,7 @@ pub enum ChainError {
 impl Chain {
     /// The chain at genesis (height 0).
     pub fn new(genesis: &GenesisFile) -> Result<Self, ChainError> {
-        let state = State::from_genesis(&genesis.genesis)?;
+        let mut state = State::from_genesis(&genesis.genesis)?;
         let validators = validator_set(&state)?;
         Ok(Self {
             chain_id: genesis.genesis.chain_id.clone(),
@@ -232,18 +243,38 @@ impl Chain {
         &self.validators
     }
 
-    /// A block for the next height from `candidates` (in order): each is applied to a copy of
-    /// the state and left out if the contract refuses it, so the block carries only
-    /// transactions that apply. Returns the block and the state it leads to.
+    /// A proof of the entry under `key` against the current state root (the root the next
+    /// block's header carries).
+    pub fn prove(&mut self, key: Key) -> StateProof {
+        self.state.prove(key)
+    }
+
+    /// Which of `txs` (in order, as one block would carry them) the state after the head
+    /// accepts, tried speculatively: nothing changes.
+    pub fn trial(&mut self, proposer: PublicKey, txs: &[Verified<Tx>]) -> Vec<bool> {
+        let ctx = Ctx {
+            height: self.height.next(),
+            time_ms: self.last_time_ms.saturating_add(1),
+            block_hash: BlockHash::default(),
+            proposer,
+        };
+        let (accepted, _) = self
+            .state
+            .speculate(|s| txs.iter().map(|tx| s.apply(&ctx, tx).is_ok()).collect());
+        accepted
+    }
+
+    /// A block for the next height from `candidates` (in order): each is tried speculatively
+    /// and left out if the contract refuses it, so the block carries only transactions that
+    /// apply. Returns the block and what it does.
     pub fn build_block(
-        &self,
+        &mut self,
         proposer: PublicKey,
         now_ms: u64,
         candidates: Vec<Verified<Tx>>,
     ) -> (Block, Applied) {
         let height = self.height.next();
         let time_ms = now_ms.max(self.last_time_ms + 1);
-        let mut scratch = self.state.clone();
         // The block hash is not known until the transactions are chosen, and `apply` reads it
         // (spot-check seeds). So choose with a provisional context, then apply for real.
         let provisional = Ctx {
@@ -252,23 +283,26 @@ impl Chain {
             block_hash: BlockHash::default(),
             proposer,
         };
-        let mut txs = Vec::new();
-        let mut bytes = 0;
-        for tx in candidates {
-            let size = encode(tx.signed()).len();
-            if txs.len() == MAX_BLOCK_TXS || bytes + size > MAX_BLOCK_BYTES / 2 {
-                break;
+        let (mut txs, _) = self.state.speculate(|scratch| {
+            let mut txs = Vec::new();
+            let mut bytes = 0;
+            for tx in candidates {
+                let size = encode(tx.signed()).len();
+                if txs.len() == MAX_BLOCK_TXS || bytes + size > MAX_BLOCK_BYTES / 2 {
+                    break;
+                }
+                if scratch.apply(&provisional, &tx).is_ok() {
+                    bytes += size;
+                    txs.push(tx);
+                }
             }
-            if scratch.apply(&provisional, &tx).is_ok() {
-                bytes += size;
-                txs.push(tx);
-            }
-        }
+            txs
+        });
         // The real block hash can change what a transaction does (spot-check draws) but not
         // whether it applies; should one still be refused, drop it and build again.
         loop {
             let block = self.assemble(proposer, time_ms, &txs);
-            match self.apply_on_copy(&block, txs.clone()) {
+            match self.run(&block, txs.clone()) {
                 Ok(applied) => return (block, applied),
                 Err(BlockError::TxRefused { index, .. }) if index < txs.len() => {
                     txs.remove(index);
@@ -297,12 +331,12 @@ impl Chain {
         }
     }
 
-    /// Checks a proposed block against the chain, `now_ms` bounding its time, and applies it
-    /// to a copy of the state. Everything but the proposer's identity, which consensus checks.
+    /// Checks a proposed block against the chain, `now_ms` bounding its time, and runs it
+    /// speculatively. Everything but the proposer's identity, which consensus checks.
     /// `known` gives transactions whose signatures were already verified (the mempool's), so
     /// each signature is verified once per node.
     pub fn check_proposal(
-        &self,
+        &mut self,
         block: &Block,
         now_ms: u64,
         known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
@@ -319,10 +353,10 @@ impl Chain {
         self.check_block(block, known)
     }
 
-    /// Checks a committed block with its certificate (from sync or the store) and applies it
-    /// to a copy of the state. Its time is not held against our clock: it is committed.
+    /// Checks a committed block with its certificate (from sync or the store) and runs it
+    /// speculatively. Its time is not held against our clock: it is committed.
     pub fn check_committed(
-        &self,
+        &mut self,
         block: &Block,
         certificate: &CommitCertificate,
     ) -> Result<Applied, BlockError> {
@@ -336,7 +370,7 @@ impl Chain {
     }
 
     fn check_block(
-        &self,
+        &mut self,
         block: &Block,
         known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
     ) -> Result<Applied, BlockError> {
@@ -406,7 +440,7 @@ impl Chain {
                     })?;
             txs.push(verified);
         }
-        self.apply_on_copy(block, txs)
+        self.run(block, txs)
     }
 
     fn check_last_commit(&self, block: &Block) -> Result<(), BlockError> {
@@ -424,7 +458,8 @@ impl Chain {
         }
     }
 
-    fn apply_on_copy(&self, block: &Block, txs: Vec<Verified<Tx>>) -> Result<Applied, BlockError> {
+    /// Runs `block` on the state speculatively: the state is left as it was.
+    fn run(&mut self, block: &Block, txs: Vec<Verified<Tx>>) -> Result<Applied, BlockError> {
         let hash = block.hash();
         let h = &block.header;
         let ctx = Ctx {
@@ -433,23 +468,25 @@ impl Chain {
             block_hash: hash,
             proposer: h.proposer,
         };
-        let mut state = self.state.clone();
-        let mut events = Vec::new();
-        for (index, tx) in txs.iter().enumerate() {
-            let mut e = state
-                .apply(&ctx, tx)
-                .map_err(|error| BlockError::TxRefused {
-                    height: h.height,
-                    index,
-                    error,
-                })?;
-            events.append(&mut e);
-        }
-        events.extend(state.end_block(&ctx));
+        let (events, delta) = self.state.speculate(|state| {
+            let mut events = Vec::new();
+            for (index, tx) in txs.iter().enumerate() {
+                let mut e = state
+                    .apply(&ctx, tx)
+                    .map_err(|error| BlockError::TxRefused {
+                        height: h.height,
+                        index,
+                        error,
+                    })?;
+                events.append(&mut e);
+            }
+            events.extend(state.end_block(&ctx));
+            Ok::<_, BlockError>(events)
+        });
         Ok(Applied {
             hash,
-            state,
-            events,
+            delta,
+            events: events?,
         })
     }
 
@@ -461,8 +498,14 @@ impl Chain {
         applied: Applied,
     ) -> Result<(), ValidatorSetError> {
         debug_assert_eq!(applied.hash, block.hash(), "applied state of another block");
-        let validators = validator_set(&applied.state)?;
-        self.state = applied.state;
+        self.state.apply_delta(&applied.delta);
+        let validators = match validator_set(&self.state) {
+            Ok(v) => v,
+            Err(e) => {
+                self.state.revert_delta(&applied.delta);
+                return Err(e);
+            }
+        };
         self.state_root = self.state.state_root();
         self.height = block.header.height;
         self.last_hash = applied.hash;

@@ -65,6 +65,7 @@ pub fn persist(store: &mut dyn Store, what: &Persist) -> Result<(), StoreError> 
     match what {
         Persist::Vote(vote) => store.record_own_vote(vote),
         Persist::Lock(lock) => store.record_own_lock(lock),
+        Persist::History(batch) => store.put_history(batch),
         Persist::Block(pair) => {
             let (block, certificate) = &**pair;
             store.put_block(block, certificate)?;

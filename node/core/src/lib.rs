@@ -18,6 +18,7 @@
 
 pub mod accel;
 pub mod bounded;
+pub mod history;
 pub mod host;
 pub mod localnet;
 pub mod market;

@@ -144,7 +144,13 @@ fn a_job_opened_through_a_node_runs_settles_and_its_output_is_delivered_and_chec
     let expected = attest_protocol::workload::execute(&w).output;
     assert_eq!(gateway.job_output(&job), Some(expected.as_slice()));
     assert_eq!(gateway.gateway_stats().verified, 1);
-    assert!(state.slashes().is_empty());
+    assert!(
+        state
+            .stakes()
+            .all(|(who, _)| state.record(who).slashes == 0)
+    );
+    let provider = state.job(&job).unwrap().provider;
+    assert_eq!(state.record(&provider).provided.settled, 1);
     let clock = gateway.measurements().job(&job).expect("measured");
     assert!(clock.opened.is_some() && clock.committed.is_some() && clock.closed.is_some());
 }

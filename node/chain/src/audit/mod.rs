@@ -406,9 +406,9 @@ impl Auditor {
                 check: Check::of(&error),
                 error: Box::new(error),
             })?;
-        applied
-            .state
-            .check_invariants()
+        self.chain
+            .state()
+            .check_block(&applied.delta, &applied.events)
             .map_err(|error| AuditError::Invariant { height, error })?;
         let events = std::mem::take(&mut applied.events);
         let hash = applied.hash;

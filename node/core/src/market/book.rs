@@ -36,7 +36,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-use attest_contracts_sim::{JobPhase, StakeStatus, State};
+use attest_contracts_sim::{StakeStatus, State};
 use attest_protocol::encoding::{Canonical, encode};
 use attest_protocol::workload::ModelSpec;
 use attest_protocol::{
@@ -256,12 +256,13 @@ pub struct Reputation {
 }
 
 impl Reputation {
-    /// `account`'s standing in `state`. Scans every job and slash: `O(jobs + slashes)`.
+    /// `account`'s standing in `state`: its running record, one look-up.
     pub fn of(state: &State, account: &AccountId) -> Reputation {
-        let candidates = BTreeSet::from([*account]);
-        reputations(state, &candidates)
-            .remove(account)
-            .unwrap_or_default()
+        let record = state.record(account);
+        Reputation {
+            settled: record.provided.settled,
+            slashes: record.slashes,
+        }
     }
 
     /// `settled - SLASH_WEIGHT * slashes`, saturating at the ends of `i64`.
@@ -285,28 +286,6 @@ impl Reputation {
             -(s.unsigned_abs().ilog2() as i32) - 1
         }
     }
-}
-
-/// The standing of every account in `candidates`, from one pass over jobs and one over
-/// slashes.
-fn reputations(state: &State, candidates: &BTreeSet<AccountId>) -> BTreeMap<AccountId, Reputation> {
-    let mut out: BTreeMap<AccountId, Reputation> = candidates
-        .iter()
-        .map(|a| (*a, Reputation::default()))
-        .collect();
-    for (_, job) in state.jobs() {
-        if job.phase == JobPhase::Settled
-            && let Some(r) = out.get_mut(&job.provider)
-        {
-            r.settled = r.settled.saturating_add(1);
-        }
-    }
-    for slash in state.slashes() {
-        if let Some(r) = out.get_mut(&slash.who) {
-            r.slashes = r.slashes.saturating_add(1);
-        }
-    }
-    out
 }
 
 /// An advert the book holds, with the local view of its free slots.
@@ -589,13 +568,11 @@ impl AdvertBook {
     }
 
     /// The best provider for `request` at `now_ms` under `state`; see the module
-    /// documentation for the ranking. `O(adverts + jobs + slashes)`: reputation is read
-    /// fresh from the state on every call.
+    /// documentation for the ranking. `O(adverts)`: each provider's reputation is one look-up
+    /// of its record in the state.
     pub fn pick(&self, now_ms: u64, request: &Request, state: &State) -> Result<Offer, NoProvider> {
         let affordable = self.affordable(now_ms, request, state)?;
-        let candidates: BTreeSet<AccountId> = affordable.iter().map(|h| *h.provider()).collect();
-        let standing = reputations(state, &candidates);
-        let reputation = |h: &HeldAdvert| standing.get(h.provider()).copied().unwrap_or_default();
+        let reputation = |h: &HeldAdvert| Reputation::of(state, h.provider());
         let best = affordable.into_iter().min_by_key(|h| {
             let a = h.advert();
             (

@@ -32,6 +32,7 @@ use attest_consensus::{
 use attest_protocol::JobId;
 use attest_protocol::workload::Execution;
 
+use crate::history::HistoryBatch;
 use crate::market::{
     AdvertBook, Duties, Duty, DutyStats, Gateway, GatewayStats, JobRun, MarketConfig, Measurements,
     Purpose,
@@ -89,6 +90,8 @@ pub enum Persist {
     Lock(Box<LockRecord>),
     /// Store a committed block and its certificate, durably.
     Block(Box<(Block, CommitCertificate)>),
+    /// Index what a committed block added to the history (it precedes the block's `Block`).
+    History(Box<crate::history::HistoryBatch>),
 }
 
 /// Something the host must do. Effects are carried out in the order they are polled: a
@@ -185,11 +188,36 @@ struct Ledger {
     mempool: Mempool,
     /// The height consensus is deciding, or `None` while waiting to start the next one.
     deciding: Option<Height>,
-    /// The states proposed blocks lead to, by block hash, for blocks checked (or built) at the
-    /// height being decided; cleared when it commits.
+    /// What proposed blocks do to the state, by block hash, for blocks checked (or built) at
+    /// the height being decided; cleared when it commits, and bounded in bytes
+    /// ([`MAX_APPLIED_BYTES`]).
     applied_proposals: BTreeMap<BlockHash, Applied>,
+    /// The bytes `applied_proposals` holds.
+    applied_bytes: usize,
     /// The peer we are syncing from, if any.
     syncing: Option<PeerKey>,
+}
+
+/// The most bytes of proposal deltas a node holds for one height. Consensus admits a bounded
+/// number of proposals per round and rounds ahead; a height that takes many rounds could still
+/// fill this, so past it the held deltas are dropped: a block decided without one is checked
+/// again from its certificate (`Chain::check_committed`), which costs time, never safety.
+pub const MAX_APPLIED_BYTES: usize = 64 << 20;
+
+impl Ledger {
+    /// Keeps what a checked proposal does until its height commits, within
+    /// [`MAX_APPLIED_BYTES`].
+    fn hold_applied(&mut self, applied: Applied) {
+        let bytes = applied.bytes();
+        if self.applied_bytes.saturating_add(bytes) > MAX_APPLIED_BYTES {
+            self.applied_proposals.clear();
+            self.applied_bytes = 0;
+        }
+        self.applied_bytes = self.applied_bytes.saturating_add(bytes);
+        if let Some(old) = self.applied_proposals.insert(applied.hash, applied) {
+            self.applied_bytes = self.applied_bytes.saturating_sub(old.bytes());
+        }
+    }
 }
 
 /// The market participant.
@@ -261,6 +289,7 @@ impl NodeCore {
                 mempool,
                 deciding: None,
                 applied_proposals: BTreeMap::new(),
+                applied_bytes: 0,
                 syncing: None,
             },
             market: Participant {
@@ -547,7 +576,7 @@ impl NodeCore {
                 // Consensus admits at most a bounded number of proposals per round
                 // (`MAX_PROPOSALS_PER_ROUND`) and rounds ahead (`MAX_ROUND_AHEAD`); this map is
                 // cleared when the height commits.
-                self.ledger.applied_proposals.insert(hash, applied);
+                self.ledger.hold_applied(applied);
                 BlockValidity::Valid
             }
             Err(_) => BlockValidity::Invalid,
@@ -628,7 +657,7 @@ impl NodeCore {
             .ledger
             .chain
             .build_block(key.public(), now_ms, candidates);
-        self.ledger.applied_proposals.insert(applied.hash, applied);
+        self.ledger.hold_applied(applied);
         self.feed(
             now_ms,
             Input::ProposeValue {
@@ -641,7 +670,11 @@ impl NodeCore {
 
     fn decided(&mut self, now_ms: u64, block: Block, certificate: CommitCertificate) {
         let hash = block.hash();
-        let applied = match self.ledger.applied_proposals.remove(&hash) {
+        let held = self.ledger.applied_proposals.remove(&hash);
+        if let Some(applied) = &held {
+            self.ledger.applied_bytes = self.ledger.applied_bytes.saturating_sub(applied.bytes());
+        }
+        let applied = match held {
             Some(applied) => applied,
             // Decided without our having checked it (we joined late): check it now. A block
             // with a valid certificate that does not apply means this node's state diverged,
@@ -670,15 +703,18 @@ impl NodeCore {
         let time_ms = block.header.time_ms;
         let tx_hashes: Vec<TxHash> = block.txs.iter().map(attest_protocol::tx_hash).collect();
         let txs = tx_hashes.len();
-        self.effects
-            .push_back(Effect::Persist(Persist::Block(Box::new((
-                block.clone(),
-                certificate.clone(),
-            )))));
+        let stored = Box::new((block.clone(), certificate.clone()));
         if let Err(e) = self.ledger.chain.commit(&block, certificate, applied) {
             // Every stake was slashed or jailed away: nobody can decide the next height.
             tracing::error!(height = height.0, error = %e, "no validators after this block");
         }
+        let history = HistoryBatch::of(height, &events, self.ledger.chain.state());
+        if !history.is_empty() {
+            self.effects
+                .push_back(Effect::Persist(Persist::History(Box::new(history))));
+        }
+        self.effects
+            .push_back(Effect::Persist(Persist::Block(stored)));
         self.market
             .measurements
             .observe(height, block.header.time_ms, &events);
@@ -690,6 +726,7 @@ impl NodeCore {
             .expire(now_ms, self.config.mempool_ttl_ms);
         let ready = self.evict_refused();
         self.ledger.applied_proposals.clear();
+        self.ledger.applied_bytes = 0;
         self.ledger.deciding = None;
         let pool = &self.ledger.mempool;
         self.market.duties.note_pool(|h| pool.contains(h));
@@ -739,19 +776,15 @@ impl NodeCore {
         if candidates.is_empty() {
             return 0;
         }
-        let mut scratch = self.ledger.chain.state().clone();
-        let ctx = attest_contracts_sim::Ctx {
-            height: self.ledger.chain.height().next(),
-            time_ms: self.ledger.chain.last_time_ms() + 1,
-            block_hash: BlockHash::default(),
-            proposer: *candidates[0].signer(),
-        };
+        let proposer = *candidates[0].signer();
+        let accepted = self.ledger.chain.trial(proposer, &candidates);
         let mut refused = Vec::new();
         let mut ready = 0;
-        for tx in &candidates {
-            match scratch.apply(&ctx, tx) {
-                Ok(_) => ready += 1,
-                Err(_) => refused.push(attest_protocol::tx_hash(tx.signed())),
+        for (tx, ok) in candidates.iter().zip(accepted) {
+            if ok {
+                ready += 1;
+            } else {
+                refused.push(attest_protocol::tx_hash(tx.signed()));
             }
         }
         if !refused.is_empty() {

@@ -6,15 +6,16 @@
 //! the simulator crashes a node by keeping a clone and calling [`MemStore::reopen`] on it. It
 //! must never hold anything that a real store would lose on a crash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use attest_protocol::{Height, Round, Signed, Vote, VoteKind};
+use attest_protocol::{AccountId, Height, JobId, Round, Signed, Vote, VoteKind};
 
 use attest_consensus::LockRecord;
 
 use super::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
+use crate::history::{FinalJob, HistoryBatch, Role, SlashEntry};
 
 /// The path [`MemStore`] gives in errors, which must name some store.
 const MEMORY_PATH: &str = "<memory>";
@@ -26,6 +27,9 @@ pub struct MemStore {
     blocks: BTreeMap<Height, CommittedBlock>,
     votes: BTreeMap<(Height, Round, VoteKind), Signed<Vote>>,
     locks: BTreeMap<(Height, Round), LockRecord>,
+    finished: BTreeMap<JobId, FinalJob>,
+    parts: BTreeSet<(AccountId, Height, Role, JobId)>,
+    slashes: BTreeMap<(AccountId, Height, u32), SlashEntry>,
 }
 
 impl MemStore {
@@ -36,6 +40,9 @@ impl MemStore {
             blocks: BTreeMap::new(),
             votes: BTreeMap::new(),
             locks: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            parts: BTreeSet::new(),
+            slashes: BTreeMap::new(),
         }
     }
 
@@ -154,5 +161,50 @@ impl Store for MemStore {
         self.votes = self.votes.split_off(&(height, Round(0), VoteKind::Prevote));
         self.locks = self.locks.split_off(&(height, Round(0)));
         Ok(())
+    }
+
+    fn put_history(&mut self, batch: &HistoryBatch) -> Result<(), StoreError> {
+        for (id, job) in &batch.finished {
+            self.finished.insert(*id, job.clone());
+        }
+        for (who, role, job) in &batch.parts {
+            self.parts.insert((*who, batch.height, *role, *job));
+        }
+        for (i, (who, slash)) in batch.slashes.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            self.slashes.insert((*who, batch.height, i), slash.clone());
+        }
+        Ok(())
+    }
+
+    fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {
+        Ok(self.finished.get(job).cloned())
+    }
+
+    fn account_jobs(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<(Height, Role, JobId)>, StoreError> {
+        let lo = (*account, Height(0), Role::Client, JobId([0; 32]));
+        let hi = (*account, Height(u64::MAX), Role::Checker, JobId([0xff; 32]));
+        Ok(self
+            .parts
+            .range(lo..=hi)
+            .rev()
+            .take(limit)
+            .map(|(_, h, r, j)| (*h, *r, *j))
+            .collect())
+    }
+
+    fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError> {
+        let range = (*account, Height(0), 0)..=(*account, Height(u64::MAX), u32::MAX);
+        Ok(self
+            .slashes
+            .range(range)
+            .rev()
+            .take(limit)
+            .map(|(_, s)| s.clone())
+            .collect())
     }
 }

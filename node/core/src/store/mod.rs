@@ -23,7 +23,10 @@ mod mem;
 
 use std::fmt;
 
-use attest_protocol::{Block, ChainId, CommitCertificate, Hash, Height, Signed, Vote};
+use attest_protocol::{AccountId, Block, ChainId, CommitCertificate, Hash, Height, JobId};
+use attest_protocol::{Signed, Vote};
+
+use crate::history::{FinalJob, HistoryBatch, Role, SlashEntry};
 
 pub use attest_chain::CommittedBlock;
 use attest_consensus::LockRecord;
@@ -126,6 +129,26 @@ pub trait Store {
     /// crash before then brings pruned votes back, which is harmless: they are for committed
     /// heights, where the validator votes no more, and the next prune removes them again.
     fn prune_own_votes_below(&mut self, height: Height) -> Result<(), StoreError>;
+
+    /// Indexes one block's history. Idempotent: writing a batch twice changes nothing.
+    ///
+    /// Durability: becomes durable with the next durable write (the block's own); a crash
+    /// in between loses the batch with the block, which is re-indexed when the block commits
+    /// again.
+    fn put_history(&mut self, batch: &HistoryBatch) -> Result<(), StoreError>;
+
+    /// A job that ended, as it ended.
+    fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError>;
+
+    /// The newest `limit` parts `account` took in jobs: (height, role, job), newest first.
+    fn account_jobs(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<(Height, Role, JobId)>, StoreError>;
+
+    /// The newest `limit` slashes of `account`, newest first.
+    fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError>;
 }
 
 /// Checks what [`Store::put_block`] requires of its arguments that does not depend on the
