@@ -384,7 +384,7 @@ mod tests {
             k[0] = (x >> 56) as u8 & 0x0f;
             k[31] = (x >> 48) as u8 & 0x07;
             let k = Hash(k);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 t.remove(&k);
                 m.remove(&k);
             } else {

@@ -132,7 +132,7 @@ impl State {
 
     /// Updates an account's record.
     pub(crate) fn update_record(&mut self, id: AccountId, f: impl FnOnce(&mut Record)) {
-        let mut record = self.records.get(&id).cloned().unwrap_or_default();
+        let mut record = self.records.get(&id).copied().unwrap_or_default();
         f(&mut record);
         self.write(Key::Record(id), Some(Entry::Record(Box::new(record))));
     }

@@ -240,10 +240,7 @@ impl State {
                 .get(id)
                 .map(|s| Entry::Stake(Box::new(s.clone()))),
             Key::Node(k) => self.nodes.get(k).map(|a| Entry::Node(*a)),
-            Key::Record(id) => self
-                .records
-                .get(id)
-                .map(|r| Entry::Record(Box::new(r.clone()))),
+            Key::Record(id) => self.records.get(id).map(|r| Entry::Record(Box::new(*r))),
             Key::Job(id) => self.jobs.get(id).map(|j| Entry::Job(Box::new(j.clone()))),
             Key::Timer(h, j) => self.timers.contains(&(*h, *j)).then_some(Entry::Member),
             Key::Release(h, a) => self.releases.contains(&(*h, *a)).then_some(Entry::Member),
