@@ -171,6 +171,12 @@ impl SparseMerkleTree {
     /// when `cache` is set.
     fn hash_at(&mut self, depth: usize, key: &Hash, cache: bool) -> Hash {
         let start = prefix(key, depth);
+        // A cached hash is current (writes drop the stale ones): one look-up for the clean
+        // siblings along a rehashed path.
+        let id = (depth as u16, start);
+        if let Some(h) = self.nodes.get(&id) {
+            return *h;
+        }
         let end = prefix_end(key, depth);
         let mut two = self.leaves.range(start..=end);
         let Some((k, v)) = two.next() else {
@@ -178,10 +184,6 @@ impl SparseMerkleTree {
         };
         if two.next().is_none() {
             return leaf_hash(k, v);
-        }
-        let id = (depth as u16, start);
-        if let Some(h) = self.nodes.get(&id) {
-            return *h;
         }
         // Two distinct keys share at most 255 bits, so a subtree of two leaves is above 256.
         let mut right = start;
