@@ -847,3 +847,40 @@ fn refund_reason_is_reported() {
         Event::Refunded { job: j, reason: RefundReason::MissedCommit, .. } if *j == job
     )));
 }
+
+#[test]
+fn a_final_job_drops_its_input_and_leaves_after_the_retention_window() {
+    let spec = JobSpec::tiny();
+    let trace = Trace::new(&spec, None);
+    let mut h = Harness::new(genesis(Params {
+        retention_blocks: 5,
+        ..params(0)
+    }));
+    let job = h.open(&spec);
+    assert!(!h.state.job(&job).unwrap().input.is_empty());
+    h.commit(job, &trace).unwrap();
+    let settle_at = 1 + h.state.params().verdict_window_blocks;
+    let events = h.run_to(settle_at);
+    assert!(events.iter().any(|e| matches!(e, Event::Settled { .. })));
+    let settled = h.state.job(&job).expect("kept for the retention window");
+    assert_eq!(settled.phase, JobPhase::Settled);
+    assert!(settled.input.is_empty(), "no check or dispute needs it now");
+    let record = h.state.record(&id(PROVIDER));
+    assert_eq!((record.provided.settled, record.provided.open), (1, 0));
+    assert_eq!(h.state.record(&id(CLIENT)).opened.settled, 1);
+    h.run_to(settle_at + 4);
+    assert!(h.state.job(&job).is_some(), "still inside the window");
+    h.run_to(settle_at + 5);
+    assert!(h.state.job(&job).is_none(), "retired after the window");
+    // The record counts every job the account ever had.
+    assert_eq!(h.state.record(&id(PROVIDER)).provided.settled, 1);
+    // A late transaction naming it is refused, and changes nothing (the harness checks).
+    let late = h.send(
+        CHECKER,
+        Action::Verdict(attest_protocol::tx::Verdict {
+            job,
+            outcome: VerdictOutcome::Agree,
+        }),
+    );
+    assert!(late.is_err());
+}

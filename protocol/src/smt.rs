@@ -405,4 +405,56 @@ mod tests {
             }
         }
     }
+
+    /// The worked example of `docs/PROTOCOL.md` section 6a, whose figures an independent
+    /// Python implementation of the definition computed.
+    #[test]
+    fn golden_example() {
+        let mut t = SparseMerkleTree::new();
+        t.insert(h(0x01), h(0x11));
+        t.insert(h(0x02), h(0x22));
+        t.insert(h(0x80), h(0x33));
+        let root = t.root();
+        assert_eq!(
+            root.to_string(),
+            "8bcf7abe3a2b6617512bedcb756cc91185b805236e5d24eb396f3a780bae59ca"
+        );
+        let p = t.prove(&h(0x02));
+        let shown: Vec<String> = p.siblings.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 7);
+        assert_eq!(
+            shown[0],
+            "621ce827c945f4448e629b42726e9ab850b1cd2870ff784a47bc868463b6d35c"
+        );
+        assert!(shown[1..6].iter().all(|s| *s == EMPTY.to_string()));
+        assert_eq!(
+            shown[6],
+            "cf7a76357ee4a19142c9798dc8ea1e9cdefc1846fcb90cbc505f2a3cf660bae6"
+        );
+        assert_eq!(verify(&root, &h(0x02), &p), Ok(Some(h(0x22))));
+        // A changed value, another root, a dropped sibling, a flipped sibling: refused.
+        let mut changed = p.clone();
+        changed.terminal = Some((h(0x02), h(0x23)));
+        assert_eq!(
+            verify(&root, &h(0x02), &changed),
+            Err(ProofError::RootMismatch)
+        );
+        assert_eq!(
+            verify(&h(0x99), &h(0x02), &p),
+            Err(ProofError::RootMismatch)
+        );
+        let mut truncated = p.clone();
+        truncated.siblings.remove(3);
+        assert!(verify(&root, &h(0x02), &truncated).is_err());
+        let mut flipped = p.clone();
+        flipped.siblings[0].0[0] ^= 1;
+        assert!(verify(&root, &h(0x02), &flipped).is_err());
+        // Absence of a key on B's path: ends at A's leaf or an empty subtree.
+        let absent = h(0x03);
+        assert_eq!(verify(&root, &absent, &t.prove(&absent)), Ok(None));
+        // A leaf off the key's path is refused.
+        let mut off = t.prove(&h(0x80));
+        off.terminal = Some((h(0x01), h(0x11)));
+        assert_eq!(verify(&root, &h(0x80), &off), Err(ProofError::OffPath));
+    }
 }

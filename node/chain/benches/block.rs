@@ -63,7 +63,10 @@ fn run(entries: usize) -> Phases {
     );
     let started = Instant::now();
     let mut chain = Chain::new(&genesis).expect("valid genesis");
-    eprintln!("  {entries} entries: genesis state built in {:?}", started.elapsed());
+    eprintln!(
+        "  {entries} entries: genesis state built in {:?}",
+        started.elapsed()
+    );
     let to = SecretKey::from_seed([9; 32]).public();
     let fee = Params::default().min_fee;
     let (mut build, mut check, mut commit) = (Vec::new(), Vec::new(), Vec::new());
@@ -110,7 +113,9 @@ fn run(entries: usize) -> Phases {
         )
         .expect("the only validator is a quorum");
         let t = Instant::now();
-        chain.commit(&block, cert, applied).expect("validators remain");
+        chain
+            .commit(&block, cert, applied)
+            .expect("validators remain");
         commit.push(t.elapsed());
     }
     Phases {
