@@ -47,5 +47,5 @@ pub use params::Params;
 pub use state::keys::{Change, Delta, Entry, Key};
 pub use state::{
     Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobCounts, JobPhase, Record, Side,
-    StakeEntry, StakeStatus, State, StateProof, Unbond,
+    SnapshotError, StakeEntry, StakeStatus, State, StateProof, Unbond,
 };

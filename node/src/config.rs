@@ -51,6 +51,11 @@ pub struct Config {
     /// The price this node advertises per generated token, in micro-units (a token is
     /// 1,000,000). 1 to 1,000,000,000.
     pub price_per_token: u64,
+    /// Blocks between state snapshots (a restart loads the newest and replays the blocks after
+    /// it). 1 to 10,000,000.
+    pub snapshot_interval_blocks: u64,
+    /// Snapshots kept on disk, newest first. 1 to 100.
+    pub snapshots_kept: usize,
     /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`). A
     /// build without the `cheats` feature refuses to start a node with either danger setting.
     pub danger_cheat: Option<Cheat>,
@@ -72,6 +77,8 @@ impl Default for Config {
             time_scale: TimeScale::HUNDREDTH,
             serve_jobs: true,
             price_per_token: 100,
+            snapshot_interval_blocks: 1_000,
+            snapshots_kept: 2,
             danger_cheat: None,
             danger_false_verdicts: None,
         }
@@ -160,6 +167,18 @@ impl Config {
             let v = self.price_per_token.to_string();
             return bad("price_per_token", v, "must be between 1 and 1000000000");
         }
+        if !(1..=10_000_000).contains(&self.snapshot_interval_blocks) {
+            let v = self.snapshot_interval_blocks.to_string();
+            return bad(
+                "snapshot_interval_blocks",
+                v,
+                "must be between 1 and 10000000",
+            );
+        }
+        if !(1..=100).contains(&self.snapshots_kept) {
+            let v = self.snapshots_kept.to_string();
+            return bad("snapshots_kept", v, "must be between 1 and 100");
+        }
         if DeviceProfile::find(&self.device).is_err() {
             return bad(
                 "device",
@@ -220,6 +239,13 @@ impl Config {
              # Advertised price per generated token, in micro-units (a token is 1000000).\n\
              price_per_token = {price}\n\
              \n\
+             # Blocks between state snapshots; a restart loads the newest and replays the\n\
+             # blocks after it (1 to 10000000).\n\
+             snapshot_interval_blocks = {snap_every}\n\
+             \n\
+             # Snapshots kept on disk, newest first (1 to 100).\n\
+             snapshots_kept = {snap_kept}\n\
+             \n\
              # TEST ONLY, never on a real network, and only in a build with the `cheats`\n\
              # feature (others refuse to start): cheat on provided jobs at a rate, as\n\
              # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
@@ -238,6 +264,8 @@ impl Config {
             scale = self.time_scale.factor(),
             serve = self.serve_jobs,
             price = self.price_per_token,
+            snap_every = self.snapshot_interval_blocks,
+            snap_kept = self.snapshots_kept,
         )
     }
 }

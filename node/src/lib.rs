@@ -20,4 +20,5 @@ pub mod net;
 pub mod process;
 pub mod shell;
 pub mod sled_store;
+pub mod snapshots;
 pub mod views;

@@ -89,6 +89,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         bootnodes,
         core,
         device,
+        snapshots: (config.snapshot_interval_blocks, config.snapshots_kept),
     };
     Ok(NodeSetup {
         settings,

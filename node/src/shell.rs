@@ -33,6 +33,7 @@ use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::sled_store::SledStore;
+use crate::snapshots::{self, Snapshots};
 use crate::views::{
     AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES, MAX_SUBSCRIBERS,
     Status,
@@ -57,6 +58,8 @@ pub struct NodeSettings {
     pub core: CoreConfig,
     /// The simulated accelerator this node runs jobs and checks on.
     pub device: DeviceConfig,
+    /// Blocks between state snapshots, and how many are kept.
+    pub snapshots: (u64, usize),
 }
 
 /// A request from a local client (the HTTP API) to the node loop.
@@ -254,6 +257,10 @@ pub struct Node {
     metrics: Arc<Metrics>,
     /// Committed blocks' events for the API's event stream; bounded by [`EVENT_BUFFER`].
     events: broadcast::Sender<Arc<BlockEvents>>,
+    /// Where snapshots go, and how often.
+    snapshots: Snapshots,
+    /// The genesis hash snapshots name.
+    genesis_hash: attest_protocol::Hash,
 }
 
 /// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
@@ -279,8 +286,14 @@ impl Node {
             hash: settings.genesis.hash(),
         };
         let store = SledStore::open(&settings.data_dir, &genesis_id)?;
-        let core = host::open(
-            &settings.genesis,
+        let (every, kept) = settings.snapshots;
+        let snapshots = Snapshots::new(&settings.data_dir, every, kept);
+        let chain = match snapshots::load_newest(&snapshots, &settings.genesis, &store) {
+            Some(chain) => chain,
+            None => attest_chain::Chain::new(&settings.genesis)?,
+        };
+        let core = host::open_from(
+            chain,
             Some(settings.account_key.clone()),
             settings.core.clone(),
             &store,
@@ -312,6 +325,8 @@ impl Node {
             backlog: VecDeque::new(),
             metrics: Arc::clone(&metrics),
             events,
+            snapshots,
+            genesis_hash: genesis_id.hash,
         };
         let handle = NodeHandle {
             commands: tx,
@@ -480,6 +495,19 @@ impl Node {
         }
     }
 
+    /// Writes a snapshot of the chain at `height` (its head) off the loop: the loop only
+    /// exports and encodes the state; the file is written and fsynced on a blocking thread.
+    fn write_snapshot(&self, height: Height) {
+        let bytes = self.core.chain().snapshot(self.genesis_hash).encode();
+        let snapshots = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || match snapshots.write(height, &bytes) {
+            Ok(path) => {
+                tracing::info!(path = %path.display(), bytes = bytes.len(), "snapshot written")
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "writing a snapshot failed"),
+        });
+    }
+
     /// Records a swarm event in libp2p's metrics, with the behaviour events it has metrics for.
     fn record_swarm(&self, event: &SwarmEvent<BehaviourEvent>) {
         let p2p = &self.metrics.libp2p;
@@ -642,6 +670,9 @@ impl Node {
                 } => {
                     tracing::info!(height = height.0, %hash, txs, events = events.len(), "committed");
                     self.on_committed(height, hash, time_ms, txs, events);
+                    if self.snapshots.due(height) {
+                        self.write_snapshot(height);
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Four `attest node` processes on 127.0.0.1, made and run the way an operator would (`attest
 //! init`, `attest genesis`, `attest node`), under a steady stream of transfers sent through the
 //! HTTP API. One node is killed with SIGKILL mid-load: the other three must keep committing.
-//! It is restarted on the same home: it must catch up, agree with the others on the block hash
+//! It is restarted on the same home: it must start from its newest state snapshot, catch up, agree with the others on the block hash
 //! at a common height, and every transfer the API accepted must end up in a committed block.
 //!
 //! Every wait is bounded as a hang guard only; no assertion is about speed. The node logs go to
@@ -73,6 +73,15 @@ impl Cluster {
             let listen = format!("/ip4/127.0.0.1/tcp/{p2p}");
             let home_arg = home.display().to_string();
             let report = attest_json(&["init", "--home", &home_arg, "--listen", &listen, "--json"]);
+            // Snapshots every few blocks, so the restarted node starts from one.
+            let config = home.join("config.toml");
+            let text = std::fs::read_to_string(&config).unwrap();
+            let text = text.replace(
+                "snapshot_interval_blocks = 1000",
+                "snapshot_interval_blocks = 4",
+            );
+            assert!(text.contains("snapshot_interval_blocks = 4"), "{text}");
+            std::fs::write(&config, text).unwrap();
             nodes.push(NodeProc {
                 log: dir.path().join(format!("node{i}.log")),
                 home,
@@ -422,6 +431,12 @@ fn four_processes_survive_a_kill_and_lose_nothing() {
     cluster.start(VICTIM);
     let target = hs.into_iter().max().unwrap();
     let h = cluster.wait_all_reach(&[VICTIM], target, Duration::from_secs(30));
+    // It started from its newest snapshot, not from genesis.
+    let log = std::fs::read_to_string(&cluster.nodes[VICTIM].log).unwrap();
+    assert!(
+        log.contains("starting from snapshot"),
+        "node {VICTIM} did not start from a snapshot"
+    );
     cluster.say(&format!(
         "node {VICTIM} restarted, caught up to height {}",
         h[0]

@@ -208,6 +208,40 @@ impl Chain {
         })
     }
 
+    /// A chain at a height other than genesis, from its parts (a snapshot's, checked by the
+    /// caller): the next validators come from the state.
+    pub(crate) fn restore(
+        mut state: State,
+        height: Height,
+        last_hash: BlockHash,
+        last_time_ms: u64,
+        last_certificate: Option<CommitCertificate>,
+        previous_validators: Option<ValidatorSet>,
+    ) -> Result<Self, ValidatorSetError> {
+        let validators = validator_set(&state)?;
+        Ok(Self {
+            chain_id: state.chain_id().clone(),
+            state_root: state.state_root(),
+            state,
+            height,
+            last_hash,
+            last_time_ms,
+            last_certificate,
+            validators,
+            previous_validators,
+        })
+    }
+
+    /// The certificate that committed the head (none at genesis).
+    pub fn last_certificate(&self) -> Option<&CommitCertificate> {
+        self.last_certificate.as_ref()
+    }
+
+    /// The validators that decided the head (none at genesis).
+    pub fn previous_validators(&self) -> Option<&ValidatorSet> {
+        self.previous_validators.as_ref()
+    }
+
     /// The chain id.
     pub fn chain_id(&self) -> &ChainId {
         &self.chain_id

@@ -29,10 +29,23 @@ pub fn open(
     store: &dyn Store,
     now_ms: u64,
 ) -> Result<NodeCore, CoreError> {
-    let mut chain = Chain::new(genesis)?;
+    open_from(Chain::new(genesis)?, key, config, store, now_ms)
+}
+
+/// Opens a node on `store` from `chain` (a snapshot's, or genesis): replays the stored blocks
+/// above its height, checking each block's certificate and the state root its header claims
+/// (the first replayed block checks the snapshot's root), then starts as [`open`] does.
+pub fn open_from(
+    mut chain: Chain,
+    key: Option<SecretKey>,
+    config: CoreConfig,
+    store: &dyn Store,
+    now_ms: u64,
+) -> Result<NodeCore, CoreError> {
     let latest = store.latest_height();
-    if latest.0 > 0 {
-        for item in store.blocks(Height(1)..=latest) {
+    let first = chain.height().next();
+    if latest >= first {
+        for item in store.blocks(first..=latest) {
             let (block, cert) = item?;
             let height = block.header.height;
             let applied = chain

@@ -148,6 +148,7 @@ pub(crate) fn start_with(options: Options) -> TestNode {
         bootnodes: Vec::new(),
         core,
         device: DeviceConfig::new(profile, scale),
+        snapshots: (1_000, 2),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,150 @@
+//! Snapshots: a chain restored from one continues exactly as the original, and every kind of
+//! damage is refused with an error that names it.
+
+use attest_chain::{Chain, GenesisFile, Snapshot, SnapshotError, build_certificate};
+use attest_contracts_sim::Params;
+use attest_protocol::tx::{Action, Transfer, Tx};
+use attest_protocol::{Amount, Block, ChainId, Nonce, Round, SecretKey, Signed, Vote, VoteKind};
+
+fn genesis() -> (GenesisFile, SecretKey, SecretKey) {
+    let validator = SecretKey::from_seed([1; 32]);
+    let client = SecretKey::from_seed([3; 32]);
+    let genesis = GenesisFile::new(
+        ChainId::new("snap").unwrap(),
+        1_000,
+        Params::default(),
+        vec![(client.public(), Amount(1_000_000_000))],
+        vec![(
+            validator.public(),
+            SecretKey::from_seed([2; 32]).public(),
+            Amount(1_000_000_000),
+        )],
+    );
+    (genesis, validator, client)
+}
+
+/// Builds and commits one block of `n` transfers from `client` on `chain`.
+fn step(chain: &mut Chain, validator: &SecretKey, client: &SecretKey) -> Block {
+    let id = chain.chain_id().clone();
+    let nonce = chain.state().account(&client.public()).nonce;
+    let txs = (0..3)
+        .map(|i| {
+            let body = Tx {
+                nonce: Nonce(nonce.0 + i),
+                fee: Params::default().min_fee,
+                action: Action::Transfer(Transfer {
+                    to: SecretKey::from_seed([9; 32]).public(),
+                    amount: Amount(5),
+                }),
+            };
+            Signed::sign(&id, client, body).verify(&id).unwrap()
+        })
+        .collect();
+    let now = chain.last_time_ms() + 1_000;
+    let (block, applied) = chain.build_block(validator.public(), now, txs);
+    let vote = Vote {
+        height: block.header.height,
+        round: Round(0),
+        kind: VoteKind::Precommit,
+        block: Some(block.hash()),
+    };
+    let cert = build_certificate(
+        chain.validators(),
+        block.header.height,
+        Round(0),
+        block.hash(),
+        [Signed::sign(&id, validator, vote)],
+    )
+    .unwrap();
+    chain.commit(&block, cert, applied).unwrap();
+    block
+}
+
+#[test]
+fn a_restored_chain_continues_like_the_original() {
+    let (genesis, validator, client) = genesis();
+    let mut chain = Chain::new(&genesis).unwrap();
+    for _ in 0..3 {
+        step(&mut chain, &validator, &client);
+    }
+    let bytes = chain.snapshot(genesis.hash()).encode();
+    let mut restored = Chain::from_snapshot(&genesis, Snapshot::decode(&bytes).unwrap()).unwrap();
+    assert_eq!(restored.height(), chain.height());
+    assert_eq!(restored.state_root(), chain.state_root());
+    assert_eq!(restored.state(), chain.state());
+    // The original's next block checks and commits on the restored chain, last commit and all.
+    let block = step(&mut chain, &validator, &client);
+    let cert = chain.last_certificate().unwrap().clone();
+    let applied = restored.check_committed(&block, &cert).unwrap();
+    restored.commit(&block, cert, applied).unwrap();
+    assert_eq!(restored.state_root(), chain.state_root());
+    // A snapshot at genesis works too.
+    let fresh = Chain::new(&genesis).unwrap();
+    let at_zero = Snapshot::decode(&fresh.snapshot(genesis.hash()).encode()).unwrap();
+    assert_eq!(
+        Chain::from_snapshot(&genesis, at_zero).unwrap().height().0,
+        0
+    );
+}
+
+#[test]
+fn damaged_snapshots_are_refused() {
+    let (genesis, validator, client) = genesis();
+    let mut chain = Chain::new(&genesis).unwrap();
+    for _ in 0..2 {
+        step(&mut chain, &validator, &client);
+    }
+    let snapshot = chain.snapshot(genesis.hash());
+    let bytes = snapshot.encode();
+
+    assert_eq!(
+        Snapshot::decode(b"not a snapshot"),
+        Err(SnapshotError::Magic)
+    );
+    for cut in [bytes.len() - 1, bytes.len() / 2, 40] {
+        assert_eq!(
+            Snapshot::decode(&bytes[..cut]),
+            Err(SnapshotError::Checksum),
+            "cut at {cut}"
+        );
+    }
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    assert_eq!(Snapshot::decode(&flipped), Err(SnapshotError::Checksum));
+
+    // Well-formed but lying: a changed balance no longer hashes to the root.
+    let mut forged = snapshot.clone();
+    let (_, value) = forged
+        .entries
+        .iter_mut()
+        .find(|(k, _)| matches!(k, attest_contracts_sim::Key::Account(_)))
+        .unwrap();
+    value[0] ^= 1;
+    let forged = Snapshot::decode(&forged.encode()).unwrap();
+    assert!(matches!(
+        Chain::from_snapshot(&genesis, forged),
+        Err(SnapshotError::State(_))
+    ));
+
+    // A head the certificate does not commit.
+    let mut moved = snapshot.clone();
+    moved.header.last_hash.0[0] ^= 1;
+    assert!(matches!(
+        Chain::from_snapshot(&genesis, moved),
+        Err(SnapshotError::CertificateMismatch { .. })
+    ));
+
+    // Another chain's snapshot.
+    let other = GenesisFile::new(
+        ChainId::new("other").unwrap(),
+        1_000,
+        Params::default(),
+        Vec::new(),
+        vec![(validator.public(), client.public(), Amount(1))],
+    );
+    assert!(matches!(
+        Chain::from_snapshot(&other, snapshot),
+        Err(SnapshotError::WrongGenesis { .. })
+    ));
+}
