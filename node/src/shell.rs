@@ -34,10 +34,12 @@ use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::sled_store::SledStore;
 use crate::snapshots::{self, Snapshots};
+use crate::views::ProofView;
 use crate::views::{
     AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES, MAX_SUBSCRIBERS,
     Status,
 };
+use attest_contracts_sim::Key;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -89,9 +91,9 @@ pub enum Command {
     /// for that provider until its next advert).
     Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
     /// A job from the ledger with its measured timeline and the output this node holds.
-    Job(JobId, oneshot::Sender<Option<JobSnapshot>>),
+    Job(JobId, bool, oneshot::Sender<Option<JobSnapshot>>),
     /// An account's balance, nonce, stake and provider record.
-    Account(AccountId, oneshot::Sender<AccountSnapshot>),
+    Account(AccountId, bool, oneshot::Sender<AccountSnapshot>),
     /// A receiver of every committed block's events from now on, or `None` if the stream
     /// already has its bound of subscribers.
     Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
@@ -136,13 +138,13 @@ impl NodeHandle {
     }
 
     /// A job, `None` if the ledger has none with this id.
-    pub async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>> {
-        self.ask(|reply| Command::Job(id, reply)).await
+    pub async fn job(&self, id: JobId, proof: bool) -> Result<Option<JobSnapshot>> {
+        self.ask(|reply| Command::Job(id, proof, reply)).await
     }
 
     /// An account's balance, stake and provider record.
-    pub async fn account(&self, id: AccountId) -> Result<AccountSnapshot> {
-        self.ask(|reply| Command::Account(id, reply)).await
+    pub async fn account(&self, id: AccountId, proof: bool) -> Result<AccountSnapshot> {
+        self.ask(|reply| Command::Account(id, proof, reply)).await
     }
 
     /// Every committed block's events from now on. A receiver that falls more than
@@ -457,7 +459,7 @@ impl Node {
                 }
                 let _ = reply.send(offer);
             }
-            Command::Job(id, reply) => {
+            Command::Job(id, proof, reply) => {
                 // The live state first; a job that left it is in the history.
                 let job = match self.core.chain().state().job(&id) {
                     Some(job) => Some(job.clone()),
@@ -470,14 +472,16 @@ impl Node {
                         })
                         .map(|f| f.job),
                 };
+                let chain = self.core.chain();
                 let snapshot = job.map(|job| JobSnapshot {
                     job,
                     clock: self.core.measurements().job(&id).cloned(),
                     output: self.core.job_output(&id).map(<[u8]>::to_vec),
+                    proof: proof.then(|| ProofView::of(chain, &[Key::Job(id)])),
                 });
                 let _ = reply.send(snapshot);
             }
-            Command::Account(id, reply) => {
+            Command::Account(id, proof, reply) => {
                 let recent = self
                     .store
                     .slashes_of(&id, MAX_LISTED_SLASHES)
@@ -485,8 +489,13 @@ impl Node {
                         tracing::warn!(error = %e, "reading an account's slashes");
                         Vec::new()
                     });
-                let state = self.core.chain().state();
-                let _ = reply.send(AccountSnapshot::of(state, &id, &recent));
+                let chain = self.core.chain();
+                let mut snapshot = AccountSnapshot::of(chain.state(), &id, &recent);
+                if proof {
+                    let keys = [Key::Account(id), Key::Stake(id), Key::Record(id)];
+                    snapshot.proof = Some(ProofView::of(chain, &keys));
+                }
+                let _ = reply.send(snapshot);
             }
             Command::Subscribe(reply) => {
                 let room = self.events.receiver_count() < MAX_SUBSCRIBERS;

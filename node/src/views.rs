@@ -33,6 +33,44 @@ pub struct JobSnapshot {
     pub clock: Option<JobClock>,
     /// The output bytes, if this node opened the job as gateway and holds them verified.
     pub output: Option<Vec<u8>>,
+    /// Proof of the job's entry, when asked for.
+    pub proof: Option<ProofView>,
+}
+
+/// Proofs of state entries for a light client (`?proof=true`): check them with
+/// `attest_chain::verify_light` against block `height + 1` and its certificate, which carry
+/// the root of the state after `height`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofView {
+    /// The height of the proven state; block `height + 1`'s header carries its root.
+    pub height: Height,
+    /// The root the proofs are against.
+    pub state_root: attest_protocol::Hash,
+    /// The validators (account, power in units) that decide `height + 1`: the set its
+    /// certificate must reach a quorum of, as this node knows it.
+    pub validators: Vec<(PublicKey, Amount)>,
+    /// Each entry's proof, hex of the canonical encoding of an `attest_contracts_sim::StateProof`.
+    pub proofs: Vec<String>,
+}
+
+impl ProofView {
+    /// Proofs of `keys` at `chain`'s head.
+    pub fn of(chain: &attest_chain::Chain, keys: &[attest_contracts_sim::Key]) -> Self {
+        Self {
+            height: chain.height(),
+            state_root: chain.state_root(),
+            validators: chain
+                .validators()
+                .validators()
+                .iter()
+                .map(|v| (v.account(), Amount(v.power())))
+                .collect(),
+            proofs: keys
+                .iter()
+                .map(|k| hex::encode(attest_protocol::encoding::encode(&chain.prove(*k))))
+                .collect(),
+        }
+    }
 }
 
 /// A snapshot of the node for `GET /v1/status`.
@@ -73,6 +111,9 @@ pub struct AccountSnapshot {
     pub provider: ProviderRecord,
     /// Jobs it opened as a client, by phase.
     pub client_jobs: PhaseCounts,
+    /// Proofs of its account, stake and record entries, when asked for (`?proof=true`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub proof: Option<ProofView>,
 }
 
 /// An account's stake and standing.
@@ -255,6 +296,7 @@ impl AccountSnapshot {
                 slashes,
             },
             client_jobs: record.opened.into(),
+            proof: None,
         }
     }
 }

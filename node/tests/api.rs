@@ -665,3 +665,77 @@ fn new_routes_refuse_oversize_bodies_and_wrong_methods() {
     assert_eq!(get(api, "/v1/adverts").status, 200);
     assert_eq!(get(api, "/v1/status").status, 200);
 }
+
+/// `?proof=true`: the account's entries come with proofs that a light client checks against
+/// the next block's header and certificate; a tampered answer or a bad query is refused.
+#[test]
+fn account_and_job_proofs_check_against_the_certifying_block() {
+    let node = start();
+    let api = node.api;
+    let client = node.client.public();
+    let reply = get(api, &format!("/v1/accounts/{client}?proof=true"));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let view: api::accounts::AccountSnapshot = serde_json::from_value(reply.json.clone()).unwrap();
+    let proof = view.proof.clone().expect("proofs were asked for");
+    assert_eq!(proof.proofs.len(), 3, "account, stake and record");
+    let next = proof.height.0 + 1;
+    let raw = wait_for("the block certifying the proven root", || {
+        let r = get(api, &format!("/v1/blocks/{next}/raw"));
+        (r.status == 200).then_some(r.json)
+    });
+    let block =
+        attest_protocol::Block::decode(&hex::decode(raw["block"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let cert = attest_protocol::CommitCertificate::decode(
+        &hex::decode(raw["certificate"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let light = attest_chain::LightProof {
+        height: proof.height,
+        proofs: proof
+            .proofs
+            .iter()
+            .map(|p| attest_chain::LightProof::decode_proof(&hex::decode(p).unwrap()).unwrap())
+            .collect(),
+        validators: proof.validators.clone(),
+    };
+    let entries = attest_chain::verify_light(&node.chain, &light, &block, &cert).unwrap();
+    match &entries[0] {
+        (attest_contracts_sim::Key::Account(id), Some(attest_contracts_sim::Entry::Account(a))) => {
+            assert_eq!(*id, client);
+            assert!(a.balance.0 > 0, "the client is funded at genesis");
+        }
+        other => panic!("first entry: {other:?}"),
+    }
+    assert_eq!(entries[1].1, None, "the client has no stake: proven absent");
+
+    // A changed value does not verify.
+    let mut forged = light.clone();
+    if let Some(v) = forged.proofs[0].value.as_mut() {
+        v[0] ^= 1;
+    }
+    assert!(attest_chain::verify_light(&node.chain, &forged, &block, &cert).is_err());
+    // Nor does another height's block.
+    let mut shifted = light.clone();
+    shifted.height = attest_protocol::Height(proof.height.0 + 1);
+    assert!(attest_chain::verify_light(&node.chain, &shifted, &block, &cert).is_err());
+    // A truncated path does not either.
+    let mut truncated = light;
+    truncated.proofs[0].proof.siblings.pop();
+    assert!(attest_chain::verify_light(&node.chain, &truncated, &block, &cert).is_err());
+
+    // Without the query, no proofs; a bad query is a 400 that names it.
+    let plain = get(api, &format!("/v1/accounts/{client}"));
+    assert_eq!(plain.json.get("proof"), None);
+    assert_error(
+        &get(api, &format!("/v1/accounts/{client}?proof=maybe")),
+        400,
+        "bad_query",
+    );
+    let unknown = "ab".repeat(32);
+    assert_error(
+        &get(api, &format!("/v1/jobs/{unknown}?proof=true")),
+        404,
+        "not_found",
+    );
+}

@@ -111,6 +111,16 @@ impl Api {
         self.get(&format!("/v1/jobs/{id}/output"))
     }
 
+    /// `GET /v1/accounts/{id}?proof=true`.
+    pub fn account_proven(&self, id: &AccountId) -> Result<AccountSnapshot> {
+        self.get(&format!("/v1/accounts/{id}?proof=true"))
+    }
+
+    /// `GET /v1/jobs/{id}?proof=true`.
+    pub fn job_proven(&self, id: &str) -> Result<JobView> {
+        self.get(&format!("/v1/jobs/{id}?proof=true"))
+    }
+
     /// `GET /v1/accounts/{id}`.
     pub fn account(&self, id: &AccountId) -> Result<AccountSnapshot> {
         self.get(&format!("/v1/accounts/{id}"))
@@ -638,10 +648,96 @@ pub enum JobCommand {
     Show {
         /// The job id (its opening transaction's hash).
         id: String,
+        /// Prove the job's ledger entry against a certified block's state root and check it
+        /// client-side.
+        #[arg(long)]
+        verify: bool,
     },
     /// The job's output, verified by the node against the ledger hash.
     Output {
         /// The job id.
         id: String,
     },
+}
+
+/// What a light-client check established.
+#[derive(Debug, Clone)]
+pub struct LightCheck {
+    /// The proven state's height.
+    pub height: Height,
+    /// The certified block's hash (block `height + 1`).
+    pub block: attest_protocol::BlockHash,
+    /// Each proven entry (`None`: proven absent).
+    pub entries: Vec<(
+        attest_contracts_sim::Key,
+        Option<attest_contracts_sim::Entry>,
+    )>,
+    /// How many validators signed the certificate, and their power of the set's total.
+    pub signers: usize,
+    /// Their power.
+    pub power: u64,
+    /// The set's total power.
+    pub total: u64,
+}
+
+/// Checks `proof` client-side: waits up to `timeout` for block `height + 1`, whose header
+/// carries the proven root, checks its certificate against the validator set the proof names
+/// and every entry's proof against the header's root.
+pub fn check_proof(
+    api: &Api,
+    proof: &attest_node::views::ProofView,
+    timeout: Duration,
+) -> Result<LightCheck> {
+    let chain_id = attest_protocol::ChainId::new(&api.status()?.chain_id)
+        .map_err(|e| anyhow!("the node's chain id: {e}"))?;
+    let proofs = proof
+        .proofs
+        .iter()
+        .map(|text| {
+            let bytes = hex::decode(text).context("a proof is not hex")?;
+            attest_chain::LightProof::decode_proof(&bytes).map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let light = attest_chain::LightProof {
+        height: proof.height,
+        proofs,
+        validators: proof.validators.clone(),
+    };
+    let next = proof.height.next();
+    let started = std::time::Instant::now();
+    let (block, cert) = loop {
+        if let Some(pair) = api.raw_block(next)? {
+            break pair;
+        }
+        if started.elapsed() > timeout {
+            anyhow::bail!(
+                "block {next}, which certifies the proven root, was not committed within {timeout:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    anyhow::ensure!(
+        block.header.state_root == proof.state_root,
+        "block {next} claims state root {}, the proof is against {}",
+        block.header.state_root,
+        proof.state_root
+    );
+    let entries = attest_chain::verify_light(&chain_id, &light, &block, &cert)
+        .map_err(|e| anyhow!("the proof does not hold: {e}"))?;
+    let set = attest_chain::ValidatorSet::new(light.validators.iter().copied())
+        .map_err(|e| anyhow!("{e}"))?;
+    let power = cert
+        .signatures
+        .iter()
+        .filter_map(|s| set.get(&s.validator))
+        .map(|v| v.power())
+        .sum();
+    Ok(LightCheck {
+        height: proof.height,
+        block: block.hash(),
+        entries,
+        signers: cert.signatures.len(),
+        power,
+        total: set.total_power(),
+    })
 }

@@ -23,7 +23,7 @@ use crate::error::GenesisError;
 use crate::events::SlashReason;
 use crate::params::Params;
 use keys::{Entry, Key, Meta};
-pub use tree::{SnapshotError, StateProof};
+pub use tree::{SnapshotError, StateProof, StateProofError};
 
 /// The facts of the block being applied, taken from its header and nothing else: the state
 /// machine reads no clock and no randomness of its own.

@@ -106,9 +106,10 @@ impl State {
         self.tree.root()
     }
 
-    /// A proof of the entry under `key` against [`State::state_root`].
-    pub fn prove(&mut self, key: Key) -> StateProof {
-        self.state_root();
+    /// A proof of the entry under `key` against the root last computed by
+    /// [`State::state_root`] (a chain computes it at every commit, so this is its head's).
+    pub fn prove(&self, key: Key) -> StateProof {
+        debug_assert!(self.touched.is_empty(), "prove after state_root");
         StateProof {
             key,
             value: self.entry_bytes(&key),

@@ -279,7 +279,7 @@ impl Chain {
 
     /// A proof of the entry under `key` against the current state root (the root the next
     /// block's header carries).
-    pub fn prove(&mut self, key: Key) -> StateProof {
+    pub fn prove(&self, key: Key) -> StateProof {
         self.state.prove(key)
     }
 

@@ -15,12 +15,14 @@ pub mod audit;
 pub mod certificate;
 pub mod chain;
 pub mod genesis;
+pub mod light;
 pub mod snapshot;
 pub mod validators;
 
 pub use certificate::{CertError, build_certificate, is_quorum, verify_certificate};
 pub use chain::{Applied, BlockError, Chain, ChainError, MAX_CLOCK_DRIFT_MS};
 pub use genesis::{GENESIS_TAG, GenesisFile, GenesisParseError, SCHEMA as GENESIS_SCHEMA};
+pub use light::{LightError, LightProof, verify_light};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHeader};
 pub use validators::{Validator, ValidatorSet, ValidatorSetError, validator_set};
 

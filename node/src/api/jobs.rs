@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +15,9 @@ use attest_protocol::{AccountId, Amount, DeviceName, Hash, Height, JobId, ModelI
 
 use attest_core::market::JobClock;
 
-use super::{ApiError, ask, job_id, not_found};
+use super::{ApiError, ask, job_id, not_found, proof_asked};
 use crate::shell::NodeHandle;
-use crate::views::{JobSnapshot, ReasonView};
+use crate::views::{JobSnapshot, ProofView, ReasonView};
 
 /// A job as `GET /v1/jobs/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,10 @@ pub struct JobView {
     pub timeline: Option<TimelineView>,
     /// Whether this node holds the job's verified output (`GET /v1/jobs/{id}/output`).
     pub output_held: bool,
+    /// With `?proof=true`: a proof of the job's entry in the live state (of its absence, once
+    /// it left it and this answer comes from the node's history).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub proof: Option<ProofView>,
 }
 
 /// A committed result.
@@ -293,13 +297,15 @@ impl JobView {
             faults: job.faults.iter().map(FaultView::from).collect(),
             timeline: snapshot.clock.as_ref().map(TimelineView::from),
             output_held: snapshot.output.is_some(),
+            proof: snapshot.proof.clone(),
         }
     }
 }
 
-/// Asks the node for job `id`: 404 if the ledger has none.
-async fn snapshot(node: &NodeHandle, id: JobId) -> Result<JobSnapshot, ApiError> {
-    ask(node.job(id))
+/// Asks the node for job `id` (with a proof of its entry if `proof`): 404 if the ledger has
+/// none.
+async fn snapshot(node: &NodeHandle, id: JobId, proof: bool) -> Result<JobSnapshot, ApiError> {
+    ask(node.job(id, proof))
         .await?
         .ok_or_else(|| not_found(format!("no job {id} is on the ledger")))
 }
@@ -308,9 +314,11 @@ async fn snapshot(node: &NodeHandle, id: JobId) -> Result<JobSnapshot, ApiError>
 pub(super) async fn job(
     State(node): State<NodeHandle>,
     path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id(path)?;
-    let snapshot = snapshot(&node, id).await?;
+    let proof = proof_asked(query.as_deref())?;
+    let snapshot = snapshot(&node, id, proof).await?;
     Ok(Json(JobView::new(id, &snapshot)))
 }
 
@@ -337,7 +345,7 @@ pub(super) async fn output(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OutputView>, ApiError> {
     let id = job_id(path)?;
-    let snapshot = snapshot(&node, id).await?;
+    let snapshot = snapshot(&node, id, false).await?;
     let phase = &snapshot.job.phase;
     let unavailable = |code: &'static str, detail: String| {
         Err(ApiError::new(StatusCode::NOT_FOUND, code, detail))

@@ -201,6 +201,20 @@ fn account_id(path: Result<Path<String>, PathRejection>) -> Result<AccountId, Ap
 }
 
 /// The 404 of something the node does not know.
+/// Whether `?proof=true` was asked (the account and job routes' one query); anything else in
+/// the query is a 400 that names it.
+fn proof_asked(query: Option<&str>) -> Result<bool, ApiError> {
+    match query.unwrap_or("") {
+        "" | "proof=false" => Ok(false),
+        "proof=true" => Ok(true),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("query `{other}`: the only query is proof=true or proof=false"),
+        )),
+    }
+}
+
 fn not_found(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
 }

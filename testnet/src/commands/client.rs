@@ -65,6 +65,22 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// An account: balance, nonce, stake and record. With --verify, the account, stake and
+    /// record entries are proven against the state root of a certified block and checked
+    /// here, not taken on the node's word.
+    Account {
+        /// The account (its public key, hex).
+        id: String,
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+        /// Check the entries' proofs and the certifying block's certificate client-side.
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON (schema attest.account/1).
+        #[arg(long)]
+        json: bool,
+    },
     /// The advert book of a node: who sells capacity, on what device, at what price.
     Market {
         /// The node's API.
@@ -224,12 +240,27 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
         } => {
             let api = Api::new(&node)?;
             match command {
-                JobCommand::Show { id } => {
-                    let v = api.job(&id)?;
+                JobCommand::Show { id, verify } => {
+                    let v = if verify {
+                        api.job_proven(&id)?
+                    } else {
+                        api.job(&id)?
+                    };
+                    let check = match (&v.proof, verify) {
+                        (Some(proof), true) => Some(client::check_proof(&api, proof, PROOF_WAIT)?),
+                        _ => None,
+                    };
                     if json {
-                        print(out, &json!({ "schema": "attest.job/1", "job": v }))?;
+                        let verified = check.as_ref().map(check_json);
+                        print(
+                            out,
+                            &json!({ "schema": "attest.job/1", "job": v, "verified": verified }),
+                        )?;
                     } else {
                         print_job(&v, out)?;
+                        if let Some(c) = &check {
+                            print_check(c, out)?;
+                        }
                     }
                 }
                 JobCommand::Output { id } => {
@@ -246,6 +277,12 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             }
         }
         ClientCommand::Market { node, json } => market(&node, json, out)?,
+        ClientCommand::Account {
+            id,
+            node,
+            verify,
+            json,
+        } => account(&id, &node, verify, json, out)?,
         ClientCommand::Ledger { command } => ledger(command, out)?,
         ClientCommand::Audit {
             node,
@@ -381,6 +418,107 @@ fn json_text(value: &impl Serialize) -> Result<String> {
 }
 
 /// A job as a person reads it: terms, phase, result, check, dispute, timeline.
+/// How long `--verify` waits for the block that certifies a proof's root (the next block:
+/// an idle chain makes one every `idle_block_interval_ms`).
+const PROOF_WAIT: Duration = Duration::from_secs(30);
+
+/// `attest account`.
+fn account(id: &str, node: &str, verify: bool, json: bool, out: &mut impl Write) -> Result<()> {
+    let id: attest_protocol::AccountId = id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("account {id:?}: {e}"))?;
+    let api = Api::new(node)?;
+    let v = if verify {
+        api.account_proven(&id)?
+    } else {
+        api.account(&id)?
+    };
+    let check = match (&v.proof, verify) {
+        (Some(proof), true) => Some(client::check_proof(&api, proof, PROOF_WAIT)?),
+        (None, true) => anyhow::bail!("the node answered without the proofs asked for"),
+        _ => None,
+    };
+    if json {
+        let verified = check.as_ref().map(check_json);
+        return print(
+            out,
+            &json!({ "schema": "attest.account/1", "account": v, "verified": verified }),
+        );
+    }
+    writeln!(out, "account {}", v.account)?;
+    writeln!(out, "  balance {} units, nonce {}", v.balance.0, v.nonce.0)?;
+    match &v.stake {
+        Some(s) => writeln!(
+            out,
+            "  stake {} units bonded, {} ({}), {} disputes lost",
+            s.bonded.0,
+            s.status,
+            if s.eligible {
+                "eligible"
+            } else {
+                "not eligible"
+            },
+            s.disputes_lost
+        )?,
+        None => writeln!(out, "  no stake")?,
+    }
+    let p = &v.provider;
+    writeln!(
+        out,
+        "  as provider: {} settled, {} refunded, {} open; {} slashes (tier {})",
+        p.jobs.settled, p.jobs.refunded, p.jobs.open, p.slashes_total, p.reputation.tier
+    )?;
+    writeln!(
+        out,
+        "  as client: {} settled, {} refunded, {} open",
+        v.client_jobs.settled, v.client_jobs.refunded, v.client_jobs.open
+    )?;
+    if let Some(c) = &check {
+        print_check(c, out)?;
+    }
+    Ok(())
+}
+
+/// What a proof check established, as JSON.
+fn check_json(c: &client::LightCheck) -> Value {
+    let entries: Vec<Value> = c
+        .entries
+        .iter()
+        .map(|(key, entry)| json!({ "key": format!("{key:?}"), "present": entry.is_some(), "value": entry.as_ref().map(|e| format!("{e:?}")) }))
+        .collect();
+    json!({
+        "height": c.height,
+        "certified_by_block": c.block,
+        "entries": entries,
+        "certificate": { "signers": c.signers, "power": c.power, "total_power": c.total },
+    })
+}
+
+/// What a proof check established, for a reader.
+fn print_check(c: &client::LightCheck, out: &mut impl Write) -> Result<()> {
+    writeln!(
+        out,
+        "verified: {} entries proven against the state root after height {}, which block {} ({}) carries",
+        c.entries.len(),
+        c.height.0,
+        c.height.0 + 1,
+        c.block
+    )?;
+    for (key, entry) in &c.entries {
+        match entry {
+            Some(e) => writeln!(out, "  {key:?} = {e:?}")?,
+            None => writeln!(out, "  {key:?}: proven absent")?,
+        }
+    }
+    writeln!(
+        out,
+        "  its certificate: {} valid precommit signatures, power {} of {} (more than 2/3) of the \
+         validator set the node names for that height; that set is the node's word, not checked here",
+        c.signers, c.power, c.total
+    )?;
+    Ok(())
+}
+
 fn print_job(v: &JobView, out: &mut impl Write) -> Result<()> {
     writeln!(out, "job {}", v.id)?;
     writeln!(
