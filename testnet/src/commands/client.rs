@@ -438,6 +438,9 @@ fn account(id: &str, node: &str, verify: bool, json: bool, out: &mut impl Write)
         (None, true) => anyhow::bail!("the node answered without the proofs asked for"),
         _ => None,
     };
+    if let Some(c) = &check {
+        match_account(&v, c)?;
+    }
     if json {
         let verified = check.as_ref().map(check_json);
         return print(
@@ -479,12 +482,77 @@ fn account(id: &str, node: &str, verify: bool, json: bool, out: &mut impl Write)
     Ok(())
 }
 
+/// One proven entry, for a reader (amounts in units).
+fn describe_entry(
+    key: &attest_contracts_sim::Key,
+    entry: Option<&attest_contracts_sim::Entry>,
+) -> String {
+    use attest_contracts_sim::{Entry, Key};
+    match (key, entry) {
+        (Key::Account(_), Some(Entry::Account(a))) => {
+            format!(
+                "account: balance {} units, nonce {}",
+                a.balance.0, a.nonce.0
+            )
+        }
+        (Key::Stake(_), Some(Entry::Stake(s))) => format!(
+            "stake: {} units bonded, {} unbonding entries, {:?}",
+            s.bonded.0,
+            s.unbonding.len(),
+            s.status
+        ),
+        (Key::Record(_), Some(Entry::Record(r))) => format!(
+            "record: as provider {} settled, {} refunded; as client {} settled; {} slashes ({} units)",
+            r.provided.settled, r.provided.refunded, r.opened.settled, r.slashes, r.slashed.0
+        ),
+        (Key::Job(id), Some(Entry::Job(j))) => format!(
+            "job {id}: phase {}, provider {}, escrow {} units",
+            j.phase.name(),
+            j.provider,
+            j.escrow.0
+        ),
+        (key, None) => format!("{key:?}: proven absent"),
+        (key, Some(e)) => format!("{key:?} = {e:?}"),
+    }
+}
+
+/// Fails unless the answer's own fields are the proven values.
+fn match_account(
+    v: &attest_node::api::accounts::AccountSnapshot,
+    c: &client::LightCheck,
+) -> Result<()> {
+    use attest_contracts_sim::{Entry, Key};
+    for (key, entry) in &c.entries {
+        let agrees = match (key, entry) {
+            (Key::Account(_), Some(Entry::Account(a))) => {
+                a.balance == v.balance && a.nonce == v.nonce
+            }
+            (Key::Account(_), None) => v.balance.0 == 0 && v.nonce.0 == 0,
+            (Key::Stake(_), Some(Entry::Stake(s))) => {
+                v.stake.as_ref().is_some_and(|m| m.bonded == s.bonded)
+            }
+            (Key::Stake(_), None) => v.stake.is_none(),
+            (Key::Record(_), Some(Entry::Record(r))) => {
+                r.provided.settled == v.provider.jobs.settled
+                    && r.slashes == v.provider.slashes_total
+            }
+            (Key::Record(_), None) => v.provider.jobs.settled == 0 && v.provider.slashes_total == 0,
+            _ => true,
+        };
+        anyhow::ensure!(
+            agrees,
+            "the node's answer disagrees with its own proof of {key:?}"
+        );
+    }
+    Ok(())
+}
+
 /// What a proof check established, as JSON.
 fn check_json(c: &client::LightCheck) -> Value {
     let entries: Vec<Value> = c
         .entries
         .iter()
-        .map(|(key, entry)| json!({ "key": format!("{key:?}"), "present": entry.is_some(), "value": entry.as_ref().map(|e| format!("{e:?}")) }))
+        .map(|(key, entry)| json!({ "key": format!("{key:?}"), "present": entry.is_some(), "value": describe_entry(key, entry.as_ref()) }))
         .collect();
     json!({
         "height": c.height,
@@ -505,10 +573,7 @@ fn print_check(c: &client::LightCheck, out: &mut impl Write) -> Result<()> {
         c.block
     )?;
     for (key, entry) in &c.entries {
-        match entry {
-            Some(e) => writeln!(out, "  {key:?} = {e:?}")?,
-            None => writeln!(out, "  {key:?}: proven absent")?,
-        }
+        writeln!(out, "  {}", describe_entry(key, entry.as_ref()))?;
     }
     writeln!(
         out,
