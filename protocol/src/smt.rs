@@ -8,12 +8,10 @@
 //!   highest level where it is alone, so paths are about `log2 n` long, not 256;
 //! - `H("attest/smt-node/v1", left || right)` with two or more.
 //!
-//! The tree caches the hash of every subtree with two or more leaves. A write drops the
-//! cached hashes on its key's path, down to the depth where the key parts from its
-//! neighbours, and [`SparseMerkleTree::root`] rehashes only those: a batch of `k` writes into
-//! `n` leaves costs `O(k log n)` hashes.
-
-use std::collections::BTreeMap;
+//! The tree is kept as a compact trie (a branch where leaves part) whose branches cache their
+//! hashes. A write marks the branches on its key's path and [`SparseMerkleTree::root`]
+//! rehashes only those: a batch of `k` writes into `n` leaves costs `O(k log n)` hashes and
+//! pointer steps, with no search of the leaf set.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,34 +38,6 @@ fn bit(key: &Hash, i: usize) -> bool {
     key.0[i / 8] & (0x80 >> (i % 8)) != 0
 }
 
-/// `key` with every bit from `depth` on cleared: the subtree's prefix.
-fn prefix(key: &Hash, depth: usize) -> Hash {
-    let mut out = [0u8; 32];
-    let full = depth / 8;
-    out[..full].copy_from_slice(&key.0[..full]);
-    if full < 32 {
-        let keep = depth % 8;
-        if keep > 0 {
-            out[full] = key.0[full] & (0xffu8 << (8 - keep));
-        }
-    }
-    Hash(out)
-}
-
-/// `key` with every bit from `depth` on set: the last key of the subtree.
-fn prefix_end(key: &Hash, depth: usize) -> Hash {
-    let mut out = prefix(key, depth).0;
-    let full = depth / 8;
-    if full < 32 {
-        let keep = depth % 8;
-        out[full] |= 0xffu8 >> keep;
-        for b in out.iter_mut().skip(full + 1) {
-            *b = 0xff;
-        }
-    }
-    Hash(out)
-}
-
 /// The number of leading bits `a` and `b` share.
 fn common_bits(a: &Hash, b: &Hash) -> usize {
     for i in 0..32 {
@@ -79,14 +49,46 @@ fn common_bits(a: &Hash, b: &Hash) -> usize {
     MAX_DEPTH
 }
 
-/// The tree: its leaves and the cached hashes of its subtrees with two or more leaves.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SparseMerkleTree {
-    leaves: BTreeMap<Hash, Hash>,
-    /// `(depth, prefix)` to the subtree's hash, for subtrees with two or more leaves. A
-    /// missing entry for such a subtree means it must be rehashed.
-    nodes: BTreeMap<(u16, Hash), Hash>,
+/// A node of the tree's arena.
+#[derive(Debug, Clone)]
+enum Node {
+    /// One leaf.
+    Leaf { key: Hash, value: Hash },
+    /// The highest level where its leaves part: they share their first `depth` bits (those of
+    /// `key`, any of its keys) and part at bit `depth`. `hash` is the subtree's hash at
+    /// `depth`, current unless `dirty`.
+    Branch {
+        depth: u16,
+        key: Hash,
+        left: u32,
+        right: u32,
+        hash: Hash,
+        dirty: bool,
+    },
 }
+
+/// The tree, as a compact binary trie in an arena: a branch where leaves part, a leaf where
+/// one is alone. Each branch caches its hash; a write marks the branches on its path, and
+/// [`SparseMerkleTree::root`] rehashes only those (plus, for a branch below a run of levels
+/// where one side is empty, one hash per such level). No step depends on the number of
+/// leaves but the path length, about `log2 n`.
+#[derive(Debug, Clone, Default)]
+pub struct SparseMerkleTree {
+    nodes: Vec<Node>,
+    /// Arena slots free for reuse.
+    free: Vec<u32>,
+    root: Option<u32>,
+    len: usize,
+}
+
+impl PartialEq for SparseMerkleTree {
+    /// The same leaves (the arena's layout is history, not content).
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for SparseMerkleTree {}
 
 impl SparseMerkleTree {
     /// An empty tree.
@@ -94,159 +96,354 @@ impl SparseMerkleTree {
         Self::default()
     }
 
-    /// A tree over `leaves` (key, value hash), hashed in one pass.
+    /// A tree over `leaves` (key, value hash).
     pub fn from_leaves(leaves: impl IntoIterator<Item = (Hash, Hash)>) -> Self {
-        let mut tree = Self {
-            leaves: leaves.into_iter().collect(),
-            nodes: BTreeMap::new(),
-        };
+        let mut tree = Self::new();
+        for (k, v) in leaves {
+            tree.insert(k, v);
+        }
         tree.root();
         tree
     }
 
     /// How many leaves it holds.
     pub fn len(&self) -> usize {
-        self.leaves.len()
+        self.len
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.len == 0
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &Hash) -> Option<Hash> {
-        self.leaves.get(key).copied()
+        let mut at = self.root?;
+        loop {
+            match &self.nodes[at as usize] {
+                Node::Leaf { key: k, value } => return (k == key).then_some(*value),
+                Node::Branch {
+                    depth, left, right, ..
+                } => {
+                    at = if bit(key, usize::from(*depth)) {
+                        *right
+                    } else {
+                        *left
+                    }
+                }
+            }
+        }
     }
 
     /// The leaves in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&Hash, &Hash)> {
-        self.leaves.iter()
+        let mut stack: Vec<u32> = self.root.into_iter().collect();
+        std::iter::from_fn(move || {
+            while let Some(at) = stack.pop() {
+                match &self.nodes[at as usize] {
+                    Node::Leaf { key, value } => return Some((key, value)),
+                    Node::Branch { left, right, .. } => {
+                        stack.push(*right);
+                        stack.push(*left);
+                    }
+                }
+            }
+            None
+        })
+    }
+
+    fn alloc(&mut self, node: Node) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                u32::try_from(self.nodes.len() - 1).expect("fewer than 2^32 nodes")
+            }
+        }
+    }
+
+    /// A branch over two subtrees that part at bit `depth`.
+    fn branch(&mut self, depth: usize, key: Hash, a: (u32, &Hash), b: (u32, &Hash)) -> u32 {
+        let (left, right) = if bit(a.1, depth) {
+            (b.0, a.0)
+        } else {
+            (a.0, b.0)
+        };
+        self.alloc(Node::Branch {
+            depth: depth as u16,
+            key,
+            left,
+            right,
+            hash: EMPTY,
+            dirty: true,
+        })
     }
 
     /// Sets the value under `key`.
     pub fn insert(&mut self, key: Hash, value: Hash) {
-        if self.leaves.insert(key, value) != Some(value) {
-            self.invalidate(&key);
+        self.root = Some(match self.root {
+            None => {
+                self.len += 1;
+                self.alloc(Node::Leaf { key, value })
+            }
+            Some(at) => self.insert_at(at, key, value),
+        });
+    }
+
+    /// Inserts under the subtree at `at`; returns what takes its place.
+    fn insert_at(&mut self, at: u32, key: Hash, value: Hash) -> u32 {
+        match self.nodes[at as usize].clone() {
+            Node::Leaf { key: k, value: v } => {
+                if k == key {
+                    if v != value {
+                        self.nodes[at as usize] = Node::Leaf { key, value };
+                    }
+                    return at;
+                }
+                self.len += 1;
+                let leaf = self.alloc(Node::Leaf { key, value });
+                let depth = common_bits(&k, &key);
+                self.branch(depth, k, (at, &k), (leaf, &key))
+            }
+            Node::Branch { depth, key: bk, .. } => {
+                let depth = usize::from(depth);
+                let shared = common_bits(&bk, &key);
+                if shared < depth {
+                    // The key parts from this branch's leaves above it.
+                    self.len += 1;
+                    let leaf = self.alloc(Node::Leaf { key, value });
+                    return self.branch(shared, bk, (at, &bk), (leaf, &key));
+                }
+                let go_right = bit(&key, depth);
+                let child = match &self.nodes[at as usize] {
+                    Node::Branch { left, right, .. } => {
+                        if go_right {
+                            *right
+                        } else {
+                            *left
+                        }
+                    }
+                    Node::Leaf { .. } => unreachable!("matched a branch"),
+                };
+                let new = self.insert_at(child, key, value);
+                if let Node::Branch {
+                    left, right, dirty, ..
+                } = &mut self.nodes[at as usize]
+                {
+                    if go_right {
+                        *right = new;
+                    } else {
+                        *left = new;
+                    }
+                    *dirty = true;
+                }
+                at
+            }
         }
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &Hash) -> Option<Hash> {
-        let old = self.leaves.remove(key);
+        let at = self.root?;
+        let (replacement, old) = self.remove_at(at, key);
         if old.is_some() {
-            self.invalidate(key);
+            self.root = replacement;
+            self.len -= 1;
         }
         old
     }
 
-    /// Drops the cached hashes on `key`'s path. A cached subtree on the path holds two or
-    /// more leaves other than (or besides) `key`, all sharing its prefix with `key`, so it is
-    /// no deeper than `key`'s longest common prefix with a neighbour.
-    fn invalidate(&mut self, key: &Hash) {
-        let below = self.leaves.range(..*key).next_back().map(|(k, _)| *k);
-        let above = self
-            .leaves
-            .range((std::ops::Bound::Excluded(*key), std::ops::Bound::Unbounded))
-            .next()
-            .map(|(k, _)| *k);
-        let deepest = [below, above]
-            .iter()
-            .flatten()
-            .map(|n| common_bits(key, n))
-            .max()
-            .unwrap_or(0)
-            .min(MAX_DEPTH - 1);
-        for depth in 0..=deepest {
-            self.nodes.remove(&(depth as u16, prefix(key, depth)));
+    /// Removes under the subtree at `at`: what takes its place, and the removed value.
+    fn remove_at(&mut self, at: u32, key: &Hash) -> (Option<u32>, Option<Hash>) {
+        match self.nodes[at as usize].clone() {
+            Node::Leaf { key: k, value } => {
+                if k == *key {
+                    self.free.push(at);
+                    (None, Some(value))
+                } else {
+                    (Some(at), None)
+                }
+            }
+            Node::Branch {
+                depth,
+                key: bk,
+                left,
+                right,
+                ..
+            } => {
+                let depth = usize::from(depth);
+                if common_bits(&bk, key) < depth {
+                    return (Some(at), None);
+                }
+                let go_right = bit(key, depth);
+                let (child, other) = if go_right {
+                    (right, left)
+                } else {
+                    (left, right)
+                };
+                let (new, old) = self.remove_at(child, key);
+                if old.is_none() {
+                    return (Some(at), None);
+                }
+                match new {
+                    // One side left: the branch goes, its other child takes its place.
+                    None => {
+                        self.free.push(at);
+                        (Some(other), old)
+                    }
+                    Some(new) => {
+                        if let Node::Branch {
+                            left, right, dirty, ..
+                        } = &mut self.nodes[at as usize]
+                        {
+                            if go_right {
+                                *right = new;
+                            } else {
+                                *left = new;
+                            }
+                            *dirty = true;
+                        }
+                        (Some(at), old)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The depth a node's own hash is at (a leaf's hash is the same at every depth).
+    fn top(&self, at: u32) -> Option<(usize, Hash)> {
+        match &self.nodes[at as usize] {
+            Node::Leaf { .. } => None,
+            Node::Branch { depth, key, .. } => Some((usize::from(*depth), *key)),
+        }
+    }
+
+    /// The hash of the subtree at `at` seen from `depth` (at or above its top): a branch
+    /// deeper down is wrapped once per level in between, the empty side beside it.
+    fn seen_from(&self, at: u32, own: Hash, depth: usize) -> Hash {
+        match self.top(at) {
+            None => own,
+            Some((top, key)) => {
+                let mut h = own;
+                for level in (depth..top).rev() {
+                    h = if bit(&key, level) {
+                        node_hash(&EMPTY, &h)
+                    } else {
+                        node_hash(&h, &EMPTY)
+                    };
+                }
+                h
+            }
+        }
+    }
+
+    /// The node's own hash, rehashing what is dirty below it.
+    fn rehash(&mut self, at: u32) -> Hash {
+        match self.nodes[at as usize].clone() {
+            Node::Leaf { key, value } => leaf_hash(&key, &value),
+            Node::Branch {
+                hash, dirty: false, ..
+            } => hash,
+            Node::Branch {
+                depth, left, right, ..
+            } => {
+                let below = usize::from(depth) + 1;
+                let l = self.rehash(left);
+                let r = self.rehash(right);
+                let h = node_hash(
+                    &self.seen_from(left, l, below),
+                    &self.seen_from(right, r, below),
+                );
+                if let Node::Branch { hash, dirty, .. } = &mut self.nodes[at as usize] {
+                    *hash = h;
+                    *dirty = false;
+                }
+                h
+            }
+        }
+    }
+
+    /// The node's own hash without touching the arena (for proofs from `&self`).
+    fn hash_ro(&self, at: u32) -> Hash {
+        match &self.nodes[at as usize] {
+            Node::Leaf { key, value } => leaf_hash(key, value),
+            Node::Branch {
+                hash, dirty: false, ..
+            } => *hash,
+            Node::Branch {
+                depth, left, right, ..
+            } => {
+                let below = usize::from(*depth) + 1;
+                node_hash(
+                    &self.seen_from(*left, self.hash_ro(*left), below),
+                    &self.seen_from(*right, self.hash_ro(*right), below),
+                )
+            }
         }
     }
 
     /// The root hash, rehashing what writes left stale.
     pub fn root(&mut self) -> Hash {
-        self.hash_at(0, &Hash([0; 32]), true)
-    }
-
-    /// The hash of the subtree at `depth` holding `key`'s prefix; caches what it computes
-    /// when `cache` is set.
-    fn hash_at(&mut self, depth: usize, key: &Hash, cache: bool) -> Hash {
-        let start = prefix(key, depth);
-        // A cached hash is current (writes drop the stale ones): one look-up for the clean
-        // siblings along a rehashed path.
-        let id = (depth as u16, start);
-        if let Some(h) = self.nodes.get(&id) {
-            return *h;
+        match self.root {
+            None => EMPTY,
+            Some(at) => {
+                let own = self.rehash(at);
+                self.seen_from(at, own, 0)
+            }
         }
-        let end = prefix_end(key, depth);
-        let mut two = self.leaves.range(start..=end);
-        let Some((k, v)) = two.next() else {
-            return EMPTY;
-        };
-        if two.next().is_none() {
-            return leaf_hash(k, v);
-        }
-        // Two distinct keys share at most 255 bits, so a subtree of two leaves is above 256.
-        let mut right = start;
-        right.0[depth / 8] |= 0x80 >> (depth % 8);
-        let l = self.hash_at(depth + 1, &start, cache);
-        let r = self.hash_at(depth + 1, &right, cache);
-        let h = node_hash(&l, &r);
-        if cache {
-            self.nodes.insert(id, h);
-        }
-        h
-    }
-
-    /// The hash of a subtree without touching the cache (for proofs from `&self`).
-    fn hash_ro(&self, depth: usize, key: &Hash) -> Hash {
-        let start = prefix(key, depth);
-        let end = prefix_end(key, depth);
-        let mut two = self.leaves.range(start..=end);
-        let Some((k, v)) = two.next() else {
-            return EMPTY;
-        };
-        if two.next().is_none() {
-            return leaf_hash(k, v);
-        }
-        if let Some(h) = self.nodes.get(&(depth as u16, start)) {
-            return *h;
-        }
-        let mut right = start;
-        right.0[depth / 8] |= 0x80 >> (depth % 8);
-        node_hash(
-            &self.hash_ro(depth + 1, &start),
-            &self.hash_ro(depth + 1, &right),
-        )
     }
 
     /// A proof of `key`'s value, or of its absence. Cheapest right after [`Self::root`].
     pub fn prove(&self, key: &Hash) -> SmtProof {
         let mut siblings = Vec::new();
+        let Some(mut at) = self.root else {
+            return SmtProof {
+                siblings,
+                terminal: None,
+            };
+        };
         let mut depth = 0;
         loop {
-            let start = prefix(key, depth);
-            let end = prefix_end(key, depth);
-            let mut two = self.leaves.range(start..=end);
-            let first = two.next();
-            match (first, two.next()) {
-                (None, _) => {
+            match &self.nodes[at as usize] {
+                Node::Leaf { key: k, value } => {
                     return SmtProof {
                         siblings,
-                        terminal: None,
+                        terminal: Some((*k, *value)),
                     };
                 }
-                (Some((k, v)), None) => {
-                    return SmtProof {
-                        siblings,
-                        terminal: Some((*k, *v)),
+                Node::Branch {
+                    depth: b,
+                    key: bk,
+                    left,
+                    right,
+                    ..
+                } => {
+                    let b = usize::from(*b);
+                    let shared = common_bits(bk, key);
+                    if shared < b {
+                        // The key leaves the branch's path at level `shared`: empty siblings
+                        // down to there, then the branch beside an empty subtree.
+                        siblings.extend(std::iter::repeat_n(EMPTY, shared - depth));
+                        siblings.push(self.seen_from(at, self.hash_ro(at), shared + 1));
+                        return SmtProof {
+                            siblings,
+                            terminal: None,
+                        };
+                    }
+                    siblings.extend(std::iter::repeat_n(EMPTY, b - depth));
+                    let (next, other) = if bit(key, b) {
+                        (*right, *left)
+                    } else {
+                        (*left, *right)
                     };
+                    siblings.push(self.seen_from(other, self.hash_ro(other), b + 1));
+                    at = next;
+                    depth = b + 1;
                 }
-                _ => {}
             }
-            let mut other = prefix(key, depth + 1);
-            other.0[depth / 8] ^= 0x80 >> (depth % 8);
-            siblings.push(self.hash_ro(depth + 1, &other));
-            depth += 1;
         }
     }
 }
@@ -318,7 +515,23 @@ pub fn verify(root: &Hash, key: &Hash, proof: &SmtProof) -> Result<Option<Hash>,
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// `key` with every bit from `depth` on cleared: the subtree's prefix.
+    fn prefix(key: &Hash, depth: usize) -> Hash {
+        let mut out = [0u8; 32];
+        let full = depth / 8;
+        out[..full].copy_from_slice(&key.0[..full]);
+        if full < 32 {
+            let keep = depth % 8;
+            if keep > 0 {
+                out[full] = key.0[full] & (0xffu8 << (8 - keep));
+            }
+        }
+        Hash(out)
+    }
 
     fn h(b: u8) -> Hash {
         Hash([b; 32])
