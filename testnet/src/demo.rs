@@ -90,7 +90,8 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
     )?;
     let views = wait_final(&gateway, &jobs, out, &say)?;
     let genesis = dir.join("genesis.json");
-    let (audit, audit_ok) = client::run_audit(&genesis, Some(&gateway), None, AuditRange::ALL)?;
+    let (audit, audit_ok) =
+        client::run_audit(&genesis, Some(&gateway), None, AuditRange::ALL, None)?;
     say(
         out,
         format!(

@@ -148,3 +148,39 @@ fn damaged_snapshots_are_refused() {
         Err(SnapshotError::WrongGenesis { .. })
     ));
 }
+
+#[test]
+fn an_audit_starts_from_a_snapshot_and_checks_the_blocks_after_it() {
+    use attest_chain::audit::{AuditRange, audit_from_snapshot, no_clock};
+    let (genesis, validator, client) = genesis();
+    let mut chain = Chain::new(&genesis).unwrap();
+    let mut blocks = Vec::new();
+    let mut snapshot = None;
+    for _ in 0..5 {
+        let block = step(&mut chain, &validator, &client);
+        blocks.push((block, chain.last_certificate().unwrap().clone()));
+        if chain.height().0 == 3 {
+            snapshot = Some(chain.snapshot(genesis.hash()).encode());
+        }
+    }
+    let restore = || {
+        Chain::from_snapshot(
+            &genesis,
+            Snapshot::decode(snapshot.as_ref().unwrap()).unwrap(),
+        )
+        .unwrap()
+    };
+    let tail = || blocks[3..].iter().cloned().map(Ok::<_, std::io::Error>);
+    let range = AuditRange::new(Some(attest_protocol::Height(4)), None).unwrap();
+    let report = audit_from_snapshot(&genesis, restore(), tail(), range, no_clock).unwrap();
+    assert!(report.ok);
+    assert_eq!(report.from_snapshot, Some(attest_protocol::Height(3)));
+    assert_eq!(report.counts.blocks, 2);
+    assert_eq!(report.head.unwrap().height.0, 5);
+    // A gap after the snapshot is refused.
+    let gap = blocks[4..].iter().cloned().map(Ok::<_, std::io::Error>);
+    assert!(audit_from_snapshot(&genesis, restore(), gap, range, no_clock).is_err());
+    // A range reaching into the checkpoint is refused.
+    let early = AuditRange::new(Some(attest_protocol::Height(2)), None).unwrap();
+    assert!(audit_from_snapshot(&genesis, restore(), tail(), early, no_clock).is_err());
+}

@@ -312,13 +312,59 @@ where
     I: IntoIterator<Item = Result<CommittedBlock, E>>,
     E: Into<Box<dyn Error + Send + Sync>>,
 {
-    let mut auditor = match Auditor::new(genesis, range, clock) {
+    let auditor = match Auditor::new(genesis, range, clock) {
         Ok(a) => a,
         Err(error) => {
             let report = Box::new(AuditReport::unstarted(genesis, range, &error));
             return Err(AuditFailed { error, report });
         }
     };
+    finish(auditor, blocks)
+}
+
+/// Audits `blocks` (from height `H + 1`) against `genesis`, starting from `chain`, a verified
+/// snapshot's chain at height `H` ([`Chain::from_snapshot`]). The snapshot is a checkpoint:
+/// its entries hash to its root and its certificate commits its head, and block `H + 1` must
+/// name that head and claim that root, but the blocks up to `H` are not replayed. `range`
+/// must start above `H`.
+pub fn audit_from_snapshot<I, E>(
+    genesis: &GenesisFile,
+    chain: Chain,
+    blocks: I,
+    range: AuditRange,
+    clock: Clock,
+) -> Result<AuditReport, AuditFailed>
+where
+    I: IntoIterator<Item = Result<CommittedBlock, E>>,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    let start = chain.height();
+    let auditor = match Auditor::new(genesis, range, clock) {
+        Ok(_) if range.from <= start => Err(AuditError::BadRange {
+            from: range.from,
+            to: start,
+        }),
+        Ok(mut a) => {
+            a.chain = chain;
+            a.snapshot = Some(start);
+            Ok(a)
+        }
+        Err(e) => Err(e),
+    };
+    match auditor {
+        Ok(a) => finish(a, blocks),
+        Err(error) => {
+            let report = Box::new(AuditReport::unstarted(genesis, range, &error));
+            Err(AuditFailed { error, report })
+        }
+    }
+}
+
+fn finish<I, E>(mut auditor: Auditor, blocks: I) -> Result<AuditReport, AuditFailed>
+where
+    I: IntoIterator<Item = Result<CommittedBlock, E>>,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
     match auditor.run(blocks) {
         Ok(()) => Ok(auditor.report(None)),
         Err(error) => {
@@ -346,6 +392,8 @@ pub struct Auditor {
     verify_time: Duration,
     clock: Clock,
     started: Duration,
+    /// The snapshot height the audit started from (`None`: genesis).
+    snapshot: Option<Height>,
 }
 
 impl Auditor {
@@ -371,6 +419,7 @@ impl Auditor {
             verify_time: Duration::ZERO,
             clock,
             started: clock(),
+            snapshot: None,
         })
     }
 

@@ -122,6 +122,10 @@ pub struct AuditReport {
     pub genesis_hash: Hash,
     /// The range asked for.
     pub range: AuditRange,
+    /// The snapshot the audit started from (`--from-snapshot`); blocks up to it were not
+    /// replayed. Absent when it replayed from genesis.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from_snapshot: Option<Height>,
     /// The first height of the range that was verified.
     pub first_height: Option<Height>,
     /// The last height of the range that was verified.
@@ -166,6 +170,7 @@ impl AuditReport {
             chain_id: chain.chain_id().clone(),
             genesis_hash: auditor.genesis_hash,
             range: auditor.range,
+            from_snapshot: auditor.snapshot,
             first_height: auditor.first_in_range,
             last_height: last_in_range,
             counts: auditor.in_range,
@@ -192,6 +197,7 @@ impl AuditReport {
             chain_id: genesis.genesis.chain_id.clone(),
             genesis_hash: genesis.hash(),
             range,
+            from_snapshot: None,
             first_height: None,
             last_height: None,
             counts: Counts::default(),
