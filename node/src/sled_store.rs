@@ -74,6 +74,10 @@ fn role_of(byte: u8) -> Option<Role> {
     }
 }
 
+/// sled's page cache. Its default (1 GiB) lets a node's memory grow with its database for a
+/// long time; the node reads recent blocks and history look-ups, which this holds easily.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// A [`Store`] in a sled database directory. See the module documentation for the layout.
 pub struct SledStore {
     path: PathBuf,
@@ -381,7 +385,8 @@ impl SledStore {
 fn open_db(path: &Path) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match sled::open(path) {
+        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+        match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && Instant::now() < deadline =>
