@@ -30,7 +30,7 @@ pub use error::{DecodeError, IdentError, ParseError, SignatureError};
 pub use hash::{Hash, hash_tagged};
 pub use keys::{AccountId, PublicKey, SecretKey, Signature, verify_batch};
 pub use merkle::{MerkleProof, MerkleTree};
-pub use signed::{Signable, SignatureBatch, Signed, Verdicts, Verified, signing_payload};
+pub use signed::{Signable, Signed, Verified, signing_payload};
 pub use smt::{SmtProof, SparseMerkleTree};
 pub use tx::{Action, SignedTx, Tx, tx_hash};
 pub use types::{

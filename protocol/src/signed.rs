@@ -79,83 +79,8 @@ impl<T: Canonical + Signable> Canonical for Signed<T> {
     const MAX_ENCODED_LEN: usize = T::MAX_ENCODED_LEN + 96;
 }
 
-/// Signatures of objects of any kinds, checked together with [`crate::verify_batch`] (about
-/// twice as fast per signature as one by one, with the same strict verdicts). Add each object,
-/// [`SignatureBatch::verify`] them all, then take each back as a [`Verified`] (or its error)
-/// with [`Verdicts::take`].
-#[derive(Debug, Default)]
-pub struct SignatureBatch {
-    items: Vec<(PublicKey, Vec<u8>, Signature)>,
-}
-
-impl SignatureBatch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds `signed` (for `chain`); returns its position.
-    pub fn add<T: Signable>(&mut self, chain: &ChainId, signed: &Signed<T>) -> usize {
-        let payload = signing_payload(chain, &signed.body);
-        self.items.push((signed.signer, payload, signed.signature));
-        self.items.len() - 1
-    }
-
-    /// Checks every signature.
-    pub fn verify(self) -> Verdicts {
-        let refs: Vec<(PublicKey, &[u8], Signature)> = self
-            .items
-            .iter()
-            .map(|(k, m, s)| (*k, m.as_slice(), *s))
-            .collect();
-        let ok = crate::keys::verify_batch(&refs);
-        Verdicts {
-            items: self.items,
-            ok,
-        }
-    }
-}
-
-/// What a [`SignatureBatch`] found.
-#[derive(Debug)]
-pub struct Verdicts {
-    items: Vec<(PublicKey, Vec<u8>, Signature)>,
-    ok: Vec<bool>,
-}
-
-impl Verdicts {
-    /// Whether the signature at `position` verified.
-    pub fn ok(&self, position: usize) -> bool {
-        self.ok.get(position).copied().unwrap_or(false)
-    }
-
-    /// `signed`, added at `position` for `chain`, as a [`Verified`] if its signature verified.
-    /// The object must be the one added there: signer, signature and payload are compared.
-    pub fn take<T: Signable>(
-        &self,
-        position: usize,
-        chain: &ChainId,
-        signed: Signed<T>,
-    ) -> Result<Verified<T>, SignatureError> {
-        let same = self.items.get(position).is_some_and(|(k, m, s)| {
-            *k == signed.signer
-                && *s == signed.signature
-                && *m == signing_payload(chain, &signed.body)
-        });
-        if same && self.ok(position) {
-            Ok(Verified(signed))
-        } else {
-            Err(SignatureError::Invalid {
-                what: T::SIGNING_TAG,
-                signer: signed.signer.to_string(),
-            })
-        }
-    }
-}
-
-/// A signed object whose signature has been checked. Only [`Signed::verify`] and
-/// [`Verdicts::take`] build one, so a function that takes a `Verified<T>` cannot be handed an
-/// unchecked signature.
+/// A signed object whose signature has been checked. Only [`Signed::verify`] builds one, so a
+/// function that takes a `Verified<T>` cannot be handed an unchecked signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified<T>(Signed<T>);
 

@@ -49,22 +49,6 @@ pub fn verify_certificate(
     validators: &ValidatorSet,
     cert: &CommitCertificate,
 ) -> Result<(), CertError> {
-    check_signers(validators, cert)?;
-    for signed in cert.signed_votes() {
-        signed
-            .check(chain)
-            .map_err(|_| CertError::BadSignature(Box::new(signed.signer)))?;
-    }
-    Ok(())
-}
-
-/// Everything [`verify_certificate`] checks but the signatures: signers distinct, sorted,
-/// members, and more than 2/3 of the power. A caller that checks the signatures in a batch
-/// with others calls this first.
-pub(crate) fn check_signers(
-    validators: &ValidatorSet,
-    cert: &CommitCertificate,
-) -> Result<(), CertError> {
     let mut power = 0u64;
     let mut last: Option<PublicKey> = None;
     // Membership and order first: they are cheap, and an unknown signer needs no verification.
@@ -83,6 +67,11 @@ pub(crate) fn check_signers(
             have: power,
             total: validators.total_power(),
         });
+    }
+    for signed in cert.signed_votes() {
+        signed
+            .check(chain)
+            .map_err(|_| CertError::BadSignature(Box::new(signed.signer)))?;
     }
     Ok(())
 }

@@ -13,10 +13,10 @@ use attest_protocol::encoding::encode;
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
-    SignatureBatch, SignatureError, Tx, TxHash, Verified,
+    SignatureError, Tx, TxHash, Verified,
 };
 
-use crate::certificate::{CertError, check_signers};
+use crate::certificate::{CertError, verify_certificate};
 use crate::genesis::GenesisFile;
 use crate::validators::{ValidatorSet, ValidatorSetError, validator_set};
 
@@ -384,7 +384,7 @@ impl Chain {
                 got: block.header.time_ms,
             });
         }
-        self.check_block(block, known, None)
+        self.check_block(block, known)
     }
 
     /// Checks a committed block with its certificate (from sync or the store) and runs it
@@ -398,19 +398,15 @@ impl Chain {
         if certificate.height != height || certificate.block != block.hash() {
             return Err(BlockError::CertificateMismatch { height });
         }
-        check_signers(&self.validators, certificate)
+        verify_certificate(&self.chain_id, &self.validators, certificate)
             .map_err(|error| BlockError::Certificate { height, error })?;
-        self.check_block(block, &|_| None, Some(certificate))
+        self.check_block(block, &|_| None)
     }
 
-    /// Checks `block` (and `certificate`, the one committing it, whose signers were checked)
-    /// and runs it. Every signature not already known, the certificate's, the last commit's and
-    /// the transactions', is verified in one batch.
     fn check_block(
         &mut self,
         block: &Block,
         known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
-        certificate: Option<&CommitCertificate>,
     ) -> Result<Applied, BlockError> {
         let h = &block.header;
         let height = h.height;
@@ -461,54 +457,26 @@ impl Chain {
         }
         block.check_body()?;
         self.check_last_commit(block)?;
-        let chain = self.chain_id.clone();
-        let mut batch = SignatureBatch::new();
-        let votes = |batch: &mut SignatureBatch,
-                     cert: Option<&CommitCertificate>|
-         -> Vec<(usize, PublicKey)> {
-            cert.map(|c| {
-                c.signed_votes()
-                    .map(|v| (batch.add(&chain, &v), v.signer))
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        let own = votes(&mut batch, certificate);
-        let last = votes(&mut batch, block.last_commit.as_ref());
-        let pending: Vec<Result<Verified<Tx>, usize>> = block
-            .txs
-            .iter()
-            .map(|tx| {
-                // Equal hashes mean equal bytes: a known transaction's signature was verified.
-                known(&attest_protocol::tx_hash(tx)).ok_or_else(|| batch.add(&chain, tx))
-            })
-            .collect();
-        let verdicts = batch.verify();
-        if let Some((_, signer)) = own.iter().find(|(at, _)| !verdicts.ok(*at)) {
-            let error = CertError::BadSignature(Box::new(*signer));
-            return Err(BlockError::Certificate { height, error });
-        }
-        if let Some((_, signer)) = last.iter().find(|(at, _)| !verdicts.ok(*at)) {
-            let error = CertError::BadSignature(Box::new(*signer));
-            return Err(BlockError::LastCommit { height, error });
-        }
-        let mut txs = Vec::with_capacity(pending.len());
-        for (index, (tx, p)) in block.txs.iter().zip(pending).enumerate() {
-            match p {
-                Ok(verified) => txs.push(verified),
-                Err(at) => txs.push(verdicts.take(at, &chain, tx.clone()).map_err(|error| {
-                    BlockError::TxSignature {
+        let mut txs = Vec::with_capacity(block.txs.len());
+        for (index, tx) in block.txs.iter().enumerate() {
+            // Equal hashes mean equal bytes: a known transaction's signature was verified.
+            if let Some(verified) = known(&attest_protocol::tx_hash(tx)) {
+                txs.push(verified);
+                continue;
+            }
+            let verified =
+                tx.clone()
+                    .verify(&self.chain_id)
+                    .map_err(|error| BlockError::TxSignature {
                         height,
                         index,
                         error,
-                    }
-                })?),
-            }
+                    })?;
+            txs.push(verified);
         }
         self.run(block, txs)
     }
 
-    /// The last commit's presence and signers; its signatures are verified with the block's.
     fn check_last_commit(&self, block: &Block) -> Result<(), BlockError> {
         let height = block.header.height;
         match (&block.last_commit, &self.previous_validators) {
@@ -517,7 +485,8 @@ impl Chain {
                 if cert.height != self.height || cert.block != self.last_hash {
                     return Err(BlockError::LastCommitPresence { height });
                 }
-                check_signers(set, cert).map_err(|error| BlockError::LastCommit { height, error })
+                verify_certificate(&self.chain_id, set, cert)
+                    .map_err(|error| BlockError::LastCommit { height, error })
             }
             _ => Err(BlockError::LastCommitPresence { height }),
         }
