@@ -595,11 +595,7 @@ pub fn run_audit(
         }
         None => {
             let api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
-            let blocks = NodeBlocks {
-                api: &api,
-                next: Height(1),
-                to: range.to,
-            };
+            let blocks = prefetched(api, range.to);
             audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
         }
     };
@@ -607,6 +603,33 @@ pub fn run_audit(
         Ok(report) => Ok((report, true)),
         Err(failed) => Ok((*failed.report, false)),
     }
+}
+
+/// Blocks a reader thread fetches ahead of the audit.
+const PREFETCH_BLOCKS: usize = 64;
+
+/// Blocks from a node's API, from height 1 up to `to` or its height, read by a thread of
+/// their own at most [`PREFETCH_BLOCKS`] ahead: the audit verifies one block while the next
+/// ones are on the wire. The thread ends when the blocks do or the receiver is dropped.
+fn prefetched(
+    api: Api,
+    to: Option<Height>,
+) -> impl Iterator<Item = Result<(Block, CommitCertificate), anyhow::Error>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BLOCKS);
+    std::thread::spawn(move || {
+        let blocks = NodeBlocks {
+            api: &api,
+            next: Height(1),
+            to,
+        };
+        for item in blocks {
+            let stop = item.is_err();
+            if tx.send(item).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx.into_iter()
 }
 
 /// Blocks read one by one from a node's API, up to `to` or its height.
