@@ -75,7 +75,11 @@ impl Snapshots {
             let _ = dir.sync_all();
         }
         for (_, old) in self.list()?.into_iter().skip(self.keep) {
-            std::fs::remove_file(&old).with_context(|| format!("removing {}", old.display()))?;
+            match std::fs::remove_file(&old) {
+                // Another write's pruning got there first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.with_context(|| format!("removing {}", old.display()))?,
+            }
         }
         Ok(path)
     }
