@@ -1,0 +1,122 @@
+//! Snapshots on disk: written atomically, the newest kept, and on load a damaged or foreign
+//! snapshot is skipped for an older one, never trusted.
+
+use attest_chain::{Chain, GenesisFile, build_certificate};
+use attest_contracts_sim::Params;
+use attest_core::store::{GenesisId, MemStore, Store};
+use attest_node::snapshots::{Snapshots, load, load_newest};
+use attest_protocol::{Amount, ChainId, Height, Round, SecretKey, Signed, Vote, VoteKind};
+
+fn setup() -> (GenesisFile, SecretKey) {
+    let validator = SecretKey::from_seed([1; 32]);
+    let genesis = GenesisFile::new(
+        ChainId::new("snapshots").unwrap(),
+        1_000,
+        Params::default(),
+        vec![(validator.public(), Amount(1_000_000))],
+        vec![(
+            validator.public(),
+            SecretKey::from_seed([2; 32]).public(),
+            Amount(1_000_000),
+        )],
+    );
+    (genesis, validator)
+}
+
+/// Commits an empty block on `chain` and stores it.
+fn step(chain: &mut Chain, store: &mut MemStore, validator: &SecretKey) {
+    let time = chain.last_time_ms() + 1_000;
+    let (block, applied) = chain.build_block(validator.public(), time, Vec::new());
+    let vote = Vote {
+        height: block.header.height,
+        round: Round(0),
+        kind: VoteKind::Precommit,
+        block: Some(block.hash()),
+    };
+    let cert = build_certificate(
+        chain.validators(),
+        block.header.height,
+        Round(0),
+        block.hash(),
+        [Signed::sign(chain.chain_id(), validator, vote)],
+    )
+    .unwrap();
+    store.put_block(&block, &cert).unwrap();
+    chain.commit(&block, cert, applied).unwrap();
+}
+
+#[test]
+fn the_newest_usable_snapshot_is_loaded_and_damaged_ones_are_skipped() {
+    let (genesis, validator) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = Snapshots::new(dir.path(), 2, 2);
+    let mut store = MemStore::new(GenesisId {
+        chain_id: genesis.genesis.chain_id.clone(),
+        hash: genesis.hash(),
+    });
+    let mut chain = Chain::new(&genesis).unwrap();
+    for _ in 0..6 {
+        step(&mut chain, &mut store, &validator);
+        if snapshots.due(chain.height()) {
+            let bytes = chain.snapshot(genesis.hash()).encode();
+            snapshots.write(chain.height(), &bytes).unwrap();
+        }
+    }
+    // Written at 2, 4 and 6; the newest two kept.
+    let heights: Vec<u64> = snapshots.list().unwrap().iter().map(|(h, _)| h.0).collect();
+    assert_eq!(heights, vec![6, 4]);
+    let newest = load_newest(&snapshots, &genesis, &store).unwrap();
+    assert_eq!(newest.height(), Height(6));
+    assert_eq!(newest.state_root(), chain.state_root());
+
+    // A flipped byte in the newest: reported and skipped for the older one.
+    let path = snapshots.path(Height(6));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(&path, &genesis, &store).unwrap_err();
+    assert!(format!("{err:#}").contains("checksum"), "{err:#}");
+    assert_eq!(
+        load_newest(&snapshots, &genesis, &store).unwrap().height(),
+        Height(4)
+    );
+
+    // A snapshot whose head is not the stored block at its height is refused.
+    let (other_genesis, other_validator) = setup();
+    let mut other = Chain::new(&other_genesis).unwrap();
+    let mut other_store = MemStore::new(GenesisId {
+        chain_id: other_genesis.genesis.chain_id.clone(),
+        hash: other_genesis.hash(),
+    });
+    for _ in 0..4 {
+        // Different times make different blocks on the same genesis.
+        let time = other.last_time_ms() + 777;
+        let (block, applied) = other.build_block(other_validator.public(), time, Vec::new());
+        let vote = Vote {
+            height: block.header.height,
+            round: Round(0),
+            kind: VoteKind::Precommit,
+            block: Some(block.hash()),
+        };
+        let cert = build_certificate(
+            other.validators(),
+            block.header.height,
+            Round(0),
+            block.hash(),
+            [Signed::sign(other.chain_id(), &other_validator, vote)],
+        )
+        .unwrap();
+        other_store.put_block(&block, &cert).unwrap();
+        other.commit(&block, cert, applied).unwrap();
+    }
+    let err = load(&snapshots.path(Height(4)), &genesis, &other_store).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not the stored block"),
+        "{err:#}"
+    );
+
+    // Nothing usable at all: None, and the node replays from genesis.
+    std::fs::write(snapshots.path(Height(4)), b"garbage").unwrap();
+    assert!(load_newest(&snapshots, &genesis, &store).is_none());
+}
