@@ -595,8 +595,9 @@ pub fn run_audit(
         }
         None => {
             let api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
-            let blocks = prefetched(api, range.to);
-            audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
+            let chain_id = genesis.genesis.chain_id.clone();
+            let blocks = prefetched(api, range.to, chain_id);
+            audit::audit_preverified(&genesis, blocks, range, attest_node::shell::monotonic)
         }
     };
     match result {
@@ -609,12 +610,16 @@ pub fn run_audit(
 const PREFETCH_BLOCKS: usize = 64;
 
 /// Blocks from a node's API, from height 1 up to `to` or its height, read by a thread of
-/// their own at most [`PREFETCH_BLOCKS`] ahead: the audit verifies one block while the next
-/// ones are on the wire. The thread ends when the blocks do or the receiver is dropped.
+/// their own at most [`PREFETCH_BLOCKS`] ahead, which also verifies their transactions'
+/// signatures (the strict rule, `Signed::verify`): the audit replays one block on this core
+/// while the next ones are fetched and checked on the other. A transaction whose signature
+/// fails here is passed on unverified, and the replay reports it. The thread ends when the
+/// blocks do or the receiver is dropped.
 fn prefetched(
     api: Api,
     to: Option<Height>,
-) -> impl Iterator<Item = Result<(Block, CommitCertificate), anyhow::Error>> {
+    chain: attest_protocol::ChainId,
+) -> impl Iterator<Item = Result<audit::Fetched, anyhow::Error>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BLOCKS);
     std::thread::spawn(move || {
         let blocks = NodeBlocks {
@@ -624,6 +629,14 @@ fn prefetched(
         };
         for item in blocks {
             let stop = item.is_err();
+            let item = item.map(|(block, cert)| {
+                let verified = block
+                    .txs
+                    .iter()
+                    .filter_map(|t| t.clone().verify(&chain).ok())
+                    .collect();
+                ((block, cert), verified)
+            });
             if tx.send(item).is_err() || stop {
                 break;
             }

@@ -394,13 +394,24 @@ impl Chain {
         block: &Block,
         certificate: &CommitCertificate,
     ) -> Result<Applied, BlockError> {
+        self.check_committed_known(block, certificate, &|_| None)
+    }
+
+    /// [`Chain::check_committed`], with `known` giving transactions whose signatures the
+    /// caller already verified (an auditor verifying on another thread).
+    pub fn check_committed_known(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+    ) -> Result<Applied, BlockError> {
         let height = block.header.height;
         if certificate.height != height || certificate.block != block.hash() {
             return Err(BlockError::CertificateMismatch { height });
         }
         verify_certificate(&self.chain_id, &self.validators, certificate)
             .map_err(|error| BlockError::Certificate { height, error })?;
-        self.check_block(block, &|_| None)
+        self.check_block(block, known)
     }
 
     fn check_block(

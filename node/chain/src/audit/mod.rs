@@ -28,7 +28,7 @@ use std::fmt;
 use std::time::Duration;
 
 use attest_contracts_sim::InvariantViolation;
-use attest_protocol::{Block, BlockHash, CommitCertificate, Hash, Height};
+use attest_protocol::{Block, BlockHash, CommitCertificate, Hash, Height, Tx, TxHash, Verified};
 use serde::{Deserialize, Serialize};
 
 use crate::CommittedBlock;
@@ -319,7 +319,39 @@ where
             return Err(AuditFailed { error, report });
         }
     };
-    finish(auditor, blocks)
+    finish(auditor, plain(blocks))
+}
+
+/// A committed block with those of its transactions whose signatures the source verified.
+pub type Fetched = (CommittedBlock, Vec<Verified<Tx>>);
+
+fn plain<I, E>(blocks: I) -> impl Iterator<Item = Result<Fetched, E>>
+where
+    I: IntoIterator<Item = Result<CommittedBlock, E>>,
+{
+    blocks.into_iter().map(|r| r.map(|b| (b, Vec::new())))
+}
+
+/// [`audit`] over blocks whose source verified some transaction signatures already (with
+/// [`attest_protocol::Signed::verify`], e.g. on a thread of its own): those are not verified
+/// again; every other signature is.
+pub fn audit_preverified<I, E>(
+    genesis: &GenesisFile,
+    blocks: I,
+    range: AuditRange,
+    clock: Clock,
+) -> Result<AuditReport, AuditFailed>
+where
+    I: IntoIterator<Item = Result<Fetched, E>>,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    match Auditor::new(genesis, range, clock) {
+        Ok(auditor) => finish(auditor, blocks),
+        Err(error) => {
+            let report = Box::new(AuditReport::unstarted(genesis, range, &error));
+            Err(AuditFailed { error, report })
+        }
+    }
 }
 
 /// Audits `blocks` (from height `H + 1`) against `genesis`, starting from `chain`, a verified
@@ -352,7 +384,7 @@ where
         Err(e) => Err(e),
     };
     match auditor {
-        Ok(a) => finish(a, blocks),
+        Ok(a) => finish(a, plain(blocks)),
         Err(error) => {
             let report = Box::new(AuditReport::unstarted(genesis, range, &error));
             Err(AuditFailed { error, report })
@@ -362,7 +394,7 @@ where
 
 fn finish<I, E>(mut auditor: Auditor, blocks: I) -> Result<AuditReport, AuditFailed>
 where
-    I: IntoIterator<Item = Result<CommittedBlock, E>>,
+    I: IntoIterator<Item = Result<Fetched, E>>,
     E: Into<Box<dyn Error + Send + Sync>>,
 {
     match auditor.run(blocks) {
@@ -445,11 +477,28 @@ impl Auditor {
         block: &Block,
         certificate: &CommitCertificate,
     ) -> Result<(), AuditError> {
+        self.handle_block_known(block, certificate, &[])
+    }
+
+    /// [`Auditor::handle_block`], with `verified`: some of the block's transactions whose
+    /// signatures the caller verified already (with the same strict rule, on another thread);
+    /// the others are verified here.
+    pub fn handle_block_known(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        verified: &[Verified<Tx>],
+    ) -> Result<(), AuditError> {
+        let by_hash: std::collections::BTreeMap<TxHash, &Verified<Tx>> = verified
+            .iter()
+            .map(|v| (attest_protocol::tx_hash(v.signed()), v))
+            .collect();
+        let known = |h: &TxHash| by_hash.get(h).map(|v| (*v).clone());
         let height = self.next_height();
         let started = (self.clock)();
         let mut applied = self
             .chain
-            .check_committed(block, certificate)
+            .check_committed_known(block, certificate, &known)
             .map_err(|error| AuditError::Block {
                 height,
                 check: Check::of(&error),
@@ -483,17 +532,17 @@ impl Auditor {
     /// Feeds `blocks` until they end or the range is done, then checks the range was reached.
     fn run<I, E>(&mut self, blocks: I) -> Result<(), AuditError>
     where
-        I: IntoIterator<Item = Result<CommittedBlock, E>>,
+        I: IntoIterator<Item = Result<Fetched, E>>,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
         let mut blocks = blocks.into_iter();
         while !self.is_done() {
             let Some(item) = blocks.next() else { break };
-            let (block, certificate) = item.map_err(|e| AuditError::Source {
+            let ((block, certificate), verified) = item.map_err(|e| AuditError::Source {
                 height: self.next_height(),
                 error: e.into(),
             })?;
-            self.handle_block(&block, &certificate)?;
+            self.handle_block_known(&block, &certificate, &verified)?;
         }
         self.check_reached()
     }
