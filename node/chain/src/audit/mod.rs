@@ -312,14 +312,7 @@ where
     I: IntoIterator<Item = Result<CommittedBlock, E>>,
     E: Into<Box<dyn Error + Send + Sync>>,
 {
-    let auditor = match Auditor::new(genesis, range, clock) {
-        Ok(a) => a,
-        Err(error) => {
-            let report = Box::new(AuditReport::unstarted(genesis, range, &error));
-            return Err(AuditFailed { error, report });
-        }
-    };
-    finish(auditor, plain(blocks))
+    audit_preverified(genesis, plain(blocks), range, clock)
 }
 
 /// A committed block with those of its transactions whose signatures the source verified.
@@ -345,7 +338,21 @@ where
     I: IntoIterator<Item = Result<Fetched, E>>,
     E: Into<Box<dyn Error + Send + Sync>>,
 {
-    match Auditor::new(genesis, range, clock) {
+    run_or_report(genesis, range, Auditor::new(genesis, range, clock), blocks)
+}
+
+/// Runs `auditor` over `blocks`, or reports why it could not start.
+fn run_or_report<I, E>(
+    genesis: &GenesisFile,
+    range: AuditRange,
+    auditor: Result<Auditor, AuditError>,
+    blocks: I,
+) -> Result<AuditReport, AuditFailed>
+where
+    I: IntoIterator<Item = Result<Fetched, E>>,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    match auditor {
         Ok(auditor) => finish(auditor, blocks),
         Err(error) => {
             let report = Box::new(AuditReport::unstarted(genesis, range, &error));
@@ -371,25 +378,18 @@ where
     E: Into<Box<dyn Error + Send + Sync>>,
 {
     let start = chain.height();
-    let auditor = match Auditor::new(genesis, range, clock) {
-        Ok(_) if range.from <= start => Err(AuditError::BadRange {
-            from: range.from,
-            to: start,
-        }),
-        Ok(mut a) => {
-            a.chain = chain;
-            a.snapshot = Some(start);
-            Ok(a)
+    let auditor = Auditor::new(genesis, range, clock).and_then(|mut a| {
+        if range.from <= start {
+            return Err(AuditError::BadRange {
+                from: range.from,
+                to: start,
+            });
         }
-        Err(e) => Err(e),
-    };
-    match auditor {
-        Ok(a) => finish(a, plain(blocks)),
-        Err(error) => {
-            let report = Box::new(AuditReport::unstarted(genesis, range, &error));
-            Err(AuditFailed { error, report })
-        }
-    }
+        a.chain = chain;
+        a.snapshot = Some(start);
+        Ok(a)
+    });
+    run_or_report(genesis, range, auditor, plain(blocks))
 }
 
 fn finish<I, E>(mut auditor: Auditor, blocks: I) -> Result<AuditReport, AuditFailed>
