@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use attest_chain::{Chain, GenesisFile, build_certificate};
+use attest_chain::{Chain, GenesisFile, commit_solo};
 use attest_contracts_sim::Params;
 use attest_core::CoreConfig;
 use attest_core::accel::{DeviceProfile, TimeScale};
@@ -16,7 +16,7 @@ use attest_node::accel_pool::DeviceConfig;
 use attest_node::shell::{Node, NodeSettings};
 use attest_node::sled_store::SledStore;
 use attest_node::snapshots::Snapshots;
-use attest_protocol::{Amount, ChainId, Round, SecretKey, Signed, Vote, VoteKind};
+use attest_protocol::{Amount, ChainId, SecretKey};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -33,27 +33,11 @@ fn fill(dir: &std::path::Path, genesis: &GenesisFile, validator: &SecretKey, blo
     };
     let mut store = SledStore::open(dir, &id).unwrap();
     let mut chain = Chain::new(genesis).unwrap();
-    let chain_id = genesis.genesis.chain_id.clone();
     let started = Instant::now();
     for _ in 0..blocks {
         let time = chain.last_time_ms() + 1;
-        let (block, applied) = chain.build_block(validator.public(), time, Vec::new());
-        let vote = Vote {
-            height: block.header.height,
-            round: Round(0),
-            kind: VoteKind::Precommit,
-            block: Some(block.hash()),
-        };
-        let cert = build_certificate(
-            chain.validators(),
-            block.header.height,
-            Round(0),
-            block.hash(),
-            [Signed::sign(&chain_id, validator, vote)],
-        )
-        .unwrap();
+        let (block, cert) = commit_solo(&mut chain, validator, time, Vec::new()).unwrap();
         store.put_block(&block, &cert).unwrap();
-        chain.commit(&block, cert, applied).unwrap();
     }
     let bytes = chain.snapshot(genesis.hash()).encode();
     Snapshots::new(dir, 1_000, 2)

@@ -1,11 +1,11 @@
 //! Snapshots on disk: written atomically, the newest kept, and on load a damaged or foreign
 //! snapshot is skipped for an older one, never trusted.
 
-use attest_chain::{Chain, GenesisFile, build_certificate};
+use attest_chain::{Chain, GenesisFile, commit_solo};
 use attest_contracts_sim::Params;
 use attest_core::store::{GenesisId, MemStore, Store};
 use attest_node::snapshots::{Snapshots, load, load_newest};
-use attest_protocol::{Amount, ChainId, Height, Round, SecretKey, Signed, Vote, VoteKind};
+use attest_protocol::{Amount, ChainId, Height, SecretKey};
 
 fn setup() -> (GenesisFile, SecretKey) {
     let validator = SecretKey::from_seed([1; 32]);
@@ -23,26 +23,11 @@ fn setup() -> (GenesisFile, SecretKey) {
     (genesis, validator)
 }
 
-/// Commits an empty block on `chain` and stores it.
-fn step(chain: &mut Chain, store: &mut MemStore, validator: &SecretKey) {
-    let time = chain.last_time_ms() + 1_000;
-    let (block, applied) = chain.build_block(validator.public(), time, Vec::new());
-    let vote = Vote {
-        height: block.header.height,
-        round: Round(0),
-        kind: VoteKind::Precommit,
-        block: Some(block.hash()),
-    };
-    let cert = build_certificate(
-        chain.validators(),
-        block.header.height,
-        Round(0),
-        block.hash(),
-        [Signed::sign(chain.chain_id(), validator, vote)],
-    )
-    .unwrap();
+/// Commits an empty block `gap_ms` after the last on `chain` and stores it.
+fn step(chain: &mut Chain, store: &mut MemStore, validator: &SecretKey, gap_ms: u64) {
+    let time = chain.last_time_ms() + gap_ms;
+    let (block, cert) = commit_solo(chain, validator, time, Vec::new()).unwrap();
     store.put_block(&block, &cert).unwrap();
-    chain.commit(&block, cert, applied).unwrap();
 }
 
 #[test]
@@ -56,7 +41,7 @@ fn the_newest_usable_snapshot_is_loaded_and_damaged_ones_are_skipped() {
     });
     let mut chain = Chain::new(&genesis).unwrap();
     for _ in 0..6 {
-        step(&mut chain, &mut store, &validator);
+        step(&mut chain, &mut store, &validator, 1_000);
         if snapshots.due(chain.height()) {
             let bytes = chain.snapshot(genesis.hash()).encode();
             snapshots.write(chain.height(), &bytes).unwrap();
@@ -91,24 +76,7 @@ fn the_newest_usable_snapshot_is_loaded_and_damaged_ones_are_skipped() {
     });
     for _ in 0..4 {
         // Different times make different blocks on the same genesis.
-        let time = other.last_time_ms() + 777;
-        let (block, applied) = other.build_block(other_validator.public(), time, Vec::new());
-        let vote = Vote {
-            height: block.header.height,
-            round: Round(0),
-            kind: VoteKind::Precommit,
-            block: Some(block.hash()),
-        };
-        let cert = build_certificate(
-            other.validators(),
-            block.header.height,
-            Round(0),
-            block.hash(),
-            [Signed::sign(other.chain_id(), &other_validator, vote)],
-        )
-        .unwrap();
-        other_store.put_block(&block, &cert).unwrap();
-        other.commit(&block, cert, applied).unwrap();
+        step(&mut other, &mut other_store, &other_validator, 777);
     }
     let err = load(&snapshots.path(Height(4)), &genesis, &other_store).unwrap_err();
     assert!(

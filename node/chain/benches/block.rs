@@ -8,10 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use attest_chain::{Chain, GenesisFile, build_certificate};
+use attest_chain::{Chain, GenesisFile, solo_certificate};
 use attest_contracts_sim::Params;
 use attest_protocol::tx::{Action, Transfer, Tx};
-use attest_protocol::{Amount, ChainId, Nonce, Round, SecretKey, Signed, Vote, VoteKind};
+use attest_protocol::{Amount, ChainId, Nonce, SecretKey, Signed};
 
 const SENDERS: usize = 200;
 const BLOCKS: u64 = 30;
@@ -97,21 +97,8 @@ fn run(entries: usize) -> Phases {
             .check_proposal(&block, now, &|_| None)
             .expect("own block is valid");
         check.push(t.elapsed());
-        let vote = Vote {
-            height: block.header.height,
-            round: Round(0),
-            kind: VoteKind::Precommit,
-            block: Some(block.hash()),
-        };
-        let precommit = Signed::sign(&chain_id, &validator, vote);
-        let cert = build_certificate(
-            chain.validators(),
-            block.header.height,
-            Round(0),
-            block.hash(),
-            [precommit],
-        )
-        .expect("the only validator is a quorum");
+        let cert =
+            solo_certificate(&chain, &validator, &block).expect("the only validator is a quorum");
         let t = Instant::now();
         chain
             .commit(&block, cert, applied)

@@ -17,6 +17,7 @@ pub mod chain;
 pub mod genesis;
 pub mod light;
 pub mod snapshot;
+pub mod solo;
 pub mod validators;
 
 pub use certificate::{CertError, build_certificate, is_quorum, verify_certificate};
@@ -24,6 +25,7 @@ pub use chain::{Applied, BlockError, Chain, ChainError, MAX_CLOCK_DRIFT_MS};
 pub use genesis::{GENESIS_TAG, GenesisFile, GenesisParseError, SCHEMA as GENESIS_SCHEMA};
 pub use light::{LightError, LightProof, verify_light};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHeader};
+pub use solo::{commit_solo, solo_certificate};
 pub use validators::{Validator, ValidatorSet, ValidatorSetError, validator_set};
 
 /// A committed block and the certificate that committed it.

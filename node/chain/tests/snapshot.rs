@@ -1,10 +1,10 @@
 //! Snapshots: a chain restored from one continues exactly as the original, and every kind of
 //! damage is refused with an error that names it.
 
-use attest_chain::{Chain, GenesisFile, Snapshot, SnapshotError, build_certificate};
+use attest_chain::{Chain, GenesisFile, Snapshot, SnapshotError, commit_solo};
 use attest_contracts_sim::Params;
 use attest_protocol::tx::{Action, Transfer, Tx};
-use attest_protocol::{Amount, Block, ChainId, Nonce, Round, SecretKey, Signed, Vote, VoteKind};
+use attest_protocol::{Amount, Block, ChainId, Nonce, SecretKey, Signed};
 
 fn genesis() -> (GenesisFile, SecretKey, SecretKey) {
     let validator = SecretKey::from_seed([1; 32]);
@@ -41,22 +41,7 @@ fn step(chain: &mut Chain, validator: &SecretKey, client: &SecretKey) -> Block {
         })
         .collect();
     let now = chain.last_time_ms() + 1_000;
-    let (block, applied) = chain.build_block(validator.public(), now, txs);
-    let vote = Vote {
-        height: block.header.height,
-        round: Round(0),
-        kind: VoteKind::Precommit,
-        block: Some(block.hash()),
-    };
-    let cert = build_certificate(
-        chain.validators(),
-        block.header.height,
-        Round(0),
-        block.hash(),
-        [Signed::sign(&id, validator, vote)],
-    )
-    .unwrap();
-    chain.commit(&block, cert, applied).unwrap();
+    let (block, _) = commit_solo(chain, validator, now, txs).unwrap();
     block
 }
 
