@@ -18,6 +18,7 @@ pub mod genesis;
 pub mod light;
 pub mod snapshot;
 pub mod solo;
+pub mod statesync;
 pub mod validators;
 
 pub use certificate::{CertError, build_certificate, is_quorum, verify_certificate};

@@ -104,7 +104,7 @@ pub enum SnapshotError {
     Validators(#[from] ValidatorSetError),
 }
 
-fn malformed(what: &'static str, detail: impl ToString) -> SnapshotError {
+pub(crate) fn malformed(what: &'static str, detail: impl ToString) -> SnapshotError {
     SnapshotError::Malformed {
         what,
         detail: detail.to_string(),
@@ -163,7 +163,7 @@ impl Snapshot {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut n = bytes.len() as u64;
     loop {
         let b = (n & 0x7f) as u8;
@@ -177,7 +177,10 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn take_bytes<'a>(rest: &mut &'a [u8], what: &'static str) -> Result<&'a [u8], SnapshotError> {
+pub(crate) fn take_bytes<'a>(
+    rest: &mut &'a [u8],
+    what: &'static str,
+) -> Result<&'a [u8], SnapshotError> {
     let mut len: u64 = 0;
     let mut shift = 0;
     loop {
