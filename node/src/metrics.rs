@@ -78,6 +78,7 @@ pub struct Metrics {
     slashes: Counters,
     duties: Counters,
     gateway: Counters,
+    misbehaved: Counter,
     /// Height and block time of the last block recorded, for the interval.
     last_block: Mutex<Option<(Height, u64)>>,
 }
@@ -124,6 +125,12 @@ impl Metrics {
         );
         let txs = Counter::default();
         r.register("txs", "Transactions in committed blocks", txs.clone());
+        let misbehaved = Counter::default();
+        r.register(
+            "peers_misbehaved",
+            "Peers caught sending provably wrong data (state-sync chunks, snapshots)",
+            misbehaved.clone(),
+        );
         let block_interval = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         r.register(
             "block_interval_seconds",
@@ -202,6 +209,7 @@ impl Metrics {
             slashes,
             duties,
             gateway,
+            misbehaved,
             last_block: Mutex::new(None),
         }
     }
@@ -215,6 +223,11 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         out
+    }
+
+    /// A peer was caught sending provably wrong data.
+    pub fn on_misbehaved(&self) {
+        self.misbehaved.inc();
     }
 
     /// Connected peers now.

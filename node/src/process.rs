@@ -18,6 +18,8 @@ pub struct NodeArgs {
     pub bootnodes: Vec<String>,
     /// The HTTP API address, overriding the config file's.
     pub api: Option<std::net::SocketAddr>,
+    /// Join by state sync towards this block (height, hash) if the store is empty.
+    pub trust: Option<(attest_protocol::Height, attest_protocol::BlockHash)>,
 }
 
 /// What `attest node` runs: the node's settings and where its HTTP API listens.
@@ -66,6 +68,10 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         }
         .with_cheats(config.danger_cheat, config.danger_false_verdicts)
         .with_context(|| format!("config {}", args.home.join(files::CONFIG).display()))?,
+        snapshot_interval_blocks: config.snapshot_interval_blocks,
+        state_sync: args
+            .trust
+            .map(|(height, hash)| attest_core::statesync::Trust { height, hash }),
         ..attest_core::CoreConfig::default()
     };
     if config.danger_cheat.is_some() || config.danger_false_verdicts.is_some() {

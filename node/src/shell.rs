@@ -290,17 +290,29 @@ impl Node {
         let store = SledStore::open(&settings.data_dir, &genesis_id)?;
         let (every, kept) = settings.snapshots;
         let snapshots = Snapshots::new(&settings.data_dir, every, kept);
-        let chain = match snapshots::load_newest(&snapshots, &settings.genesis, &store) {
-            Some(chain) => chain,
-            None => attest_chain::Chain::new(&settings.genesis)?,
+        let key = Some(settings.account_key.clone());
+        let core = match snapshots::load_newest(&snapshots, &settings.genesis, &store) {
+            Some(chain) => host::open_from(chain, key, settings.core.clone(), &store, now_ms())?,
+            // From genesis, or from the snapshot a state-synced store began with.
+            None => host::open(
+                &settings.genesis,
+                key,
+                settings.core.clone(),
+                &store,
+                now_ms(),
+            )?,
         };
-        let core = host::open_from(
-            chain,
-            Some(settings.account_key.clone()),
-            settings.core.clone(),
-            &store,
-            now_ms(),
-        )?;
+        if let Some(trust) = settings.core.state_sync {
+            if core.state_sync_phase().is_some() {
+                tracing::info!(height = trust.height.0, hash = %trust.hash,
+                    "joining by state sync towards the trusted block");
+            } else {
+                tracing::info!(
+                    height = core.chain().height().0,
+                    "the store has blocks: the trusted block for state sync is not needed"
+                );
+            }
+        }
         let mut swarm = net::build_swarm(&NetConfig::new(settings.node_key.seed()))?;
         for addr in &settings.listen {
             net::listen(&mut swarm, addr.clone())?;
@@ -433,6 +445,9 @@ impl Node {
                     latest_block_hash: chain.last_hash(),
                     peers: self.swarm.connected_peers().count(),
                     mempool: self.core.mempool_len(),
+                    state_sync: self.core.state_sync_phase().map(str::to_owned),
+                    base_height: self.store.base_height(),
+                    offered_snapshot: self.core.offered_snapshot().map(|m| m.height),
                 });
             }
             Command::Block(height, reply) => {
@@ -600,6 +615,7 @@ impl Node {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::debug!(peer = %peer_id, "connected");
+                self.core.peer_connected(now_ms(), &peer_id.to_bytes());
             }
             _ => {}
         }
@@ -669,6 +685,11 @@ impl Node {
                     } else if let Err(run) = self.try_run(*run) {
                         self.queue_job(run);
                     }
+                }
+                Effect::Misbehaved { peer, reason } => {
+                    let peer = PeerId::from_bytes(&peer).map(|p| p.to_string());
+                    tracing::warn!(peer = %peer.unwrap_or_default(), %reason, "peer misbehaved");
+                    self.metrics.on_misbehaved();
                 }
                 Effect::Committed {
                     height,

@@ -97,6 +97,8 @@ pub struct SledStore {
     /// The last stored height, kept in memory because every `put_block` needs it; set from
     /// the trees on open and advanced only after a successful flush.
     latest: Height,
+    /// The height blocks start after (0, or a state-synced snapshot's), from the meta tree.
+    base: Height,
 }
 
 impl fmt::Debug for SledStore {
@@ -129,6 +131,11 @@ impl SledStore {
     pub const SLASHES_TREE: &'static str = "history_slashes";
     /// Key of the genesis identity in the meta tree.
     pub const GENESIS_KEY: &'static [u8] = b"genesis";
+    /// Key of the base height (8 bytes, big-endian) in the meta tree, for a store that began
+    /// with a state-synced snapshot.
+    pub const BASE_HEIGHT_KEY: &'static [u8] = b"base_height";
+    /// Key of that snapshot's bytes in the meta tree.
+    pub const BASE_SNAPSHOT_KEY: &'static [u8] = b"base_snapshot";
 
     /// Opens (or creates) the store in directory `path` for `genesis`.
     ///
@@ -166,8 +173,10 @@ impl SledStore {
             slashes,
             genesis: genesis.clone(),
             latest: Height(0),
+            base: Height(0),
         };
         store.check_genesis()?;
+        store.base = store.find_base()?;
         store.latest = store.find_latest()?;
         Ok(store)
     }
@@ -212,14 +221,33 @@ impl SledStore {
         }
     }
 
-    /// The latest height, after checking that both trees start at 1 and end at the same
-    /// height, and that the entry there reads back whole.
+    /// The base height recorded in the meta tree (0 if none).
+    fn find_base(&self) -> Result<Height, StoreError> {
+        match self
+            .meta
+            .get(Self::BASE_HEIGHT_KEY)
+            .map_err(|e| self.io(e))?
+        {
+            None => Ok(Height(0)),
+            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_ref()) {
+                Ok(b) => Ok(Height(u64::from_be_bytes(b))),
+                Err(_) => Err(self.corrupt(
+                    Self::META_TREE,
+                    None,
+                    format!("base height is {} bytes, not 8", bytes.len()),
+                )),
+            },
+        }
+    }
+
+    /// The latest height, after checking that both trees start just above the base and end
+    /// at the same height, and that the entry there reads back whole.
     fn find_latest(&self) -> Result<Height, StoreError> {
         let (blocks, certs) = (Self::BLOCKS_TREE, Self::CERTIFICATES_TREE);
         let last_block = self.blocks.last().map_err(|e| self.io(e))?;
         let last_cert = self.certificates.last().map_err(|e| self.io(e))?;
         let latest = match (last_block, last_cert) {
-            (None, None) => return Ok(Height(0)),
+            (None, None) => return Ok(self.base),
             (Some((key, _)), None) => {
                 let h = self.height_key(blocks, &key)?;
                 return Err(self.corrupt(certs, Some(h), "certificates tree is empty"));
@@ -240,8 +268,9 @@ impl SledStore {
         for (name, tree) in [(blocks, &self.blocks), (certs, &self.certificates)] {
             if let Some((key, _)) = tree.first().map_err(|e| self.io(e))? {
                 let first = self.height_key(name, &key)?;
-                if first != Height(1) {
-                    let detail = format!("the first entry is at height {first}, not 1");
+                if first != self.base.next() {
+                    let want = self.base.next();
+                    let detail = format!("the first entry is at height {first}, not {want}");
                     return Err(self.corrupt(name, Some(first), detail));
                 }
             }
@@ -262,7 +291,7 @@ impl SledStore {
         let block = self.blocks.get(key).map_err(|e| self.io(e))?;
         let cert = self.certificates.get(key).map_err(|e| self.io(e))?;
         let (block, cert) = match (block, cert) {
-            (None, None) if height.0 >= 1 && height <= latest => {
+            (None, None) if height > self.base && height <= latest => {
                 let detail = format!("no block at this height, below the latest height {latest}");
                 return Err(self.corrupt(blocks, Some(height), detail));
             }
@@ -432,6 +461,10 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         check_put_args(&self.genesis, block, certificate)?;
         let height = block.header.height;
+        if height <= self.base {
+            // Committed before the synced snapshot: nothing here to compare it with.
+            return Ok(());
+        }
         if height.0 >= 1 && height <= self.latest {
             // `read_entry` reports a missing entry below `latest` as a gap.
             if let Some((stored, _)) = self.read_entry(height, self.latest)? {
@@ -483,9 +516,74 @@ impl Store for SledStore {
         self.latest
     }
 
+    fn base_height(&self) -> Height {
+        self.base
+    }
+
+    fn put_base(
+        &mut self,
+        height: Height,
+        snapshot: &[u8],
+        anchor: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), StoreError> {
+        check_put_args(&self.genesis, anchor, certificate)?;
+        if self.latest.0 != 0 || self.base.0 != 0 {
+            return Err(StoreError::NotEmpty {
+                height,
+                latest: self.latest,
+            });
+        }
+        let anchor_height = anchor.header.height;
+        if anchor_height != height.next() {
+            return Err(StoreError::NotContiguous {
+                height: anchor_height,
+                latest: height,
+            });
+        }
+        let key = anchor_height.0.to_be_bytes();
+        let base = height.0.to_be_bytes();
+        let (block_bytes, cert_bytes) = (anchor.encode(), certificate.encode());
+        let written: Result<(), TransactionError<std::convert::Infallible>> =
+            (&self.blocks, &self.certificates, &self.meta).transaction(|(blocks, certs, meta)| {
+                blocks.insert(&key, block_bytes.as_slice())?;
+                certs.insert(&key, cert_bytes.as_slice())?;
+                meta.insert(Self::BASE_SNAPSHOT_KEY, snapshot)?;
+                meta.insert(Self::BASE_HEIGHT_KEY, &base)?;
+                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+            });
+        match written {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
+            Err(TransactionError::Abort(never)) => match never {},
+        }
+        self.flush()?;
+        self.base = height;
+        self.latest = anchor_height;
+        Ok(())
+    }
+
+    fn base_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.base.0 == 0 {
+            return Ok(None);
+        }
+        match self
+            .meta
+            .get(Self::BASE_SNAPSHOT_KEY)
+            .map_err(|e| self.io(e))?
+        {
+            Some(bytes) => Ok(Some(bytes.to_vec())),
+            None => Err(self.corrupt(
+                Self::META_TREE,
+                Some(self.base),
+                "a base height without its snapshot",
+            )),
+        }
+    }
+
     fn blocks(&self, range: RangeInclusive<Height>) -> BlockIter<'_> {
         let end = (*range.end()).min(self.latest);
-        let mut next = Some((*range.start()).max(Height(1)));
+        let mut next = Some((*range.start()).max(self.base.next()));
         Box::new(std::iter::from_fn(move || {
             let height = next.filter(|h| *h <= end)?;
             next = height.0.checked_add(1).map(Height);

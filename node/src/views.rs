@@ -90,6 +90,13 @@ pub struct Status {
     pub peers: usize,
     /// Transactions waiting.
     pub mempool: usize,
+    /// While the node joins by state sync, what it is doing; `null` otherwise.
+    pub state_sync: Option<String>,
+    /// The height its stored blocks start after: 0, or the snapshot it joined from by state
+    /// sync (blocks at or below it are not served by this node).
+    pub base_height: Height,
+    /// The height of the snapshot it offers to nodes joining by state sync, if any.
+    pub offered_snapshot: Option<Height>,
 }
 
 /// The most slash records an account answer lists, newest last; `slashes_total` counts all.

@@ -178,3 +178,20 @@ pub fn forge_sync_response(rng: &mut Rng, real: Option<&[u8]>) -> Vec<u8> {
     response.blocks = BoundedVec::new(blocks).expect("same length");
     Response::Sync(response).encode()
 }
+
+/// A chunk answer with one bit of the chunk flipped; any other answer unchanged.
+pub fn corrupt_chunk(answer: Vec<u8>) -> Vec<u8> {
+    match Response::decode(&answer) {
+        Ok(Response::Chunk(mut c)) => {
+            if let Some(bytes) = c.chunk.take() {
+                let mut bytes = bytes.into_vec();
+                if let Some(b) = bytes.first_mut() {
+                    *b ^= 1;
+                }
+                c.chunk = attest_protocol::Bytes::new(bytes).ok();
+            }
+            Response::Chunk(c).encode()
+        }
+        _ => answer,
+    }
+}

@@ -120,6 +120,8 @@ impl Sim {
             .unwrap_or_default();
         let answer = if target.role == Role::Garbage && self.rng.chance(600_000) {
             byzantine::forge_sync_response(&mut self.rng, Some(&real))
+        } else if target.role == Role::BadChunks {
+            byzantine::corrupt_chunk(real)
         } else {
             real
         };
@@ -198,6 +200,9 @@ impl Sim {
                 match &what {
                     Persist::Vote(vote) => self.checker.on_persist_vote(i, vote),
                     Persist::Block(pair) => self.check_persisted_block(i, &pair.0, &pair.1),
+                    Persist::Base(base) => {
+                        self.check_persisted_block(i, &base.anchor, &base.certificate)
+                    }
                     Persist::Lock(_) | Persist::History(_) => {}
                 }
                 if let Err(e) = host::persist(&mut self.nodes[i].store, &what) {
@@ -221,6 +226,10 @@ impl Sim {
                 );
             }
             Effect::Request { peer, data } => self.request(i, &peer, data),
+            Effect::Misbehaved { peer, .. } => {
+                let accused = crate::sim::node_of(&peer, self.nodes.len());
+                self.stats.misbehaviour_reports.push((i, accused));
+            }
             Effect::Committed {
                 height,
                 hash,
@@ -285,7 +294,7 @@ impl Sim {
             Role::DoubleVoter | Role::RacingDoubleVoter => {
                 byzantine::conflicting_vote(&chain, &key, &data)
             }
-            Role::Honest | Role::Garbage => None,
+            Role::Honest | Role::Garbage | Role::BadChunks => None,
         };
         let data = Rc::new(data);
         let extra = extra.map(Rc::new);
@@ -383,6 +392,7 @@ impl Sim {
                     self.nodes[node].torn = Some(k);
                 }
             }
+            Fault::Join { node } => self.join(node),
             Fault::Restart { node } => {
                 // A torn crash still waiting for effects happens now.
                 if self.nodes[node].torn.is_some() {
@@ -541,6 +551,8 @@ fn describe(effect: &Effect) -> String {
         Effect::Persist(Persist::Lock(l)) => format!("persist lock {:?}", l.slot()),
         Effect::Persist(Persist::Block(b)) => format!("persist block {}", b.0.header.height),
         Effect::Persist(Persist::History(h)) => format!("index history of {}", h.height),
+        Effect::Persist(Persist::Base(b)) => format!("persist state-sync base {}", b.height),
+        Effect::Misbehaved { peer, reason } => format!("report {peer:?}: {reason}"),
         Effect::RunJob(r) => format!("run job {} for {:?}", r.job, r.purpose),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),

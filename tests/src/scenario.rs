@@ -28,6 +28,9 @@ pub enum Role {
     /// on may be invisible to others; polka certificates sent with re-proposals keep the height
     /// live (see `a_racing_double_voter_does_not_stall_the_height`).
     RacingDoubleVoter,
+    /// Behaves honestly, but flips a bit in every state-sync chunk it serves (its manifest is
+    /// honest, so the joining node can tell, and must fetch the chunk elsewhere).
+    BadChunks,
     /// Behaves honestly, and also sends random bytes on every topic, real messages with a
     /// flipped signature bit or a tampered body, far-future forged votes, junk sync requests,
     /// and answers sync requests with junk or forged blocks.
@@ -93,6 +96,12 @@ pub enum Fault {
         /// The node.
         node: usize,
     },
+    /// A node that was not started (see [`Scenario::join_late`]) starts with an empty store
+    /// and joins by state sync, trusting the head of the highest honest node.
+    Join {
+        /// The node.
+        node: usize,
+    },
 }
 
 /// One simulator run.
@@ -123,6 +132,10 @@ pub struct Scenario {
     pub markets: Vec<MarketConfig>,
     /// Jobs the clients open, if any.
     pub jobs: Option<JobTraffic>,
+    /// Nodes not started at the start: each joins by state sync at its [`Fault::Join`].
+    pub late: Vec<usize>,
+    /// Blocks between the snapshots nodes offer for state sync.
+    pub snapshot_interval_blocks: u64,
 }
 
 /// A stream of jobs from the clients to random providers.
@@ -183,7 +196,15 @@ impl Scenario {
                 n
             ],
             jobs: None,
+            late: Vec::new(),
+            snapshot_interval_blocks: 10,
         }
+    }
+
+    /// Node `node` starts only at `at`, with an empty store, and joins by state sync.
+    pub fn join_late(mut self, at: u64, node: usize) -> Self {
+        self.late.push(node);
+        self.fault(at, Fault::Join { node })
     }
 
     /// Gives node `i` a role.

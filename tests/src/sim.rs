@@ -148,6 +148,8 @@ pub struct Stats {
     pub evidence_committed: u64,
     /// Jailings committed.
     pub jailed: u64,
+    /// Misbehaviour reports: (reporting node, accused node if it is one).
+    pub misbehaviour_reports: Vec<(usize, Option<usize>)>,
 }
 
 /// What a finished run leaves.
@@ -185,6 +187,8 @@ pub struct Outcome {
     pub advert_books: Vec<Option<usize>>,
     /// What each running node's gateway did (`None` if down).
     pub gateway_stats: Vec<Option<attest_core::market::GatewayStats>>,
+    /// The height each node's store starts after (above 0 for a node that state-synced).
+    pub bases: Vec<u64>,
 }
 
 impl Outcome {
@@ -327,12 +331,33 @@ impl Sim {
                 self.queue
                     .push(START_MS + 50, Event::GarbageTick { node: i });
             }
-            self.open(i);
+            if !self.scenario.late.contains(&i) {
+                self.open(i);
+            }
         }
     }
 
     /// Opens node `i`'s core on its store (a start or a restart) and carries out its effects.
     pub fn open(&mut self, i: usize) {
+        self.open_with(i, None);
+    }
+
+    /// Starts late node `i` by state sync, trusting the head of the highest running honest
+    /// node.
+    pub fn join(&mut self, i: usize) {
+        let trust = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].role.is_honest())
+            .filter_map(|j| self.nodes[j].core.as_ref())
+            .map(|c| c.chain())
+            .max_by_key(|c| c.height())
+            .map(|c| attest_core::statesync::Trust {
+                height: c.height(),
+                hash: c.last_hash(),
+            });
+        self.open_with(i, trust);
+    }
+
+    fn open_with(&mut self, i: usize, trust: Option<attest_core::statesync::Trust>) {
         let node = &mut self.nodes[i];
         if let Some(snapshot) = node.snapshot.take() {
             node.store = snapshot
@@ -354,6 +379,8 @@ impl Sim {
         });
         let config = CoreConfig {
             market,
+            snapshot_interval_blocks: self.scenario.snapshot_interval_blocks,
+            state_sync: trust,
             ..core_config()
         };
         let core = attest_core::host::open(
@@ -567,6 +594,11 @@ impl Sim {
                 .nodes
                 .iter()
                 .map(|n| n.core.as_ref().map(|c| c.duty_stats().clone()))
+                .collect(),
+            bases: self
+                .nodes
+                .iter()
+                .map(|n| attest_core::store::Store::base_height(&n.store).0)
                 .collect(),
             advert_books: self
                 .nodes

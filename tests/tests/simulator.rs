@@ -382,3 +382,50 @@ fn forged_copies_of_known_votes_are_refused() {
         },
     );
 }
+
+/// A fifth validator starts late with an empty store and joins by state sync (trusting an
+/// honest node's head), while the peer it asks first serves chunks with a flipped bit: it
+/// reports that peer, fetches the chunk from another, restores the state, and keeps up with
+/// the chain from then on (the liveness and agreement checks cover it like any honest node).
+#[test]
+fn a_late_node_joins_by_state_sync_despite_a_peer_serving_bad_chunks() {
+    use attest_tests::sim::peer;
+    let joiner = 4;
+    // Chunks go to the peer with the smallest key first: make that one the liar.
+    let bad = (0..joiner).min_by_key(|&i| peer(i)).unwrap();
+    run_seeds(
+        "a_late_node_joins_by_state_sync_despite_a_peer_serving_bad_chunks",
+        6,
+        |seed| {
+            let mut s = Scenario::honest(seed, 5)
+                .role(bad, Role::BadChunks)
+                .join_late(12_000, joiner);
+            s.snapshot_interval_blocks = 5;
+            s.target_height = 20;
+            s
+        },
+        |o| {
+            assert!(
+                o.bases[joiner] > 0,
+                "the joiner's store starts at genesis: it did not state-sync"
+            );
+            assert!(
+                o.stats.misbehaviour_reports.contains(&(joiner, Some(bad))),
+                "the bad chunk server was not reported: {:?}",
+                o.stats.misbehaviour_reports
+            );
+            assert!(
+                o.stats
+                    .misbehaviour_reports
+                    .iter()
+                    .all(|(_, accused)| *accused == Some(bad)),
+                "an honest peer was reported: {:?}",
+                o.stats.misbehaviour_reports
+            );
+            assert!(
+                o.heights[joiner].unwrap_or(0) >= o.height,
+                "the joiner lags"
+            );
+        },
+    );
+}

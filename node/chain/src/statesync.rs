@@ -19,12 +19,13 @@ use attest_contracts_sim::{Key, State};
 use attest_protocol::encoding::{decode_bounded, encode};
 use attest_protocol::hash::hash_tagged;
 use attest_protocol::limits::MAX_VALIDATORS;
-use attest_protocol::{Amount, Block, BlockHash, BoundedVec, Canonical, Hash, Height, PublicKey};
+use attest_protocol::{
+    Amount, Block, BlockHash, BoundedVec, Canonical, ChainId, Hash, Height, PublicKey,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::certificate::verify_certificate;
 use crate::chain::Chain;
-use crate::genesis::GenesisFile;
 use crate::snapshot::{SnapshotError, malformed, put_bytes, take_bytes};
 use crate::validators::ValidatorSet;
 
@@ -91,6 +92,44 @@ impl SyncSnapshot {
     /// The bytes it holds.
     pub fn bytes(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// The manifest's id.
+    pub fn id(&self) -> Hash {
+        self.manifest.id()
+    }
+
+    /// Its bytes: `varint(len) encode(manifest)`, then `varint(len) chunk` for each chunk.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes() + 64 * self.chunks.len() + 4096);
+        put_bytes(&mut out, &encode(&self.manifest));
+        for chunk in &self.chunks {
+            put_bytes(&mut out, chunk);
+        }
+        out
+    }
+
+    /// Reads [`SyncSnapshot::encode`]'s bytes; checks the format only ([`restore`] checks
+    /// the contents).
+    pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let mut rest = bytes;
+        let manifest: Manifest = decode_bounded(
+            take_bytes(&mut rest, "manifest")?,
+            Manifest::NAME,
+            Manifest::MAX_ENCODED_LEN,
+        )
+        .map_err(|e| malformed("manifest", e))?;
+        let mut chunks = Vec::with_capacity(manifest.chunks.len());
+        for _ in 0..manifest.chunks.len() {
+            chunks.push(take_bytes(&mut rest, "chunk")?.to_vec());
+        }
+        if !rest.is_empty() {
+            return Err(malformed(
+                "state-sync snapshot",
+                "bytes after the last chunk",
+            ));
+        }
+        Ok(Self { manifest, chunks })
     }
 }
 
@@ -197,7 +236,7 @@ pub fn chunk_entries(bytes: &[u8]) -> Result<Vec<(Key, Vec<u8>)>, SnapshotError>
 /// `manifest.height + 1`, which the caller has linked to a trusted hash). Checks everything
 /// else: see the module documentation.
 pub fn restore(
-    genesis: &GenesisFile,
+    chain_id: &ChainId,
     manifest: &Manifest,
     chunks: &[Vec<u8>],
     anchor: &Block,
@@ -234,7 +273,7 @@ pub fn restore(
         return Err(malformed("manifest", "entry count does not match the chunks").into());
     }
     let state = State::import(entries, &manifest.state_root).map_err(SnapshotError::from)?;
-    if state.chain_id() != &genesis.genesis.chain_id {
+    if state.chain_id() != chain_id {
         return Err(malformed("state", "the meta entry names another chain").into());
     }
     let Some(certificate) = anchor.last_commit.clone() else {
@@ -248,8 +287,7 @@ pub fn restore(
     }
     let set = ValidatorSet::new(manifest.previous_validators.iter().copied())
         .map_err(SnapshotError::from)?;
-    verify_certificate(&genesis.genesis.chain_id, &set, &certificate)
-        .map_err(SnapshotError::from)?;
+    verify_certificate(chain_id, &set, &certificate).map_err(SnapshotError::from)?;
     Chain::restore(
         state,
         manifest.height,

@@ -189,7 +189,15 @@ fn state_sync_chunks_restore_the_chain_and_damage_is_refused() {
         "deterministic"
     );
     let anchor = step(&mut chain, &validator, &client);
-    let mut restored = restore(&genesis, &snap.manifest, &snap.chunks, &anchor).unwrap();
+    let decoded = attest_chain::statesync::SyncSnapshot::decode(&snap.encode()).unwrap();
+    assert_eq!(decoded, snap);
+    let mut restored = restore(
+        &genesis.genesis.chain_id,
+        &snap.manifest,
+        &snap.chunks,
+        &anchor,
+    )
+    .unwrap();
     assert_eq!(restored.height(), snap.manifest.height);
     assert_eq!(restored.state_root(), snap.manifest.state_root);
     // The anchor itself checks and commits on the restored chain, last commit and all.
@@ -201,17 +209,22 @@ fn state_sync_chunks_restore_the_chain_and_damage_is_refused() {
     let mut bad = snap.chunks.clone();
     bad[0][5] ^= 1;
     assert_eq!(
-        restore(&genesis, &snap.manifest, &bad, &anchor).unwrap_err(),
+        restore(&genesis.genesis.chain_id, &snap.manifest, &bad, &anchor).unwrap_err(),
         RestoreError::Chunk { index: 0 }
     );
     assert!(matches!(
-        restore(&genesis, &snap.manifest, &snap.chunks[1..], &anchor),
+        restore(
+            &genesis.genesis.chain_id,
+            &snap.manifest,
+            &snap.chunks[1..],
+            &anchor
+        ),
         Err(RestoreError::ChunkCount { .. })
     ));
     let mut lying = snap.manifest.clone();
     lying.state_root = attest_protocol::Hash([7; 32]);
     assert!(matches!(
-        restore(&genesis, &lying, &snap.chunks, &anchor),
+        restore(&genesis.genesis.chain_id, &lying, &snap.chunks, &anchor),
         Err(RestoreError::Root { .. })
     ));
     // A manifest whose entries were changed, chunk hashes recomputed to match: the root the
@@ -234,13 +247,18 @@ fn state_sync_chunks_restore_the_chain_and_damage_is_refused() {
     )
     .unwrap();
     assert!(matches!(
-        restore(&genesis, &forged.manifest, &forged.chunks, &anchor),
+        restore(
+            &genesis.genesis.chain_id,
+            &forged.manifest,
+            &forged.chunks,
+            &anchor
+        ),
         Err(RestoreError::Snapshot(SnapshotError::State(_)))
     ));
     // Another block than the one after the head.
     assert!(matches!(
         restore(
-            &genesis,
+            &genesis.genesis.chain_id,
             &snap.manifest,
             &snap.chunks,
             &step(&mut chain, &validator, &client)

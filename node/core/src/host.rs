@@ -10,6 +10,7 @@
 //! yields them, and finish each before carrying out the next: a vote is durable before it is
 //! broadcast, a block before anything that follows its commit.
 
+use attest_chain::statesync::{SyncSnapshot, restore};
 use attest_chain::{Chain, GenesisFile};
 use attest_consensus::OwnMessage;
 use attest_protocol::{Height, SecretKey};
@@ -22,6 +23,9 @@ use crate::wire;
 /// Opens a node on `store`: replays every stored block from genesis (checking certificates
 /// and state roots), restores our own votes and locks for the next height, and starts it.
 /// `key` is the validator account key, `None` for a node that only follows.
+///
+/// A store that began with a state-synced snapshot ([`Store::base_height`] above 0) starts
+/// from that snapshot instead, checked again against the stored block after it.
 pub fn open(
     genesis: &GenesisFile,
     key: Option<SecretKey>,
@@ -29,7 +33,36 @@ pub fn open(
     store: &dyn Store,
     now_ms: u64,
 ) -> Result<NodeCore, CoreError> {
-    open_from(Chain::new(genesis)?, key, config, store, now_ms)
+    let chain = match store.base_snapshot()? {
+        Some(bytes) => base_chain(genesis, store, &bytes)?,
+        None => Chain::new(genesis)?,
+    };
+    open_from(chain, key, config, store, now_ms)
+}
+
+/// The chain a store's state-synced base describes, checked as when it was synced: the
+/// snapshot against the stored anchor (the block after it).
+pub fn base_chain(
+    genesis: &GenesisFile,
+    store: &dyn Store,
+    bytes: &[u8],
+) -> Result<Chain, CoreError> {
+    let base = store.base_height();
+    let bad = |detail: String| CoreError::Base {
+        height: base,
+        detail,
+    };
+    let snapshot = SyncSnapshot::decode(bytes).map_err(|e| bad(e.to_string()))?;
+    let anchor = store
+        .block(base.next())?
+        .ok_or_else(|| bad(format!("the store lacks the anchor block {}", base.next())))?;
+    restore(
+        &genesis.genesis.chain_id,
+        &snapshot.manifest,
+        &snapshot.chunks,
+        &anchor,
+    )
+    .map_err(|e| bad(e.to_string()))
 }
 
 /// Opens a node on `store` from `chain` (a snapshot's, or genesis): replays the stored blocks
@@ -44,6 +77,19 @@ pub fn open_from(
 ) -> Result<NodeCore, CoreError> {
     let latest = store.latest_height();
     let first = chain.height().next();
+    if chain.height() < store.base_height() {
+        return Err(CoreError::Base {
+            height: store.base_height(),
+            detail: format!(
+                "the store's blocks start after it, and the chain to replay them on is at {}",
+                chain.height()
+            ),
+        });
+    }
+    // Offer the starting snapshot for state sync until the next one is due.
+    let served = (chain.height().0 > 0)
+        .then(|| chain.sync_snapshot())
+        .flatten();
     if latest >= first {
         for item in store.blocks(first..=latest) {
             let (block, cert) = item?;
@@ -67,7 +113,7 @@ pub fn open_from(
         .map(OwnMessage::Vote)
         .chain(locks.map(|l| OwnMessage::Lock(Box::new(l))))
         .collect();
-    NodeCore::open(chain, key, config, wal, now_ms)
+    NodeCore::open(chain, key, config, wal, now_ms, served)
 }
 
 /// Makes `what` durable. After a block is stored, own votes and locks below the block before
@@ -79,6 +125,9 @@ pub fn persist(store: &mut dyn Store, what: &Persist) -> Result<(), StoreError> 
         Persist::Vote(vote) => store.record_own_vote(vote),
         Persist::Lock(lock) => store.record_own_lock(lock),
         Persist::History(batch) => store.put_history(batch),
+        Persist::Base(base) => {
+            store.put_base(base.height, &base.snapshot, &base.anchor, &base.certificate)
+        }
         Persist::Block(pair) => {
             let (block, certificate) = &**pair;
             store.put_block(block, certificate)?;

@@ -24,6 +24,7 @@ pub mod localnet;
 pub mod market;
 pub mod mempool;
 pub mod node;
+pub mod statesync;
 pub mod store;
 pub mod topic;
 pub mod wire;

@@ -163,6 +163,9 @@ impl LocalNet {
                     }
                 }
                 Effect::Request { peer: p, data } => self.answer_sync(i, p, &data),
+                Effect::Misbehaved { peer: p, reason } => {
+                    panic!("node {i}: honest peer {p:?} reported as misbehaving: {reason}")
+                }
                 Effect::Committed { height, hash, .. } => {
                     let previous = self.nodes[i].committed.insert(height, hash);
                     assert!(

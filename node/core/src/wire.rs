@@ -7,7 +7,9 @@ use attest_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use attest_chain::statesync::{CHUNK_BYTES, Manifest};
 use attest_consensus::PolkaCert;
+use attest_protocol::Hash;
 
 use crate::store::CommittedBlock;
 
@@ -45,6 +47,10 @@ pub enum Request {
     Sync(SyncRequest),
     /// The output bytes of a job the peer provided.
     Output(JobId),
+    /// The snapshots the peer offers for state sync.
+    Snapshots,
+    /// One chunk of a snapshot the peer offered.
+    Chunk(ChunkRequest),
 }
 
 impl Canonical for Request {
@@ -59,6 +65,33 @@ pub enum Response {
     Sync(SyncResponse),
     /// A job's output, if the peer holds it.
     Output(OutputResponse),
+    /// The snapshots the peer offers, newest first (none is an answer too).
+    Snapshots(BoundedVec<Manifest, MAX_OFFERS>),
+    /// A chunk, if the peer still offers its snapshot.
+    Chunk(ChunkResponse),
+}
+
+/// The most snapshots one peer offers at once.
+pub const MAX_OFFERS: usize = 4;
+
+/// Asks for chunk `index` of the snapshot whose manifest has id `manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    /// The manifest's id ([`Manifest::id`]).
+    pub manifest: Hash,
+    /// The chunk's index.
+    pub index: u32,
+}
+
+/// A chunk of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkResponse {
+    /// The manifest's id.
+    pub manifest: Hash,
+    /// The chunk's index.
+    pub index: u32,
+    /// Its bytes, `None` if the peer no longer offers that snapshot.
+    pub chunk: Option<Bytes<CHUNK_BYTES>>,
 }
 
 impl Canonical for Response {

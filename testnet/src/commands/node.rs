@@ -323,6 +323,13 @@ pub enum NodeCommand {
         /// HTTP API address, e.g. 127.0.0.1:26657; replaces the config file's.
         #[arg(long)]
         api: Option<std::net::SocketAddr>,
+        /// Join by state sync: the height of a block you trust (read from a node you trust,
+        /// e.g. `attest status`). Used only while the node's store is empty.
+        #[arg(long, requires = "trust_hash")]
+        trust_height: Option<u64>,
+        /// The hash of that block.
+        #[arg(long, requires = "trust_height")]
+        trust_hash: Option<attest_protocol::BlockHash>,
     },
     /// List the model catalogue.
     Models {
@@ -411,14 +418,20 @@ pub fn run_command(command: NodeCommand, out: &mut impl Write) -> Result<()> {
             listen,
             bootnodes,
             api,
+            trust_height,
+            trust_hash,
         } => {
             super::init_logging();
+            if trust_height == Some(0) {
+                anyhow::bail!("--trust-height must be above 0: the genesis has no block to trust");
+            }
             attest_node::process::run_node(&attest_node::process::NodeArgs {
                 home,
                 genesis,
                 listen,
                 bootnodes,
                 api,
+                trust: trust_height.map(attest_protocol::Height).zip(trust_hash),
             })?;
         }
         NodeCommand::Models { json } => {

@@ -14,6 +14,7 @@
 //! interval has passed, so an idle chain still makes blocks and time-based windows advance.
 
 pub mod adverts;
+mod joining;
 pub mod requests;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -32,12 +33,15 @@ use attest_consensus::{
 use attest_protocol::JobId;
 use attest_protocol::workload::Execution;
 
+use attest_chain::statesync::SyncSnapshot;
+
 use crate::history::HistoryBatch;
 use crate::market::{
     AdvertBook, Duties, Duty, DutyStats, Gateway, GatewayStats, JobRun, MarketConfig, Measurements,
     Purpose,
 };
 use crate::mempool::{AccountView, AdmitError, Mempool};
+use crate::statesync::{StateSync, Trust};
 use crate::store::StoreError;
 use crate::topic;
 use crate::wire::ConsensusMessage;
@@ -62,6 +66,11 @@ pub struct CoreConfig {
     pub rebroadcast_interval_ms: u64,
     /// What this node does in the market.
     pub market: MarketConfig,
+    /// Blocks between the snapshots this node offers for state sync (it keeps the newest).
+    pub snapshot_interval_blocks: u64,
+    /// Join by state sync towards this trusted block when the node starts with an empty
+    /// store; ignored once the node has blocks.
+    pub state_sync: Option<Trust>,
 }
 
 impl Default for CoreConfig {
@@ -77,6 +86,8 @@ impl Default for CoreConfig {
                 serve: true,
                 ..MarketConfig::default()
             },
+            snapshot_interval_blocks: 1_000,
+            state_sync: None,
         }
     }
 }
@@ -92,6 +103,22 @@ pub enum Persist {
     Block(Box<(Block, CommitCertificate)>),
     /// Index what a committed block added to the history (it precedes the block's `Block`).
     History(Box<crate::history::HistoryBatch>),
+    /// Start an empty store from a state-synced snapshot and the block after it, durably
+    /// ([`crate::store::Store::put_base`]).
+    Base(Box<Base>),
+}
+
+/// A state-synced start: see [`Persist::Base`].
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// The snapshot's height.
+    pub height: Height,
+    /// The encoded `SyncSnapshot`.
+    pub snapshot: Vec<u8>,
+    /// The block after it, with its certificate.
+    pub anchor: Block,
+    /// The anchor's certificate.
+    pub certificate: CommitCertificate,
 }
 
 /// Something the host must do. Effects are carried out in the order they are polled: a
@@ -116,6 +143,14 @@ pub enum Effect {
     },
     /// Run a job on the accelerator; hand the execution to [`NodeCore::handle_job_done`].
     RunJob(Box<JobRun>),
+    /// A peer sent something provably wrong (a state-sync chunk that does not match its
+    /// manifest, a snapshot the chain contradicts): log it and score the peer down.
+    Misbehaved {
+        /// The peer.
+        peer: PeerKey,
+        /// What it did.
+        reason: String,
+    },
     /// A block committed (for logs, the API and metrics).
     Committed {
         /// Its height.
@@ -170,6 +205,14 @@ pub enum CoreError {
     /// The write-ahead log cannot be restored.
     #[error("vote log: {0}")]
     Wal(String),
+    /// The store began with a state-synced snapshot that cannot be used.
+    #[error("the state-synced base at height {height}: {detail}")]
+    Base {
+        /// The base height.
+        height: Height,
+        /// Why.
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -178,6 +221,7 @@ enum Timer {
     StartHeight(Height),
     Rebroadcast(Height),
     Advert,
+    StateSync,
 }
 
 /// The ledger node: the committed chain, what waits to go in it, and the consensus that
@@ -196,6 +240,14 @@ struct Ledger {
     applied_bytes: usize,
     /// The peer we are syncing from, if any.
     syncing: Option<PeerKey>,
+    /// Joining by state sync: until it is done, the node takes part in nothing else.
+    statesync: Option<StateSync>,
+    /// The state-sync timer's key in `timers` (one at a time).
+    statesync_timer: Option<(u64, u64)>,
+    /// The snapshots this node offers for state sync with their manifest ids, newest last;
+    /// at most [`SERVED_SNAPSHOTS`]. Two, so that a joining node whose trusted block is the
+    /// newest snapshot's height still finds one below it.
+    served: VecDeque<(attest_protocol::Hash, SyncSnapshot)>,
 }
 
 /// The most bytes of proposal deltas a node holds for one height. Consensus admits a bounded
@@ -204,7 +256,18 @@ struct Ledger {
 /// again from its certificate (`Chain::check_committed`), which costs time, never safety.
 pub const MAX_APPLIED_BYTES: usize = 64 << 20;
 
+/// The most snapshots a node keeps in memory to offer for state sync.
+pub const SERVED_SNAPSHOTS: usize = 2;
+
 impl Ledger {
+    /// Offers `snapshot` for state sync, dropping the oldest past [`SERVED_SNAPSHOTS`].
+    fn offer(&mut self, snapshot: SyncSnapshot) {
+        if self.served.len() >= SERVED_SNAPSHOTS {
+            self.served.pop_front();
+        }
+        self.served.push_back((snapshot.id(), snapshot));
+    }
+
     /// Keeps what a checked proposal does until its height commits, within
     /// [`MAX_APPLIED_BYTES`].
     fn hold_applied(&mut self, applied: Applied) {
@@ -262,12 +325,17 @@ impl NodeCore {
     /// [`crate::host::open`]) with `wal`, our own votes and locks logged for the height after
     /// it, and starts that height. `key` is the validator account key, `None` for a node that
     /// only follows.
+    ///
+    /// `served` is a snapshot to offer for state sync until the next one is due (a host
+    /// that starts from a snapshot offers it). A node with `config.state_sync` set and no
+    /// block yet joins by state sync first.
     pub fn open(
         chain: Chain,
         key: Option<SecretKey>,
         config: CoreConfig,
         wal: Vec<OwnMessage>,
         now_ms: u64,
+        served: Option<SyncSnapshot>,
     ) -> Result<Self, CoreError> {
         let consensus_config = ConsensusConfig {
             chain_id: chain.chain_id().clone(),
@@ -282,6 +350,10 @@ impl NodeCore {
         );
         let me = key.as_ref().map(SecretKey::public);
         let duties = Duties::new(me, config.market.clone());
+        let statesync = config
+            .state_sync
+            .filter(|_| chain.height().0 == 0)
+            .map(StateSync::new);
         let mut core = Self {
             ledger: Ledger {
                 chain,
@@ -291,6 +363,9 @@ impl NodeCore {
                 applied_proposals: BTreeMap::new(),
                 applied_bytes: 0,
                 syncing: None,
+                statesync,
+                statesync_timer: None,
+                served: served.map(|s| (s.id(), s)).into_iter().collect(),
             },
             market: Participant {
                 duties,
@@ -420,6 +495,10 @@ impl NodeCore {
                     );
                 }
                 Timer::Advert => self.on_advert_timer(now_ms),
+                Timer::StateSync => {
+                    self.ledger.statesync_timer = None;
+                    self.on_statesync_timer(now_ms);
+                }
                 Timer::StartHeight(_) | Timer::Rebroadcast(_) => {}
             }
         }
@@ -462,6 +541,11 @@ impl NodeCore {
         topic_name: &str,
         data: &[u8],
     ) -> GossipVerdict {
+        if self.ledger.statesync.is_some() {
+            // Nothing can be checked before the state is: the sender is only a peer to ask.
+            self.peer_met(now_ms, from);
+            return GossipVerdict::Ignore("joining by state sync".into());
+        }
         match topic_name {
             topic::TXS => self.gossip_tx(now_ms, data),
             topic::CONSENSUS => self.gossip_consensus(now_ms, from, data),
@@ -725,6 +809,12 @@ impl NodeCore {
             .mempool
             .expire(now_ms, self.config.mempool_ttl_ms);
         let ready = self.evict_refused();
+        let every = self.config.snapshot_interval_blocks.max(1);
+        if height.0.is_multiple_of(every)
+            && let Some(snapshot) = self.ledger.chain.sync_snapshot()
+        {
+            self.ledger.offer(snapshot);
+        }
         self.ledger.applied_proposals.clear();
         self.ledger.applied_bytes = 0;
         self.ledger.deciding = None;
@@ -812,7 +902,7 @@ impl NodeCore {
 
     fn start_height(&mut self, now_ms: u64) {
         let height = self.ledger.chain.height().next();
-        if self.ledger.deciding == Some(height) {
+        if self.ledger.deciding == Some(height) || self.ledger.statesync.is_some() {
             return;
         }
         self.ledger.deciding = Some(height);
@@ -824,9 +914,10 @@ impl NodeCore {
         );
     }
 
-    fn arm(&mut self, at: u64, timer: Timer) {
+    fn arm(&mut self, at: u64, timer: Timer) -> (u64, u64) {
         self.timer_seq += 1;
         self.timers.insert((at, self.timer_seq), timer);
+        (at, self.timer_seq)
     }
 
     fn report_equivocation(

@@ -5,6 +5,7 @@
 
 use attest_protocol::{Bytes, Canonical, Height, JobId};
 
+use super::joining::SyncAnswer;
 use super::{Effect, NodeCore, PeerKey};
 use crate::wire::{self, OutputResponse, Request, Response, SyncRequest, SyncResponse};
 
@@ -24,8 +25,20 @@ impl NodeCore {
     /// checked against the ledger.
     pub fn handle_response(&mut self, now_ms: u64, from: &PeerKey, data: Option<&[u8]>) {
         let response = data.and_then(|d| Response::decode(d).ok());
+        if self.ledger.statesync.is_some() {
+            let answer = match response {
+                Some(Response::Snapshots(offers)) => SyncAnswer::Offers(offers.into_vec()),
+                Some(Response::Sync(r)) => SyncAnswer::Blocks(r.blocks.into_vec()),
+                Some(Response::Chunk(c)) => SyncAnswer::Chunk(c),
+                Some(Response::Output(_)) | None => SyncAnswer::Failed,
+            };
+            self.on_sync_answer(now_ms, from, answer);
+            return;
+        }
         match response {
             Some(Response::Sync(r)) => self.on_sync_response(now_ms, from, r),
+            // Answers to a state sync that finished.
+            Some(Response::Snapshots(_) | Response::Chunk(_)) => {}
             Some(Response::Output(r)) => {
                 self.market
                     .gateway
@@ -84,6 +97,8 @@ impl NodeCore {
                 });
                 Some(Answer::Ready(response.encode()))
             }
+            Request::Snapshots => Some(Answer::Ready(self.answer_offers().encode())),
+            Request::Chunk(c) => Some(Answer::Ready(self.answer_chunk(&c).encode())),
         }
     }
 

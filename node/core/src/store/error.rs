@@ -52,6 +52,17 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// `put_base` was called on a store that already holds blocks or a base.
+    #[error(
+        "a state-sync base at height {height} needs an empty store; this one holds blocks up to {latest}"
+    )]
+    NotEmpty {
+        /// The offered base height.
+        height: Height,
+        /// The latest stored height.
+        latest: Height,
+    },
+
     /// `put_block` was given a block that is not at the next height.
     #[error("block at height {height} does not follow the latest stored height {latest}")]
     NotContiguous {

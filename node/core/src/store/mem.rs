@@ -30,6 +30,7 @@ pub struct MemStore {
     finished: BTreeMap<JobId, FinalJob>,
     parts: BTreeSet<(AccountId, Height, Role, JobId)>,
     slashes: BTreeMap<(AccountId, Height, u32), SlashEntry>,
+    base: Option<(Height, Vec<u8>)>,
 }
 
 impl MemStore {
@@ -43,6 +44,7 @@ impl MemStore {
             finished: BTreeMap::new(),
             parts: BTreeSet::new(),
             slashes: BTreeMap::new(),
+            base: None,
         }
     }
 
@@ -73,6 +75,10 @@ impl Store for MemStore {
         check_put_args(&self.genesis, block, certificate)?;
         let height = block.header.height;
         let latest = self.latest_height();
+        if height <= self.base_height() {
+            // Committed before the synced snapshot: nothing here to compare it with.
+            return Ok(());
+        }
         if let Some((stored, _)) = self.blocks.get(&height) {
             let (stored, offered) = (stored.hash(), block.hash());
             return if stored == offered {
@@ -105,7 +111,43 @@ impl Store for MemStore {
     }
 
     fn latest_height(&self) -> Height {
-        self.blocks.keys().next_back().copied().unwrap_or_default()
+        self.blocks
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or_else(|| self.base_height())
+    }
+
+    fn base_height(&self) -> Height {
+        self.base.as_ref().map(|(h, _)| *h).unwrap_or_default()
+    }
+
+    fn put_base(
+        &mut self,
+        height: Height,
+        snapshot: &[u8],
+        anchor: &attest_protocol::Block,
+        certificate: &attest_protocol::CommitCertificate,
+    ) -> Result<(), StoreError> {
+        check_put_args(&self.genesis, anchor, certificate)?;
+        let latest = self.latest_height();
+        if latest.0 != 0 {
+            return Err(StoreError::NotEmpty { height, latest });
+        }
+        if anchor.header.height != height.next() {
+            return Err(StoreError::NotContiguous {
+                height: anchor.header.height,
+                latest: height,
+            });
+        }
+        self.base = Some((height, snapshot.to_vec()));
+        self.blocks
+            .insert(height.next(), (anchor.clone(), certificate.clone()));
+        Ok(())
+    }
+
+    fn base_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.base.as_ref().map(|(_, bytes)| bytes.clone()))
     }
 
     fn blocks(&self, range: RangeInclusive<Height>) -> BlockIter<'_> {

@@ -11,8 +11,10 @@
 //! they were for an operator to inspect.
 //!
 //! Invariants every implementation keeps:
-//! - blocks occupy heights `1..=latest_height()` with no gap, each with exactly one
-//!   certificate that names that block's hash at that height;
+//! - blocks occupy heights `base_height() + 1..=latest_height()` with no gap, each with
+//!   exactly one certificate that names that block's hash at that height; the base is 0 but
+//!   for a node that joined by state sync, whose store starts with the snapshot it synced
+//!   ([`Store::put_base`]) and the block after it;
 //! - a method documented as durable has made its effect survive a crash of the process before
 //!   it returns `Ok`, so the caller may acknowledge the block or send the vote;
 //! - at most one own vote per (height, round, kind) is recorded: a different second vote is
@@ -91,8 +93,29 @@ pub trait Store {
     /// Reads only durable data.
     fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StoreError>;
 
-    /// The height of the last stored block; `Height(0)` when there is none.
+    /// The height of the last stored block; the base height when there is none.
     fn latest_height(&self) -> Height;
+
+    /// The height the stored blocks start after: 0, or the height of the state-synced
+    /// snapshot the store began with. Blocks at or below it are not stored.
+    fn base_height(&self) -> Height;
+
+    /// Starts an empty store from a state-synced snapshot: `snapshot` (the encoded
+    /// `attest_chain::statesync::SyncSnapshot` of the state after `height`) and the block after
+    /// it with its certificate, which anchors the snapshot's root. [`StoreError::NotEmpty`] if
+    /// the store holds a block or a base already.
+    ///
+    /// Durability: all of it is written atomically and flushed before this returns `Ok`.
+    fn put_base(
+        &mut self,
+        height: Height,
+        snapshot: &[u8],
+        anchor: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), StoreError>;
+
+    /// The base snapshot's bytes, if the store began with one.
+    fn base_snapshot(&self) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// The blocks and certificates at the heights in `range` that are stored, in ascending
     /// order, read lazily one height at a time so replaying a long chain or serving a sync
