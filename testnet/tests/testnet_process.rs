@@ -117,12 +117,38 @@ impl Cluster {
         }
     }
 
+    /// A fifth home (`attest init`; its account is in no genesis, so it only follows) with
+    /// the same snapshot interval as the others.
+    fn add_follower(&mut self) -> usize {
+        let dir = self.dir.as_ref().unwrap().path().to_owned();
+        let i = self.nodes.len();
+        let home = dir.join(format!("node{i}"));
+        let p2p = free_port();
+        let listen = format!("/ip4/127.0.0.1/tcp/{p2p}");
+        let home_arg = home.display().to_string();
+        let report = attest_json(&["init", "--home", &home_arg, "--listen", &listen, "--json"]);
+        self.nodes.push(NodeProc {
+            log: dir.join(format!("node{i}.log")),
+            home,
+            p2p,
+            api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            peer_id: report["peer_id"].as_str().unwrap().to_owned(),
+            child: None,
+        });
+        i
+    }
+
     fn say(&self, what: &str) {
         eprintln!("[{:6.2}s] {what}", self.started.elapsed().as_secs_f64());
     }
 
     /// Starts node `i` with every other node as a bootnode; its log is appended to.
     fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Cluster::start`] with extra arguments to `attest node`.
+    fn start_with(&mut self, i: usize, extra: &[String]) {
         let bootnodes: Vec<String> = (0..NODES)
             .filter(|j| *j != i)
             .map(|j| {
@@ -150,6 +176,7 @@ impl Cluster {
         for b in &bootnodes {
             command.args(["--bootnode", b]);
         }
+        command.args(extra);
         self.nodes[i].child = Some(command.spawn().unwrap());
     }
 
@@ -489,4 +516,43 @@ fn four_processes_survive_a_kill_and_lose_nothing() {
         [kill.victim_height, kill.height, common],
         kill.accepted.len()
     ));
+
+    join_by_state_sync(&mut cluster);
+}
+
+/// A fifth node with an empty store joins the running chain by state sync, trusting node 0's
+/// head: it restores a snapshot below that block without the blocks under it, catches up,
+/// agrees with the others, and the full chain still audits from genesis on node 0.
+fn join_by_state_sync(cluster: &mut Cluster) {
+    let head = cluster.status(0).unwrap();
+    let (trust_height, trust_hash) = (head.height.0, head.latest_block_hash);
+    let joiner = cluster.add_follower();
+    let args = [
+        "--trust-height".to_owned(),
+        trust_height.to_string(),
+        "--trust-hash".to_owned(),
+        trust_hash.to_string(),
+    ];
+    cluster.start_with(joiner, &args);
+    let target = cluster.height(0).unwrap();
+    let h = cluster.wait_all_reach(&[joiner], target, Duration::from_secs(60));
+    let status = cluster.status(joiner).unwrap();
+    assert!(status.state_sync.is_none(), "{:?}", status.state_sync);
+    assert!(
+        status.base_height.0 > 0 && status.base_height.0 < trust_height,
+        "base {} for trusted height {trust_height}",
+        status.base_height
+    );
+    let log = std::fs::read_to_string(&cluster.nodes[joiner].log).unwrap();
+    assert!(log.contains("snapshot restored and anchored"), "no state sync in the log");
+    let common = h[0].min(cluster.height(0).unwrap());
+    assert_eq!(cluster.block(joiner, common).hash, cluster.block(0, common).hash);
+    cluster.say(&format!(
+        "node {joiner} joined by state sync from snapshot {} (trusted {trust_height}), at {}",
+        status.base_height, h[0]
+    ));
+    let genesis = cluster.genesis.display().to_string();
+    let api = format!("http://{}", cluster.nodes[0].api);
+    let audit = attest_json(&["audit", "--node", &api, "--genesis", &genesis, "--json"]);
+    assert_eq!(audit["ok"], true, "{audit}");
 }
