@@ -544,9 +544,15 @@ fn join_by_state_sync(cluster: &mut Cluster) {
         status.base_height
     );
     let log = std::fs::read_to_string(&cluster.nodes[joiner].log).unwrap();
-    assert!(log.contains("snapshot restored and anchored"), "no state sync in the log");
+    assert!(
+        log.contains("snapshot restored and anchored"),
+        "no state sync in the log"
+    );
     let common = h[0].min(cluster.height(0).unwrap());
-    assert_eq!(cluster.block(joiner, common).hash, cluster.block(0, common).hash);
+    assert_eq!(
+        cluster.block(joiner, common).hash,
+        cluster.block(0, common).hash
+    );
     cluster.say(&format!(
         "node {joiner} joined by state sync from snapshot {} (trusted {trust_height}), at {}",
         status.base_height, h[0]
