@@ -6,26 +6,20 @@
 //!
 //! `cargo bench -p attest-node --bench statesync`
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{fill, now_ms};
+
 use std::time::{Duration, Instant};
 
-use attest_chain::{Chain, GenesisFile, commit_solo};
+use attest_chain::GenesisFile;
 use attest_contracts_sim::Params;
 use attest_core::CoreConfig;
 use attest_core::accel::{DeviceProfile, TimeScale};
 use attest_core::statesync::Trust;
-use attest_core::store::{GenesisId, Store};
 use attest_node::accel_pool::DeviceConfig;
 use attest_node::shell::{Node, NodeSettings};
-use attest_node::sled_store::SledStore;
-use attest_node::snapshots::Snapshots;
 use attest_protocol::{Amount, ChainId, SecretKey};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -33,27 +27,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Fills `dir` with `blocks` empty blocks signed by `validator`; writes a snapshot at the end.
-fn fill(dir: &std::path::Path, genesis: &GenesisFile, validator: &SecretKey, blocks: u64) {
-    let id = GenesisId {
-        chain_id: genesis.genesis.chain_id.clone(),
-        hash: genesis.hash(),
-    };
-    let mut store = SledStore::open(dir, &id).unwrap();
-    let mut chain = Chain::new(genesis).unwrap();
-    let started = Instant::now();
-    for _ in 0..blocks {
-        let time = chain.last_time_ms() + 1;
-        let (block, cert) = commit_solo(&mut chain, validator, time, Vec::new()).unwrap();
-        store.put_block(&block, &cert).unwrap();
-    }
-    let bytes = chain.snapshot(genesis.hash()).encode();
-    Snapshots::new(dir, 1_000, 2)
-        .write(chain.height(), &bytes)
-        .unwrap();
-    eprintln!("  filled {blocks} blocks in {:?}", started.elapsed());
 }
 
 fn main() {

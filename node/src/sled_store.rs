@@ -383,6 +383,35 @@ impl SledStore {
     }
 
     /// Writes everything sled holds in memory to disk and fsyncs it.
+    /// Writes a block and its certificate (with `base`, also the base height and snapshot)
+    /// in one transaction, and flushes.
+    fn write_block(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        base: Option<(Height, &[u8])>,
+    ) -> Result<(), StoreError> {
+        let key = block.header.height.0.to_be_bytes();
+        let (block_bytes, cert_bytes) = (block.encode(), certificate.encode());
+        // sled may run the closure more than once on conflict, so it copies from the slices.
+        let written: Result<(), TransactionError<std::convert::Infallible>> =
+            (&self.blocks, &self.certificates, &self.meta).transaction(|(blocks, certs, meta)| {
+                blocks.insert(&key, block_bytes.as_slice())?;
+                certs.insert(&key, cert_bytes.as_slice())?;
+                if let Some((height, snapshot)) = base {
+                    meta.insert(Self::BASE_SNAPSHOT_KEY, snapshot)?;
+                    meta.insert(Self::BASE_HEIGHT_KEY, &height.0.to_be_bytes())?;
+                }
+                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+            });
+        match written {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
+            Err(TransactionError::Abort(never)) => match never {},
+        }
+        self.flush()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(drop).map_err(|e| self.io(e))
     }
@@ -485,21 +514,7 @@ impl Store for SledStore {
                 latest: self.latest,
             });
         }
-        let key = height.0.to_be_bytes();
-        let (block_bytes, cert_bytes) = (block.encode(), certificate.encode());
-        // sled may run the closure more than once on conflict, so it copies from the slices.
-        let written: Result<(), TransactionError<std::convert::Infallible>> =
-            (&self.blocks, &self.certificates).transaction(|(blocks, certs)| {
-                blocks.insert(&key, block_bytes.as_slice())?;
-                certs.insert(&key, cert_bytes.as_slice())?;
-                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
-            });
-        match written {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
-            Err(TransactionError::Abort(never)) => match never {},
-        }
-        self.flush()?;
+        self.write_block(block, certificate, None)?;
         self.latest = height;
         Ok(())
     }
@@ -541,23 +556,7 @@ impl Store for SledStore {
                 latest: height,
             });
         }
-        let key = anchor_height.0.to_be_bytes();
-        let base = height.0.to_be_bytes();
-        let (block_bytes, cert_bytes) = (anchor.encode(), certificate.encode());
-        let written: Result<(), TransactionError<std::convert::Infallible>> =
-            (&self.blocks, &self.certificates, &self.meta).transaction(|(blocks, certs, meta)| {
-                blocks.insert(&key, block_bytes.as_slice())?;
-                certs.insert(&key, cert_bytes.as_slice())?;
-                meta.insert(Self::BASE_SNAPSHOT_KEY, snapshot)?;
-                meta.insert(Self::BASE_HEIGHT_KEY, &base)?;
-                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
-            });
-        match written {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(self.io(e)),
-            Err(TransactionError::Abort(never)) => match never {},
-        }
-        self.flush()?;
+        self.write_block(anchor, certificate, Some((height, snapshot)))?;
         self.base = height;
         self.latest = anchor_height;
         Ok(())

@@ -38,6 +38,10 @@ fn crypto(c: &mut Criterion) {
         })
     });
     c.bench_function("tx_hash", |b| b.iter(|| tx_hash(black_box(&signed))));
+    let bytes = *key.public().as_bytes();
+    c.bench_function("public_key_from_bytes", |b| {
+        b.iter(|| PublicKey::from_bytes(black_box(bytes)))
+    });
 
     const BATCH: usize = 64;
     let items: Vec<(PublicKey, Vec<u8>, Signature)> = (0..BATCH as u64)

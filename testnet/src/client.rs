@@ -610,10 +610,10 @@ pub fn run_audit(
 const PREFETCH_BLOCKS: usize = 64;
 
 /// Blocks from a node's API, from height 1 up to `to` or its height, read by a thread of
-/// their own at most [`PREFETCH_BLOCKS`] ahead, which also verifies their transactions'
-/// signatures (the strict rule, `Signed::verify`): the audit replays one block on this core
-/// while the next ones are fetched and checked on the other. A transaction whose signature
-/// fails here is passed on unverified, and the replay reports it. The thread ends when the
+/// their own at most [`PREFETCH_BLOCKS`] ahead, which also verifies every signature that
+/// needs no state (transactions, certificates: `audit::Fetched::verify`, the strict rule):
+/// the audit replays one block on this core while the next ones are fetched and checked on
+/// the other. A signature that fails here is passed on unverified, and the replay reports it. The thread ends when the
 /// blocks do or the receiver is dropped.
 fn prefetched(
     api: Api,
@@ -629,14 +629,7 @@ fn prefetched(
         };
         for item in blocks {
             let stop = item.is_err();
-            let item = item.map(|(block, cert)| {
-                let verified = block
-                    .txs
-                    .iter()
-                    .filter_map(|t| t.clone().verify(&chain).ok())
-                    .collect();
-                ((block, cert), verified)
-            });
+            let item = item.map(|block| audit::Fetched::verify(block, &chain));
             if tx.send(item).is_err() || stop {
                 break;
             }

@@ -16,7 +16,7 @@ use attest_protocol::{
     SignatureError, Tx, TxHash, Verified,
 };
 
-use crate::certificate::{CertError, verify_certificate};
+use crate::certificate::{CertError, check_quorum, verify_certificate};
 use crate::genesis::GenesisFile;
 use crate::validators::{ValidatorSet, ValidatorSetError, validator_set};
 
@@ -384,7 +384,7 @@ impl Chain {
                 got: block.header.time_ms,
             });
         }
-        self.check_block(block, known)
+        self.check_block(block, known, false)
     }
 
     /// Checks a committed block with its certificate (from sync or the store) and runs it
@@ -394,30 +394,50 @@ impl Chain {
         block: &Block,
         certificate: &CommitCertificate,
     ) -> Result<Applied, BlockError> {
-        self.check_committed_known(block, certificate, &|_| None)
+        self.check_committed_known(block, certificate, &|_| None, false)
     }
 
     /// [`Chain::check_committed`], with `known` giving transactions whose signatures the
-    /// caller already verified (an auditor verifying on another thread).
+    /// caller already verified (an auditor verifying on another thread), and
+    /// `certificates_verified` saying that the caller verified every signature of
+    /// `certificate` and of the block's `last_commit` with
+    /// [`crate::certificate::verify_certificate_signatures`]: then only their signers and
+    /// power are checked here.
     pub fn check_committed_known(
         &mut self,
         block: &Block,
         certificate: &CommitCertificate,
         known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+        certificates_verified: bool,
     ) -> Result<Applied, BlockError> {
         let height = block.header.height;
         if certificate.height != height || certificate.block != block.hash() {
             return Err(BlockError::CertificateMismatch { height });
         }
-        verify_certificate(&self.chain_id, &self.validators, certificate)
+        self.check_certificate(certificate, certificates_verified)
             .map_err(|error| BlockError::Certificate { height, error })?;
-        self.check_block(block, known)
+        self.check_block(block, known, certificates_verified)
+    }
+
+    /// Checks `cert` against the validators of the next height; its signatures only unless
+    /// `signatures_verified`.
+    fn check_certificate(
+        &self,
+        cert: &CommitCertificate,
+        signatures_verified: bool,
+    ) -> Result<(), CertError> {
+        if signatures_verified {
+            check_quorum(&self.validators, cert)
+        } else {
+            verify_certificate(&self.chain_id, &self.validators, cert)
+        }
     }
 
     fn check_block(
         &mut self,
         block: &Block,
         known: &dyn Fn(&TxHash) -> Option<Verified<Tx>>,
+        last_commit_verified: bool,
     ) -> Result<Applied, BlockError> {
         let h = &block.header;
         let height = h.height;
@@ -467,7 +487,7 @@ impl Chain {
             });
         }
         block.check_body()?;
-        self.check_last_commit(block)?;
+        self.check_last_commit(block, last_commit_verified)?;
         let mut txs = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
             // Equal hashes mean equal bytes: a known transaction's signature was verified.
@@ -488,7 +508,7 @@ impl Chain {
         self.run(block, txs)
     }
 
-    fn check_last_commit(&self, block: &Block) -> Result<(), BlockError> {
+    fn check_last_commit(&self, block: &Block, verified: bool) -> Result<(), BlockError> {
         let height = block.header.height;
         match (&block.last_commit, &self.previous_validators) {
             (None, None) => Ok(()),
@@ -496,8 +516,12 @@ impl Chain {
                 if cert.height != self.height || cert.block != self.last_hash {
                     return Err(BlockError::LastCommitPresence { height });
                 }
-                verify_certificate(&self.chain_id, set, cert)
-                    .map_err(|error| BlockError::LastCommit { height, error })
+                let checked = if verified {
+                    check_quorum(set, cert)
+                } else {
+                    verify_certificate(&self.chain_id, set, cert)
+                };
+                checked.map_err(|error| BlockError::LastCommit { height, error })
             }
             _ => Err(BlockError::LastCommitPresence { height }),
         }

@@ -21,7 +21,10 @@ pub mod solo;
 pub mod statesync;
 pub mod validators;
 
-pub use certificate::{CertError, build_certificate, is_quorum, verify_certificate};
+pub use certificate::{
+    CertError, build_certificate, check_quorum, is_quorum, verify_certificate,
+    verify_certificate_signatures,
+};
 pub use chain::{Applied, BlockError, Chain, ChainError, MAX_CLOCK_DRIFT_MS};
 pub use genesis::{GENESIS_TAG, GenesisFile, GenesisParseError, SCHEMA as GENESIS_SCHEMA};
 pub use light::{LightError, LightProof, verify_light};

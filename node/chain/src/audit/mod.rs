@@ -315,14 +315,58 @@ where
     audit_preverified(genesis, plain(blocks), range, clock)
 }
 
-/// A committed block with those of its transactions whose signatures the source verified.
-pub type Fetched = (CommittedBlock, Vec<Verified<Tx>>);
+/// A committed block with what its source verified of it already (on a thread of its own,
+/// with the same strict rule): the audit does not verify that again.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The block and its certificate.
+    pub block: CommittedBlock,
+    /// Those of its transactions whose signatures the source verified.
+    pub verified_txs: Vec<Verified<Tx>>,
+    /// Whether the source verified every signature of the certificate and of the block's
+    /// `last_commit` ([`crate::verify_certificate_signatures`]); signers and power are
+    /// checked by the audit either way.
+    pub certificates_verified: bool,
+}
+
+impl Fetched {
+    /// A block nothing was verified of.
+    pub fn plain(block: CommittedBlock) -> Self {
+        Self {
+            block,
+            verified_txs: Vec::new(),
+            certificates_verified: false,
+        }
+    }
+
+    /// Verifies what needs no state: every transaction's signature and both certificates'
+    /// signatures. A signature that fails is left for the audit, which reports it.
+    pub fn verify(block: CommittedBlock, chain: &attest_protocol::ChainId) -> Self {
+        let verified_txs = block
+            .0
+            .txs
+            .iter()
+            .filter_map(|t| t.clone().verify(chain).ok())
+            .collect();
+        let own = crate::verify_certificate_signatures(chain, &block.1).is_ok();
+        let last = block
+            .0
+            .last_commit
+            .as_ref()
+            .is_none_or(|c| crate::verify_certificate_signatures(chain, c).is_ok());
+        Self {
+            block,
+            verified_txs,
+            certificates_verified: own && last,
+        }
+    }
+}
 
 fn plain<I, E>(blocks: I) -> impl Iterator<Item = Result<Fetched, E>>
 where
     I: IntoIterator<Item = Result<CommittedBlock, E>>,
 {
-    blocks.into_iter().map(|r| r.map(|b| (b, Vec::new())))
+    blocks.into_iter().map(|r| r.map(Fetched::plain))
 }
 
 /// [`audit`] over blocks whose source verified some transaction signatures already (with
@@ -477,7 +521,7 @@ impl Auditor {
         block: &Block,
         certificate: &CommitCertificate,
     ) -> Result<(), AuditError> {
-        self.handle_block_known(block, certificate, &[])
+        self.handle_block_known(block, certificate, &[], false)
     }
 
     /// [`Auditor::handle_block`], with `verified`: some of the block's transactions whose
@@ -488,6 +532,7 @@ impl Auditor {
         block: &Block,
         certificate: &CommitCertificate,
         verified: &[Verified<Tx>],
+        certificates_verified: bool,
     ) -> Result<(), AuditError> {
         let by_hash: std::collections::BTreeMap<TxHash, &Verified<Tx>> = verified
             .iter()
@@ -498,7 +543,7 @@ impl Auditor {
         let started = (self.clock)();
         let mut applied = self
             .chain
-            .check_committed_known(block, certificate, &known)
+            .check_committed_known(block, certificate, &known, certificates_verified)
             .map_err(|error| AuditError::Block {
                 height,
                 check: Check::of(&error),
@@ -538,11 +583,17 @@ impl Auditor {
         let mut blocks = blocks.into_iter();
         while !self.is_done() {
             let Some(item) = blocks.next() else { break };
-            let ((block, certificate), verified) = item.map_err(|e| AuditError::Source {
+            let fetched = item.map_err(|e| AuditError::Source {
                 height: self.next_height(),
                 error: e.into(),
             })?;
-            self.handle_block_known(&block, &certificate, &verified)?;
+            let (block, certificate) = &fetched.block;
+            self.handle_block_known(
+                block,
+                certificate,
+                &fetched.verified_txs,
+                fetched.certificates_verified,
+            )?;
         }
         self.check_reached()
     }
