@@ -20,6 +20,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::ParseError;
 use crate::hash::parse_hex32;
 
+/// Whether the `y` coordinate of an encoded point (its low 255 bits, little-endian) is below
+/// `p = 2^255 - 19`.
+fn y_is_canonical(bytes: &[u8; 32]) -> bool {
+    // p's bytes, little-endian: ed ff .. ff 7f. y >= p only if every byte from the top down is
+    // at p's, and the lowest at least 0xed.
+    let top = bytes[31] & 0x7f;
+    !(top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
+}
+
 /// A valid ed25519 public key: a canonical curve point that is not of small order. Accounts,
 /// validators and nodes are named by their public key.
 ///
@@ -43,9 +52,11 @@ impl PublicKey {
         if key.is_weak() {
             return Err(ParseError::PublicKey("a point of small order"));
         }
-        // Non-canonical encodings of a point (y >= p) would give one key two names. The
-        // parsed key keeps the bytes it was given, so compare with a fresh compression.
-        if key.to_edwards().compress().to_bytes() != bytes {
+        // Non-canonical encodings of a point would give one key two names: `y >= p`, or a
+        // sign bit set for `x = 0`. The points with `x = 0` are of small order (y = 1 or -1),
+        // refused above, so only `y >= p` is left to refuse, which the bytes show without a
+        // (costly) recompression (`protocol/tests/decode.rs` compares the two).
+        if !y_is_canonical(&bytes) {
             return Err(ParseError::PublicKey("a non-canonical point encoding"));
         }
         Ok(Self { bytes })

@@ -604,6 +604,50 @@ fn non_canonical_public_keys_are_rejected() {
     }
 }
 
+/// The key rule by its definition: a point on the curve, not of small order, whose
+/// compression gives the same bytes back.
+fn key_ok_by_definition(b: [u8; 32]) -> bool {
+    CompressedEdwardsY(b)
+        .decompress()
+        .is_some_and(|p| !p.is_small_order() && p.compress().to_bytes() == b)
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// `PublicKey::from_bytes` checks canonical `y` from the bytes instead of recompressing:
+    /// it must agree with the definition on any bytes, and near `p` in particular.
+    #[test]
+    fn the_key_check_agrees_with_the_definition(
+        mut b in any::<[u8; 32]>(),
+        near_p in any::<bool>(),
+        low in 0xe0u8..=0xff,
+    ) {
+        if near_p {
+            b[1..31].fill(0xff);
+            b[31] |= 0x7f;
+            b[0] = low;
+        }
+        prop_assert_eq!(PublicKey::from_bytes(b).is_ok(), key_ok_by_definition(b), "{}", hex_lower(&b));
+    }
+}
+
+#[test]
+fn the_key_check_agrees_with_the_definition_on_every_special_encoding() {
+    let mut all = small_order_encodings();
+    all.extend(non_canonical_large_order_encodings());
+    all.extend((0..=18).map(p_plus));
+    all.push(off_curve());
+    for b in all {
+        assert_eq!(
+            PublicKey::from_bytes(b).is_ok(),
+            key_ok_by_definition(b),
+            "{}",
+            hex_lower(&b)
+        );
+    }
+}
+
 // --- Identifiers -----------------------------------------------------------------------------
 
 /// The identifier rule, written independently: 1..=max bytes, first `a-z0-9`, the rest

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use attest_chain::audit::{self, AuditRange, AuditReport};
 use attest_core::store::{GenesisId, Store};
 use attest_node::api::accounts::AccountSnapshot;
-use attest_node::api::chain::{RawBlock, SubmitTx, Submitted};
+use attest_node::api::chain::{RawBlock, RawBlocksPage, SubmitTx, Submitted};
 use attest_node::api::jobs::{CheckView, JobView, OutputView};
 use attest_node::api::market::{Adverts, Quote, QuoteRequest};
 use attest_node::api::{BlockView, BlocksPage};
@@ -139,20 +139,45 @@ impl Api {
     /// The committed block at `height` with its certificate, decoded from canonical bytes;
     /// `None` above the node's height.
     pub fn raw_block(&self, height: Height) -> Result<Option<(Block, CommitCertificate)>> {
-        let raw: RawBlock = match self.get(&format!("/v1/blocks/{}/raw", height.0)) {
-            Ok(raw) => raw,
-            Err(e) if code_of(&e) == Some("not_found") => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let bytes = |field: &str, text: &str| -> Result<Vec<u8>> {
-            hex::decode(text).with_context(|| format!("block {}: {field} is not hex", height.0))
-        };
-        let block = Block::decode(&bytes("block", &raw.block)?)
-            .map_err(|e| anyhow!("block {}: {e}", height.0))?;
-        let cert = CommitCertificate::decode(&bytes("certificate", &raw.certificate)?)
-            .map_err(|e| anyhow!("certificate {}: {e}", height.0))?;
-        Ok(Some((block, cert)))
+        match self.get::<RawBlock>(&format!("/v1/blocks/{}/raw", height.0)) {
+            Ok(raw) => decode_raw(&raw).map(Some),
+            Err(e) if code_of(&e) == Some("not_found") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
+
+    /// `GET /v1/blocks/raw?from=&to=`: one page of committed blocks from `from`, decoded
+    /// from canonical bytes, ascending (empty above the node's height).
+    pub fn raw_blocks(&self, from: Height, to: Height) -> Result<Vec<(Block, CommitCertificate)>> {
+        let page: RawBlocksPage =
+            self.get(&format!("/v1/blocks/raw?from={}&to={}", from.0, to.0))?;
+        let blocks = page
+            .blocks
+            .iter()
+            .map(decode_raw)
+            .collect::<Result<Vec<_>>>()?;
+        let contiguous = blocks
+            .iter()
+            .zip(from.0..)
+            .all(|((b, _), h)| b.header.height.0 == h);
+        if !contiguous {
+            bail!("the node's page from height {} is not contiguous", from.0);
+        }
+        Ok(blocks)
+    }
+}
+
+/// A block and certificate from their hex canonical encodings.
+fn decode_raw(raw: &RawBlock) -> Result<(Block, CommitCertificate)> {
+    let height = raw.height.0;
+    let bytes = |field: &str, text: &str| -> Result<Vec<u8>> {
+        hex::decode(text).with_context(|| format!("block {height}: {field} is not hex"))
+    };
+    let block =
+        Block::decode(&bytes("block", &raw.block)?).map_err(|e| anyhow!("block {height}: {e}"))?;
+    let cert = CommitCertificate::decode(&bytes("certificate", &raw.certificate)?)
+        .map_err(|e| anyhow!("certificate {height}: {e}"))?;
+    Ok((block, cert))
 }
 
 /// The node's error code (`not_found`, `stale_nonce`, ...) if `e` is an error answer.
@@ -606,55 +631,111 @@ pub fn run_audit(
     }
 }
 
-/// Blocks a reader thread fetches ahead of the audit.
+/// Blocks fetched ahead of the audit.
 const PREFETCH_BLOCKS: usize = 64;
 
-/// Blocks from a node's API, from height 1 up to `to` or its height, read by a thread of
-/// their own at most [`PREFETCH_BLOCKS`] ahead, which also verifies every signature that
-/// needs no state (transactions, certificates: `audit::Fetched::verify`, the strict rule):
-/// the audit replays one block on this core while the next ones are fetched and checked on
-/// the other. A signature that fails here is passed on unverified, and the replay reports it. The thread ends when the
-/// blocks do or the receiver is dropped.
+/// Threads that verify fetched blocks' signatures.
+const VERIFIERS: usize = 2;
+
+/// Blocks from a node's API, from height 1 up to `to` or its height, read ahead (at most
+/// [`PREFETCH_BLOCKS`]) by a thread of their own, which hands them in turn to [`VERIFIERS`]
+/// threads that verify every signature that needs no state (transactions, certificates:
+/// `audit::Fetched::verify`, the strict rule). The replay on this thread takes them back in
+/// height order. A signature that fails there is passed on unverified, and the replay
+/// reports it. The threads end when the blocks do or the receiver is dropped.
 fn prefetched(
     api: Api,
     to: Option<Height>,
     chain: attest_protocol::ChainId,
 ) -> impl Iterator<Item = Result<audit::Fetched, anyhow::Error>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BLOCKS);
+    type Work = Result<(CommittedPair, bool), anyhow::Error>;
+    let per_thread = PREFETCH_BLOCKS / VERIFIERS;
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for _ in 0..VERIFIERS {
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Work>(per_thread);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(per_thread);
+        let chain = chain.clone();
+        std::thread::spawn(move || {
+            for work in work_rx {
+                let fetched = work.map(|(block, same)| audit::Fetched::verify(block, &chain, same));
+                if done_tx.send(fetched).is_err() {
+                    break;
+                }
+            }
+        });
+        inputs.push(work_tx);
+        outputs.push(done_rx);
+    }
     std::thread::spawn(move || {
-        let blocks = NodeBlocks {
-            api: &api,
-            next: Height(1),
-            to,
-        };
-        for item in blocks {
+        let mut previous: Option<CommitCertificate> = None;
+        for (i, item) in NodeBlocks::new(&api, to).enumerate() {
             let stop = item.is_err();
-            let item = item.map(|block| audit::Fetched::verify(block, &chain));
-            if tx.send(item).is_err() || stop {
+            let work = item.map(|(block, cert)| {
+                let same = block.last_commit.is_some() && block.last_commit == previous;
+                previous = Some(cert.clone());
+                ((block, cert), same)
+            });
+            if inputs[i % VERIFIERS].send(work).is_err() || stop {
                 break;
             }
         }
     });
-    rx.into_iter()
+    let mut turn = 0usize;
+    std::iter::from_fn(move || {
+        let next = outputs[turn % VERIFIERS].recv().ok();
+        turn += 1;
+        next
+    })
 }
 
-/// Blocks read one by one from a node's API, up to `to` or its height.
+type CommittedPair = (Block, CommitCertificate);
+
+/// Blocks read from a node's API a page at a time (`GET /v1/blocks/raw`), up to `to` or
+/// its height.
 struct NodeBlocks<'a> {
     api: &'a Api,
     next: Height,
     to: Option<Height>,
+    page: std::collections::VecDeque<(Block, CommitCertificate)>,
 }
+
+impl<'a> NodeBlocks<'a> {
+    fn new(api: &'a Api, to: Option<Height>) -> Self {
+        Self {
+            api,
+            next: Height(1),
+            to,
+            page: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+/// Blocks asked for in one page (the node serves at most 100).
+const PAGE_BLOCKS: u64 = 100;
 
 impl Iterator for NodeBlocks<'_> {
     type Item = Result<(Block, CommitCertificate), anyhow::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.to.is_some_and(|to| self.next > to) {
-            return None;
+        if self.page.is_empty() {
+            let last = Height(self.next.0.saturating_add(PAGE_BLOCKS - 1));
+            let last = self.to.map_or(last, |to| to.min(last));
+            if last < self.next {
+                return None;
+            }
+            match self.api.raw_blocks(self.next, last) {
+                Ok(blocks) => self.page.extend(blocks),
+                Err(e) => {
+                    // One error ends the blocks.
+                    self.to = Some(Height(0));
+                    return Some(Err(e));
+                }
+            }
         }
-        let height = self.next;
-        self.next = Height(height.0 + 1);
-        self.api.raw_block(height).transpose()
+        let item = self.page.pop_front()?;
+        self.next = item.0.header.height.next();
+        Some(Ok(item))
     }
 }
 
@@ -662,11 +743,7 @@ impl Iterator for NodeBlocks<'_> {
 pub fn export(genesis_path: &Path, node: &str, out: &mut impl Write) -> Result<()> {
     let genesis = attest_node::genesis::load(genesis_path)?;
     let api = Api::new(node)?;
-    let blocks = NodeBlocks {
-        api: &api,
-        next: Height(1),
-        to: None,
-    };
+    let blocks = NodeBlocks::new(&api, None);
     audit::export_jsonl(&genesis, blocks, out)?;
     Ok(())
 }

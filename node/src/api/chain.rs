@@ -209,45 +209,79 @@ fn block_range(query: Option<&str>) -> Result<(u64, u64), ApiError> {
     Ok((from, to))
 }
 
+/// A page of committed blocks for a `from`/`to` query: the blocks, where to continue, and
+/// the node's latest height (see [`BlocksPage`]).
+async fn read_page(
+    node: &NodeHandle,
+    query: Option<&str>,
+) -> Result<(Vec<(Block, CommitCertificate)>, Option<Height>, Height), ApiError> {
+    let (from, to) = block_range(query)?;
+    // Height 0 is the genesis state and has no block: a range from 0 starts at 1.
+    let from = from.max(1);
+    let last = to.min(from.saturating_add(MAX_BLOCKS_PER_PAGE - 1));
+    if from > to {
+        // `from=0&to=0`: nothing to read.
+        let status = ask(node.status()).await?;
+        return Ok((Vec::new(), None, status.height));
+    }
+    let range = ask(node.blocks(Height(from), Height(last)))
+        .await?
+        .map_err(|e| store_error(&e))?;
+    let after = range
+        .blocks
+        .last()
+        .map_or(from, |(b, _)| b.header.height.0.saturating_add(1));
+    let next = (after <= to && after <= range.latest.0 && after > from).then_some(Height(after));
+    Ok((range.blocks, next, range.latest))
+}
+
 /// `GET /v1/blocks?from=H&to=H`: up to [`MAX_BLOCKS_PER_PAGE`] committed blocks from `from`
 /// through `to` (inclusive); `next` says where to continue if the page stopped short.
 pub(super) async fn blocks(
     State(node): State<NodeHandle>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<BlocksPage>, ApiError> {
-    let (from, to) = block_range(query.as_deref())?;
-    // Height 0 is the genesis state and has no block: a range from 0 starts at 1.
-    let from = from.max(1);
-    let last = to.min(from.saturating_add(MAX_BLOCKS_PER_PAGE - 1));
-    let range = if from > to {
-        None
-    } else {
-        Some(
-            ask(node.blocks(Height(from), Height(last)))
-                .await?
-                .map_err(|e| store_error(&e))?,
-        )
-    };
-    let Some(range) = range else {
-        // `from=0&to=0`: nothing to read.
-        let status = ask(node.status()).await?;
-        return Ok(Json(BlocksPage {
-            blocks: Vec::new(),
-            next: None,
-            latest: status.height,
-        }));
-    };
-    let blocks: Vec<BlockView> = range
-        .blocks
-        .iter()
-        .map(|(block, certificate)| BlockView::new(block, certificate))
-        .collect();
-    let after = blocks.last().map_or(from, |b| b.height.0.saturating_add(1));
-    let next = (after <= to && after <= range.latest.0 && after > from).then_some(Height(after));
+    let (blocks, next, latest) = read_page(&node, query.as_deref()).await?;
     Ok(Json(BlocksPage {
-        blocks,
+        blocks: blocks
+            .iter()
+            .map(|(block, certificate)| BlockView::new(block, certificate))
+            .collect(),
         next,
-        latest: range.latest,
+        latest,
+    }))
+}
+
+/// The answer to `GET /v1/blocks/raw?from=&to=`: [`BlocksPage`] with each block as
+/// `GET /v1/blocks/{height}/raw` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawBlocksPage {
+    /// The committed blocks in the range, ascending, in their canonical encodings.
+    pub blocks: Vec<RawBlock>,
+    /// Where to ask from for the rest of the range, as in [`BlocksPage`].
+    pub next: Option<Height>,
+    /// The node's last committed height.
+    pub latest: Height,
+}
+
+/// `GET /v1/blocks/raw?from=H&to=H`: the page `GET /v1/blocks` gives, raw (what `attest
+/// audit --node` reads, a page per request).
+pub(super) async fn raw_blocks(
+    State(node): State<NodeHandle>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<RawBlocksPage>, ApiError> {
+    let (blocks, next, latest) = read_page(&node, query.as_deref()).await?;
+    Ok(Json(RawBlocksPage {
+        blocks: blocks
+            .iter()
+            .map(|(block, certificate)| RawBlock {
+                height: block.header.height,
+                block: hex::encode(block.encode()),
+                certificate: hex::encode(certificate.encode()),
+            })
+            .collect(),
+        next,
+        latest,
     }))
 }
 

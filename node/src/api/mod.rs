@@ -57,6 +57,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/blocks", get(chain::blocks))
+        .route("/v1/blocks/raw", get(chain::raw_blocks))
         .route("/v1/blocks/{height}", get(chain::block))
         .route("/v1/blocks/{height}/raw", get(chain::raw_block))
         .route("/v1/txs", post(chain::submit_tx))

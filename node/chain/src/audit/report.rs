@@ -19,17 +19,23 @@ pub struct Counts {
     pub signatures_verified: u64,
     /// Transaction signatures (one per transaction).
     pub tx_signatures: u64,
-    /// Precommit signatures: those of each block's own certificate and those of the previous
-    /// block's certificate it carries (the two may hold different precommits).
+    /// Precommit signatures: those of each block's own certificate, and those of the previous
+    /// block's certificate it carries when that is not the one the previous block came with
+    /// (the two may hold different precommits; the same certificate is verified once).
     pub certificate_signatures: u64,
 }
 
 impl Counts {
-    /// What verifying `block` with `certificate` verified.
-    pub(crate) fn of(block: &Block, certificate: &CommitCertificate) -> Self {
+    /// What verifying `block` with `certificate` verified; `previous` is the certificate the
+    /// previous block came with (verified then).
+    pub(crate) fn of(
+        block: &Block,
+        certificate: &CommitCertificate,
+        previous: Option<&CommitCertificate>,
+    ) -> Self {
         let txs = block.txs.len() as u64;
-        let certs = certificate.signatures.len()
-            + block.last_commit.as_ref().map_or(0, |c| c.signatures.len());
+        let last = block.last_commit.as_ref().filter(|c| Some(*c) != previous);
+        let certs = certificate.signatures.len() + last.map_or(0, |c| c.signatures.len());
         Self {
             blocks: 1,
             txs,
