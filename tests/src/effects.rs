@@ -237,6 +237,10 @@ impl Sim {
                 ..
             } => {
                 self.checker.on_committed(i, height, hash);
+                let every = self.scenario.snapshot_interval_blocks.max(1);
+                if height.0.is_multiple_of(every) {
+                    self.write_snapshot(i);
+                }
                 self.trace.u64(height.0);
                 self.trace.bytes(hash.as_bytes());
                 self.count_events(height, &events);

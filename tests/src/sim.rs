@@ -54,6 +54,21 @@ pub fn core_config() -> CoreConfig {
     }
 }
 
+/// The chain of the newest of `node`'s snapshots that its store anchors (it holds the block
+/// after the snapshot, whose header claims the snapshot's root), checked like a state-synced
+/// one; `None` to replay from genesis (or the store's base).
+fn restart_point(
+    genesis: &attest_chain::GenesisFile,
+    node: &SimNode,
+) -> Option<attest_chain::Chain> {
+    use attest_core::store::Store;
+    node.disk_snapshots.iter().rev().find_map(|s| {
+        let anchor = node.store.block(s.manifest.height.next()).ok()??;
+        let chain_id = &genesis.genesis.chain_id;
+        attest_chain::statesync::restore(chain_id, &s.manifest, &s.chunks, &anchor).ok()
+    })
+}
+
 /// Node `i`'s peer id in the simulator.
 pub fn peer(i: usize) -> PeerKey {
     node_key(i).public().peer_id_bytes().to_vec()
@@ -104,6 +119,10 @@ pub struct SimNode {
     pub store: MemStore,
     /// The store as the crash left it, until the restart.
     pub snapshot: Option<MemStore>,
+    /// State snapshots it wrote (as the node shell writes one every
+    /// `snapshot_interval_blocks`), newest last, two kept: a restart starts from the newest
+    /// that its store anchors, and replays only the blocks after it.
+    pub disk_snapshots: Vec<attest_chain::statesync::SyncSnapshot>,
     /// Incarnation: goes up at every crash.
     pub epoch: u64,
     /// A torn crash waits for this many more effects.
@@ -148,6 +167,8 @@ pub struct Stats {
     pub evidence_committed: u64,
     /// Jailings committed.
     pub jailed: u64,
+    /// Restarts that started from a state snapshot rather than genesis.
+    pub snapshot_restarts: u64,
     /// Misbehaviour reports: (reporting node, accused node if it is one).
     pub misbehaviour_reports: Vec<(usize, Option<usize>)>,
 }
@@ -286,6 +307,7 @@ impl Sim {
                 core: None,
                 store: MemStore::new(genesis_id.clone()),
                 snapshot: None,
+                disk_snapshots: Vec::new(),
                 epoch: 0,
                 torn: None,
                 height: None,
@@ -383,18 +405,34 @@ impl Sim {
             state_sync: trust,
             ..core_config()
         };
-        let core = attest_core::host::open(
-            &self.genesis,
-            Some(node.key.clone()),
-            config,
-            &node.store,
-            self.now,
-        )
+        let key = Some(node.key.clone());
+        let core = match restart_point(&self.genesis, node) {
+            Some(chain) => {
+                self.stats.snapshot_restarts += 1;
+                attest_core::host::open_from(chain, key, config, &node.store, self.now)
+            }
+            None => attest_core::host::open(&self.genesis, key, config, &node.store, self.now),
+        }
         .unwrap_or_else(|e| panic!("node {i} does not open its store: {e}"));
         node.core = Some(core);
         node.height = None;
         node.set = None;
         self.after_input(i);
+    }
+
+    /// Node `i` wrote a state snapshot of its head (its core offers it now).
+    pub fn write_snapshot(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let Some(snapshot) = node.core.as_ref().and_then(|c| c.served_snapshot()) else {
+            return;
+        };
+        if node.disk_snapshots.last() == Some(snapshot) {
+            return;
+        }
+        node.disk_snapshots.push(snapshot.clone());
+        if node.disk_snapshots.len() > 2 {
+            node.disk_snapshots.remove(0);
+        }
     }
 
     /// Node `i` crashes now: its core and unsent effects are gone, its store stays.

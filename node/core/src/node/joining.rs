@@ -19,6 +19,11 @@ impl NodeCore {
         self.ledger.statesync.as_ref().map_or(0, |s| s.bad_chunks)
     }
 
+    /// The newest snapshot this node offers, if any (a host may keep it as a restart point).
+    pub fn served_snapshot(&self) -> Option<&SyncSnapshot> {
+        self.ledger.served.back().map(|(_, s)| s)
+    }
+
     /// The manifest of the newest snapshot this node offers, if any.
     pub fn offered_snapshot(&self) -> Option<&Manifest> {
         self.ledger.served.back().map(|(_, s)| &s.manifest)
