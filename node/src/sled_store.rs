@@ -490,7 +490,7 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         check_put_args(&self.genesis, block, certificate)?;
         let height = block.header.height;
-        if height <= self.base {
+        if height.0 >= 1 && height <= self.base {
             // Committed before the synced snapshot: nothing here to compare it with.
             return Ok(());
         }

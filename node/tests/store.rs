@@ -414,6 +414,53 @@ fn genesis_mismatch_on_reopen<H: Harness>(h: &mut H) {
     assert!(msg.contains(&other.hash.to_string()), "{msg}");
 }
 
+/// A store begun from a state-synced base at height 3 holds the anchor (block 4) and takes
+/// blocks from 5 on; a reopen keeps the base; a second base, or a base on a store with blocks,
+/// is refused.
+fn a_state_synced_base<H: Harness>(h: &mut H) {
+    let mut store = h.create();
+    let (anchor, cert) = at(4);
+    // The anchor must be the block after the base.
+    assert!(matches!(
+        store.put_base(Height(2), b"snap", anchor, cert),
+        Err(StoreError::NotContiguous { .. })
+    ));
+    store.put_base(Height(3), b"snap", anchor, cert).unwrap();
+    assert_eq!(store.base_height(), Height(3));
+    assert_eq!(store.latest_height(), Height(4));
+    assert_eq!(
+        store.base_snapshot().unwrap().as_deref(),
+        Some(&b"snap"[..])
+    );
+    assert_eq!(store.block(Height(3)).unwrap(), None, "below the base");
+    assert_eq!(store.block(Height(4)).unwrap().as_ref(), Some(anchor));
+    assert!(matches!(
+        store.put_base(Height(3), b"snap", anchor, cert),
+        Err(StoreError::NotEmpty { .. })
+    ));
+    assert!(matches!(
+        put(&mut store, 6),
+        Err(StoreError::NotContiguous { .. })
+    ));
+    put(&mut store, 5).unwrap();
+    assert_eq!(heights(&store, 1, 10), vec![4, 5]);
+    let store = h.reopen(store, &genesis()).unwrap();
+    assert_eq!(store.base_height(), Height(3));
+    assert_eq!(store.latest_height(), Height(5));
+    assert_eq!(
+        store.base_snapshot().unwrap().as_deref(),
+        Some(&b"snap"[..])
+    );
+
+    drop(store);
+    let mut full = h.create();
+    put_chain(&mut full, 1);
+    assert!(matches!(
+        full.put_base(Height(3), b"snap", anchor, cert),
+        Err(StoreError::NotEmpty { .. })
+    ));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod mem_store {
@@ -434,6 +481,7 @@ suite!(
     reopen_keeps_everything,
     locks_round_trip_reopen_and_pruning,
     genesis_mismatch_on_reopen,
+    a_state_synced_base,
 );
 
 // ---- sled only: a real crash ----

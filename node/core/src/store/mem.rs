@@ -75,7 +75,7 @@ impl Store for MemStore {
         check_put_args(&self.genesis, block, certificate)?;
         let height = block.header.height;
         let latest = self.latest_height();
-        if height <= self.base_height() {
+        if height.0 >= 1 && height <= self.base_height() {
             // Committed before the synced snapshot: nothing here to compare it with.
             return Ok(());
         }
