@@ -20,6 +20,32 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::ParseError;
 use crate::hash::parse_hex32;
 
+/// Slots of the per-thread cache of decompressed keys.
+const KEY_CACHE_SLOTS: usize = 256;
+
+type KeyCache = [Option<([u8; 32], ed25519_dalek::VerifyingKey)>; KEY_CACHE_SLOTS];
+
+thread_local! {
+    /// Decompressed keys that passed [`PublicKey::from_bytes`], by their first byte
+    /// (direct-mapped; a newer key takes the slot). A verifier meets the same few keys over
+    /// and over (validators sign every certificate, a client many transactions), and
+    /// decompressing one costs about as much as a fifth of a verification. What the cache
+    /// holds is a pure function of the bytes, so it changes no answer, only the time; it is
+    /// bounded (about 50 KiB a thread).
+    static KEYS: std::cell::RefCell<KeyCache> = const { std::cell::RefCell::new([None; KEY_CACHE_SLOTS]) };
+}
+
+fn cached(bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
+    KEYS.with(|keys| match &keys.borrow()[usize::from(bytes[0])] {
+        Some((b, key)) if b == bytes => Some(*key),
+        _ => None,
+    })
+}
+
+fn remember(bytes: [u8; 32], key: ed25519_dalek::VerifyingKey) {
+    KEYS.with(|keys| keys.borrow_mut()[usize::from(bytes[0])] = Some((bytes, key)));
+}
+
 /// Whether the `y` coordinate of an encoded point (its low 255 bits, little-endian) is below
 /// `p = 2^255 - 19`.
 fn y_is_canonical(bytes: &[u8; 32]) -> bool {
@@ -47,6 +73,10 @@ pub type AccountId = PublicKey;
 impl PublicKey {
     /// Parses 32 bytes, rejecting points that are not on the curve or of small order.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, ParseError> {
+        if cached(&bytes).is_some() {
+            // Only keys that passed every check below are cached.
+            return Ok(Self { bytes });
+        }
         let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map_err(|_| ParseError::PublicKey("not a point on the curve"))?;
         if key.is_weak() {
@@ -59,13 +89,19 @@ impl PublicKey {
         if !y_is_canonical(&bytes) {
             return Err(ParseError::PublicKey("a non-canonical point encoding"));
         }
+        remember(bytes, key);
         Ok(Self { bytes })
     }
 
     /// The dalek key. The bytes were checked at construction, so this cannot fail.
     fn dalek(&self) -> ed25519_dalek::VerifyingKey {
-        ed25519_dalek::VerifyingKey::from_bytes(&self.bytes)
-            .expect("PublicKey holds only bytes that decompressed at construction")
+        if let Some(key) = cached(&self.bytes) {
+            return key;
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.bytes)
+            .expect("PublicKey holds only bytes that decompressed at construction");
+        remember(self.bytes, key);
+        key
     }
 
     /// The 32 bytes of the key.
