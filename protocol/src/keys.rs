@@ -60,8 +60,8 @@ fn y_is_canonical(bytes: &[u8; 32]) -> bool {
 ///
 /// It holds only the 32 checked bytes. Keys name accounts everywhere (map keys, events,
 /// state), so keeping the ~160-byte decompressed point in each copy would bloat every type
-/// that names one; verification decompresses again instead, a few microseconds next to the
-/// tens a verification takes.
+/// that names one; verification takes the point from a small per-thread cache of checked
+/// keys instead, and decompresses again only when the key is not there.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey {
     bytes: [u8; 32],
