@@ -33,20 +33,23 @@ pub fn open(
     store: &dyn Store,
     now_ms: u64,
 ) -> Result<NodeCore, CoreError> {
-    let chain = match store.base_snapshot()? {
-        Some(bytes) => base_chain(genesis, store, &bytes)?,
-        None => Chain::new(genesis)?,
-    };
-    open_from(chain, key, config, store, now_ms)
+    match store.base_snapshot()? {
+        Some(bytes) => {
+            let (chain, snapshot) = base_chain(genesis, store, &bytes)?;
+            // The base is offered as it was synced: no need to cut it again.
+            open_at(chain, Some(snapshot), key, config, store, now_ms)
+        }
+        None => open_from(Chain::new(genesis)?, key, config, store, now_ms),
+    }
 }
 
 /// The chain a store's state-synced base describes, checked as when it was synced: the
-/// snapshot against the stored anchor (the block after it).
+/// snapshot against the stored anchor (the block after it); with the snapshot itself.
 pub fn base_chain(
     genesis: &GenesisFile,
     store: &dyn Store,
     bytes: &[u8],
-) -> Result<Chain, CoreError> {
+) -> Result<(Chain, SyncSnapshot), CoreError> {
     let base = store.base_height();
     let bad = |detail: String| CoreError::Base {
         height: base,
@@ -56,20 +59,37 @@ pub fn base_chain(
     let anchor = store
         .block(base.next())?
         .ok_or_else(|| bad(format!("the store lacks the anchor block {}", base.next())))?;
-    restore(
+    let chain = restore(
         &genesis.genesis.chain_id,
         &snapshot.manifest,
         &snapshot.chunks,
         &anchor,
     )
-    .map_err(|e| bad(e.to_string()))
+    .map_err(|e| bad(e.to_string()))?;
+    Ok((chain, snapshot))
 }
 
 /// Opens a node on `store` from `chain` (a snapshot's, or genesis): replays the stored blocks
 /// above its height, checking each block's certificate and the state root its header claims
 /// (the first replayed block checks the snapshot's root), then starts as [`open`] does.
 pub fn open_from(
+    chain: Chain,
+    key: Option<SecretKey>,
+    config: CoreConfig,
+    store: &dyn Store,
+    now_ms: u64,
+) -> Result<NodeCore, CoreError> {
+    // Offer the starting snapshot for state sync until the next one is due.
+    let served = (chain.height().0 > 0)
+        .then(|| chain.sync_snapshot())
+        .flatten();
+    open_at(chain, served, key, config, store, now_ms)
+}
+
+/// [`open_from`] with the snapshot to offer already cut.
+fn open_at(
     mut chain: Chain,
+    served: Option<SyncSnapshot>,
     key: Option<SecretKey>,
     config: CoreConfig,
     store: &dyn Store,
@@ -86,10 +106,6 @@ pub fn open_from(
             ),
         });
     }
-    // Offer the starting snapshot for state sync until the next one is due.
-    let served = (chain.height().0 > 0)
-        .then(|| chain.sync_snapshot())
-        .flatten();
     if latest >= first {
         for item in store.blocks(first..=latest) {
             let (block, cert) = item?;

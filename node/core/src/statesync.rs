@@ -132,8 +132,6 @@ pub struct StateSync {
     offers: BTreeMap<Hash, Offer>,
     rejected: BTreeSet<Hash>,
     phase: Phase,
-    /// Chunks that failed their hash, for the operator and tests.
-    pub bad_chunks: u64,
 }
 
 impl StateSync {
@@ -145,13 +143,7 @@ impl StateSync {
             offers: BTreeMap::new(),
             rejected: BTreeSet::new(),
             phase: Phase::Discover { until: None },
-            bad_chunks: 0,
         }
-    }
-
-    /// The trusted block.
-    pub fn trust(&self) -> Trust {
-        self.trust
     }
 
     /// What it is doing, for logs and the API.
@@ -474,7 +466,6 @@ impl StateSync {
                 }
             }
             Some(_) => {
-                self.bad_chunks += 1;
                 self.ban(
                     peer,
                     format!("chunk {index} does not match its manifest"),

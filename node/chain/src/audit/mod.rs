@@ -356,12 +356,12 @@ impl Fetched {
             .filter_map(|t| t.clone().verify(chain).ok())
             .collect();
         let own = crate::verify_certificate_signatures(chain, &block.1).is_ok();
-        let known = |_: &CommitCertificate| last_commit_is_previous;
-        let last = block
-            .0
-            .last_commit
-            .as_ref()
-            .is_none_or(|c| known(c) || crate::verify_certificate_signatures(chain, c).is_ok());
+        let last = last_commit_is_previous
+            || block
+                .0
+                .last_commit
+                .as_ref()
+                .is_none_or(|c| crate::verify_certificate_signatures(chain, c).is_ok());
         Self {
             block,
             verified_txs,
@@ -377,9 +377,8 @@ where
     blocks.into_iter().map(|r| r.map(Fetched::plain))
 }
 
-/// [`audit`] over blocks whose source verified some transaction signatures already (with
-/// [`attest_protocol::Signed::verify`], e.g. on a thread of its own): those are not verified
-/// again; every other signature is.
+/// [`audit`] over blocks whose source verified some signatures already ([`Fetched::verify`],
+/// e.g. on threads of their own): those are not verified again; every other signature is.
 pub fn audit_preverified<I, E>(
     genesis: &GenesisFile,
     blocks: I,

@@ -14,11 +14,6 @@ impl NodeCore {
         self.ledger.statesync.as_ref().map(|s| s.phase())
     }
 
-    /// Chunks that failed their manifest hash during this node's state sync.
-    pub fn state_sync_bad_chunks(&self) -> u64 {
-        self.ledger.statesync.as_ref().map_or(0, |s| s.bad_chunks)
-    }
-
     /// The newest snapshot this node offers, if any (a host may keep it as a restart point).
     pub fn served_snapshot(&self) -> Option<&SyncSnapshot> {
         self.ledger.served.back().map(|(_, s)| s)
