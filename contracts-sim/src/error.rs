@@ -159,7 +159,7 @@ pub enum TxError {
         max: u32,
     },
     /// The commit deadline is zero or beyond the chain's bound.
-    #[error("deadline of {got} blocks; it must be between 1 and {max}")]
+    #[error("deadline of {got} ms; it must be between 1 and {max}")]
     BadDeadline {
         /// The deadline asked for.
         got: u32,
@@ -221,14 +221,36 @@ pub enum TxError {
         signer: AccountId,
     },
     /// The deadline for this move has passed.
-    #[error("job {job}: the deadline was block {deadline}, this is block {height}")]
+    #[error(
+        "job {job}: the deadline was block time {deadline_ms} ms, this block's time is {time_ms} ms"
+    )]
     DeadlinePassed {
         /// The job.
         job: JobId,
-        /// The last block the move could land in.
-        deadline: Height,
-        /// The current block.
-        height: Height,
+        /// The latest block time the move could land at.
+        deadline_ms: u64,
+        /// The current block's time.
+        time_ms: u64,
+    },
+    /// No account other than the provider and the client can check a job of this model:
+    /// its result could never be checked, so the job is refused.
+    #[error(
+        "no staked account other than the provider and the client can run model {model}, so no result of it could be checked"
+    )]
+    NoCapableChecker {
+        /// The model.
+        model: String,
+    },
+    /// This account may not challenge the job's result: it is its provider, or neither an
+    /// eligible staked account nor the job's client.
+    #[error("{signer} may not challenge job {job}: {reason}")]
+    MayNotChallenge {
+        /// The job.
+        job: JobId,
+        /// The sender.
+        signer: AccountId,
+        /// Why.
+        reason: &'static str,
     },
     /// The step count is not the one the job's model, input and token count give.
     #[error("job {job}: step count {got}, the job has {expected}")]

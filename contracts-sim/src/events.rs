@@ -1,6 +1,7 @@
 //! Events: what a transition did, in enough detail for a user or auditor to follow a job and
 //! every token without reading the state.
 
+use attest_protocol::tx::CheckLevel;
 use attest_protocol::{AccountId, Amount, DeviceName, Hash, Height, JobId, ModelId, PublicKey};
 use attest_protocol::{Round, VoteKind};
 use serde::{Deserialize, Serialize};
@@ -104,8 +105,8 @@ pub enum Event {
         who: AccountId,
         /// How much.
         amount: Amount,
-        /// The height at whose end it is released.
-        release_at: Height,
+        /// The block time at which it is released.
+        release_at_ms: u64,
     },
     /// Unbonded stake went back to the balance.
     Released {
@@ -132,8 +133,10 @@ pub enum Event {
         price_per_token: Amount,
         /// The escrow locked: price times tokens plus the checker fee.
         escrow: Amount,
-        /// The last block in which the result may be committed.
-        commit_deadline: Height,
+        /// The latest block time at which the result may be committed.
+        commit_deadline_ms: u64,
+        /// The assurance the client bought.
+        check: CheckLevel,
     },
     /// The provider committed its result.
     ResultCommitted {
@@ -161,8 +164,8 @@ pub enum Event {
         job: JobId,
         /// The checker.
         checker: AccountId,
-        /// The last block for its verdict.
-        deadline: Height,
+        /// The latest block time for its verdict.
+        deadline_ms: u64,
     },
     /// A job selected for a check found no eligible checker and settles unchecked.
     NoCheckerAvailable {
@@ -198,8 +201,10 @@ pub enum Event {
         job: JobId,
         /// The provider.
         provider: AccountId,
-        /// The checker that disagreed.
+        /// The checker that disagreed, or the account that challenged.
         challenger: AccountId,
+        /// What the challenger locked (zero for the assigned checker).
+        bond: Amount,
         /// The challenger's trace root.
         challenger_root: Hash,
         /// The challenger's last leaf, proven against its root; it differs from the
@@ -209,8 +214,30 @@ pub enum Event {
         step_count: u64,
         /// Bisection rounds the dispute takes: `ceil(log2 step_count)`.
         rounds: u32,
-        /// The last block for round 0.
-        deadline: Height,
+        /// The latest block time for round 0's moves.
+        deadline_ms: u64,
+    },
+    /// A winning challenger got its bond back.
+    BondReturned {
+        /// The job.
+        job: JobId,
+        /// The challenger.
+        who: AccountId,
+        /// The bond.
+        amount: Amount,
+    },
+    /// A losing challenger forfeited its bond.
+    BondForfeited {
+        /// The job.
+        job: JobId,
+        /// The challenger.
+        who: AccountId,
+        /// The bond.
+        amount: Amount,
+        /// The provider and its share.
+        to_winner: (AccountId, Amount),
+        /// The rest, to the treasury.
+        to_treasury: Amount,
     },
     /// Both parties opened the round's step.
     DisputeRound {

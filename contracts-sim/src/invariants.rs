@@ -97,7 +97,7 @@ impl State {
                     self.check_job(id, job, |d| after(&Key::Timer(d, *id)).is_some())?;
                 }
                 (Key::Timer(d, id), Some(_)) => {
-                    let matches = matches!(after(&Key::Job(*id)), Some(Entry::Job(j)) if j.phase.deadline() == Some(*d));
+                    let matches = matches!(after(&Key::Job(*id)), Some(Entry::Job(j)) if j.phase.deadline_ms() == Some(*d));
                     if !matches {
                         return Err(InvariantViolation::Timer { job: *id });
                     }
@@ -147,7 +147,7 @@ impl State {
         &self,
         id: &JobId,
         job: &Job,
-        timed: impl Fn(attest_protocol::Height) -> bool,
+        timed: impl Fn(u64) -> bool,
     ) -> Result<(), InvariantViolation> {
         let expected = if job.phase.is_final() {
             Amount::ZERO
@@ -164,14 +164,14 @@ impl State {
                 found: job.escrow,
             });
         }
-        if !job.phase.deadline().is_none_or(timed) {
+        if !job.phase.deadline_ms().is_none_or(timed) {
             return Err(InvariantViolation::Timer { job: *id });
         }
         Ok(())
     }
 
-    /// Rule "supply is conserved": balances + stakes (bonded and unbonding) + escrows +
-    /// treasury = genesis supply. Amounts are unsigned, so "nothing is negative" reduces to
+    /// Rule "supply is conserved": balances + stakes (bonded and unbonding) + escrows and
+    /// challenge bonds + treasury = genesis supply. Amounts are unsigned, so "nothing is negative" reduces to
     /// "no debit went through unchecked", which this sum would reveal.
     fn check_supply(&self) -> Result<(), InvariantViolation> {
         let balances: u128 = self
@@ -190,7 +190,7 @@ impl State {
                         .sum::<u128>()
             })
             .sum();
-        let escrows: u128 = self.jobs.values().map(|j| u128::from(j.escrow.0)).sum();
+        let escrows: u128 = self.jobs.values().map(Job::locked).sum();
         let found = balances + stakes + escrows + u128::from(self.treasury.0);
         if found != u128::from(self.genesis_supply.0) {
             return Err(InvariantViolation::SupplyChanged {
@@ -209,7 +209,7 @@ impl State {
             let matches = self
                 .jobs
                 .get(id)
-                .is_some_and(|j| j.phase.deadline() == Some(*deadline));
+                .is_some_and(|j| j.phase.deadline_ms() == Some(*deadline));
             if !matches {
                 return Err(InvariantViolation::Timer { job: *id });
             }
@@ -264,7 +264,7 @@ mod tests {
             chain_id: ChainId::new("t").unwrap(),
             params: crate::Params::default(),
             balances: vec![(a, Amount(10))],
-            stakes: vec![(a, node, Amount(5))],
+            stakes: vec![(a, node, Amount(5), crate::test_capability())],
         })
         .unwrap()
     }

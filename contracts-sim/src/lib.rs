@@ -16,18 +16,25 @@
 //!
 //! - Every transaction: nonce = the account's nonce, fee >= `min_fee` (paid to the proposer);
 //!   all or nothing ([`apply`]).
-//! - Stake: bound to a node key that signed a binding; unbonding for `unbonding_blocks`, still
-//!   slashable; `min_stake` bonded to be assigned work or checks ([`apply::stake`]).
-//! - Jobs: escrow `price * max_tokens + checker_fee`; the result must carry the step and
-//!   token counts the job implies and open its last leaf, whose activation ends in the output
-//!   hash; a missed commit refunds the client and penalizes the provider ([`apply::jobs`]).
-//! - Spot-checks: drawn from `H(block hash, job id)` at rate `p` (always on probation),
-//!   checker drawn stake-weighted from the same seed; a disagreeing checker must show a
-//!   different last leaf ([`draw`], [`apply::checks`]).
+//! - Time: every deadline, window and release is in milliseconds of block time (the header's
+//!   `time_ms`); a timeout fires at the end of the first block whose time reaches it.
+//! - Stake: bound to a node key that signed a binding and to the node's device (which models
+//!   it can hold); unbonding for `unbonding_ms`, still slashable; `min_stake` bonded to be
+//!   assigned work or checks ([`apply::stake`]).
+//! - Jobs: only with a provider whose device can run the model and at least one other account
+//!   that can check it; escrow `price * max_tokens + checker_fee`; the result must carry the
+//!   step and token counts the job implies and open its last leaf, whose activation ends in
+//!   the output hash; a missed commit refunds the client and penalizes the provider
+//!   ([`apply::jobs`]).
+//! - Spot-checks: drawn from `H(block hash, job id)` at rate `p` (always on probation or
+//!   when the client bought `Always`), checker drawn stake-weighted from the same seed among
+//!   the accounts whose device can run the model; a disagreeing checker must show a
+//!   different last leaf. Within the verdict window any staked account, or the job's client,
+//!   may challenge the result with a bond ([`draw`], [`apply::checks`]).
 //! - Disputes: from the agreed initial activation to the two different last leaves,
-//!   `ceil(log2 L)` bisection rounds, one re-executed step, always a loser; the loser is
-//!   slashed `slash_fraction` of its stake, at least 20% of it to the winner
-//!   ([`apply::disputes`]).
+//!   `ceil(log2 L)` bisection rounds, one re-executed step, always a loser; a losing provider
+//!   or assigned checker is slashed `slash_fraction` of its stake, at least 20% of it to the
+//!   winner; a losing challenger forfeits its bond ([`apply::disputes`]).
 //! - Equivocation evidence slashes and jails ([`apply::evidence`]).
 //! - Settlement: the provider gets `price * tokens` less the protocol share, an agreeing
 //!   checker its fee, the client the rest ([`apply::jobs`]).
@@ -46,6 +53,15 @@ pub use invariants::InvariantViolation;
 pub use params::Params;
 pub use state::keys::{Change, Delta, Entry, Key};
 pub use state::{
-    Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobCounts, JobPhase, Record, Side,
-    SnapshotError, StakeEntry, StakeStatus, State, StateProof, Unbond,
+    Account, Check, Committed, Ctx, Dispute, Genesis, Job, JobCounts, JobPhase, Record, Review,
+    Side, SnapshotError, StakeEntry, StakeStatus, State, StateProof, Unbond,
 };
+
+/// A device that holds every catalogue model, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_capability() -> attest_protocol::tx::Capability {
+    attest_protocol::tx::Capability {
+        device: attest_protocol::DeviceName::new("cpu").expect("a device name"),
+        memory_bytes: 256_000_000_000,
+    }
+}

@@ -38,21 +38,26 @@ pub struct Params {
     pub min_fee: Amount,
     /// Bonded stake an account needs to be assigned a job or a check. Default 100 tokens.
     pub min_stake: Amount,
-    /// Blocks between an `Unstake` and the release of the tokens; stake stays slashable
-    /// until then. It must outlast the longest job (checked at genesis). Default 2,000.
-    pub unbonding_blocks: u64,
+    /// Milliseconds of block time between an `Unstake` and the release of the tokens; stake
+    /// stays slashable until then. It must outlast the longest job (checked at genesis).
+    /// Default 600,000 (ten minutes).
+    pub unbonding_ms: u64,
+    /// Blocks after its height during which equivocation evidence is heard (and kept in the
+    /// live state). Default 2,000.
+    pub evidence_blocks: u64,
     /// The spot-check rate `p`, in parts per million. Default 100,000 (p = 0.1).
     pub check_probability_ppm: u32,
     /// `K`: a provider that lost a dispute is checked on its next `K` jobs. Default 20.
     pub probation_jobs: u32,
-    /// `W`: blocks a checker has to post its verdict, and blocks an unchecked result waits
-    /// before it settles. Default 20.
-    pub verdict_window_blocks: u64,
+    /// `W`: milliseconds of block time a checker has to post its verdict, and an unchecked
+    /// result waits before it settles (anyone may challenge it meanwhile). Default 5,000.
+    pub verdict_window_ms: u64,
     /// How many times a checker that missed its verdict is replaced before the job settles
     /// unchecked. Default 3; at most [`MAX_CHECKER_REDRAWS`].
     pub max_checker_redraws: u32,
-    /// Blocks each party has to post its move in each dispute round. Default 10.
-    pub dispute_round_blocks: u64,
+    /// Milliseconds of block time each party has to post its move in each dispute round.
+    /// Default 2,500.
+    pub dispute_round_ms: u64,
     /// The fraction of the loser's stake (bonded and unbonding) a lost dispute or
     /// equivocation slashes, in parts per million. Default 500,000 (half).
     pub slash_fraction_ppm: u32,
@@ -64,6 +69,10 @@ pub struct Params {
     /// What the client escrows for the checker and a checker that agrees is paid.
     /// Default 0.01.
     pub checker_fee: Amount,
+    /// What a challenger (an account other than the assigned checker) locks to open a
+    /// dispute: returned if it wins, forfeited if it loses (the winner's share to the
+    /// provider, the rest to the treasury). Default 10 tokens.
+    pub challenge_bond: Amount,
     /// The treasury's cut of a provider's payment, in parts per million. Default 10,000 (1%).
     pub protocol_share_ppm: u32,
     /// Taken from the stake of a provider that misses its commit deadline or a checker that
@@ -71,8 +80,8 @@ pub struct Params {
     pub missed_deadline_penalty: Amount,
     /// The most input bytes a job may carry; at most the protocol's limit. Default 4096.
     pub max_input_bytes: u32,
-    /// The longest commit deadline a job may ask for, in blocks. Default 200.
-    pub max_deadline_blocks: u32,
+    /// The longest commit deadline a job may ask for, in milliseconds. Default 60,000.
+    pub max_deadline_ms: u32,
     /// Blocks a final job stays in the live state before it leaves it (hosts keep its
     /// history). At least 1, so the block that ends a job can still be checked against it.
     /// Default 1,000.
@@ -84,19 +93,21 @@ impl Default for Params {
         Self {
             min_fee: Amount(1_000),
             min_stake: Amount(100 * Amount::UNITS_PER_TOKEN),
-            unbonding_blocks: 2_000,
+            unbonding_ms: 600_000,
+            evidence_blocks: 2_000,
             check_probability_ppm: 100_000,
             probation_jobs: 20,
-            verdict_window_blocks: 20,
+            verdict_window_ms: 5_000,
             max_checker_redraws: 3,
-            dispute_round_blocks: 10,
+            dispute_round_ms: 2_500,
             slash_fraction_ppm: 500_000,
             winner_share_ppm: MIN_WINNER_SHARE_PPM,
             checker_fee: Amount(10_000),
+            challenge_bond: Amount(10 * Amount::UNITS_PER_TOKEN),
             protocol_share_ppm: 10_000,
             missed_deadline_penalty: Amount(Amount::UNITS_PER_TOKEN),
             max_input_bytes: MAX_INPUT_BYTES as u32,
-            max_deadline_blocks: 200,
+            max_deadline_ms: 60_000,
             retention_blocks: 1_000,
         }
     }
@@ -127,13 +138,19 @@ impl Params {
         if self.max_input_bytes as usize > MAX_INPUT_BYTES {
             return bad("max_input_bytes", "above the protocol's input limit");
         }
-        if self.verdict_window_blocks == 0 || self.dispute_round_blocks == 0 {
-            return bad("windows", "a window of zero blocks cannot be met");
+        if self.verdict_window_ms == 0 || self.dispute_round_ms == 0 {
+            return bad("windows", "a window of zero milliseconds cannot be met");
         }
-        if self.max_deadline_blocks == 0 {
+        if self.max_deadline_ms == 0 {
             return bad(
-                "max_deadline_blocks",
-                "a deadline of zero blocks cannot be met",
+                "max_deadline_ms",
+                "a deadline of zero milliseconds cannot be met",
+            );
+        }
+        if self.evidence_blocks == 0 {
+            return bad(
+                "evidence_blocks",
+                "evidence must be heard for at least one block",
             );
         }
         if self.retention_blocks == 0 {
@@ -142,28 +159,31 @@ impl Params {
                 "a final job must stay for at least the block that ended it",
             );
         }
-        match self.longest_job_blocks() {
-            Some(longest) if self.unbonding_blocks > longest => Ok(()),
+        match self.longest_job_ms() {
+            Some(longest) if self.unbonding_ms > longest => Ok(()),
             _ => bad(
-                "unbonding_blocks",
+                "unbonding_ms",
                 "stake must stay slashable for longer than the longest job can run",
             ),
         }
     }
 
-    /// The most blocks a job can stay open: its commit deadline, every verdict window with
-    /// redraws, and every dispute round with the resolution phase, for the longest trace any
-    /// catalogue model can have. Unbonding must outlast it so a party cannot walk away with
-    /// the stake a pending dispute may slash. `None` on overflow.
-    pub fn longest_job_blocks(&self) -> Option<u64> {
+    /// The most milliseconds of block time a job can stay open: its commit deadline, every
+    /// verdict window with redraws, and every dispute round with the resolution phase, for the
+    /// longest trace any catalogue model can have. Unbonding must outlast it so a party cannot
+    /// walk away with the stake a pending dispute may slash. (A timeout fires in the first
+    /// block whose time reaches it, so a job outlives this by at most one block interval,
+    /// which a release due in the same block cannot overtake: timeouts run first.) `None` on
+    /// overflow.
+    pub fn longest_job_ms(&self) -> Option<u64> {
         let max_layers = CATALOGUE.iter().map(|m| u64::from(m.layers)).max()?;
         let max_steps = (MAX_INPUT_BYTES as u64 + u64::from(MAX_OUTPUT_TOKENS)) * max_layers;
         let rounds = u64::from(rounds_for(max_steps)?);
         let verdicts = self
-            .verdict_window_blocks
+            .verdict_window_ms
             .checked_mul(u64::from(self.max_checker_redraws) + 1)?;
-        let disputes = self.dispute_round_blocks.checked_mul(rounds + 1)?;
-        u64::from(self.max_deadline_blocks)
+        let disputes = self.dispute_round_ms.checked_mul(rounds + 1)?;
+        u64::from(self.max_deadline_ms)
             .checked_add(verdicts)?
             .checked_add(disputes)
     }
@@ -214,7 +234,7 @@ mod tests {
     #[test]
     fn short_unbonding_is_refused() {
         let p = Params {
-            unbonding_blocks: 10,
+            unbonding_ms: 10,
             ..Params::default()
         };
         assert!(p.validate().is_err());

@@ -165,8 +165,8 @@ fn a_checker_that_copies_the_last_leaf_cannot_open_a_dispute() {
         let err = h.verdict(CHECKER, job, forged).unwrap_err();
         assert!(matches!(err, TxError::BadFinalProof { .. }), "{err:?}");
         // It can only agree or stay silent; silent, it is penalized and the provider is paid.
-        let deadline = h.state.job(&job).unwrap().phase.deadline().unwrap();
-        let events = h.run_to(deadline.0);
+        let deadline = h.state.job(&job).unwrap().phase.deadline_ms().unwrap();
+        let events = h.run_to(deadline / BLOCK_MS);
         assert!(h.dispute(&job).is_none());
         assert!(events.contains(&Event::VerdictMissed {
             job,
@@ -291,7 +291,7 @@ fn miss_round(
         }
         None => {}
     }
-    let events = h.run_to(d.deadline.0);
+    let events = h.run_to(d.deadline_ms / BLOCK_MS);
     assert!(h.dispute(&job).is_none(), "the deadline ends the dispute");
     resolved(&events)
 }

@@ -40,14 +40,15 @@ fn equivocation_slashes_and_jails_once() {
     // The same equivocation again, even with the votes swapped, is refused.
     let err = h.send(OTHER, evidence(CHECKER, 2, 1)).unwrap_err();
     assert!(matches!(err, TxError::DuplicateEvidence { .. }));
-    // A jailed checker is never drawn.
+    // A jailed checker is never drawn: with the only checker jailed, no result could be
+    // checked, so a job is refused at open.
     let spec = JobSpec::tiny();
-    let trace = Trace::new(&spec, None);
     let mut h2 = Harness::new(genesis(params(1_000_000)));
     h2.send(OTHER, evidence(CHECKER, 1, 2)).unwrap();
-    let job = h2.open(&spec);
-    let events = h2.commit(job, &trace).unwrap();
-    assert!(events.contains(&Event::NoCheckerAvailable { job }));
+    let err = h2
+        .send(CLIENT, Action::OpenJob(spec.open_job()))
+        .unwrap_err();
+    assert!(matches!(err, TxError::NoCapableChecker { .. }), "{err:?}");
 }
 
 #[test]

@@ -8,8 +8,8 @@ mod common;
 
 use attest_protocol::merkle::MAX_PROOF_DEPTH;
 use attest_protocol::tx::{
-    Action, CommitResult, DisputeMove, DisputeStep, EquivocationEvidence, OpenJob, Transfer,
-    Unstake, Verdict, VerdictOutcome,
+    Action, CheckLevel, CommitResult, DisputeMove, DisputeStep, EquivocationEvidence, OpenJob,
+    Transfer, Unstake, Verdict, VerdictOutcome,
 };
 use attest_protocol::{
     Amount, BlockHash, BoundedVec, Bytes, DeviceName, Hash, Height, JobId, MerkleProof, ModelId,
@@ -128,7 +128,12 @@ fn build(jobs: &[JobId], job: &JobRef, a: FuzzAction, traces: [&Trace; 2]) -> Ac
             provider: id(PROVIDER),
             device: DeviceName::new("cpu").unwrap(),
             price_per_token: price,
-            deadline_blocks: deadline,
+            deadline_ms: deadline.saturating_mul(1_000),
+            check: if deadline % 2 == 0 {
+                CheckLevel::Random
+            } else {
+                CheckLevel::Always
+            },
         }),
         FuzzAction::Commit(h, step_count, tokens, activation, siblings) => {
             Action::CommitResult(CommitResult {

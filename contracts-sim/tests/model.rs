@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use attest_contracts_sim::{Ctx, Genesis, JobPhase, Params, State, TxError};
-use attest_protocol::tx::{Action, CommitResult, OpenJob, Stake, Transfer, Unstake};
+use attest_protocol::tx::{
+    Action, Capability, CheckLevel, CommitResult, OpenJob, Stake, Transfer, Unstake,
+};
 use attest_protocol::workload::{self, Execution};
 use attest_protocol::{
     AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height, JobId, ModelId, Nonce,
@@ -38,16 +40,27 @@ fn chain() -> ChainId {
     ChainId::new("attest-model").unwrap()
 }
 
+/// The model counts in blocks; the chain's windows are in block time, this far apart.
+const BLOCK_MS: u64 = 1_000;
+
+/// A device that holds the model the ops open.
+fn device() -> Capability {
+    Capability {
+        device: DeviceName::new("cpu").unwrap(),
+        memory_bytes: 256_000_000_000,
+    }
+}
+
 fn params() -> Params {
     Params {
         min_fee: Amount(MIN_FEE),
         min_stake: Amount(100 * TOKEN),
         check_probability_ppm: 0,
-        verdict_window_blocks: 3,
+        verdict_window_ms: 3 * BLOCK_MS,
         max_checker_redraws: 0,
-        dispute_round_blocks: 1,
-        max_deadline_blocks: 10,
-        unbonding_blocks: 34,
+        dispute_round_ms: BLOCK_MS,
+        max_deadline_ms: 10 * BLOCK_MS as u32,
+        unbonding_ms: 34 * BLOCK_MS,
         ..Params::default()
     }
 }
@@ -280,11 +293,17 @@ impl Model {
 
     fn open(&mut self, avail: u64, job: MJob, deadline_blocks: u32) -> bool {
         let provider_ok = self.bonded.get(&job.provider).copied().unwrap_or(0) >= 100 * TOKEN;
+        // Someone else must be able to check it (every device here holds the model).
+        let checker_ok = self
+            .bonded
+            .iter()
+            .any(|(a, b)| *a != job.provider && *a != job.client && *b >= 100 * TOKEN);
         if job.provider == job.client
             || job.tokens == 0
             || deadline_blocks == 0
             || deadline_blocks > 10
             || !provider_ok
+            || !checker_ok
             || avail < job.escrow
         {
             return false;
@@ -379,7 +398,7 @@ impl Sim {
             params: params(),
             balances: (0..USERS).map(|u| (acct(u), Amount(500 * TOKEN))).collect(),
             stakes: (0..2)
-                .map(|u| (acct(u), node(u).public(), Amount(150 * TOKEN)))
+                .map(|u| (acct(u), node(u).public(), Amount(150 * TOKEN), device()))
                 .collect(),
         };
         let state = State::from_genesis(&genesis).unwrap();
@@ -404,7 +423,7 @@ impl Sim {
         bh[..8].copy_from_slice(&self.height.to_le_bytes());
         Ctx {
             height: Height(self.height),
-            time_ms: self.height * 1000,
+            time_ms: self.height * BLOCK_MS,
             block_hash: BlockHash(bh),
             proposer: acct(PROPOSER),
         }
@@ -430,6 +449,7 @@ impl Sim {
                     &node(node_of),
                     acct(who),
                     Amount(amount),
+                    device(),
                 )),
             ),
             Op::Unstake { who, amount } => (
@@ -453,7 +473,8 @@ impl Sim {
                     provider: acct(provider),
                     device: DeviceName::new("cpu").unwrap(),
                     price_per_token: Amount(price),
-                    deadline_blocks: deadline,
+                    deadline_ms: deadline.saturating_mul(BLOCK_MS as u32),
+                    check: CheckLevel::Random,
                 }),
             ),
             Op::Commit { job, who, fault } => {

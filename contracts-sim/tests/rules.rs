@@ -5,7 +5,9 @@ mod common;
 use attest_contracts_sim::{
     Event, Genesis, GenesisError, JobPhase, Params, RefundReason, SlashReason, State, TxError,
 };
-use attest_protocol::tx::{Action, CommitResult, Stake, Transfer, Unstake, VerdictOutcome};
+use attest_protocol::tx::{
+    Action, CheckLevel, CommitResult, Stake, Transfer, Unstake, VerdictOutcome,
+};
 use attest_protocol::workload;
 use attest_protocol::{Amount, Bytes, Hash, Height, JobId, Nonce, Signed, Tx};
 use common::*;
@@ -107,7 +109,13 @@ fn a_replayed_transaction_is_refused() {
 }
 
 fn stake_action(account: u8, node: u8, amount: Amount) -> Action {
-    Action::Stake(Stake::new(&chain(), &node_key(node), id(account), amount))
+    Action::Stake(Stake::new(
+        &chain(),
+        &node_key(node),
+        id(account),
+        amount,
+        big_device(),
+    ))
 }
 
 #[test]
@@ -121,6 +129,7 @@ fn stake_rule_refusals() {
                 &node_key(OTHER),
                 id(CLIENT),
                 tokens(1),
+                big_device(),
             )),
             |e| matches!(e, TxError::BadNodeBinding { .. }),
         ),
@@ -128,7 +137,13 @@ fn stake_rule_refusals() {
             "node bound to another account",
             OTHER,
             {
-                let mut s = Stake::new(&chain(), &node_key(PROVIDER), id(OTHER), tokens(1));
+                let mut s = Stake::new(
+                    &chain(),
+                    &node_key(PROVIDER),
+                    id(OTHER),
+                    tokens(1),
+                    big_device(),
+                );
                 s.amount = tokens(1);
                 Action::Stake(s)
             },
@@ -188,14 +203,14 @@ fn stake_unbond_and_release() {
         .send(OTHER, Action::Unstake(Unstake { amount: tokens(2) }))
         .unwrap();
     let release_at = match events[1] {
-        Event::Unbonding { release_at, .. } => release_at,
+        Event::Unbonding { release_at_ms, .. } => release_at_ms,
         ref e => panic!("unexpected {e:?}"),
     };
-    assert_eq!(release_at, Height(1 + h.state.params().unbonding_blocks));
+    assert_eq!(release_at, BLOCK_MS + h.state.params().unbonding_ms);
     // Still counted as stake (slashable) until released.
     assert_eq!(h.stake_total(OTHER), tokens(5));
     let before = h.balance(OTHER);
-    let events = h.run_to(release_at.0);
+    let events = h.run_to(release_at / BLOCK_MS);
     assert!(events.contains(&Event::Released {
         who: id(OTHER),
         amount: tokens(2),
@@ -223,13 +238,19 @@ fn genesis_refusals() {
     let mut dup_balance = base.clone();
     dup_balance.balances.push((id(CLIENT), tokens(1)));
     let mut dup_stake = base.clone();
-    dup_stake
-        .stakes
-        .push((id(PROVIDER), node_key(OTHER).public(), tokens(1)));
+    dup_stake.stakes.push((
+        id(PROVIDER),
+        node_key(OTHER).public(),
+        tokens(1),
+        big_device(),
+    ));
     let mut dup_node = base.clone();
-    dup_node
-        .stakes
-        .push((id(OTHER), node_key(PROVIDER).public(), tokens(1)));
+    dup_node.stakes.push((
+        id(OTHER),
+        node_key(PROVIDER).public(),
+        tokens(1),
+        big_device(),
+    ));
     let mut overflow = base.clone();
     overflow.balances.push((id(OTHER + 1), Amount(u64::MAX)));
     let mut bad_params = base.clone();
@@ -272,7 +293,7 @@ fn open_job_locks_escrow() {
     assert_eq!(
         j.phase,
         JobPhase::Open {
-            deadline: Height(6)
+            deadline_ms: 6 * BLOCK_MS
         }
     );
 }
@@ -543,8 +564,8 @@ fn commit_twice_or_late_is_refused() {
     assert!(matches!(
         err,
         TxError::DeadlinePassed {
-            deadline: Height(2),
-            height: Height(3),
+            deadline_ms: 2_000,
+            time_ms: 3_000,
             ..
         }
     ));
@@ -605,7 +626,7 @@ fn unchecked_result_settles_after_the_window() {
     )));
     let fee = h.state.params().min_fee;
     // Nothing before the window ends.
-    let w = h.state.params().verdict_window_blocks;
+    let w = h.state.params().verdict_window_ms / BLOCK_MS;
     let events = h.run_to(w);
     assert_eq!(count(&events, |e| matches!(e, Event::Settled { .. })), 0);
     let events = h.run_to(1 + w);
@@ -637,7 +658,7 @@ fn agreeing_checker_is_paid_and_job_settles() {
     assert!(events.contains(&Event::CheckAssigned {
         job,
         checker: id(CHECKER),
-        deadline: Height(21),
+        deadline_ms: 21 * BLOCK_MS,
     }));
     let before = h.balance(CHECKER);
     let events = h.verdict(CHECKER, job, VerdictOutcome::Agree).unwrap();
@@ -710,19 +731,23 @@ fn verdict_refusals() {
         let err = h.verdict(who, job, outcome(&trace)).expect_err(name);
         assert!(expected(&err), "{name}: got {err:?}");
     }
-    // A verdict on an unchecked job.
+    // An agreeing verdict on an unchecked job: only an assigned checker agrees.
     let mut h = Harness::new(genesis(params(0)));
     let job = h.open(&spec);
     h.commit(job, &trace).unwrap();
     let err = h.verdict(CHECKER, job, VerdictOutcome::Agree).unwrap_err();
-    assert!(matches!(err, TxError::WrongPhase { .. }));
+    assert!(matches!(err, TxError::NotChecker { .. }), "{err:?}");
 }
 
 /// Genesis with a second staked checker.
 fn two_checkers(p: Params) -> Genesis {
     let mut g = genesis(p);
-    g.stakes
-        .push((id(OTHER), node_key(OTHER).public(), tokens(200)));
+    g.stakes.push((
+        id(OTHER),
+        node_key(OTHER).public(),
+        tokens(200),
+        big_device(),
+    ));
     g
 }
 
@@ -810,12 +835,257 @@ fn late_verdict_is_refused() {
 fn no_eligible_checker_settles_unchecked() {
     let spec = JobSpec::tiny();
     let trace = Trace::new(&spec, None);
-    let mut g = genesis(params(1_000_000));
-    g.stakes.truncate(1);
-    let mut h = Harness::new(g);
+    let mut h = Harness::new(genesis(params(1_000_000)));
     let job = h.open(&spec);
+    // The only other staked account drops below the minimum stake after the job opened.
+    h.send(
+        CHECKER,
+        Action::Unstake(Unstake {
+            amount: tokens(150),
+        }),
+    )
+    .unwrap();
     let events = h.commit(job, &trace).unwrap();
     assert!(events.contains(&Event::NoCheckerAvailable { job }));
+}
+
+#[test]
+fn a_job_nobody_else_can_check_is_refused_at_open() {
+    let mut g = genesis(params(1_000_000));
+    g.stakes[1].3 = small_device();
+    let mut h = Harness::new(g);
+    let large = JobSpec {
+        model: "attest-large-70b",
+        input: b"x".to_vec(),
+        max_tokens: 1,
+        ..JobSpec::tiny()
+    };
+    let err = h
+        .send(CLIENT, Action::OpenJob(large.open_job()))
+        .unwrap_err();
+    assert!(matches!(err, TxError::NoCapableChecker { .. }), "{err:?}");
+    // A model the checker's device holds opens.
+    h.open(&JobSpec::tiny());
+    // A provider whose device cannot hold the model is not eligible for it.
+    let mut g = genesis(params(1_000_000));
+    g.stakes[0].3 = small_device();
+    let mut h = Harness::new(g);
+    let err = h
+        .send(CLIENT, Action::OpenJob(large.open_job()))
+        .unwrap_err();
+    assert!(
+        matches!(err, TxError::ProviderNotEligible { reason, .. } if reason.contains("device")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn checkers_are_drawn_only_among_devices_that_hold_the_model() {
+    // CHECKER's device cannot hold the 70B model; OTHER's can. With p = 1 every result is
+    // checked, and always by OTHER, whatever the seed.
+    let mut g = two_checkers(params(1_000_000));
+    g.stakes[1].3 = small_device();
+    let mut h = Harness::new(g);
+    let large = JobSpec {
+        model: "attest-large-70b",
+        input: b"x".to_vec(),
+        max_tokens: 1,
+        ..JobSpec::tiny()
+    };
+    let trace = Trace::new(&large, None);
+    for _ in 0..6 {
+        let job = h.open(&large);
+        let events = h.commit(job, &trace).unwrap();
+        assert!(
+            events.iter().any(
+                |e| matches!(e, Event::CheckAssigned { checker, .. } if *checker == id(OTHER))
+            ),
+            "{events:?}"
+        );
+        h.next_block();
+    }
+}
+
+#[test]
+fn a_client_that_buys_always_is_always_checked() {
+    let trace = Trace::new(&JobSpec::tiny(), None);
+    let mut h = Harness::new(genesis(params(0)));
+    let always = JobSpec {
+        check: CheckLevel::Always,
+        ..JobSpec::tiny()
+    };
+    for _ in 0..4 {
+        let job = h.open(&always);
+        let events = h.commit(job, &trace).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::ResultCommitted { selected: true, .. }))
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::CheckAssigned { .. }))
+        );
+        h.next_block();
+    }
+    // The random level at p = 0 is never checked.
+    let job = h.open(&JobSpec::tiny());
+    let events = h.commit(job, &trace).unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::CheckAssigned { .. }))
+    );
+}
+
+#[test]
+fn a_challenger_that_wins_gets_its_bond_back_and_the_winners_share() {
+    let spec = JobSpec::tiny();
+    let wrong = Trace::new(&spec, Some(40));
+    let honest = Trace::new(&spec, None);
+    let mut h = Harness::new(two_checkers(params(0)));
+    h.send(CLIENT, transfer(OTHER, tokens(100).0)).unwrap();
+    let job = h.open(&spec);
+    h.commit(job, &wrong).unwrap();
+    let bond = h.state.params().challenge_bond;
+    let before = h.balance(OTHER);
+    let client_before = h.balance(CLIENT);
+    let events = h.verdict(OTHER, job, honest.disagree()).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DisputeOpened { challenger, bond: b, .. } if *challenger == id(OTHER) && *b == bond
+    )));
+    let fee = h.state.params().min_fee;
+    assert_eq!(h.balance(OTHER), Amount(before.0 - fee.0 - bond.0));
+    let (events, _) = h.play_dispute_with(job, &wrong, OTHER, &honest);
+    let share = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Slashed {
+                who,
+                to_winner: Some((w, share)),
+                ..
+            } if *who == id(PROVIDER) && *w == id(OTHER) => Some(*share),
+            _ => None,
+        })
+        .expect("the provider is slashed, a share to the challenger");
+    assert!(events.contains(&Event::BondReturned {
+        job,
+        who: id(OTHER),
+        amount: bond,
+    }));
+    assert_eq!(h.state.job(&job).unwrap().phase, JobPhase::Refunded);
+    // Every transaction OTHER sent paid a fee; the bond came back.
+    let sent = h.state.account(&id(OTHER)).nonce.0;
+    assert_eq!(h.balance(OTHER), Amount(before.0 - fee.0 * sent + share.0));
+    assert_eq!(
+        h.balance(CLIENT),
+        Amount(client_before.0 + spec.escrow(h.state.params()).0)
+    );
+}
+
+#[test]
+fn a_lying_challenger_forfeits_its_bond_and_keeps_its_stake() {
+    let spec = JobSpec::tiny();
+    let honest = Trace::new(&spec, None);
+    let liar = Trace::new(&spec, Some(40));
+    let mut h = Harness::new(two_checkers(params(0)));
+    h.send(CLIENT, transfer(OTHER, tokens(100).0)).unwrap();
+    let job = h.open(&spec);
+    h.commit(job, &honest).unwrap();
+    let bond = h.state.params().challenge_bond;
+    let stake = h.stake_total(OTHER);
+    let treasury = h.state.treasury();
+    h.verdict(OTHER, job, liar.disagree()).unwrap();
+    let (events, _) = h.play_dispute_with(job, &honest, OTHER, &liar);
+    let (share, to_treasury) = events
+        .iter()
+        .find_map(|e| match e {
+            Event::BondForfeited {
+                who,
+                amount,
+                to_winner: (w, share),
+                to_treasury,
+                ..
+            } if *who == id(OTHER) && *amount == bond && *w == id(PROVIDER) => {
+                Some((*share, *to_treasury))
+            }
+            _ => None,
+        })
+        .expect("the bond is forfeited");
+    assert_eq!(share.0 + to_treasury.0, bond.0);
+    assert!(share.0 >= bond.0 / 5, "at least the 20% winner's share");
+    assert_eq!(
+        h.stake_total(OTHER),
+        stake,
+        "a challenger risks its bond, not its stake"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Slashed { .. })));
+    assert_eq!(h.state.job(&job).unwrap().phase, JobPhase::Settled);
+    assert!(h.state.treasury().0 >= treasury.0 + to_treasury.0);
+}
+
+#[test]
+fn the_client_may_challenge_its_own_job_without_stake() {
+    let spec = JobSpec::tiny();
+    let wrong = Trace::new(&spec, Some(40));
+    let honest = Trace::new(&spec, None);
+    let mut h = Harness::new(genesis(params(0)));
+    let job = h.open(&spec);
+    h.commit(job, &wrong).unwrap();
+    h.verdict(CLIENT, job, honest.disagree()).unwrap();
+    let (events, _) = h.play_dispute_with(job, &wrong, CLIENT, &honest);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DisputeResolved { winner, .. } if *winner == id(CLIENT)
+    )));
+    assert_eq!(h.state.job(&job).unwrap().phase, JobPhase::Refunded);
+}
+
+#[test]
+fn challenge_refusals() {
+    let spec = JobSpec::tiny();
+    let wrong = Trace::new(&spec, Some(40));
+    let honest = Trace::new(&spec, None);
+    let cases: Vec<(&str, u8, Expect)> = vec![
+        ("the provider itself", PROVIDER, |e| {
+            matches!(e, TxError::MayNotChallenge { .. })
+        }),
+        ("neither staked nor the client", OTHER, |e| {
+            matches!(e, TxError::MayNotChallenge { .. })
+        }),
+    ];
+    for (name, who, expected) in cases {
+        let mut h = Harness::new(genesis(params(0)));
+        let job = h.open(&spec);
+        h.commit(job, &wrong).unwrap();
+        let err = h.verdict(who, job, honest.disagree()).expect_err(name);
+        assert!(expected(&err), "{name}: got {err:?}");
+    }
+    // After the window: the job settled at the end of the block its window ended in.
+    let mut h = Harness::new(genesis(params(0)));
+    let job = h.open(&spec);
+    h.commit(job, &wrong).unwrap();
+    let w = h.state.params().verdict_window_ms / BLOCK_MS;
+    h.run_to(w);
+    h.verdict(CLIENT, job, honest.disagree())
+        .expect("the last block of the window still takes a challenge");
+    let mut h = Harness::new(genesis(params(0)));
+    let job = h.open(&spec);
+    h.commit(job, &wrong).unwrap();
+    h.run_to(1 + w);
+    let err = h.verdict(CLIENT, job, honest.disagree()).unwrap_err();
+    assert!(matches!(err, TxError::WrongPhase { .. }), "{err:?}");
+    // A challenger without the bond.
+    let mut h = Harness::new(two_checkers(params(0)));
+    let job = h.open(&spec);
+    h.commit(job, &wrong).unwrap();
+    let err = h.verdict(OTHER, job, honest.disagree()).unwrap_err();
+    assert!(
+        matches!(err, TxError::InsufficientBalance { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -859,7 +1129,7 @@ fn a_final_job_drops_its_input_and_leaves_after_the_retention_window() {
     let job = h.open(&spec);
     assert!(!h.state.job(&job).unwrap().input.is_empty());
     h.commit(job, &trace).unwrap();
-    let settle_at = 1 + h.state.params().verdict_window_blocks;
+    let settle_at = 1 + h.state.params().verdict_window_ms / BLOCK_MS;
     let events = h.run_to(settle_at);
     assert!(events.iter().any(|e| matches!(e, Event::Settled { .. })));
     let settled = h.state.job(&job).expect("kept for the retention window");

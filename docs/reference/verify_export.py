@@ -113,7 +113,8 @@ def main(path):
     if H("attest/genesis/v1", unhex(g["hashed_bytes"])).hex() != g["genesis_hash"]:
         raise Fail("genesis hash does not match its bytes")
     doc = g["genesis"]["genesis"]
-    stakes = sorted((a, amt) for a, _node, amt in doc["stakes"] if amt > 0)
+    # Each stake is [account, node key, amount, device capability].
+    stakes = sorted((s[0], s[2]) for s in doc["stakes"] if s[2] > 0)
     if [(v["account"], v["power"]) for v in g["validators"]["members"]] != stakes:
         raise Fail("the validators of height 1 are not the genesis stakes")
     prev_hash, prev_time, prev_set = "00" * 32, g["genesis"]["genesis_time_ms"], None

@@ -60,7 +60,15 @@ fn main() {
         now_ms() - 10 * blocks - 60_000,
         Params::default(),
         vec![(validator.public(), Amount(1_000_000_000))],
-        vec![(validator.public(), node_key.public(), Amount(1_000_000_000))],
+        vec![(
+            validator.public(),
+            node_key.public(),
+            Amount(1_000_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
+        )],
     );
     fill(&data, &genesis, &validator, blocks);
     let settings = || NodeSettings {

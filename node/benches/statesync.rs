@@ -45,6 +45,10 @@ fn main() {
             validator.public(),
             SecretKey::from_seed([1; 32]).public(),
             Amount(1_000_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
         )],
     );
     let served = dir.path().join("served");

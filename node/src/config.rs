@@ -23,7 +23,7 @@ pub mod files {
 }
 
 /// A node's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// libp2p listen multiaddrs.
@@ -56,6 +56,9 @@ pub struct Config {
     pub snapshot_interval_blocks: u64,
     /// Snapshots kept on disk, newest first. 1 to 100.
     pub snapshots_kept: usize,
+    /// The share of other providers' results this node re-executes with spare capacity,
+    /// challenging (with the chain's bond) any it finds wrong. 0.0 to 1.0.
+    pub watch_rate: f64,
     /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`). A
     /// build without the `cheats` feature refuses to start a node with either danger setting.
     pub danger_cheat: Option<Cheat>,
@@ -79,6 +82,7 @@ impl Default for Config {
             price_per_token: 100,
             snapshot_interval_blocks: 1_000,
             snapshots_kept: 2,
+            watch_rate: 0.0,
             danger_cheat: None,
             danger_false_verdicts: None,
         }
@@ -179,6 +183,10 @@ impl Config {
             let v = self.snapshots_kept.to_string();
             return bad("snapshots_kept", v, "must be between 1 and 100");
         }
+        if !(0.0..=1.0).contains(&self.watch_rate) {
+            let v = self.watch_rate.to_string();
+            return bad("watch_rate", v, "must be between 0.0 and 1.0");
+        }
         if DeviceProfile::find(&self.device).is_err() {
             return bad(
                 "device",
@@ -246,6 +254,10 @@ impl Config {
              # Snapshots kept on disk, newest first (1 to 100).\n\
              snapshots_kept = {snap_kept}\n\
              \n\
+             # The share of other providers' results this node re-executes with spare\n\
+             # capacity, challenging any it finds wrong with the chain's bond (0.0 to 1.0).\n\
+             watch_rate = {watch:?}\n\
+             \n\
              # TEST ONLY, never on a real network, and only in a build with the `cheats`\n\
              # feature (others refuse to start): cheat on provided jobs at a rate, as\n\
              # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
@@ -266,6 +278,7 @@ impl Config {
             price = self.price_per_token,
             snap_every = self.snapshot_interval_blocks,
             snap_kept = self.snapshots_kept,
+            watch = self.watch_rate,
         )
     }
 }

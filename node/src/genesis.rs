@@ -82,7 +82,15 @@ mod tests {
             1_700_000_000_000,
             Params::default(),
             vec![(acct, Amount::tokens(1_000).unwrap())],
-            vec![(acct, node, Amount::tokens(500).unwrap())],
+            vec![(
+                acct,
+                node,
+                Amount::tokens(500).unwrap(),
+                attest_protocol::tx::Capability {
+                    device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                    memory_bytes: 256_000_000_000,
+                },
+            )],
         )
     }
 

@@ -358,6 +358,8 @@ impl Metrics {
             duties.verdicts_disagree,
         );
         catch_up(&self.duties, ("kind", "dispute_move"), duties.dispute_moves);
+        catch_up(&self.duties, ("kind", "watched"), duties.watched);
+        catch_up(&self.duties, ("kind", "challenge"), duties.challenges);
         catch_up(&self.duties, ("kind", "failed_run"), duties.failed_runs);
         catch_up(&self.gateway, ("result", "verified"), gateway.verified);
         catch_up(&self.gateway, ("result", "rejected"), gateway.rejected);

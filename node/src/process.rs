@@ -64,6 +64,8 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
         mempool_ttl_ms: config.mempool_ttl_ms,
         market: attest_core::market::MarketConfig {
             serve: config.serve_jobs,
+            // The range was validated: 0.0 to 1.0, so 0 to 1,000,000 parts per million.
+            watch_rate_ppm: (config.watch_rate * 1e6).round() as u32,
             ..attest_core::market::MarketConfig::default()
         }
         .with_cheats(config.danger_cheat, config.danger_false_verdicts)

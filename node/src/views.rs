@@ -149,8 +149,8 @@ pub struct StakeView {
 pub struct UnbondView {
     /// How much, in units.
     pub amount: Amount,
-    /// The height at whose end it returns to the balance.
-    pub release_at: Height,
+    /// The block time (ms since the Unix epoch) at which it returns to the balance.
+    pub release_at_ms: u64,
 }
 
 /// Jobs by phase.
@@ -267,7 +267,7 @@ impl AccountSnapshot {
                 .iter()
                 .map(|u| UnbondView {
                     amount: u.amount,
-                    release_at: u.release_at,
+                    release_at_ms: u.release_at_ms,
                 })
                 .collect(),
             status: status_name(s.status).to_owned(),
@@ -393,5 +393,7 @@ pub fn event_name(event: &Event) -> Option<&'static str> {
         | Event::Staked { .. }
         | Event::Unbonding { .. }
         | Event::Released { .. } => return None,
+        Event::BondReturned { .. } => "bond_returned",
+        Event::BondForfeited { .. } => "bond_forfeited",
     })
 }

@@ -136,8 +136,11 @@ fn blocks_not_committed_are_404_and_bad_heights_400() {
 
 #[test]
 fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
+    // The idle provider is the only other staked account: a job needs one that could check
+    // it. It never runs anything, so the job settles unchecked.
     let node = start_with(Options {
         advertise: true,
+        idle_provider: true,
         ..Options::default()
     });
     let api = node.api;
@@ -179,8 +182,8 @@ fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
     assert_eq!(submitted.status, 200, "{submitted:?}");
     let id = tx_hash(&tx).to_string();
 
-    // The single node provides the job, is its gateway, and settles it (no other staked
-    // account can check it).
+    // The node provides the job, is its gateway, and settles it (if the idle provider is
+    // drawn to check it, it misses its verdict and the job settles unchecked).
     let job = wait_for("the job to settle with its output held", || {
         let reply = get(api, &format!("/v1/jobs/{id}"));
         if reply.status == 404 {
@@ -200,8 +203,10 @@ fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
     // A final job's input is dropped from the live state (the OpenJob transaction keeps it).
     assert_eq!(job["input_bytes"], 0, "{job}");
     assert_eq!(job["escrow"], 0, "a settled job holds no escrow: {job}");
-    assert_eq!(job["deadline"], Value::Null);
-    assert_eq!(job["faults"], serde_json::json!([]));
+    assert_eq!(job["deadline_ms"], Value::Null);
+    assert_eq!(job["check_level"], "random");
+    // Nobody checked it: the output matches the provider's commitment, nothing more.
+    assert_eq!(job["assurance"]["state"], "settled_unchecked", "{job}");
     let timeline = &job["timeline"];
     let at = |stage: &str| timeline[stage]["height"].as_u64().unwrap();
     assert!(at("opened") < at("committed"), "{timeline}");
@@ -291,9 +296,30 @@ fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
 }
 
 #[test]
+fn a_quote_nobody_else_could_check_is_refused() {
+    // The validator is the only staked account: a job with it could never be checked, so
+    // the contract would refuse it, and the gateway does not quote it.
+    let node = start_with(Options {
+        advertise: true,
+        ..Options::default()
+    });
+    let api = node.api;
+    wait_for("the validator's advert", || {
+        let reply = get(api, "/v1/adverts");
+        (!reply.json["adverts"].as_array()?.is_empty()).then_some(())
+    });
+    assert_error(
+        &post_json(api, "/v1/quote", &node.quote_body(PRICE)),
+        409,
+        "uncheckable",
+    );
+}
+
+#[test]
 fn quotes_name_why_no_provider_fits() {
     let node = start_with(Options {
         advertise: true,
+        idle_provider: true,
         ..Options::default()
     });
     let api = node.api;
@@ -414,12 +440,12 @@ fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
     let terms = serde_json::json!({
         "model": MODEL, "provider": node.idle_provider, "device": "cpu", "price_per_token": 1,
     });
-    let tx = node.open_job_due(0, &terms, b"nobody runs this", 4, 10);
+    let tx = node.open_job_due(0, &terms, b"nobody runs this", 4, 3_000);
     let submitted = submit_hex(api, &hex::encode(tx.encode()));
     assert_eq!(submitted.status, 200, "{submitted:?}");
     let id = tx_hash(&tx).to_string();
 
-    // Open: nobody serves the provider, so it stays open for its 10 blocks.
+    // Open: nobody serves the provider, so it stays open for its 3 s of block time.
     let job = wait_for("the job on the ledger", || {
         let reply = get(api, &format!("/v1/jobs/{id}"));
         (reply.status == 200).then_some(reply.json)
@@ -427,8 +453,8 @@ fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
     assert_eq!(job["phase"], "open", "{job}");
     assert_eq!(job["provider"], node.idle_provider.as_str());
     assert!(job["escrow"].as_u64().unwrap() > 0, "{job}");
-    let deadline = job["deadline"].as_u64().unwrap();
-    assert_eq!(deadline, job["opened_at"].as_u64().unwrap() + 10);
+    let deadline = job["deadline_ms"].as_u64().unwrap();
+    assert_eq!(job["assurance"]["state"], "no_result", "{job}");
     assert_eq!(job["output_held"], false);
     assert_error(
         &get(api, &format!("/v1/jobs/{id}/output")),
@@ -448,8 +474,13 @@ fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
             "who": node.idle_provider, "reason": "missed_commit", "job": id,
         }])
     );
-    // The deadline is the last block for the result; the refund comes at its end.
-    assert_eq!(job["timeline"]["closed"]["height"], deadline);
+    // The deadline is the last block time for a result; the refund comes at the end of the
+    // first block whose time reaches it, 3 s after the opening block.
+    let opened = job["timeline"]["opened"]["time_ms"].as_u64().unwrap();
+    assert_eq!(deadline, opened + 3_000);
+    let closed = job["timeline"]["closed"]["time_ms"].as_u64().unwrap();
+    assert!(closed >= deadline, "{job}");
+    assert_eq!(job["assurance"]["state"], "no_result_refunded", "{job}");
     assert_error(&get(api, &format!("/v1/jobs/{id}/output")), 404, "refunded");
 
     let account = get(api, &format!("/v1/accounts/{}", node.idle_provider));

@@ -97,7 +97,8 @@ fn open_job(net: &LocalNet, nonce: u64, provider: AccountId) -> SignedTx {
         provider,
         device: DeviceName::new("h100-sxm").unwrap(),
         price_per_token: Amount(100),
-        deadline_blocks: 20,
+        deadline_ms: 30_000,
+        check: attest_protocol::tx::CheckLevel::Random,
     });
     signed(net, nonce, action)
 }

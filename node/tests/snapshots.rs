@@ -18,6 +18,10 @@ fn setup() -> (GenesisFile, SecretKey) {
             validator.public(),
             SecretKey::from_seed([2; 32]).public(),
             Amount(1_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
         )],
     );
     (genesis, validator)

@@ -76,7 +76,8 @@ pub struct Transfer {
 
 /// Lock `amount` of the sender's balance as stake, bound to the node whose identity key is
 /// `node`. `node_signature` is the node key's signature over a [`NodeBinding`] naming the
-/// sender, so nobody can claim another operator's node.
+/// sender, so nobody can claim another operator's node. `capability` declares the node's
+/// device, which decides the models it may provide and check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stake {
     /// How much to add to the sender's stake.
@@ -85,16 +86,45 @@ pub struct Stake {
     pub node: PublicKey,
     /// The node key's signature over `NodeBinding { account: sender }`.
     pub node_signature: Signature,
+    /// The node's device; it replaces the one bound before.
+    pub capability: Capability,
+}
+
+/// A node's device as the ledger knows it: its profile name and its memory. A model can run
+/// on it iff the model's declared weights (`ModelSpec::weight_bytes`) fit in `memory_bytes`;
+/// the contract assigns jobs and checks only to devices that can run them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capability {
+    /// The device profile's name.
+    pub device: DeviceName,
+    /// Its memory in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Capability {
+    /// Whether the model `id` (a catalogue model) fits on this device. Unknown models fit
+    /// nowhere.
+    pub fn can_run(&self, model: &str) -> bool {
+        crate::workload::ModelSpec::find(model).is_ok_and(|m| m.weight_bytes() <= self.memory_bytes)
+    }
 }
 
 impl Stake {
-    /// A stake of `amount` for `account`, binding the node whose key is `node_key`.
-    pub fn new(chain: &ChainId, node_key: &SecretKey, account: AccountId, amount: Amount) -> Self {
+    /// A stake of `amount` for `account`, binding the node whose key is `node_key` and
+    /// declaring its device.
+    pub fn new(
+        chain: &ChainId,
+        node_key: &SecretKey,
+        account: AccountId,
+        amount: Amount,
+        capability: Capability,
+    ) -> Self {
         let node_signature = node_key.sign(&signing_payload(chain, &NodeBinding { account }));
         Self {
             amount,
             node: node_key.public(),
             node_signature,
+            capability,
         }
     }
 
@@ -138,8 +168,22 @@ pub struct OpenJob {
     pub device: DeviceName,
     /// The advert's price per generated token.
     pub price_per_token: Amount,
-    /// Blocks after the opening block by which the result must be committed.
-    pub deadline_blocks: u32,
+    /// Milliseconds of block time after the opening block's time by which the result must be
+    /// committed.
+    pub deadline_ms: u32,
+    /// How the result is checked.
+    pub check: CheckLevel,
+}
+
+/// The assurance a client buys for a job's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CheckLevel {
+    /// Spot-checked at the chain's random rate (`check_probability_ppm`), and always while
+    /// the provider is on probation.
+    #[default]
+    Random,
+    /// Always checked by a drawn checker (the escrowed checker fee pays it).
+    Always,
 }
 
 /// The assigned provider's result for a job.
@@ -188,7 +232,9 @@ pub fn last_leaf_proof(execution: &Execution) -> MerkleProof {
     execution.tree().prove(last).unwrap_or_default()
 }
 
-/// A checker's verdict on a committed result.
+/// A verdict on a committed result: the assigned checker's, or a challenge. Any other
+/// account that may challenge (a staked account or the job's client) posts a `Disagree`
+/// within the result's verdict window to open a dispute, locking the chain's challenge bond.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The job checked.

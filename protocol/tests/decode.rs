@@ -316,7 +316,8 @@ fn open_job_tx(input_len: usize) -> (Tx, OpenJob) {
         provider: SecretKey::from_seed([7; 32]).public(),
         device: DeviceName::new("h100").expect("valid"),
         price_per_token: Amount(11),
-        deadline_blocks: 20,
+        deadline_ms: 20_000,
+        check: attest_protocol::tx::CheckLevel::Always,
     };
     let tx = Tx {
         nonce: Nonce(300),
@@ -339,7 +340,8 @@ fn open_job_encoding(input_len: usize) -> Vec<u8> {
     out.extend(encode(&job.provider));
     out.extend(encode(&job.device));
     out.extend(encode(&job.price_per_token));
-    out.extend(encode(&job.deadline_blocks));
+    out.extend(encode(&job.deadline_ms));
+    out.extend(encode(&job.check));
     out
 }
 

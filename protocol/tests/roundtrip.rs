@@ -285,7 +285,8 @@ fn largest_values_fit_their_bounds() {
         provider: key.public(),
         device: device.clone(),
         price_per_token: Amount(u64::MAX),
-        deadline_blocks: u32::MAX,
+        deadline_ms: u32::MAX,
+        check: attest_protocol::tx::CheckLevel::Always,
     }));
     let vote = |b| Vote {
         height: Height(u64::MAX),

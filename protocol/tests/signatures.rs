@@ -235,7 +235,11 @@ proptest! {
         other in public_key(),
         amount in amount(),
     ) {
-        let stake = Stake::new(&c, &node, account, amount);
+        let capability = attest_protocol::tx::Capability {
+            device: attest_protocol::DeviceName::new("cpu").unwrap(),
+            memory_bytes: 1,
+        };
+        let stake = Stake::new(&c, &node, account, amount, capability);
         prop_assert_eq!(stake.node, node.public());
         prop_assert_eq!(stake.amount, amount);
         prop_assert!(stake.binding_is_valid(&c, &account));

@@ -18,12 +18,12 @@ use attest_chain::audit::{self, AuditRange, AuditReport};
 use attest_core::store::{GenesisId, Store};
 use attest_node::api::accounts::AccountSnapshot;
 use attest_node::api::chain::{RawBlock, RawBlocksPage, SubmitTx, Submitted};
-use attest_node::api::jobs::{CheckView, JobView, OutputView};
+use attest_node::api::jobs::{Assurance, CheckView, JobView, OutputView};
 use attest_node::api::market::{Adverts, Quote, QuoteRequest};
 use attest_node::api::{BlockView, BlocksPage};
 use attest_node::sled_store::SledStore;
 use attest_node::views::Status;
-use attest_protocol::tx::{Action, OpenJob, Tx};
+use attest_protocol::tx::{Action, CheckLevel, OpenJob, Tx};
 use attest_protocol::{
     AccountId, Amount, Block, Bytes, Canonical, CommitCertificate, DeviceName, Hash, Height, JobId,
     ModelId, Nonce, SecretKey, Signed,
@@ -218,9 +218,12 @@ pub struct SubmitArgs {
     pub max_tokens: u32,
     /// The highest price per token the client pays, in micro-units.
     pub max_price: u64,
-    /// Blocks the provider has to commit.
-    pub deadline_blocks: u32,
-    /// Wait until the output is verified (`result`) or the job is final (`settled`).
+    /// Milliseconds of block time the provider has to commit.
+    pub deadline_ms: u32,
+    /// The assurance bought: the chain's random spot-check rate, or always checked.
+    pub check: CheckLevel,
+    /// Wait until the output arrives (`result`), the result is checked (`verdict`) or the
+    /// job is final (`settled`).
     pub wait: Wait,
     /// Give up waiting after this long.
     pub timeout: Duration,
@@ -232,8 +235,12 @@ pub struct SubmitArgs {
 /// How long `attest submit` follows its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Wait {
-    /// Until the output is verified against the ledger.
+    /// Until this node holds the output and it matches the provider's committed output hash
+    /// (which says the bytes are the ones committed, not that they are right).
     Result,
+    /// Until what stands behind the result is decided: a checker's verdict, a dispute's
+    /// outcome, or settlement without a check.
+    Verdict,
     /// Until the job settles (or is refunded).
     Settled,
 }
@@ -437,12 +444,31 @@ impl Opener {
             provider,
             device: device.clone(),
             price_per_token: price,
-            deadline_blocks: args.deadline_blocks,
+            deadline_ms: args.deadline_ms,
+            check: args.check,
         };
+        let hash = self.send(Action::OpenJob(open))?;
+        Ok(Opened {
+            job: JobId::from(hash),
+            provider,
+            device,
+            price_per_token: price,
+        })
+    }
+
+    /// The account this session signs for.
+    pub fn account(&self) -> AccountId {
+        self.key.public()
+    }
+
+    /// Signs `action` with the next nonce and posts it; returns its hash once the node has
+    /// admitted it. On refusal the nonce is not used up; a nonce the node says is already
+    /// taken moves the local one on, and the error is returned for the caller to retry.
+    pub fn send(&mut self, action: Action) -> Result<attest_protocol::TxHash> {
         let tx = Tx {
             nonce: Nonce(self.next_nonce),
             fee: attest_contracts_sim::Params::default().min_fee,
-            action: Action::OpenJob(open),
+            action,
         };
         let signed = Signed::sign(&self.chain, &self.key, tx);
         let hash = match self.api.submit(&signed) {
@@ -460,12 +486,7 @@ impl Opener {
             }
         };
         self.next_nonce += 1;
-        Ok(Opened {
-            job: JobId::from(hash),
-            provider,
-            device,
-            price_per_token: price,
-        })
+        Ok(hash)
     }
 }
 
@@ -529,20 +550,23 @@ fn follow(
         if let Some(CheckView::Pending { checker, .. }) = &view.check {
             note(out, "check", format!("check assigned to {checker}"))?;
         }
-        if let Some(verdict) = view.timeline.as_ref().and_then(|t| t.verdict) {
-            let v = if verdict.agree {
-                "agree"
-            } else {
-                "disagree: dispute opened"
-            };
-            note(out, "verdict", format!("verdict: {v}"))?;
+        if let Assurance::Challenged { challenger, .. } = &view.assurance {
+            note(
+                out,
+                "dispute",
+                format!("challenged by {challenger}: dispute opened"),
+            )?;
         }
         let output = if view.output_held {
             let o = api.job_output(&id)?;
             note(
                 out,
                 "output",
-                format!("output verified against the ledger hash {}", o.output_hash),
+                format!(
+                    "output received; it matches the provider's commitment (output hash {}), \
+                     which is not a check of the result",
+                    o.output_hash
+                ),
             )?;
             Some(o)
         } else {
@@ -554,10 +578,12 @@ fn follow(
             // A final job whose output this node does not hold (it was not the gateway, or
             // the provider never answered) ends the wait too: there is nothing more to come.
             Wait::Result => output.is_some() || fin,
+            Wait::Verdict => view.assurance.is_decided(),
             Wait::Settled => fin,
         };
         if done {
             note(out, "final", format!("job is {phase}"))?;
+            progress.say(out, format!("assurance: {}", view.assurance.describe()))?;
             let text = output.as_ref().and_then(|o| o.output.clone());
             if let Some(t) = &text {
                 progress.say(out, format!("output: {t}"))?;

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use attest_chain::audit::{AuditRange, AuditReport, Distribution, SlashEntry};
 use attest_node::api::BlockView;
 use attest_node::api::jobs::JobView;
+use attest_protocol::tx::CheckLevel;
 
 use crate::client::{self, Api, SubmitArgs, Wait, code_of};
 use crate::launcher;
@@ -283,7 +284,8 @@ pub fn job_args(i: usize, gateway: &str, key: &Path) -> SubmitArgs {
         max_price: 1_000,
         // Short, so a job named for the cheater just before its ban is refunded within
         // seconds, not minutes.
-        deadline_blocks: 100,
+        deadline_ms: 30_000,
+        check: CheckLevel::Random,
         wait: Wait::Result,
         timeout: Duration::from_secs(120),
         provider: None,

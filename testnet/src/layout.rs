@@ -237,27 +237,27 @@ pub fn derived_key(seed: u64, role: &str, index: usize) -> SecretKey {
     SecretKey::from_seed(*h.as_bytes())
 }
 
-/// The chain parameters of a local testnet, and why. Blocks come every 250 ms when idle and
-/// as fast as every ~50 ms under load, so windows counted in blocks are short in wall time;
-/// they are sized for the slower, busier end (several nodes re-executing jobs on one
-/// machine's cores), and everything economic keeps the contract's defaults:
-/// - `verdict_window_blocks` 200: 10 s at 50 ms blocks, 50 s idle, for a checker to re-run a
-///   job and get its verdict committed (the default 20 is 1 s under load).
-/// - `dispute_round_blocks` 100: 5 to 25 s for each bisection move.
-/// - `max_deadline_blocks` 1,200: a client may give a provider up to a minute under load.
-/// - `unbonding_blocks`: the contract requires it to outlast the longest job, which the
-///   windows above lengthen; it is that bound rounded up to the next thousand.
+/// The chain parameters of a local testnet, and why. Windows are block time, so they last
+/// as long under load as idle; they are sized for a busy machine (several nodes
+/// re-executing jobs on one machine's cores, and watchers re-running others' results), and
+/// everything economic keeps the contract's defaults:
+/// - `verdict_window_ms` 10 s: for a checker to re-run a job and get its verdict committed,
+///   and for a watcher or the client to challenge (the default 5 s is tight on 2 cores).
+/// - `dispute_round_ms` 5 s for each bisection move.
+/// - `max_deadline_ms` 60 s: a client may give a provider up to a minute.
+/// - `unbonding_ms`: the contract requires it to outlast the longest job, which the windows
+///   above lengthen; it is that bound rounded up to the next minute.
 pub fn testnet_params() -> Result<Params> {
     let mut params = Params {
-        verdict_window_blocks: 200,
-        dispute_round_blocks: 100,
-        max_deadline_blocks: 1_200,
+        verdict_window_ms: 10_000,
+        dispute_round_ms: 5_000,
+        max_deadline_ms: 60_000,
         ..Params::default()
     };
     let longest = params
-        .longest_job_blocks()
+        .longest_job_ms()
         .context("the testnet's windows overflow the longest-job bound")?;
-    params.unbonding_blocks = (longest / 1_000 + 1) * 1_000;
+    params.unbonding_ms = (longest / 60_000 + 1) * 60_000;
     Ok(params)
 }
 
@@ -392,7 +392,10 @@ fn write_all(opts: &InitOptions, chain_id: ChainId) -> Result<Layout> {
         attest_node::keyfile::write(&home.join(files::ACCOUNT_KEY), &account_key)?;
         write_config(&home, &node_config(opts, node, &nodes)?)?;
         balances.push((account_key.public(), balance));
-        stakes.push((account_key.public(), node_key.public(), stake));
+        let device = attest_core::accel::DeviceProfile::find(&node.device)
+            .map_err(|e| anyhow!("node {}: {e}", node.index))?
+            .capability();
+        stakes.push((account_key.public(), node_key.public(), stake, device));
     }
     let mut clients = Vec::new();
     if opts.clients > 0 {
@@ -547,7 +550,7 @@ mod tests {
     fn the_testnet_params_are_valid() {
         let params = testnet_params().unwrap();
         assert_eq!(params.validate(), Ok(()));
-        assert!(params.unbonding_blocks > params.longest_job_blocks().unwrap());
+        assert!(params.unbonding_ms > params.longest_job_ms().unwrap());
     }
 
     #[test]

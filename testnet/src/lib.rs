@@ -8,6 +8,7 @@
 //! through nodes. It sits above `attest-node`, whose library it uses.
 
 pub mod bench;
+pub mod challenge;
 pub mod client;
 pub mod commands;
 pub mod demo;

@@ -206,9 +206,14 @@ fn genesis_stakes_and_funds_each_validator_home() {
         .genesis
         .stakes
         .iter()
-        .map(|(a, _, _)| a.to_string())
+        .map(|(a, _, _, _)| a.to_string())
         .collect();
     assert_eq!(staked, accounts);
+    // Each stake binds the device its home's config serves with (`init` writes h100-sxm).
+    for (_, _, _, device) in &file.genesis.stakes {
+        assert_eq!(device.device.as_str(), "h100-sxm");
+        assert_eq!(device.memory_bytes, 80_000_000_000);
+    }
     let funded = file
         .genesis
         .balances

@@ -149,7 +149,8 @@ impl Clients {
                     provider,
                     device,
                     price_per_token: price,
-                    deadline_blocks: jobs.deadline_blocks,
+                    deadline_ms: jobs.deadline_ms,
+                    check: jobs.check,
                 })
             },
             rng,

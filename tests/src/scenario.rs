@@ -5,6 +5,7 @@
 
 use attest_contracts_sim::Params;
 use attest_core::market::MarketConfig;
+use attest_protocol::tx::CheckLevel;
 
 use crate::rng::Rng;
 
@@ -151,8 +152,10 @@ pub struct JobTraffic {
     pub input_len: (u64, u64),
     /// Tokens per job.
     pub max_tokens: u32,
-    /// Blocks the provider has to commit.
-    pub deadline_blocks: u32,
+    /// Milliseconds of block time the provider has to commit.
+    pub deadline_ms: u32,
+    /// The assurance the clients buy.
+    pub check: CheckLevel,
     /// Whether the client's gateway picks the provider from its advert book (best reputation
     /// and price first), or the client picks any eligible provider at random (so a cheater
     /// that the market would shun still gets work, and can be caught again).
@@ -167,7 +170,8 @@ impl Default for JobTraffic {
             model: "attest-tiny-1b",
             input_len: (4, 24),
             max_tokens: 8,
-            deadline_blocks: 12,
+            deadline_ms: 15_000,
+            check: CheckLevel::Random,
             via_gateway: true,
         }
     }

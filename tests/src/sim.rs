@@ -99,7 +99,15 @@ pub fn genesis(n: usize, clients: usize, params: Params) -> GenesisFile {
     let stakes = (0..n)
         .map(|i| {
             let node = node_key(i).public();
-            (validator_key(i).public(), node, tokens(500))
+            (
+                validator_key(i).public(),
+                node,
+                tokens(500),
+                attest_protocol::tx::Capability {
+                    device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                    memory_bytes: 256_000_000_000,
+                },
+            )
         })
         .collect();
     let chain = ChainId::new("attest-sim").expect("valid chain id");

@@ -13,15 +13,14 @@ use attest_tests::runner::run_seeds;
 use attest_tests::scenario::{JobTraffic, NetFaults, Scenario};
 use attest_tests::sim::{Outcome, validator_key};
 
-/// Windows of 30 blocks: under load blocks come every few tens of milliseconds, and a window
-/// counted in blocks must still outlast a sync round trip of a party that fell behind (a
-/// lost sync request costs 1.5 s here). A high check rate, so a run of tens of jobs catches
-/// a cheater more than once.
+/// Windows of 10 s of block time: a window must outlast a sync round trip of a party that
+/// fell behind (a lost sync request costs 1.5 s here) and a re-execution. A high check rate,
+/// so a run of tens of jobs catches a cheater more than once.
 fn market_params(check_ppm: u32) -> Params {
     Params {
         check_probability_ppm: check_ppm,
-        verdict_window_blocks: 30,
-        dispute_round_blocks: 30,
+        verdict_window_ms: 10_000,
+        dispute_round_ms: 10_000,
         ..Params::default()
     }
 }
@@ -49,6 +48,7 @@ fn market(seed: u64, jobs: u64, check_ppm: u32) -> Scenario {
 fn cheat(mode: CheatMode, rate_ppm: u32) -> MarketConfig {
     MarketConfig {
         serve: true,
+        watch_rate_ppm: 0,
         danger_cheat: Some(Cheat { mode, rate_ppm }),
         danger_false_verdicts: None,
         advert: None,

@@ -50,24 +50,30 @@
 //!
 //! # Deadlines
 //!
-//! Every round, and the resolution phase, lasts `dispute_round_blocks`. A party that has not
-//! made its move by the end of the deadline block loses: in a bisection round the provider if
-//! it has not opened (so the provider if both missed), otherwise the challenger; in the
-//! resolution phase only the challenger's witness is awaited, so the challenger.
+//! Every round, and the resolution phase, lasts `dispute_round_ms` of block time from the
+//! block that started it. A party that has not made its move when a block's time reaches the
+//! deadline loses at the end of that block: in a bisection round the provider if it has not
+//! opened (so the provider if both missed), otherwise the challenger; in the resolution phase
+//! only the challenger's witness is awaited, so the challenger.
 //!
 //! # Outcome
 //!
-//! The loser is slashed `slash_fraction_ppm` of its stake, `winner_share_ppm` of that (at least
-//! 20%) to the winner. A losing provider refunds the client in full and goes on probation
-//! (banned on a second loss); a losing challenger lets the job settle without its checker fee.
+//! A losing provider is slashed `slash_fraction_ppm` of its stake, `winner_share_ppm` of that
+//! (at least 20%) to the challenger, refunds the client in full and goes on probation (banned
+//! on a second loss); a challenger that wins gets its bond back. A losing assigned checker is
+//! slashed the same way; a losing challenger (not the assigned checker) forfeits its bond
+//! instead, the winner's share to the provider. Either way a job the provider won settles
+//! without a checker fee.
 
 use attest_protocol::tx::{DisputeMove, DisputeStep};
 use attest_protocol::workload::{self, leaf_hash};
-use attest_protocol::{AccountId, Hash, Height, JobId, MerkleProof, Round};
+use attest_protocol::{AccountId, Amount, Hash, JobId, MerkleProof, Round};
 
+use crate::apply::checks::Challenge;
 use crate::error::TxError;
 use crate::events::{DisputeEnd, Event, JailReason, RefundReason, SlashReason};
-use crate::state::{Committed, Ctx, Dispute, Job, JobPhase, Side, StakeStatus, State};
+use crate::params::ppm_ceil;
+use crate::state::{Committed, Ctx, Dispute, Job, JobPhase, Review, Side, StakeStatus, State};
 
 pub use crate::params::rounds_for;
 
@@ -99,17 +105,22 @@ enum Progress {
 
 impl State {
     /// Rule "disagree opens a dispute" (called from the verdict rule, which checked the
-    /// challenger's last leaf): the game starts between the initial activation and the two
-    /// last leaves.
+    /// challenger's last leaf and took its bond): the game starts between the initial
+    /// activation and the two last leaves.
     pub(crate) fn open_dispute(
         &mut self,
         ctx: &Ctx,
         id: JobId,
-        challenger: AccountId,
-        challenger_root: Hash,
-        challenger_final_leaf: Hash,
+        challenge: Challenge,
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
+        let Challenge {
+            challenger,
+            assigned,
+            bond,
+            root: challenger_root,
+            final_leaf: challenger_final_leaf,
+        } = challenge;
         let mut job = self.job_or_err(id)?;
         let JobPhase::Committed { result, .. } = job.phase.clone() else {
             return Err(TxError::WrongPhase {
@@ -121,9 +132,10 @@ impl State {
         let rounds = rounds_for(job.step_count).ok_or(TxError::Overflow {
             what: "the dispute rounds",
         })?;
-        let deadline = self.round_deadline(ctx)?;
+        let deadline_ms = self.round_deadline(ctx)?;
         let dispute = Dispute {
             challenger,
+            bond,
             challenger_root,
             rounds,
             round: 0,
@@ -132,20 +144,25 @@ impl State {
             hi_leaves: (result.final_leaf, challenger_final_leaf),
             provider_leaf: None,
             challenger_leaf: None,
-            deadline,
+            deadline_ms,
         };
         events.push(Event::DisputeOpened {
             job: id,
             provider: job.provider,
             challenger,
+            bond,
             challenger_root,
             challenger_final_leaf,
             step_count: job.step_count,
             rounds,
-            deadline,
+            deadline_ms,
         });
         // A one-step trace has no round to play: the referee decides at once.
         let progress = try_resolve(&job, &dispute)?;
+        job.review = Review::Disputed {
+            challenger,
+            assigned,
+        };
         job.phase = JobPhase::Disputed {
             result,
             dispute: Box::new(dispute),
@@ -154,11 +171,10 @@ impl State {
         self.conclude(id, progress, events)
     }
 
-    fn round_deadline(&self, ctx: &Ctx) -> Result<Height, TxError> {
-        ctx.height
-            .0
-            .checked_add(self.params.dispute_round_blocks)
-            .map(Height)
+    /// `time_ms + dispute_round_ms`: the end of a round that starts in this block.
+    fn round_deadline(&self, ctx: &Ctx) -> Result<u64, TxError> {
+        ctx.time_ms
+            .checked_add(self.params.dispute_round_ms)
             .ok_or(TxError::Overflow { what: "a deadline" })
     }
 
@@ -192,11 +208,11 @@ impl State {
                 signer,
             });
         };
-        if ctx.height > d.deadline {
+        if ctx.time_ms > d.deadline_ms {
             return Err(TxError::DeadlinePassed {
                 job: mv.job,
-                deadline: d.deadline,
-                height: ctx.height,
+                deadline_ms: d.deadline_ms,
+                time_ms: ctx.time_ms,
             });
         }
         if mv.round.0 != d.round {
@@ -267,7 +283,7 @@ impl State {
         d.round += 1;
         d.provider_leaf = None;
         d.challenger_leaf = None;
-        d.deadline = self.round_deadline(ctx)?;
+        d.deadline_ms = self.round_deadline(ctx)?;
         try_resolve(m.job, d)
     }
 
@@ -284,9 +300,12 @@ impl State {
         }
     }
 
-    /// Rule "dispute outcome": the loser is slashed (a share to the winner). A losing
-    /// provider refunds the client in full and goes on probation, or is banned on its second
-    /// loss; a losing challenger (a false accusation) lets the job settle, without its fee.
+    /// Rule "dispute outcome": the loser pays. A losing provider is slashed (a share to the
+    /// winner), refunds the client in full and goes on probation, or is banned on its second
+    /// loss; a winning challenger also gets its bond back. A losing assigned checker (a false
+    /// accusation) is slashed the same way; a losing challenger forfeits its bond instead (the
+    /// winner's share to the provider, the rest to the treasury); either way the job settles,
+    /// without a checker fee.
     fn finish_dispute(
         &mut self,
         id: JobId,
@@ -308,16 +327,57 @@ impl State {
             loser: l,
             end,
         });
+        let bond = dispute.bond;
         let reason = SlashReason::DisputeLost { job: id };
-        self.record_fault(id, l, reason.clone())?;
-        self.slash_fraction(l, reason, Some(w), events)?;
         match winner {
-            Side::Provider => self.settle(id, None, events),
+            Side::Provider if bond.0 > 0 => {
+                self.forfeit_bond(id, l, bond, w, events)?;
+                self.settle(id, None, events)
+            }
+            Side::Provider => {
+                self.record_fault(id, l, reason.clone())?;
+                self.slash_fraction(l, reason, Some(w), events)?;
+                self.settle(id, None, events)
+            }
             Side::Challenger => {
+                self.record_fault(id, l, reason.clone())?;
+                self.slash_fraction(l, reason, Some(w), events)?;
+                if bond.0 > 0 {
+                    self.credit(w, bond)?;
+                    events.push(Event::BondReturned {
+                        job: id,
+                        who: w,
+                        amount: bond,
+                    });
+                }
                 self.provider_lost(l, events);
                 self.refund(id, RefundReason::ProviderLost, events)
             }
         }
+    }
+
+    /// A losing challenger's bond: `winner_share` of it (rounded up) to the provider, the
+    /// rest to the treasury.
+    fn forfeit_bond(
+        &mut self,
+        id: JobId,
+        who: AccountId,
+        bond: Amount,
+        provider: AccountId,
+        events: &mut Vec<Event>,
+    ) -> Result<(), TxError> {
+        let share = ppm_ceil(bond, self.params.winner_share_ppm);
+        let to_treasury = Amount(bond.0 - share.0);
+        self.credit(provider, share)?;
+        self.credit_treasury(to_treasury)?;
+        events.push(Event::BondForfeited {
+            job: id,
+            who,
+            amount: bond,
+            to_winner: (provider, share),
+            to_treasury,
+        });
+        Ok(())
     }
 
     /// Rule "probation and ban": a first loss puts the provider on probation for `K` jobs, a

@@ -39,12 +39,13 @@ impl State {
         if !has_stake {
             return Err(TxError::NotValidator { account: offender });
         }
-        // Rule "evidence age": evidence is heard for `unbonding_blocks` after its height, the
-        // time stake stays slashable; the live state forgets it after that.
-        if vote.height.0.saturating_add(self.params.unbonding_blocks) <= ctx.height.0 {
+        // Rule "evidence age": evidence is heard for `evidence_blocks` after its height; the
+        // live state forgets it after that. (Stake stays slashable for `unbonding_ms` of block
+        // time after an unstake; evidence gossips in well under that.)
+        if vote.height.0.saturating_add(self.params.evidence_blocks) <= ctx.height.0 {
             return Err(TxError::EvidenceTooOld {
                 height: vote.height,
-                window: self.params.unbonding_blocks,
+                window: self.params.evidence_blocks,
             });
         }
         let key = (offender, vote.height, vote.round, vote.kind);

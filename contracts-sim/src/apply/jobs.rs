@@ -2,18 +2,20 @@
 
 use attest_protocol::tx::{CommitResult, OpenJob};
 use attest_protocol::workload;
-use attest_protocol::{AccountId, Amount, Hash, Height, JobId};
+use attest_protocol::{AccountId, Amount, Hash, JobId};
 
 use crate::error::TxError;
 use crate::events::{Event, RefundReason, SlashReason};
 use crate::params::ppm_floor;
-use crate::state::{Committed, Ctx, Fault, Job, JobPhase, State};
+use crate::state::{Committed, Ctx, Fault, Job, JobPhase, Review, State};
 
 impl State {
     /// Rule "open job": the job must be runnable (known model, input within the chain's cap,
     /// 1..=limit tokens), the deadline within bounds, the provider eligible (active, at least
-    /// `min_stake` bonded) and not the client. The client escrows `price * max_tokens +
-    /// checker_fee`; the job id is the transaction's hash.
+    /// `min_stake` bonded, its device able to run the model) and not the client, and at least
+    /// one other account able to check it. The client escrows `price * max_tokens +
+    /// checker_fee`; the job id is the transaction's hash; the result is due by the block time
+    /// `time_ms + deadline_ms`.
     pub(crate) fn open_job(
         &mut self,
         ctx: &Ctx,
@@ -31,12 +33,10 @@ impl State {
             .checked_mul(u64::from(open.max_tokens))
             .and_then(|p| p.checked_add(self.params.checker_fee))
             .ok_or(TxError::Overflow { what: "the escrow" })?;
-        let deadline = Height(
-            ctx.height
-                .0
-                .checked_add(u64::from(open.deadline_blocks))
-                .ok_or(TxError::Overflow { what: "a deadline" })?,
-        );
+        let deadline_ms = ctx
+            .time_ms
+            .checked_add(u64::from(open.deadline_ms))
+            .ok_or(TxError::Overflow { what: "a deadline" })?;
         self.debit(client, escrow)?;
         let job = Job {
             client,
@@ -49,8 +49,10 @@ impl State {
             step_count,
             escrow,
             opened_at: ctx.height,
-            phase: JobPhase::Open { deadline },
+            check: open.check,
+            phase: JobPhase::Open { deadline_ms },
             faults: Vec::new(),
+            review: Review::None,
         };
         self.put_job(id, job);
         events.push(Event::JobOpened {
@@ -62,7 +64,8 @@ impl State {
             max_tokens: open.max_tokens,
             price_per_token: open.price_per_token,
             escrow,
-            commit_deadline: deadline,
+            commit_deadline_ms: deadline_ms,
+            check: open.check,
         });
         Ok(())
     }
@@ -81,10 +84,10 @@ impl State {
         }
         let step_count =
             workload::Job::new(open.model.as_str(), &open.input, open.max_tokens)?.step_count();
-        let max = self.params.max_deadline_blocks;
-        if open.deadline_blocks == 0 || open.deadline_blocks > max {
+        let max = self.params.max_deadline_ms;
+        if open.deadline_ms == 0 || open.deadline_ms > max {
             return Err(TxError::BadDeadline {
-                got: open.deadline_blocks,
+                got: open.deadline_ms,
                 max,
             });
         }
@@ -99,6 +102,14 @@ impl State {
         if !stake.eligible(self.params.min_stake) {
             return Err(not_eligible("jailed, or bonded stake below the minimum"));
         }
+        if !stake.capability.can_run(open.model.as_str()) {
+            return Err(not_eligible("its device cannot hold the model's weights"));
+        }
+        if !self.has_capable_checker(open.model.as_str(), &open.provider, &client) {
+            return Err(TxError::NoCapableChecker {
+                model: open.model.as_str().to_owned(),
+            });
+        }
         Ok(step_count)
     }
 
@@ -110,8 +121,8 @@ impl State {
             .ok_or(TxError::UnknownJob { job: id })
     }
 
-    /// Rule "commit result": only the assigned provider, only while the job is open and no
-    /// later than its deadline. The contract knows the model, input and token count, so the
+    /// Rule "commit result": only the assigned provider, only while the job is open and in a
+    /// block whose time is no later than its deadline. The contract knows the model, input and token count, so the
     /// step count and token count must be the ones they give: a dispute is then only about
     /// the trace's content. The result opens its last leaf (see [`check_final_leaf`]), so the
     /// committed output is the one the committed trace ends in. The spot-check draw runs here
@@ -124,7 +135,7 @@ impl State {
         events: &mut Vec<Event>,
     ) -> Result<(), TxError> {
         let mut job = self.job_or_err(c.job)?;
-        let JobPhase::Open { deadline } = job.phase else {
+        let JobPhase::Open { deadline_ms } = job.phase else {
             return Err(TxError::WrongPhase {
                 job: c.job,
                 expected: "open",
@@ -134,11 +145,11 @@ impl State {
         if signer != job.provider {
             return Err(TxError::NotProvider { job: c.job, signer });
         }
-        if ctx.height > deadline {
+        if ctx.time_ms > deadline_ms {
             return Err(TxError::DeadlinePassed {
                 job: c.job,
-                deadline,
-                height: ctx.height,
+                deadline_ms,
+                time_ms: ctx.time_ms,
             });
         }
         if c.step_count != job.step_count {
@@ -162,6 +173,7 @@ impl State {
             final_leaf,
             tokens: c.tokens,
             committed_at: ctx.height,
+            committed_at_ms: ctx.time_ms,
             seed: crate::draw::spot_check_seed(&ctx.block_hash, &c.job),
         };
         let (selected, check, follow_up) = self.draw_check(ctx, c.job, &job, &result)?;
@@ -264,8 +276,8 @@ impl State {
         Ok(())
     }
 
-    /// Rule "missed commit": at the end of the deadline block with no result, the client is
-    /// refunded in full and the provider penalized.
+    /// Rule "missed commit": at the end of the first block whose time reaches the deadline
+    /// with no result, the client is refunded in full and the provider penalized.
     pub(crate) fn missed_commit(
         &mut self,
         id: JobId,

@@ -103,8 +103,9 @@ impl State {
         Ok(())
     }
 
-    /// Runs the timeouts due at the end of block `ctx.height`, in (deadline, job id) order,
-    /// then releases unbonded stake, then prunes: final jobs past their retention leave the
+    /// Runs the timeouts due at the end of the block (deadlines at or before its time
+    /// `ctx.time_ms`), in (deadline, job id) order, then releases unbonded stake due by its
+    /// time, then prunes: final jobs past their retention leave the
     /// live state, and evidence past the unbonding period is dropped. Never fails: each
     /// timeout is applied whole or, if it could not be (an arithmetic overflow the supply
     /// bound rules out), left for the next block untouched. Its work is what came due, never
@@ -112,10 +113,10 @@ impl State {
     pub fn end_block(&mut self, ctx: &Ctx) -> Vec<Event> {
         self.at = ctx.height;
         let mut events = Vec::new();
-        let due: Vec<(Height, JobId)> = self
+        let due: Vec<(u64, JobId)> = self
             .timers
             .iter()
-            .take_while(|(h, _)| *h <= ctx.height)
+            .take_while(|(t, _)| *t <= ctx.time_ms)
             .copied()
             .collect();
         for (deadline, job) in due {
@@ -133,13 +134,13 @@ impl State {
         let releases: Vec<_> = self
             .releases
             .iter()
-            .take_while(|(h, _)| *h <= ctx.height)
+            .take_while(|(t, _)| *t <= ctx.time_ms)
             .copied()
             .collect();
-        for (height, who) in releases {
+        for (at_ms, who) in releases {
             let mut local = Vec::new();
             let mark = self.savepoint();
-            self.remove_release(height, who);
+            self.remove_release(at_ms, who);
             match self.release_unbonded(ctx, who, &mut local) {
                 Ok(()) => {
                     self.keep();
@@ -154,8 +155,7 @@ impl State {
 
     /// Rule "retention": a job final for `retention_blocks` leaves the live state (its record
     /// counts stay; hosts keep its history), and equivocation evidence for a height at least
-    /// `unbonding_blocks` old is dropped: no one can submit it again, and the stake it could
-    /// slash has been released.
+    /// `evidence_blocks` old is dropped: no one can submit it again.
     fn prune(&mut self, height: Height) {
         let retiring: Vec<(Height, JobId)> = self
             .retire
@@ -166,7 +166,7 @@ impl State {
         for (at, job) in retiring {
             self.retire_job(at, job);
         }
-        if let Some(horizon) = height.0.checked_sub(self.params.unbonding_blocks) {
+        if let Some(horizon) = height.0.checked_sub(self.params.evidence_blocks) {
             let stale: Vec<_> = self
                 .evidence
                 .iter()
@@ -185,7 +185,7 @@ impl State {
         let Some(job) = self.jobs.get(&id) else {
             return Ok(());
         };
-        if job.phase.deadline().is_none_or(|d| d > ctx.height) {
+        if job.phase.deadline_ms().is_none_or(|d| d > ctx.time_ms) {
             // A stale timer: the phase moved on. `put_job` removes those, so this is only a
             // guard.
             return Ok(());

@@ -1,7 +1,7 @@
 //! Rule "stake": bonding, unbonding, release, and the slashing every other family uses.
 
 use attest_protocol::tx::{Stake, Unstake};
-use attest_protocol::{AccountId, Amount, Height};
+use attest_protocol::{AccountId, Amount};
 
 use crate::error::TxError;
 use crate::events::{Event, SlashReason};
@@ -10,8 +10,9 @@ use crate::state::{Ctx, MAX_UNBONDING_ENTRIES, StakeEntry, StakeStatus, State, U
 
 impl State {
     /// Rule "stake": locks balance as bonded stake, bound to a node that signed a binding to
-    /// the sender. One node per account and one account per node; a jailed or banned account
-    /// may not add stake.
+    /// the sender, and records the node's device (replacing the one recorded before). One
+    /// node per account and one account per node; a jailed or banned account may not add
+    /// stake.
     pub(crate) fn stake_tokens(
         &mut self,
         who: AccountId,
@@ -49,8 +50,10 @@ impl State {
                 status: StakeStatus::Active,
                 disputes_lost: 0,
                 probation_left: 0,
+                capability: s.capability.clone(),
             },
         };
+        entry.capability = s.capability.clone();
         self.debit(who, s.amount)?;
         entry.bonded = entry
             .bonded
@@ -68,8 +71,8 @@ impl State {
         Ok(())
     }
 
-    /// Rule "unstake": moves bonded stake to an unbonding entry released at the end of block
-    /// `height + unbonding_blocks`. It stays slashable until then.
+    /// Rule "unstake": moves bonded stake to an unbonding entry released at the end of the
+    /// first block whose time reaches `time_ms + unbonding_ms`. It stays slashable until then.
     pub(crate) fn unstake(
         &mut self,
         ctx: &Ctx,
@@ -99,30 +102,28 @@ impl State {
                 max: MAX_UNBONDING_ENTRIES,
             });
         }
-        let release_at = Height(
-            ctx.height
-                .0
-                .checked_add(self.params.unbonding_blocks)
+        let release_at_ms =
+            ctx.time_ms
+                .checked_add(self.params.unbonding_ms)
                 .ok_or(TxError::Overflow {
-                    what: "a release height",
-                })?,
-        );
+                    what: "a release time",
+                })?;
         entry.unbonding.push(Unbond {
             amount: u.amount,
-            release_at,
+            release_at_ms,
         });
         self.put_stake(who, entry);
-        self.add_release(release_at, who);
+        self.add_release(release_at_ms, who);
         events.push(Event::Unbonding {
             who,
             amount: u.amount,
-            release_at,
+            release_at_ms,
         });
         Ok(())
     }
 
-    /// Rule "release": at the end of its release height, unbonding stake returns to the
-    /// balance (whatever slashes left of it).
+    /// Rule "release": at the end of the first block whose time reaches its release time,
+    /// unbonding stake returns to the balance (whatever slashes left of it).
     pub(crate) fn release_unbonded(
         &mut self,
         ctx: &Ctx,
@@ -135,7 +136,7 @@ impl State {
         let mut released = Amount::ZERO;
         let mut kept = Vec::with_capacity(entry.unbonding.len());
         for u in entry.unbonding {
-            if u.release_at <= ctx.height {
+            if u.release_at_ms <= ctx.time_ms {
                 released = released
                     .checked_add(u.amount)
                     .ok_or(TxError::Overflow { what: "a release" })?;

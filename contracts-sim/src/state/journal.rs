@@ -142,9 +142,9 @@ impl State {
     /// dispute can need it; the `OpenJob` transaction on the ledger keeps it) and schedules
     /// it to leave the live state `retention_blocks` later.
     pub(crate) fn put_job(&mut self, id: JobId, mut job: Job) {
-        let new_deadline = job.phase.deadline();
+        let new_deadline = job.phase.deadline_ms();
         let (old_deadline, old_phase) = match self.jobs.get(&id) {
-            Some(old) => (old.phase.deadline(), Some(old.phase.name())),
+            Some(old) => (old.phase.deadline_ms(), Some(old.phase.name())),
             None => (None, None),
         };
         if old_deadline != new_deadline {
@@ -193,23 +193,23 @@ impl State {
     }
 
     /// Drops a fired timer.
-    pub(crate) fn remove_timer(&mut self, height: Height, job: JobId) {
-        if self.timers.contains(&(height, job)) {
-            self.write(Key::Timer(height, job), None);
+    pub(crate) fn remove_timer(&mut self, at_ms: u64, job: JobId) {
+        if self.timers.contains(&(at_ms, job)) {
+            self.write(Key::Timer(at_ms, job), None);
         }
     }
 
-    /// Schedules a release check for `account` at the end of `height`.
-    pub(crate) fn add_release(&mut self, height: Height, account: AccountId) {
-        if !self.releases.contains(&(height, account)) {
-            self.write(Key::Release(height, account), Some(Entry::Member));
+    /// Schedules a release check for `account` at the block time `at_ms`.
+    pub(crate) fn add_release(&mut self, at_ms: u64, account: AccountId) {
+        if !self.releases.contains(&(at_ms, account)) {
+            self.write(Key::Release(at_ms, account), Some(Entry::Member));
         }
     }
 
     /// Drops a fired release check.
-    pub(crate) fn remove_release(&mut self, height: Height, account: AccountId) {
-        if self.releases.contains(&(height, account)) {
-            self.write(Key::Release(height, account), None);
+    pub(crate) fn remove_release(&mut self, at_ms: u64, account: AccountId) {
+        if self.releases.contains(&(at_ms, account)) {
+            self.write(Key::Release(at_ms, account), None);
         }
     }
 
@@ -228,7 +228,7 @@ impl State {
         self.write(Key::Evidence(height, who, round, kind), Some(Entry::Member));
     }
 
-    /// Drops evidence no one can submit again (its height is past the unbonding period).
+    /// Drops evidence no one can submit again (its height is past `evidence_blocks`).
     pub(crate) fn remove_evidence(&mut self, (height, who, round, kind): LiveEvidence) {
         self.write(Key::Evidence(height, who, round, kind), None);
     }

@@ -32,14 +32,14 @@ pub enum Key {
     Record(AccountId),
     /// A job in the live state.
     Job(JobId),
-    /// A job's next deadline (a member of the timer index).
-    Timer(Height, JobId),
-    /// An unbonding release due at a height.
-    Release(Height, AccountId),
+    /// A job's next deadline, in block time (a member of the timer index).
+    Timer(u64, JobId),
+    /// An unbonding release due at a block time.
+    Release(u64, AccountId),
     /// A final job leaving the live state at the end of a height.
     Retire(Height, JobId),
-    /// Accepted equivocation evidence: (vote height, signer, round, kind). Kept until the
-    /// unbonding period after its height has passed; older evidence is refused anyway.
+    /// Accepted equivocation evidence: (vote height, signer, round, kind). Kept for
+    /// `evidence_blocks` after its height; older evidence is refused anyway.
     Evidence(Height, AccountId, Round, VoteKind),
 }
 
@@ -140,7 +140,7 @@ impl Entry {
                         .map(|u| u128::from(u.amount.0))
                         .sum::<u128>()
             }
-            Entry::Job(j) => u128::from(j.escrow.0),
+            Entry::Job(j) => j.locked(),
             Entry::Meta(_) | Entry::Node(_) | Entry::Record(_) | Entry::Member => 0,
         }
     }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use attest_protocol::limits::MAX_INPUT_BYTES;
 use attest_protocol::smt::SparseMerkleTree;
+use attest_protocol::tx::{Capability, CheckLevel};
 use attest_protocol::workload::{self, WorkloadError};
 use attest_protocol::{AccountId, Amount, BlockHash, Bytes, ChainId, DeviceName, Hash, Height};
 use attest_protocol::{JobId, ModelId, Nonce, PublicKey, Round, VoteKind};
@@ -31,8 +32,9 @@ pub use tree::{SnapshotError, StateProof, StateProofError};
 pub struct Ctx {
     /// The block's height.
     pub height: Height,
-    /// The block's timestamp (milliseconds since the Unix epoch). No rule reads it yet;
-    /// every window is counted in blocks, so replay never depends on clocks.
+    /// The block's timestamp (milliseconds since the Unix epoch), from its header: every
+    /// deadline, window and release is in this block time, so a window lasts as long under
+    /// load as idle, and replay still reads no clock.
     pub time_ms: u64,
     /// The block's hash: the spot-check seed of results committed in it.
     pub block_hash: BlockHash,
@@ -49,9 +51,9 @@ pub struct Genesis {
     pub params: Params,
     /// Opening balances.
     pub balances: Vec<(AccountId, Amount)>,
-    /// Opening stakes: account, node key, bonded amount. Genesis is trusted, so no node
-    /// binding signature is asked for.
-    pub stakes: Vec<(AccountId, PublicKey, Amount)>,
+    /// Opening stakes: account, node key, bonded amount, the node's device. Genesis is
+    /// trusted, so no node binding signature is asked for.
+    pub stakes: Vec<(AccountId, PublicKey, Amount, Capability)>,
 }
 
 /// An account's spendable balance and next nonce.
@@ -74,13 +76,14 @@ pub enum StakeStatus {
     Banned,
 }
 
-/// Stake on its way out: still slashable until `release_at`.
+/// Stake on its way out: still slashable until `release_at_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unbond {
     /// How much.
     pub amount: Amount,
-    /// The height at whose end it returns to the balance.
-    pub release_at: Height,
+    /// The block time at which it returns to the balance (at the end of the first block
+    /// whose time reaches it).
+    pub release_at_ms: u64,
 }
 
 /// At most this many unbonding entries per account: each `Unstake` adds one, and the list is
@@ -102,6 +105,8 @@ pub struct StakeEntry {
     pub disputes_lost: u32,
     /// Jobs left that are checked with p = 1 (probation).
     pub probation_left: u32,
+    /// The bound node's device: which models the account may provide and check.
+    pub capability: Capability,
 }
 
 impl StakeEntry {
@@ -116,6 +121,12 @@ impl StakeEntry {
     /// Whether the account may be assigned jobs or checks.
     pub fn eligible(&self, min_stake: Amount) -> bool {
         self.status == StakeStatus::Active && self.bonded >= min_stake && self.bonded.0 > 0
+    }
+
+    /// Whether it may be assigned a job or a check of `model`: eligible, and its device
+    /// holds the model's weights.
+    pub fn can_serve(&self, min_stake: Amount, model: &str) -> bool {
+        self.eligible(min_stake) && self.capability.can_run(model)
     }
 }
 
@@ -134,6 +145,8 @@ pub struct Committed {
     pub tokens: u32,
     /// The block of the commit.
     pub committed_at: Height,
+    /// That block's time.
+    pub committed_at_ms: u64,
     /// The spot-check seed `H(spot-check, block hash, job id)`; checker redraws reuse it.
     pub seed: Hash,
 }
@@ -141,17 +154,18 @@ pub struct Committed {
 /// The check state of a committed result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Check {
-    /// Not checked: settles at the end of block `settle_at`.
+    /// Not checked: settles at the end of the first block whose time reaches `settle_at_ms`;
+    /// until then anyone who may challenge can.
     Unchecked {
-        /// The settlement height.
-        settle_at: Height,
+        /// The settlement time.
+        settle_at_ms: u64,
     },
-    /// A checker was assigned and owes a verdict by `deadline`.
+    /// A checker was assigned and owes a verdict by `deadline_ms`.
     Pending {
         /// The checker.
         checker: AccountId,
-        /// The last block for its verdict.
-        deadline: Height,
+        /// The latest block time for its verdict.
+        deadline_ms: u64,
         /// Redraws made so far (the draw counter of the current checker).
         redraws: u32,
         /// Checkers that missed their window on this job, never drawn again for it.
@@ -171,8 +185,11 @@ pub enum Side {
 /// A bisection dispute in progress (see [`crate::apply::disputes`] for the rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispute {
-    /// The checker that disagreed.
+    /// The checker that disagreed, or the account that challenged.
     pub challenger: AccountId,
+    /// What the challenger locked: zero for the assigned checker, the chain's challenge bond
+    /// for anyone else. Held here until the dispute ends.
+    pub bond: Amount,
     /// Its trace root.
     pub challenger_root: Hash,
     /// Bisection rounds: `ceil(log2 step_count)`. Round `rounds` is the resolution phase.
@@ -190,17 +207,17 @@ pub struct Dispute {
     pub provider_leaf: Option<Hash>,
     /// The challenger's opening this round.
     pub challenger_leaf: Option<Hash>,
-    /// The last block for the current round's moves.
-    pub deadline: Height,
+    /// The latest block time for the current round's moves.
+    pub deadline_ms: u64,
 }
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobPhase {
-    /// Waiting for the provider's result until `deadline`.
+    /// Waiting for the provider's result until `deadline_ms`.
     Open {
-        /// The last block for the result.
-        deadline: Height,
+        /// The latest block time for the result.
+        deadline_ms: u64,
     },
     /// A result is committed; checked or waiting for settlement.
     Committed {
@@ -234,15 +251,16 @@ impl JobPhase {
         }
     }
 
-    /// The height at whose end the phase times out, if it can.
-    pub fn deadline(&self) -> Option<Height> {
+    /// The block time at which the phase times out (at the end of the first block whose
+    /// time reaches it), if it can.
+    pub fn deadline_ms(&self) -> Option<u64> {
         match self {
-            JobPhase::Open { deadline } => Some(*deadline),
+            JobPhase::Open { deadline_ms } => Some(*deadline_ms),
             JobPhase::Committed { check, .. } => Some(match check {
-                Check::Unchecked { settle_at } => *settle_at,
-                Check::Pending { deadline, .. } => *deadline,
+                Check::Unchecked { settle_at_ms } => *settle_at_ms,
+                Check::Pending { deadline_ms, .. } => *deadline_ms,
             }),
-            JobPhase::Disputed { dispute, .. } => Some(dispute.deadline),
+            JobPhase::Disputed { dispute, .. } => Some(dispute.deadline_ms),
             JobPhase::Settled | JobPhase::Refunded => None,
         }
     }
@@ -251,6 +269,29 @@ impl JobPhase {
     pub fn is_final(&self) -> bool {
         matches!(self, JobPhase::Settled | JobPhase::Refunded)
     }
+}
+
+/// What stands behind a job's result beyond the provider's own commitment, as the contract
+/// established it. With the job's phase it says what a result is worth: a `Settled` job with
+/// `None` was never checked by anyone; with `Agreed` a drawn checker re-executed it and
+/// agreed; with `Disputed` the provider won a dispute (and a `Refunded` one lost it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Review {
+    /// Nobody has checked or challenged the result (or there is none yet).
+    #[default]
+    None,
+    /// The assigned checker re-executed it and agreed.
+    Agreed {
+        /// The checker.
+        checker: AccountId,
+    },
+    /// A dispute was opened over it.
+    Disputed {
+        /// The assigned checker that disagreed, or the challenger.
+        challenger: AccountId,
+        /// Whether it was the assigned checker (no bond) rather than a challenger.
+        assigned: bool,
+    },
 }
 
 /// A fault established on a job: the record that backs a slash.
@@ -285,13 +326,26 @@ pub struct Job {
     pub escrow: Amount,
     /// The block that opened it.
     pub opened_at: Height,
+    /// The assurance its client bought.
+    pub check: CheckLevel,
     /// Where it is.
     pub phase: JobPhase,
     /// Faults established on it (each backs one slash).
     pub faults: Vec<Fault>,
+    /// Who checked or challenged its result.
+    pub review: Review,
 }
 
 impl Job {
+    /// The tokens the job holds: its escrow, and a challenger's bond while disputed.
+    pub fn locked(&self) -> u128 {
+        let bond = match &self.phase {
+            JobPhase::Disputed { dispute, .. } => dispute.bond.0,
+            _ => 0,
+        };
+        u128::from(self.escrow.0) + u128::from(bond)
+    }
+
     /// The workload job this job describes: what the result is checked against and what the
     /// dispute referee runs. Opening checked it, so it only fails for a job no rule admits.
     pub fn workload(&self) -> Result<workload::Job<'_>, WorkloadError> {
@@ -386,11 +440,11 @@ pub struct State {
     pub(crate) nodes: BTreeMap<PublicKey, AccountId>,
     pub(crate) records: BTreeMap<AccountId, Record>,
     pub(crate) jobs: BTreeMap<JobId, Job>,
-    /// `(deadline, job)` for every job that can time out: `end_block` pops these in order
-    /// instead of scanning every job.
-    pub(crate) timers: BTreeSet<(Height, JobId)>,
-    /// `(release height, account)` for unbonding entries.
-    pub(crate) releases: BTreeSet<(Height, AccountId)>,
+    /// `(deadline in block time, job)` for every job that can time out: `end_block` pops
+    /// these in order instead of scanning every job.
+    pub(crate) timers: BTreeSet<(u64, JobId)>,
+    /// `(release time, account)` for unbonding entries.
+    pub(crate) releases: BTreeSet<(u64, AccountId)>,
     /// `(height, job)`: final jobs leaving the live state at the end of that height.
     pub(crate) retire: BTreeSet<(Height, JobId)>,
     pub(crate) treasury: Amount,
@@ -449,7 +503,7 @@ impl State {
         }
         let mut stakes = BTreeMap::new();
         let mut nodes = BTreeMap::new();
-        for (id, node, amount) in &genesis.stakes {
+        for (id, node, amount, capability) in &genesis.stakes {
             if nodes.insert(*node, *id).is_some() {
                 return Err(GenesisError::DuplicateNode { node: *node });
             }
@@ -460,6 +514,7 @@ impl State {
                 status: StakeStatus::Active,
                 disputes_lost: 0,
                 probation_left: 0,
+                capability: capability.clone(),
             };
             if stakes.insert(*id, entry).is_some() {
                 return Err(GenesisError::DuplicateStake { account: *id });
@@ -592,5 +647,19 @@ impl State {
         self.jobs
             .values()
             .try_fold(Amount::ZERO, |acc, j| acc.checked_add(j.escrow))
+    }
+
+    /// Whether an account other than `provider` and `client` may be drawn to check a job of
+    /// `model`: the rule "a job needs a capable checker". A scan of the stakes (the set of
+    /// staked accounts), stopped at the first.
+    pub fn has_capable_checker(
+        &self,
+        model: &str,
+        provider: &AccountId,
+        client: &AccountId,
+    ) -> bool {
+        self.stakes.iter().any(|(who, s)| {
+            who != provider && who != client && s.can_serve(self.params.min_stake, model)
+        })
     }
 }

@@ -37,15 +37,15 @@ impl SplitMix {
     }
 }
 
-/// Short windows so that a job's life takes a few blocks: p = 0.1, W = 1, one block per
-/// dispute round.
+/// Short windows so that a job's life takes a few blocks: p = 0.1, W = 1 block, one block
+/// per dispute round (blocks are `BLOCK_MS` apart).
 pub fn mc_params() -> Params {
     Params {
         check_probability_ppm: 100_000,
-        verdict_window_blocks: 1,
-        dispute_round_blocks: 1,
-        max_deadline_blocks: 10,
-        unbonding_blocks: 40,
+        verdict_window_ms: super::BLOCK_MS,
+        dispute_round_ms: super::BLOCK_MS,
+        max_deadline_ms: 10 * super::BLOCK_MS as u32,
+        unbonding_ms: 40 * super::BLOCK_MS,
         ..Params::default()
     }
 }
@@ -128,7 +128,7 @@ impl Chain {
     pub fn ctx(&self) -> Ctx {
         Ctx {
             height: Height(self.height),
-            time_ms: self.height,
+            time_ms: self.height * super::BLOCK_MS,
             block_hash: self.block_hash,
             proposer: id(PROPOSER),
         }

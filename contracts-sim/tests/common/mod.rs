@@ -11,7 +11,8 @@ use attest_contracts_sim::apply::disputes::round_index;
 use attest_contracts_sim::draw::{is_selected, spot_check_seed};
 use attest_contracts_sim::{Ctx, Event, Genesis, JobPhase, Params, SlashReason, State, TxError};
 use attest_protocol::tx::{
-    Action, CommitResult, DisputeMove, DisputeStep, OpenJob, Verdict, VerdictOutcome,
+    Action, Capability, CheckLevel, CommitResult, DisputeMove, DisputeStep, OpenJob, Verdict,
+    VerdictOutcome,
 };
 use attest_protocol::workload::{self, ACC_BYTES, Execution, execute_with};
 use attest_protocol::{
@@ -55,12 +56,43 @@ pub fn tokens(n: u64) -> Amount {
     Amount::tokens(n).expect("small amount")
 }
 
-/// Params with every check forced (p = 1) or none (p = 0) so rule tests are not at the
-/// mercy of the draw.
+/// The harness's blocks are [`BLOCK_MS`] apart.
+pub const BLOCK_MS: u64 = 1_000;
+
+/// The default parameters with windows of whole harness blocks: a 20-block verdict window,
+/// 10-block dispute rounds, deadlines up to 200 blocks and 2,000 blocks of unbonding.
+pub fn block_params() -> Params {
+    Params {
+        verdict_window_ms: 20 * BLOCK_MS,
+        dispute_round_ms: 10 * BLOCK_MS,
+        max_deadline_ms: 200 * BLOCK_MS as u32,
+        unbonding_ms: 2_000 * BLOCK_MS,
+        ..Params::default()
+    }
+}
+
+/// [`block_params`] with every check forced (p = 1) or none (p = 0) so rule tests are not at
+/// the mercy of the draw.
 pub fn params(p_ppm: u32) -> Params {
     Params {
         check_probability_ppm: p_ppm,
-        ..Params::default()
+        ..block_params()
+    }
+}
+
+/// A device that holds every catalogue model.
+pub fn big_device() -> Capability {
+    Capability {
+        device: DeviceName::new("cpu").expect("device"),
+        memory_bytes: 256_000_000_000,
+    }
+}
+
+/// A device that holds the 1B and 8B models but not the 70B one.
+pub fn small_device() -> Capability {
+    Capability {
+        device: DeviceName::new("h100-sxm").expect("device"),
+        memory_bytes: 80_000_000_000,
     }
 }
 
@@ -76,8 +108,18 @@ pub fn genesis(params: Params) -> Genesis {
             (id(OTHER), tokens(10)),
         ],
         stakes: vec![
-            (id(PROVIDER), node_key(PROVIDER).public(), tokens(200)),
-            (id(CHECKER), node_key(CHECKER).public(), tokens(200)),
+            (
+                id(PROVIDER),
+                node_key(PROVIDER).public(),
+                tokens(200),
+                big_device(),
+            ),
+            (
+                id(CHECKER),
+                node_key(CHECKER).public(),
+                tokens(200),
+                big_device(),
+            ),
         ],
     }
 }
@@ -115,7 +157,7 @@ impl Harness {
     pub fn ctx(&self) -> Ctx {
         Ctx {
             height: self.height,
-            time_ms: 1_000 * self.height.0,
+            time_ms: BLOCK_MS * self.height.0,
             block_hash: self.block_hash,
             proposer: id(PROPOSER),
         }
@@ -285,17 +327,29 @@ impl Harness {
         provider: &Trace,
         checker: &Trace,
     ) -> (Vec<Event>, u32) {
+        self.play_dispute_with(job, provider, CHECKER, checker)
+    }
+
+    /// [`Harness::play_dispute`] with `challenger` (the account that disagreed) answering
+    /// from `theirs`.
+    pub fn play_dispute_with(
+        &mut self,
+        job: JobId,
+        provider: &Trace,
+        challenger: u8,
+        theirs: &Trace,
+    ) -> (Vec<Event>, u32) {
         let mut events = Vec::new();
         let mut rounds = 0;
         while let Some(d) = self.dispute(&job) {
             if d.round < d.rounds {
                 rounds += 1;
-                let (p, c) = (self.open_move(job, provider), self.open_move(job, checker));
+                let (p, c) = (self.open_move(job, provider), self.open_move(job, theirs));
                 events.extend(self.send(PROVIDER, p).expect("provider opens"));
-                events.extend(self.send(CHECKER, c).expect("checker opens"));
+                events.extend(self.send(challenger, c).expect("challenger opens"));
             } else {
-                let w = self.witness_move(job, checker);
-                events.extend(self.send(CHECKER, w).expect("witness"));
+                let w = self.witness_move(job, theirs);
+                events.extend(self.send(challenger, w).expect("witness"));
             }
             events.extend(self.next_block());
         }
@@ -311,6 +365,7 @@ pub struct JobSpec {
     pub max_tokens: u32,
     pub price: Amount,
     pub deadline_blocks: u32,
+    pub check: CheckLevel,
 }
 
 impl JobSpec {
@@ -321,6 +376,7 @@ impl JobSpec {
             max_tokens: 2,
             price: Amount(1_000),
             deadline_blocks: 5,
+            check: CheckLevel::Random,
         }
     }
 
@@ -332,7 +388,8 @@ impl JobSpec {
             provider: id(PROVIDER),
             device: DeviceName::new("h100").expect("device"),
             price_per_token: self.price,
-            deadline_blocks: self.deadline_blocks,
+            deadline_ms: self.deadline_blocks * BLOCK_MS as u32,
+            check: self.check,
         }
     }
 

@@ -59,7 +59,15 @@ fn run(entries: usize) -> Phases {
         1_000,
         Params::default(),
         balances,
-        vec![(validator.public(), node.public(), Amount(1_000_000_000))],
+        vec![(
+            validator.public(),
+            node.public(),
+            Amount(1_000_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
+        )],
     );
     let started = Instant::now();
     let mut chain = Chain::new(&genesis).expect("valid genesis");

@@ -6,13 +6,14 @@
 
 use attest_contracts_sim::{Genesis, Params};
 use attest_protocol::encoding::encode;
+use attest_protocol::tx::Capability;
 use attest_protocol::{AccountId, Amount, ChainId, Hash, PublicKey, hash_tagged};
 use serde::{Deserialize, Serialize};
 
 /// The domain tag of the genesis hash.
 pub const GENESIS_TAG: &str = "attest/genesis/v1";
 /// The `schema` field of a genesis file.
-pub const SCHEMA: &str = "attest.genesis/1";
+pub const SCHEMA: &str = "attest.genesis/2";
 
 /// A genesis file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +45,7 @@ impl GenesisFile {
         genesis_time_ms: u64,
         params: Params,
         balances: Vec<(AccountId, Amount)>,
-        stakes: Vec<(AccountId, PublicKey, Amount)>,
+        stakes: Vec<(AccountId, PublicKey, Amount, Capability)>,
     ) -> Self {
         Self {
             schema: SCHEMA.to_owned(),
@@ -102,7 +103,15 @@ mod tests {
             1_700_000_000_000,
             Params::default(),
             vec![(acct, Amount::tokens(1_000).unwrap())],
-            vec![(acct, node, Amount::tokens(500).unwrap())],
+            vec![(
+                acct,
+                node,
+                Amount::tokens(500).unwrap(),
+                attest_protocol::tx::Capability {
+                    device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                    memory_bytes: 256_000_000_000,
+                },
+            )],
         )
     }
 

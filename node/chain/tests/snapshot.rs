@@ -18,6 +18,10 @@ fn genesis() -> (GenesisFile, SecretKey, SecretKey) {
             validator.public(),
             SecretKey::from_seed([2; 32]).public(),
             Amount(1_000_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
         )],
     );
     (genesis, validator, client)
@@ -126,7 +130,15 @@ fn damaged_snapshots_are_refused() {
         1_000,
         Params::default(),
         Vec::new(),
-        vec![(validator.public(), client.public(), Amount(1))],
+        vec![(
+            validator.public(),
+            client.public(),
+            Amount(1),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
+        )],
     );
     assert!(matches!(
         Chain::from_snapshot(&other, snapshot),

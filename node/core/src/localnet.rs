@@ -78,10 +78,14 @@ impl LocalNet {
         let mut balances: Vec<_> = keys.iter().map(|k| (k.public(), funds)).collect();
         balances.extend(clients.iter().map(|k| (k.public(), funds)));
         let stake = Amount::tokens(500).expect("fits");
+        // Every local node binds a device that holds every catalogue model.
+        let device = crate::accel::DeviceProfile::find("cpu")
+            .expect("a catalogue profile")
+            .capability();
         let stakes = keys
             .iter()
             .enumerate()
-            .map(|(i, k)| (k.public(), node_key(i).public(), stake))
+            .map(|(i, k)| (k.public(), node_key(i).public(), stake, device.clone()))
             .collect();
         let chain = ChainId::new("attest-local").expect("valid chain id");
         let genesis = GenesisFile::new(chain, GENESIS_MS, Params::default(), balances, stakes);

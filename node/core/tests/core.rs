@@ -111,7 +111,8 @@ fn open_job(
             provider,
             device: attest_protocol::DeviceName::new("h100-sxm").unwrap(),
             price_per_token: Amount(100),
-            deadline_blocks: 20,
+            deadline_ms: 30_000,
+            check: attest_protocol::tx::CheckLevel::Random,
         }),
     };
     Signed::sign(chain, client, tx)

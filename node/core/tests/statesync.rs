@@ -27,6 +27,10 @@ fn fixture() -> Fixture {
             validator.public(),
             SecretKey::from_seed([1; 32]).public(),
             Amount(1_000_000_000),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
         )],
     );
     let mut chain = Chain::new(&genesis).unwrap();

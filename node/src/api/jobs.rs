@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use attest_contracts_sim::state::Fault;
-use attest_contracts_sim::{Check, Committed, Dispute, JobPhase};
+use attest_contracts_sim::{Check, Committed, Dispute, JobPhase, Review};
+use attest_protocol::tx::CheckLevel;
 use attest_protocol::workload::output_hash;
 use attest_protocol::{AccountId, Amount, DeviceName, Hash, Height, JobId, ModelId};
 
@@ -46,8 +47,13 @@ pub struct JobView {
     pub opened_at: Height,
     /// Where it is: `open`, `committed`, `disputed`, `settled` or `refunded`.
     pub phase: String,
-    /// The height at whose end the phase times out, if it can.
-    pub deadline: Option<Height>,
+    /// The block time (ms since the Unix epoch) at which the phase times out, if it can: at
+    /// the end of the first block whose time reaches it.
+    pub deadline_ms: Option<u64>,
+    /// The assurance the client bought: `random` (the chain's spot-check rate) or `always`.
+    pub check_level: String,
+    /// What stands behind the result: see [`Assurance`].
+    pub assurance: Assurance,
     /// The committed result, while the ledger holds it (phases `committed` and `disputed`).
     pub result: Option<ResultView>,
     /// The spot-check of the result (phase `committed`).
@@ -80,6 +86,8 @@ pub struct ResultView {
     pub tokens: u32,
     /// The block of the commit.
     pub committed_at: Height,
+    /// That block's time, ms since the Unix epoch.
+    pub committed_at_ms: u64,
 }
 
 impl From<&Committed> for ResultView {
@@ -90,6 +98,7 @@ impl From<&Committed> for ResultView {
             final_leaf: c.final_leaf,
             tokens: c.tokens,
             committed_at: c.committed_at,
+            committed_at_ms: c.committed_at_ms,
         }
     }
 }
@@ -98,17 +107,17 @@ impl From<&Committed> for ResultView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum CheckView {
-    /// Not selected: settles at the end of `settle_at`.
+    /// Not selected: settles at block time `settle_at_ms` unless challenged before.
     Unchecked {
-        /// The settlement height.
-        settle_at: Height,
+        /// The settlement time.
+        settle_at_ms: u64,
     },
     /// A checker owes a verdict.
     Pending {
         /// The checker.
         checker: AccountId,
-        /// The last block for its verdict.
-        deadline: Height,
+        /// The latest block time for its verdict.
+        deadline_ms: u64,
         /// Checkers redrawn so far.
         redraws: u32,
         /// Checkers that missed their window on this job.
@@ -119,17 +128,17 @@ pub enum CheckView {
 impl From<&Check> for CheckView {
     fn from(c: &Check) -> Self {
         match c {
-            Check::Unchecked { settle_at } => Self::Unchecked {
-                settle_at: *settle_at,
+            Check::Unchecked { settle_at_ms } => Self::Unchecked {
+                settle_at_ms: *settle_at_ms,
             },
             Check::Pending {
                 checker,
-                deadline,
+                deadline_ms,
                 redraws,
                 failed,
             } => Self::Pending {
                 checker: *checker,
-                deadline: *deadline,
+                deadline_ms: *deadline_ms,
                 redraws: *redraws,
                 failed: failed.clone(),
             },
@@ -140,8 +149,10 @@ impl From<&Check> for CheckView {
 /// A bisection dispute in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeView {
-    /// The checker that disagreed.
+    /// The checker that disagreed, or the account that challenged.
     pub challenger: AccountId,
+    /// What the challenger locked (zero for the assigned checker).
+    pub bond: Amount,
     /// Its trace root.
     pub challenger_root: Hash,
     /// The current round (from 0); round `rounds` is the resolution phase.
@@ -150,25 +161,33 @@ pub struct DisputeView {
     pub rounds: u32,
     /// The highest step both traces agree on (`null`: none yet, the initial activation).
     pub agreed_step: Option<u64>,
+    /// The step index both parties open this round (`null` in the resolution phase, where
+    /// the challenger supplies the activation of `agreed_step`).
+    pub open_index: Option<u64>,
     /// Whether the provider made this round's move.
     pub provider_moved: bool,
     /// Whether the challenger made this round's move.
     pub challenger_moved: bool,
-    /// The last block for this round's moves.
-    pub deadline: Height,
+    /// The latest block time for this round's moves.
+    pub deadline_ms: u64,
 }
 
-impl From<&Dispute> for DisputeView {
-    fn from(d: &Dispute) -> Self {
+impl DisputeView {
+    /// The view of `d`, a dispute over a trace of `steps` steps.
+    fn new(d: &Dispute, steps: u64) -> Self {
         Self {
             challenger: d.challenger,
+            bond: d.bond,
             challenger_root: d.challenger_root,
             round: d.round,
             rounds: d.rounds,
             agreed_step: d.lo,
+            open_index: (d.round < d.rounds)
+                .then(|| attest_contracts_sim::apply::disputes::round_index(d, steps))
+                .flatten(),
             provider_moved: d.provider_leaf.is_some(),
             challenger_moved: d.challenger_leaf.is_some(),
-            deadline: d.deadline,
+            deadline_ms: d.deadline_ms,
         }
     }
 }
@@ -273,7 +292,8 @@ impl JobView {
                 (Some(result.into()), Some(check.into()), None)
             }
             JobPhase::Disputed { result, dispute } => {
-                (Some(result.into()), None, Some(dispute.as_ref().into()))
+                let view = DisputeView::new(dispute, job.step_count);
+                (Some(result.into()), None, Some(view))
             }
             JobPhase::Open { .. } | JobPhase::Settled | JobPhase::Refunded => (None, None, None),
         };
@@ -290,7 +310,9 @@ impl JobView {
             escrow: job.escrow,
             opened_at: job.opened_at,
             phase: job.phase.name().to_owned(),
-            deadline: job.phase.deadline(),
+            deadline_ms: job.phase.deadline_ms(),
+            check_level: check_level_name(job.check).to_owned(),
+            assurance: Assurance::of(job),
             result,
             check,
             dispute,
@@ -322,6 +344,180 @@ pub(super) async fn job(
     Ok(Json(JobView::new(id, &snapshot)))
 }
 
+/// The name of a check level in the API and CLI.
+pub fn check_level_name(level: CheckLevel) -> &'static str {
+    match level {
+        CheckLevel::Random => "random",
+        CheckLevel::Always => "always",
+    }
+}
+
+/// What stands behind a job's result, from the ledger alone. A result matching the
+/// provider's commitment (its output hash) is not a checked result: only an assigned
+/// checker's agreement, or a dispute the provider won, re-executed anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Assurance {
+    /// No result yet.
+    NoResult,
+    /// A result nobody has checked; it settles at `settles_at_ms` unless someone challenges
+    /// it before.
+    Unchecked {
+        /// Its settlement time.
+        settles_at_ms: u64,
+    },
+    /// A checker was drawn and owes a verdict by `deadline_ms`.
+    CheckPending {
+        /// The checker.
+        checker: AccountId,
+        /// Its deadline.
+        deadline_ms: u64,
+    },
+    /// The drawn checker re-executed the job and agreed.
+    Checked {
+        /// The checker.
+        checker: AccountId,
+    },
+    /// A dispute over the result is running.
+    Challenged {
+        /// The disagreeing checker or challenger.
+        challenger: AccountId,
+        /// Whether it is the drawn checker.
+        assigned_checker: bool,
+    },
+    /// The provider won a dispute over the result: one step re-executed by the contract
+    /// decided for it.
+    UpheldInDispute {
+        /// Who disputed it.
+        challenger: AccountId,
+    },
+    /// The provider lost a dispute: the result was wrong and the client was refunded.
+    Overturned {
+        /// Who disputed it.
+        challenger: AccountId,
+    },
+    /// Settled without anyone checking it.
+    SettledUnchecked,
+    /// Refunded without a result (the provider missed its deadline).
+    NoResultRefunded,
+}
+
+impl Assurance {
+    /// What stands behind `job`'s result now.
+    pub fn of(job: &attest_contracts_sim::Job) -> Self {
+        match (&job.phase, job.review) {
+            (JobPhase::Open { .. }, _) => Self::NoResult,
+            (JobPhase::Committed { check, .. }, _) => match check {
+                Check::Unchecked { settle_at_ms } => Self::Unchecked {
+                    settles_at_ms: *settle_at_ms,
+                },
+                Check::Pending {
+                    checker,
+                    deadline_ms,
+                    ..
+                } => Self::CheckPending {
+                    checker: *checker,
+                    deadline_ms: *deadline_ms,
+                },
+            },
+            (
+                JobPhase::Disputed { .. },
+                Review::Disputed {
+                    challenger,
+                    assigned,
+                },
+            ) => Self::Challenged {
+                challenger,
+                assigned_checker: assigned,
+            },
+            (JobPhase::Disputed { dispute, .. }, _) => Self::Challenged {
+                challenger: dispute.challenger,
+                assigned_checker: dispute.bond.0 == 0,
+            },
+            (JobPhase::Settled, Review::Agreed { checker }) => Self::Checked { checker },
+            (JobPhase::Settled, Review::Disputed { challenger, .. }) => {
+                Self::UpheldInDispute { challenger }
+            }
+            (JobPhase::Settled, Review::None) => Self::SettledUnchecked,
+            (JobPhase::Refunded, Review::Disputed { challenger, .. }) => {
+                Self::Overturned { challenger }
+            }
+            (JobPhase::Refunded, _) => Self::NoResultRefunded,
+        }
+    }
+
+    /// Whether it is final: checked, disputed to the end, or settled or refunded. An
+    /// unchecked result may still be challenged until it settles.
+    pub fn is_decided(&self) -> bool {
+        !matches!(
+            self,
+            Self::NoResult
+                | Self::Unchecked { .. }
+                | Self::CheckPending { .. }
+                | Self::Challenged { .. }
+        )
+    }
+
+    /// The sentence the CLI prints for it (times as UTC).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NoResult => "no result yet".into(),
+            Self::Unchecked { settles_at_ms } => format!(
+                "unchecked; settles at {} unless challenged before",
+                format_ms(*settles_at_ms)
+            ),
+            Self::CheckPending {
+                checker,
+                deadline_ms,
+            } => format!(
+                "check pending: checker {checker} owes a verdict by {}",
+                format_ms(*deadline_ms)
+            ),
+            Self::Checked { checker } => format!("checked by {checker}: agrees"),
+            Self::Challenged {
+                challenger,
+                assigned_checker: true,
+            } => format!("challenged: checker {challenger} disagrees; dispute running"),
+            Self::Challenged { challenger, .. } => {
+                format!("challenged by {challenger}; dispute running")
+            }
+            Self::UpheldInDispute { challenger } => {
+                format!("challenged by {challenger}; upheld: the provider won the dispute")
+            }
+            Self::Overturned { challenger } => format!(
+                "challenged by {challenger}; wrong: the provider lost the dispute, the client was refunded"
+            ),
+            Self::SettledUnchecked => "unchecked; settled".into(),
+            Self::NoResultRefunded => {
+                "no result: the provider missed its deadline, the client was refunded".into()
+            }
+        }
+    }
+}
+
+/// A block time (ms since the Unix epoch) as UTC `YYYY-MM-DD HH:MM:SS.mmm`.
+pub fn format_ms(ms: u64) -> String {
+    let secs = ms / 1_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        ms % 1_000
+    )
+}
+
 /// The answer to `GET /v1/jobs/{id}/output`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputView {
@@ -350,10 +546,12 @@ pub(super) async fn output(
     let unavailable = |code: &'static str, detail: String| {
         Err(ApiError::new(StatusCode::NOT_FOUND, code, detail))
     };
-    if let JobPhase::Open { deadline } = phase {
+    if let JobPhase::Open { deadline_ms } = phase {
         return unavailable(
             "no_result",
-            format!("job {id} has no result yet; the provider has until block {deadline}"),
+            format!(
+                "job {id} has no result yet; the provider has until block time {deadline_ms} ms"
+            ),
         );
     }
     if *phase == JobPhase::Refunded {

@@ -170,6 +170,7 @@ fn no_provider(e: &NoProvider) -> ApiError {
     let (status, code) = match e {
         NoProvider::NoAdvert { .. } => (StatusCode::NOT_FOUND, "no_advert"),
         NoProvider::AllIneligible { .. } => (StatusCode::CONFLICT, "no_eligible_provider"),
+        NoProvider::Uncheckable { .. } => (StatusCode::CONFLICT, "uncheckable"),
         NoProvider::NoFreeSlots { .. } => (StatusCode::CONFLICT, "no_free_slots"),
         NoProvider::OverPriceCap { .. } => (StatusCode::CONFLICT, "over_price_cap"),
     };

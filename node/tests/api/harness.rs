@@ -101,12 +101,24 @@ pub(crate) fn start_with(options: Options) -> TestNode {
     let idle_provider = keyfile::generate().unwrap();
     let idle_node = keyfile::generate().unwrap();
     let chain: ChainId = "api-test".parse().unwrap();
-    let mut stakes = vec![(account_key.public(), node_key.public(), tokens(1_000))];
+    let mut stakes = vec![(
+        account_key.public(),
+        node_key.public(),
+        tokens(1_000),
+        attest_protocol::tx::Capability {
+            device: attest_protocol::DeviceName::new("cpu").unwrap(),
+            memory_bytes: 256_000_000_000,
+        },
+    )];
     if options.idle_provider {
         stakes.push((
             idle_provider.public(),
             idle_node.public(),
             tokens(IDLE_STAKE),
+            attest_protocol::tx::Capability {
+                device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                memory_bytes: 256_000_000_000,
+            },
         ));
     }
     let genesis = GenesisFile::new(
@@ -405,14 +417,14 @@ impl TestNode {
         self.open_job_due(nonce, quote, input, max_tokens, 50)
     }
 
-    /// As `open_job`, with the result due within `deadline_blocks`.
+    /// As `open_job`, with the result due within `deadline_ms` of block time.
     pub(crate) fn open_job_due(
         &self,
         nonce: u64,
         quote: &Value,
         input: &[u8],
         max_tokens: u32,
-        deadline_blocks: u32,
+        deadline_ms: u32,
     ) -> Signed<Tx> {
         let open = OpenJob {
             model: quote["model"].as_str().unwrap().parse().unwrap(),
@@ -421,7 +433,8 @@ impl TestNode {
             provider: quote["provider"].as_str().unwrap().parse().unwrap(),
             device: quote["device"].as_str().unwrap().parse().unwrap(),
             price_per_token: Amount(quote["price_per_token"].as_u64().unwrap()),
-            deadline_blocks,
+            deadline_ms,
+            check: attest_protocol::tx::CheckLevel::Random,
         };
         let tx = Tx {
             nonce: Nonce(nonce),

@@ -9,8 +9,8 @@
 #![allow(dead_code)]
 
 use attest_protocol::tx::{
-    CommitResult, DisputeMove, DisputeStep, EquivocationEvidence, OpenJob, Stake, Transfer,
-    Unstake, Verdict, VerdictOutcome,
+    Capability, CheckLevel, CommitResult, DisputeMove, DisputeStep, EquivocationEvidence, OpenJob,
+    Stake, Transfer, Unstake, Verdict, VerdictOutcome,
 };
 use attest_protocol::{
     Action, Amount, Block, BlockHash, BlockHeader, BoundedVec, Bytes, CapacityAdvert, ChainId,
@@ -143,13 +143,24 @@ fn transfer() -> impl Strategy<Value = Action> {
 }
 
 fn stake() -> impl Strategy<Value = Action> {
-    (amount(), public_key(), signature()).prop_map(|(amount, node, node_signature)| {
-        Action::Stake(Stake {
-            amount,
-            node,
-            node_signature,
+    (
+        amount(),
+        public_key(),
+        signature(),
+        device_name(),
+        any::<u64>(),
+    )
+        .prop_map(|(amount, node, node_signature, device, memory_bytes)| {
+            Action::Stake(Stake {
+                amount,
+                node,
+                node_signature,
+                capability: Capability {
+                    device,
+                    memory_bytes,
+                },
+            })
         })
-    })
 }
 
 fn unstake() -> impl Strategy<Value = Action> {
@@ -165,9 +176,10 @@ fn open_job() -> impl Strategy<Value = Action> {
         device_name(),
         amount(),
         any::<u32>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(model, input, max_tokens, provider, device, price_per_token, deadline_blocks)| {
+            |(model, input, max_tokens, provider, device, price_per_token, deadline_ms, always)| {
                 Action::OpenJob(OpenJob {
                     model,
                     input,
@@ -175,7 +187,12 @@ fn open_job() -> impl Strategy<Value = Action> {
                     provider,
                     device,
                     price_per_token,
-                    deadline_blocks,
+                    deadline_ms,
+                    check: if always {
+                        CheckLevel::Always
+                    } else {
+                        CheckLevel::Random
+                    },
                 })
             },
         )

@@ -15,8 +15,27 @@ use attest_chain::audit::{AuditRange, AuditReport, Distribution};
 use attest_node::api::BlockView;
 use attest_node::api::jobs::JobView;
 use attest_protocol::Height;
+use attest_protocol::tx::CheckLevel;
 
 use crate::client::{self, Api, DEFAULT_GENESIS, DEFAULT_KEY, DEFAULT_NODE, JobCommand, Wait};
+
+/// `--check`: the assurance a job buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckArg {
+    /// Checked at the chain's random spot-check rate.
+    Random,
+    /// Always checked by a drawn checker.
+    Always,
+}
+
+impl From<CheckArg> for CheckLevel {
+    fn from(c: CheckArg) -> Self {
+        match c {
+            CheckArg::Random => CheckLevel::Random,
+            CheckArg::Always => CheckLevel::Always,
+        }
+    }
+}
 
 /// Client commands, flattened into `attest`.
 #[derive(Debug, Subcommand)]
@@ -41,16 +60,45 @@ pub enum ClientCommand {
         /// The most the client pays per generated token, in micro-units.
         #[arg(long, default_value_t = 1_000)]
         max_price: u64,
-        /// Blocks the provider has to commit its result.
-        #[arg(long, default_value_t = 600)]
-        deadline_blocks: u32,
-        /// Follow the job until its output is verified (`result`) or it settles.
+        /// Milliseconds of block time the provider has to commit its result.
+        #[arg(long, default_value_t = 60_000)]
+        deadline_ms: u32,
+        /// The assurance to buy: `random` (checked at the chain's spot-check rate) or
+        /// `always` (a drawn checker re-executes it; the escrowed checker fee pays it).
+        #[arg(long, value_enum, default_value = "random")]
+        check: CheckArg,
+        /// Buy `--check always` and follow the job until the checker's verdict (or the
+        /// dispute's outcome): the same as `--check always --wait verdict`.
+        #[arg(long)]
+        verify: bool,
+        /// Follow the job until its output arrives (`result`: it matches the provider's
+        /// commitment, which is not a check), until the result is checked or its dispute
+        /// decided (`verdict`), or until it settles.
         #[arg(long, value_enum, default_value = "result")]
         wait: Wait,
         /// Give up following after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
         /// Print one JSON object (schema attest.submit/1).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-execute a job's committed result here and, if it is wrong, challenge it (locking
+    /// the chain's challenge bond) and play the dispute to its end. The job's client may
+    /// challenge; so may any staked account.
+    Challenge {
+        /// The job id.
+        job: String,
+        /// The node's API.
+        #[arg(long, default_value = DEFAULT_NODE)]
+        node: String,
+        /// The challenging account's key (the job's client, or a staked account).
+        #[arg(long, default_value = DEFAULT_KEY)]
+        key: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Print one JSON object (schema attest.challenge/1).
         #[arg(long)]
         json: bool,
     },
@@ -215,7 +263,9 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             input,
             max_tokens,
             max_price,
-            deadline_blocks,
+            deadline_ms,
+            check,
+            verify,
             wait,
             timeout,
             json,
@@ -227,14 +277,47 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 input: client::read_input(&input)?,
                 max_tokens,
                 max_price,
-                deadline_blocks,
-                wait,
+                deadline_ms,
+                check: if verify {
+                    CheckLevel::Always
+                } else {
+                    check.into()
+                },
+                wait: if verify { Wait::Verdict } else { wait },
                 timeout: Duration::from_secs(timeout),
                 provider: None,
             };
             let record = client::submit(&args, json, out)?;
             if json {
                 print(out, &record.to_json())?;
+            }
+        }
+        ClientCommand::Challenge {
+            job,
+            node,
+            key,
+            timeout,
+            json,
+        } => {
+            let job: attest_protocol::JobId = job
+                .parse()
+                .map_err(|e| anyhow::anyhow!("job id {job:?}: {e}"))?;
+            let args = crate::challenge::ChallengeArgs {
+                node,
+                key,
+                job,
+                timeout: Duration::from_secs(timeout),
+            };
+            // Progress goes to stderr, so `--json` keeps stdout to the one report.
+            let report = crate::challenge::challenge(&args, |line| {
+                if !json {
+                    eprintln!("{line}");
+                }
+            })?;
+            if json {
+                print(out, &report)?;
+            } else {
+                crate::challenge::print_text(&report, out)?;
             }
         }
         ClientCommand::Job {

@@ -217,8 +217,11 @@ pub fn genesis(args: &GenesisArgs) -> Result<GenesisReport> {
     for home in &args.validators {
         let node = attest_node::keyfile::read(&home.join(files::NODE_KEY))?.public();
         let account = attest_node::keyfile::read(&home.join(files::ACCOUNT_KEY))?.public();
+        // The stake binds the device the home's config serves with.
+        let config = attest_node::config::Config::load(&home.join(files::CONFIG))?;
+        let device = attest_core::accel::DeviceProfile::find(&config.device)?.capability();
         balances.push((account, args.balance));
-        stakes.push((account, node, args.stake));
+        stakes.push((account, node, args.stake, device));
         validators.push(serde_json::json!({
             "account": account.to_string(),
             "peer_id": node.peer_id(),

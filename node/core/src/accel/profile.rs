@@ -23,6 +23,7 @@
 //! machine, so slots stay small. Each profile's slot count is the smaller of the two limits.
 
 use attest_protocol::DeviceName;
+use attest_protocol::tx::Capability;
 use attest_protocol::workload::ModelSpec;
 
 use super::AccelError;
@@ -127,6 +128,15 @@ impl DeviceProfile {
     /// This profile's name as the ledger type.
     pub fn device_name(&self) -> DeviceName {
         DeviceName::new(self.name).expect("profile names are valid device names (tested)")
+    }
+
+    /// This device as a stake binds it on the ledger: its name and memory, which decide the
+    /// models the contract assigns it (`Capability::can_run`, the same rule as [`Self::fits`]).
+    pub fn capability(&self) -> Capability {
+        Capability {
+            device: self.device_name(),
+            memory_bytes: self.memory_bytes,
+        }
     }
 
     /// Whether `model`'s declared weights fit in this device's memory.

@@ -369,6 +369,18 @@ pub enum NoProvider {
         /// Live adverts for the model.
         adverts: usize,
     },
+    /// Eligible providers serve the model, but no job of it with any of them could be
+    /// checked: no other staked account's device holds the model (the contract refuses such
+    /// a job at open).
+    #[error(
+        "{adverts} eligible providers serve model {model}, but no other staked account's device can hold it, so no result could be checked"
+    )]
+    Uncheckable {
+        /// The model asked for.
+        model: ModelId,
+        /// Eligible adverts for the model.
+        adverts: usize,
+    },
     /// Eligible providers serve the model, but none has a free slot.
     #[error("{adverts} eligible providers serve model {model}, but none has a free slot")]
     NoFreeSlots {
@@ -602,8 +614,10 @@ impl AdvertBook {
     }
 
     /// The adverts `pick` ranks: live, serving the model, not the excluded account's, whose
-    /// provider is eligible, with a free slot, within the price cap. Never empty on success;
-    /// otherwise the error names the first stage that left nobody.
+    /// provider is eligible with a bound device that holds the model, whose job another
+    /// account could check (the contract's rule at open), with a free slot, within the price
+    /// cap. Never empty on success; otherwise the error names the first stage that left
+    /// nobody.
     fn affordable(
         &self,
         now_ms: u64,
@@ -631,7 +645,7 @@ impl AdvertBook {
                 state.node_account(&h.advert().node) == Some(h.provider())
                     && state
                         .stake(h.provider())
-                        .is_some_and(|s| s.eligible(min_stake))
+                        .is_some_and(|s| s.can_serve(min_stake, model.as_str()))
             })
             .collect();
         if eligible.is_empty() {
@@ -640,7 +654,21 @@ impl AdvertBook {
                 adverts: serving.len(),
             });
         }
-        let free: Vec<&HeldAdvert> = eligible
+        let checkable: Vec<&HeldAdvert> = eligible
+            .iter()
+            .copied()
+            .filter(|h| {
+                let client = request.exclude.unwrap_or(*h.provider());
+                state.has_capable_checker(model.as_str(), h.provider(), &client)
+            })
+            .collect();
+        if checkable.is_empty() {
+            return Err(NoProvider::Uncheckable {
+                model: model.clone(),
+                adverts: eligible.len(),
+            });
+        }
+        let free: Vec<&HeldAdvert> = checkable
             .iter()
             .copied()
             .filter(|h| h.free_slots > 0)
@@ -648,7 +676,7 @@ impl AdvertBook {
         let Some(cheapest) = free.iter().map(|h| h.advert().price_per_token).min() else {
             return Err(NoProvider::NoFreeSlots {
                 model: model.clone(),
-                adverts: eligible.len(),
+                adverts: checkable.len(),
             });
         };
         let affordable: Vec<&HeldAdvert> = free

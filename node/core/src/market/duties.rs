@@ -43,6 +43,8 @@ pub enum Purpose {
     Check,
     /// A dispute needs our trace again (after a restart or eviction): keep it, then move.
     Replay,
+    /// We watch another provider's result: re-execute it and challenge it if it is wrong.
+    Watch,
 }
 
 /// A job for the accelerator.
@@ -127,14 +129,16 @@ struct Sent {
     in_pool: bool,
 }
 
-/// Which transaction of a job's duties: the provider's result, the checker's verdict, or a
-/// dispute move in one round.
+/// Which transaction of a job's duties: the provider's result, the checker's verdict, a
+/// watcher's challenge, or a dispute move in one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum DutyTx {
     /// The provider's result.
     Result,
     /// The checker's verdict.
     Verdict,
+    /// Our challenge of a result we watched (a `Disagree` with the chain's bond).
+    Challenge,
     /// A dispute move in this round.
     Move(u32),
 }
@@ -149,6 +153,9 @@ pub const RESUBMIT_AFTER_BLOCKS: u64 = 3;
 pub struct MarketConfig {
     /// Whether this node serves jobs assigned to its account.
     pub serve: bool,
+    /// The share of other providers' results, in parts per million, this node re-executes
+    /// when it has spare capacity, challenging any it finds wrong. 0 watches nothing.
+    pub watch_rate_ppm: u32,
     /// Test only (`cheats` builds): cheat on provided jobs at this rate.
     #[cfg(feature = "cheats")]
     pub danger_cheat: Option<Cheat>,
@@ -200,6 +207,10 @@ pub struct Stats {
     pub verdicts_disagree: u64,
     /// Dispute moves we submitted.
     pub dispute_moves: u64,
+    /// Others' results we re-executed as a watcher.
+    pub watched: u64,
+    /// Challenges we posted (watched results we found wrong).
+    pub challenges: u64,
     /// Executions that failed (a job no rule should have admitted).
     pub failed_runs: u64,
 }
@@ -231,6 +242,10 @@ pub struct Duties {
 
 /// Outputs of provided jobs kept to serve gateways (at most 1,024 bytes each, so ~4 MB).
 pub const MAX_SERVED_OUTPUTS: usize = 4_096;
+
+/// The most executions in flight for which a watch starts: a watch only uses spare
+/// capacity, so it is skipped (not queued) while more than this many runs are out.
+pub const MAX_BUSY_FOR_WATCH: usize = 1;
 
 impl Duties {
     /// Duties of the account `me` (`None`: a node without an account owes nothing).
@@ -293,6 +308,7 @@ impl Duties {
         let Some(me) = self.me else {
             return Vec::new();
         };
+        let mut out = Vec::new();
         for e in events {
             match e {
                 Event::JobOpened { job, provider, .. } if *provider == me => {
@@ -309,10 +325,38 @@ impl Duties {
                 } if *provider == me || *challenger == me => {
                     self.watch.insert(*job);
                 }
+                Event::ResultCommitted { job, provider, .. } if *provider != me => {
+                    out.extend(self.maybe_watch(state, me, *job));
+                }
                 _ => {}
             }
         }
-        self.duties(state)
+        out.extend(self.duties(state));
+        out
+    }
+
+    /// Rule "watch": re-execute another provider's result with probability `watch_rate`
+    /// (drawn from a per-node key and the job id, so each node watches its own share), when
+    /// our bound device holds the model and at most [`MAX_BUSY_FOR_WATCH`] runs are out. Not
+    /// our own jobs as client either: the client challenges through `attest challenge`.
+    fn maybe_watch(&mut self, state: &State, me: AccountId, id: JobId) -> Option<Duty> {
+        let rate = self.config.watch_rate_ppm;
+        if rate == 0 || self.executing.len() > MAX_BUSY_FOR_WATCH || self.watch.contains(&id) {
+            return None;
+        }
+        let job = state.job(&id)?;
+        if job.client == me || !matches!(job.phase, JobPhase::Committed { .. }) {
+            return None;
+        }
+        let fits = state
+            .stake(&me)
+            .is_some_and(|s| s.capability.can_run(job.model.as_str()));
+        if !fits || !watch_selected(&self.cheat_key, &id, rate) {
+            return None;
+        }
+        self.watch.insert(id);
+        self.stats.watched += 1;
+        Some(self.run(id, job, Purpose::Watch))
     }
 
     /// An execution came back from the accelerator.
@@ -363,6 +407,25 @@ impl Duties {
                     }
                     let verdict = Action::Verdict(Verdict { job, outcome });
                     out.push(self.submit(job, DutyTx::Verdict, verdict));
+                }
+            }
+            Purpose::Watch => {
+                let committed = state.job(&job).and_then(|j| match &j.phase {
+                    JobPhase::Committed { result, .. } => Some(result.final_leaf),
+                    _ => None,
+                });
+                match committed {
+                    Some(final_leaf) if execution.leaves.last() != Some(&final_leaf) => {
+                        if !self.sent.contains_key(&(job, DutyTx::Challenge)) {
+                            self.stats.challenges += 1;
+                            let outcome = VerdictOutcome::disagree(&execution);
+                            self.keep_trace(job, execution);
+                            let challenge = Action::Verdict(Verdict { job, outcome });
+                            out.push(self.submit(job, DutyTx::Challenge, challenge));
+                        }
+                    }
+                    // It agrees (or the result is past challenging): nothing owed.
+                    _ => self.forget(&job),
                 }
             }
             Purpose::Replay => self.keep_trace(job, execution),
@@ -574,7 +637,8 @@ impl Duties {
         // the run it repeats: the provider's cheat for our own jobs, the checker's otherwise.
         let as_provider = match purpose {
             Purpose::Provide => true,
-            Purpose::Check => false,
+            // A watcher with false verdicts on challenges falsely (a test of the bond).
+            Purpose::Check | Purpose::Watch => false,
             Purpose::Replay => Some(job.provider) == self.me,
         };
         let cheat = if as_provider {
@@ -611,6 +675,9 @@ fn owed(state: &State, me: &AccountId, id: JobId, tx_kind: DutyTx) -> bool {
                 ..
             },
         ) => checker == me,
+        // A challenge stays owed while the result can be challenged (the contract refuses it
+        // after the window, when the job has settled).
+        (DutyTx::Challenge, JobPhase::Committed { .. }) => true,
         (DutyTx::Move(round), JobPhase::Disputed { dispute, .. }) if dispute.round == round => {
             if round >= dispute.rounds {
                 // The resolution phase waits for the challenger's witness alone.
@@ -624,6 +691,18 @@ fn owed(state: &State, me: &AccountId, id: JobId, tx_kind: DutyTx) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether a node with `key` watches job `id` at `rate_ppm`: the first four bytes of
+/// `H_key("attest/watch/v1" || id)`, little-endian, below `rate_ppm / 10^6` of their range.
+fn watch_selected(key: &[u8; 32], id: &JobId, rate_ppm: u32) -> bool {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"attest/watch/v1");
+    h.update(id.as_bytes());
+    let mut four = [0u8; 4];
+    four.copy_from_slice(&h.finalize().as_bytes()[..4]);
+    let x = u64::from(u32::from_le_bytes(four));
+    x * 1_000_000 < u64::from(rate_ppm.min(1_000_000)) << 32
 }
 
 /// Whether `me` checks or challenges in `phase`.

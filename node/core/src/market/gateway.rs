@@ -195,7 +195,14 @@ mod tests {
             chain_id: ChainId::new("gateway-test").unwrap(),
             params: Params::default(),
             balances: vec![(provider, tokens)],
-            stakes: vec![(provider, node, tokens)],
+            stakes: vec![(
+                provider,
+                node,
+                tokens,
+                crate::accel::DeviceProfile::find("cpu")
+                    .unwrap()
+                    .capability(),
+            )],
         };
         let state = State::from_genesis(&genesis).unwrap();
         (state, provider, node.peer_id_bytes().to_vec())

@@ -75,7 +75,17 @@ fn genesis_with(params: Params, stakes: &[(u8, Amount)]) -> Genesis {
             .collect(),
         stakes: stakes
             .iter()
-            .map(|(n, amount)| (id(*n), node_key(*n).public(), *amount))
+            .map(|(n, amount)| {
+                (
+                    id(*n),
+                    node_key(*n).public(),
+                    *amount,
+                    attest_protocol::tx::Capability {
+                        device: attest_protocol::DeviceName::new("cpu").unwrap(),
+                        memory_bytes: 256_000_000_000,
+                    },
+                )
+            })
             .collect(),
     }
 }
@@ -184,7 +194,8 @@ impl Ledger {
             provider: id(provider),
             device: DeviceName::new("h100").expect("device"),
             price_per_token: Amount(1_000),
-            deadline_blocks: 5,
+            deadline_ms: 5_000,
+            check: attest_protocol::tx::CheckLevel::Random,
         };
         let tx = self.send(CLIENT, Action::OpenJob(open));
         JobId::from(tx_hash(tx.signed()))

@@ -86,7 +86,8 @@ fn pick_respects_the_price_cap_and_names_the_cheapest() {
 
 #[test]
 fn pick_excludes_the_client_and_other_models() {
-    let stakes = [(CLIENT, tokens(200)), (10, tokens(200))];
+    // Account 11 is staked too, so a job between the client and 10 has a possible checker.
+    let stakes = [(CLIENT, tokens(200)), (10, tokens(200)), (11, tokens(200))];
     let state = State::from_genesis(&genesis_with(Params::default(), &stakes)).expect("genesis");
     let mut book = book();
     book.insert(NOW, priced(CLIENT, 1, 1_000_000), &state)
@@ -105,6 +106,23 @@ fn pick_excludes_the_client_and_other_models() {
     assert_eq!(
         book.pick(NOW, &other_model, &state),
         Err(NoProvider::NoAdvert { model: model(BASE) })
+    );
+}
+
+#[test]
+fn pick_never_offers_a_job_nobody_else_could_check() {
+    // Only the client and provider 10 are staked: no third account could check the job.
+    let stakes = [(CLIENT, tokens(200)), (10, tokens(200))];
+    let state = State::from_genesis(&genesis_with(Params::default(), &stakes)).expect("genesis");
+    let mut book = book();
+    book.insert(NOW, priced(10, 5_000, 1), &state)
+        .expect("accepted");
+    assert_eq!(
+        pick(&book, &state, 10_000),
+        Err(NoProvider::Uncheckable {
+            model: model(TINY),
+            adverts: 1
+        })
     );
 }
 
