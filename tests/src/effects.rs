@@ -469,7 +469,9 @@ impl Sim {
             if !jobs.via_gateway {
                 let eligible: Vec<_> = state
                     .stakes()
-                    .filter(|(a, s)| **a != client && s.eligible(state.params().min_stake))
+                    .filter(|(a, s)| {
+                        **a != client && s.can_serve(state.params().min_stake, jobs.model)
+                    })
                     .map(|(a, _)| *a)
                     .collect();
                 pick %= eligible.len().max(1) as u64;

@@ -5,7 +5,8 @@
 
 use attest_contracts_sim::Params;
 use attest_core::market::MarketConfig;
-use attest_protocol::tx::CheckLevel;
+use attest_protocol::DeviceName;
+use attest_protocol::tx::{Capability, CheckLevel};
 
 use crate::rng::Rng;
 
@@ -137,6 +138,26 @@ pub struct Scenario {
     pub late: Vec<usize>,
     /// Blocks between the snapshots nodes offer for state sync.
     pub snapshot_interval_blocks: u64,
+    /// The device each node's stake binds (nodes past the list's end: [`big_device`]).
+    pub devices: Vec<Capability>,
+    /// The nodes' idle block interval, if not the simulator's default (800 ms).
+    pub idle_block_interval_ms: Option<u64>,
+}
+
+/// A device whose memory holds every catalogue model (a 256 GB server).
+pub fn big_device() -> Capability {
+    Capability {
+        device: DeviceName::new("cpu").expect("a device name"),
+        memory_bytes: 256_000_000_000,
+    }
+}
+
+/// An 80 GB device: the 1B and 8B models fit, the 70B one does not.
+pub fn small_device() -> Capability {
+    Capability {
+        device: DeviceName::new("h100-sxm").expect("a device name"),
+        memory_bytes: 80_000_000_000,
+    }
 }
 
 /// A stream of jobs from the clients to random providers.
@@ -202,6 +223,8 @@ impl Scenario {
             jobs: None,
             late: Vec::new(),
             snapshot_interval_blocks: 10,
+            devices: Vec::new(),
+            idle_block_interval_ms: None,
         }
     }
 

@@ -18,7 +18,10 @@ use attest_consensus::TimeoutConfig;
 use attest_contracts_sim::{Params, SlashReason, State};
 use attest_core::store::{GenesisId, MemStore};
 use attest_core::{CoreConfig, NodeCore, PeerKey};
+use attest_protocol::tx::Capability;
 use attest_protocol::{AccountId, Amount, BlockHash, ChainId, Height, SecretKey};
+
+use crate::scenario::big_device;
 
 use crate::clients::{Clients, client_funds};
 use crate::invariants::Checker;
@@ -89,8 +92,9 @@ pub fn validator_key(i: usize) -> SecretKey {
     SecretKey::from_seed([i as u8 + 1; 32])
 }
 
-/// The genesis of a run with `n` validators (equal stake) and `clients` funded clients.
-pub fn genesis(n: usize, clients: usize, params: Params) -> GenesisFile {
+/// The genesis of a run with `n` validators (equal stake, node `i` binding `devices[i]`, or a
+/// device that holds every model past the list's end) and `clients` funded clients.
+pub fn genesis(n: usize, clients: usize, params: Params, devices: &[Capability]) -> GenesisFile {
     let tokens = |t| Amount::tokens(t).expect("in range");
     let mut balances: Vec<_> = (0..n)
         .map(|i| (validator_key(i).public(), tokens(1_000)))
@@ -103,10 +107,7 @@ pub fn genesis(n: usize, clients: usize, params: Params) -> GenesisFile {
                 validator_key(i).public(),
                 node,
                 tokens(500),
-                attest_protocol::tx::Capability {
-                    device: attest_protocol::DeviceName::new("cpu").unwrap(),
-                    memory_bytes: 256_000_000_000,
-                },
+                devices.get(i).cloned().unwrap_or_else(big_device),
             )
         })
         .collect();
@@ -300,7 +301,12 @@ impl Sim {
     /// the scheduled faults.
     pub fn new(scenario: Scenario) -> Self {
         let n = scenario.len();
-        let genesis = genesis(n, scenario.clients, scenario.params.clone());
+        let genesis = genesis(
+            n,
+            scenario.clients,
+            scenario.params.clone(),
+            &scenario.devices,
+        );
         let genesis_id = GenesisId {
             chain_id: genesis.genesis.chain_id.clone(),
             hash: genesis.hash(),
@@ -407,11 +413,16 @@ impl Sim {
             price_per_token: Amount(100 + 10 * i as u64),
             tokens_per_sec_milli: 50_000_000,
         });
+        let defaults = core_config();
         let config = CoreConfig {
             market,
             snapshot_interval_blocks: self.scenario.snapshot_interval_blocks,
             state_sync: trust,
-            ..core_config()
+            idle_block_interval_ms: self
+                .scenario
+                .idle_block_interval_ms
+                .unwrap_or(defaults.idle_block_interval_ms),
+            ..defaults
         };
         let key = Some(node.key.clone());
         let core = match restart_point(&self.genesis, node) {
