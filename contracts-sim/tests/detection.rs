@@ -27,7 +27,9 @@ use std::time::Instant;
 use attest_contracts_sim::{Event, Params};
 use attest_protocol::Amount;
 use attest_protocol::tx::{Action, Verdict};
-use common::mc::{Chain, Cheat, Prepared, SplitMix, jobs_until_slash, mc_params};
+use common::mc::{
+    Chain, Cheat, Prepared, SplitMix, jobs_until_slash, jobs_until_slash_watched, mc_params,
+};
 use common::{CHECKER, JobSpec, PROVIDER, Trace, id};
 
 /// The check rate of [`mc_params`].
@@ -52,17 +54,35 @@ fn detection_spec() -> JobSpec {
 /// Jobs-until-first-slash of `trials` cheating providers, sorted.
 struct Detection {
     f: f64,
+    /// The watch rate `w` (0 without a watcher).
+    w: f64,
     counts: Vec<u64>,
 }
 
+impl Detection {
+    /// The chance a job ends in a slash: `f (p + w - p w)`.
+    fn q(&self) -> f64 {
+        self.f * (P + self.w - P * self.w)
+    }
+}
+
 fn detect(cheat_permille: u64, trials: u64) -> Detection {
+    detect_watched(cheat_permille, 0, trials)
+}
+
+/// [`detect`] with a watcher re-executing unchecked results at `watch_permille / 1000`.
+fn detect_watched(cheat_permille: u64, watch_permille: u64, trials: u64) -> Detection {
     let w = Cheat::new(detection_spec());
     let mut chain = Chain::new(mc_params());
     let start = Instant::now();
     let mut counts: Vec<u64> = (0..trials)
         .map(|t| {
-            let seed = DETECTION_SEED + (cheat_permille << 32) + t;
-            jobs_until_slash(&mut chain, &w, seed, cheat_permille)
+            let seed = DETECTION_SEED + (watch_permille << 48) + (cheat_permille << 32) + t;
+            if watch_permille == 0 {
+                jobs_until_slash(&mut chain, &w, seed, cheat_permille)
+            } else {
+                jobs_until_slash_watched(&mut chain, &w, seed, cheat_permille, watch_permille)
+            }
         })
         .collect();
     let secs = start.elapsed().as_secs_f64();
@@ -70,10 +90,11 @@ fn detect(cheat_permille: u64, trials: u64) -> Detection {
     let jobs: u64 = counts.iter().sum();
     let s = &chain.signer;
     println!(
-        "detection f = {:.3}, p = {P}: {trials} cheating providers, {jobs} jobs, {} slashes \
+        "detection f = {:.3}, p = {P}, w = {:.3}: {trials} cheating providers, {jobs} jobs, {} slashes \
          (all of the cheat, none of a checker or an honest job) in {secs:.1} s \
          ({:.0} jobs/s); {} txs signed+verified ({:.1} s), {} reused",
         cheat_permille as f64 / 1000.0,
+        watch_permille as f64 / 1000.0,
         counts.len(),
         jobs as f64 / secs,
         s.signed,
@@ -82,6 +103,7 @@ fn detect(cheat_permille: u64, trials: u64) -> Detection {
     );
     Detection {
         f: cheat_permille as f64 / 1000.0,
+        w: watch_permille as f64 / 1000.0,
         counts,
     }
 }
@@ -119,14 +141,15 @@ fn quantile_margin(m: u64, q: f64, d: u64, tol: f64) -> f64 {
 /// wherever [`quantile_margin`] is at least three. Returns how many quantiles it asserted.
 fn check(det: &Detection, ds: &[u64], tol: f64) -> usize {
     let m = det.counts.len() as u64;
-    let q = P * det.f;
+    let q = det.q();
     let mean = det.counts.iter().sum::<u64>() as f64 / m as f64;
     // Geometric: sd = sqrt(1 - q) / q, so the mean's standard error is that over sqrt(m).
     let se = (1.0 - q).sqrt() / q / (m as f64).sqrt();
     println!(
-        "  f = {:.3}: mean jobs until first slash {mean:.3} vs 1/(p f) = {:.3} \
-         (diff {:+.2}%, standard error {:.2}%)",
+        "  f = {:.3}, w = {:.3}: mean jobs until first slash {mean:.3} vs 1/(f (p + w - p w)) \
+         = {:.3} (diff {:+.2}%, standard error {:.2}%)",
         det.f,
+        det.w,
         1.0 / q,
         100.0 * (mean * q - 1.0),
         100.0 * se * q,
@@ -139,7 +162,7 @@ fn check(det: &Detection, ds: &[u64], tol: f64) -> usize {
         4.0 * se
     );
     println!(
-        "  f = {:.3}: delta | N = ln(delta)/ln(1-pf) | ceil(N) | empirical (1-delta)-quantile \
+        "  f = {:.3}: delta | N = ln(delta)/ln(1-q) | ceil(N) | empirical (1-delta)-quantile \
          | diff vs N | diff vs ceil(N) | margin (SE) | within {:.0}%?",
         det.f,
         100.0 * tol
@@ -348,6 +371,21 @@ fn detection_cheating_one_job_in_ten() {
 }
 
 #[test]
+#[ignore = "long: 10^4 cheaters; run in release with --ignored"]
+fn detection_with_a_watcher() {
+    // f = 0.5, p = 0.1, w = 0.2: q = 0.14, mean 7.1 jobs; 5 x 10^4 providers.
+    let det = detect_watched(500, 200, 50_000);
+    let asserted = check(&det, &DELTAS[..4], 0.05);
+    assert!(
+        asserted >= 3,
+        "delta down to 0.01 is supported at 5 x 10^4 trials"
+    );
+    // And one cheating on every job against a watcher of every tenth result.
+    let det = detect_watched(1_000, 100, 20_000);
+    check(&det, &DELTAS[..4], 0.05);
+}
+
+#[test]
 #[ignore = "long: 10^6 honest checks; run in release with --ignored"]
 fn no_false_accusation_in_a_million_honest_checks() {
     let h = honest_checks(1_000, 1_000);
@@ -362,6 +400,8 @@ fn small_samples_exercise_both_measurements() {
     let det = detect(1_000, 1_000);
     assert!(check(&det, &DELTAS[..2], 0.25) >= 2);
     let det = detect(100, 200);
+    check(&det, &DELTAS[..2], 0.25);
+    let det = detect_watched(500, 200, 1_000);
     check(&det, &DELTAS[..2], 0.25);
     let h = honest_checks(4, 500);
     assert_no_false_accusation(&h);

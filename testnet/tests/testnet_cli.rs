@@ -296,6 +296,89 @@ fn bad_input_gets_an_error_naming_it() {
     );
 }
 
+/// Node 3 cheats on half its jobs. Jobs are sent to it until one has a wrong result that no
+/// checker was drawn for; `attest challenge` re-executes it, challenges it, plays the dispute
+/// and wins: the job is refunded to the client and the cheater slashed. A right result on
+/// the way is left alone (`agrees`).
+fn challenge_a_wrong_result(
+    node: &str,
+    key: &str,
+    status: &Value,
+    run: &dyn Fn(&[&str]) -> Vec<u8>,
+) {
+    let cheater = status["nodes"][3]["account"].as_str().unwrap().to_owned();
+    let json = |bytes: Vec<u8>| -> Value { serde_json::from_slice(&bytes).unwrap() };
+    for attempt in 0..16 {
+        let input = format!("challenge me {attempt}");
+        let record = json(run(&[
+            "submit",
+            "--node",
+            node,
+            "--key",
+            key,
+            "--model",
+            "attest-tiny-1b",
+            "--input",
+            &input,
+            "--max-tokens",
+            "4",
+            "--provider",
+            &cheater,
+            "--wait",
+            "result",
+            "--timeout",
+            "60",
+            "--json",
+        ]));
+        let job = record["job"].as_str().unwrap().to_owned();
+        let shown = json(run(&["job", "show", &job, "--node", node, "--json"]));
+        assert_eq!(shown["job"]["provider"], cheater.as_str(), "{shown}");
+        if shown["job"]["assurance"]["state"] != "unchecked" {
+            continue; // a drawn checker handles this one
+        }
+        let report = json(run(&[
+            "challenge",
+            &job,
+            "--node",
+            node,
+            "--key",
+            key,
+            "--timeout",
+            "120",
+            "--json",
+        ]));
+        assert_eq!(report["schema"], "attest.challenge/1");
+        match report["outcome"].as_str() {
+            Some("agrees") => {
+                assert_eq!(report["local_final_leaf"], report["committed_final_leaf"]);
+                continue;
+            }
+            Some("won") => {}
+            other => panic!("challenge of job {job}: {other:?} in {report}"),
+        }
+        assert!(report["moves"].as_u64().unwrap() >= 1, "{report}");
+        eprintln!(
+            "attest challenge: job {job} won after {} moves (attempt {attempt})",
+            report["moves"]
+        );
+        let shown = json(run(&["job", "show", &job, "--node", node, "--json"]));
+        let shown = &shown["job"];
+        assert_eq!(shown["phase"], "refunded", "{shown}");
+        assert_eq!(shown["assurance"]["state"], "overturned", "{shown}");
+        assert_eq!(shown["assurance"]["challenger"], report["challenger"]);
+        assert!(
+            shown["faults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["who"] == cheater.as_str() && f["reason"] == "dispute_lost"),
+            "{shown}"
+        );
+        return;
+    }
+    panic!("16 jobs to the half-time cheater and no unchecked wrong result to challenge");
+}
+
 /// The client commands as a user runs them against the running testnet: a job submitted and
 /// followed to its verified output, the market, the job's record, an audit from genesis, and
 /// an export; then bad input, each failing with an error that names the problem.
@@ -362,6 +445,7 @@ fn client_commands_work_against_the_testnet(dir: &Path, status: &Value) {
             assert_eq!(record["output"].as_str(), Some(honest.as_str()), "{record}");
         }
     }
+    challenge_a_wrong_result(&node, &key, status, &run);
     let audit: Value = serde_json::from_slice(&run(&[
         "audit",
         "--node",

@@ -284,7 +284,10 @@ fn windows_hold_their_length_at_20_ms_and_500_ms_blocks() {
                         "job {id}: settled {ms} ms after its commit at {interval} ms blocks"
                     );
                     let blocks = closed.0.0 - committed.0.0;
-                    spans.lock().expect("not poisoned").push((blocks, ms / blocks.max(1)));
+                    spans
+                        .lock()
+                        .expect("not poisoned")
+                        .push((blocks, ms / blocks.max(1)));
                 }
                 assert!(measured >= 4, "only {measured} jobs measured");
             },
@@ -301,7 +304,10 @@ fn windows_hold_their_length_at_20_ms_and_500_ms_blocks() {
     );
     // The block intervals really differ as configured (jobs' transactions add blocks)...
     assert!(fast_ms <= 60, "blocks every {fast_ms} ms in the 20 ms run");
-    assert!(slow_ms >= 250, "blocks every {slow_ms} ms in the 500 ms run");
+    assert!(
+        slow_ms >= 250,
+        "blocks every {slow_ms} ms in the 500 ms run"
+    );
     // ...and so the same window spans many more blocks at the faster rate.
     assert!(
         fast >= 5 * slow,

@@ -229,12 +229,14 @@ impl Cheat {
 }
 
 /// Plays the dispute over `job` with both parties answering from their traces: both open
-/// in every bisection round, then the checker supplies its witness if one is needed.
+/// in every bisection round, then the challenger (`challenger`, the checker or a watcher)
+/// supplies its witness if one is needed.
 pub fn play(
     c: &mut Chain,
     rng: &mut SplitMix,
     job: JobId,
     provider: &Trace,
+    challenger: u8,
     checker: &Trace,
 ) -> Vec<Event> {
     let mut events = Vec::new();
@@ -251,9 +253,9 @@ pub fn play(
         if d.round < d.rounds {
             let index = round_index(&d, provider.steps()).unwrap();
             events.extend(c.send(PROVIDER, mv(provider.opening(index))));
-            events.extend(c.send(CHECKER, mv(checker.opening(index))));
+            events.extend(c.send(challenger, mv(checker.opening(index))));
         } else {
-            events.extend(c.send(CHECKER, mv(checker.witness(d.lo.unwrap()))));
+            events.extend(c.send(challenger, mv(checker.witness(d.lo.unwrap()))));
         }
         events.extend(c.end_block(rng));
     }
@@ -265,12 +267,29 @@ pub fn play(
 /// one; jobs run until its first slash. Returns how many jobs that took. Asserts that only a
 /// checked cheat is ever slashed, and never the checker.
 pub fn jobs_until_slash(c: &mut Chain, w: &Cheat, seed: u64, cheat_permille: u64) -> u64 {
+    jobs_until_slash_watched(c, w, seed, cheat_permille, 0)
+}
+
+/// [`jobs_until_slash`] with a watcher: each result the draw did not select is re-executed
+/// with probability `watch_permille / 1000` (independently of the draw, as a node's watch
+/// key is), and challenged if it is wrong. The watcher is the job's client, an account that
+/// may challenge without stake: a staked watcher would also enter the checker draw and
+/// change its odds, and the challenge, its bond and the dispute are the same for any
+/// challenger. A cheat is caught with probability `p + w - p w`.
+pub fn jobs_until_slash_watched(
+    c: &mut Chain,
+    w: &Cheat,
+    seed: u64,
+    cheat_permille: u64,
+    watch_permille: u64,
+) -> u64 {
     let mut rng = SplitMix(seed);
     c.restart();
     for n in 1..=100_000u64 {
         let tx_job = c.send_open(&w.spec);
         c.end_block(&mut rng);
         let cheating = rng.next() % 1000 < cheat_permille;
+        let watching = rng.next() % 1000 < watch_permille;
         let provider = if cheating { &w.cheat } else { &w.honest };
         let events = c.send(PROVIDER, provider.commit(tx_job));
         let checked = events
@@ -278,16 +297,30 @@ pub fn jobs_until_slash(c: &mut Chain, w: &Cheat, seed: u64, cheat_permille: u64
             .any(|e| matches!(e, Event::CheckAssigned { .. }));
         c.end_block(&mut rng);
         let mut events = Vec::new();
-        if checked {
-            let outcome = w.honest.verdict(&c.state, &tx_job);
+        let outcome = w.honest.verdict(&c.state, &tx_job);
+        let challenger = if checked {
+            Some(CHECKER)
+        } else if watching && outcome != VerdictOutcome::Agree {
+            Some(CLIENT)
+        } else {
+            None
+        };
+        if let Some(who) = challenger {
             events.extend(c.send(
-                CHECKER,
+                who,
                 Action::Verdict(Verdict {
                     job: tx_job,
                     outcome,
                 }),
             ));
-            events.extend(play(c, &mut rng, tx_job, &provider.trace, &w.honest.trace));
+            events.extend(play(
+                c,
+                &mut rng,
+                tx_job,
+                &provider.trace,
+                who,
+                &w.honest.trace,
+            ));
         }
         // Unchecked results settle one block after the commit (W = 1).
         events.extend(c.end_block(&mut rng));
@@ -301,7 +334,7 @@ pub fn jobs_until_slash(c: &mut Chain, w: &Cheat, seed: u64, cheat_permille: u64
             // honest provider is never slashed.
             assert_eq!(who, id(PROVIDER), "seed {seed}: a checker was slashed");
             assert!(
-                cheating && checked,
+                cheating && challenger.is_some(),
                 "seed {seed}: an honest job was slashed"
             );
             c.state.check_invariants().unwrap();

@@ -79,6 +79,10 @@ pub enum ClientCommand {
         /// Give up following after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Ask this provider (account, hex) on the terms of its advert instead of taking the
+        /// gateway's pick.
+        #[arg(long)]
+        provider: Option<String>,
         /// Print one JSON object (schema attest.submit/1).
         #[arg(long)]
         json: bool,
@@ -268,6 +272,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             verify,
             wait,
             timeout,
+            provider,
             json,
         } => {
             let args = client::SubmitArgs {
@@ -285,7 +290,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 },
                 wait: if verify { Wait::Verdict } else { wait },
                 timeout: Duration::from_secs(timeout),
-                provider: None,
+                provider,
             };
             let record = client::submit(&args, json, out)?;
             if json {
