@@ -92,6 +92,8 @@ pub fn run(opts: &BenchOptions, json: bool, out: &mut impl Write) -> Result<(Sum
         base_port: opts.base_port,
         clients: opts.concurrency,
         cheaters: Vec::new(),
+        // No watchers: the bench measures the market's own throughput.
+        watch_rate: 0.0,
         force: true,
     })?;
     // From here on the nodes are ours: they come down however the run ends.

@@ -184,11 +184,11 @@ fn play(
         }
         let view = opener.api().job(&id)?;
         match (&view.assurance, view.dispute.as_ref()) {
-            (Assurance::Overturned { challenger }, _) if *challenger == me => {
+            (Assurance::Overturned { challenger, .. }, _) if *challenger == me => {
                 say("won: the provider lost the dispute and was slashed; the client was refunded and the bond returned".into());
                 return Ok((Outcome::Won, moves, view.phase));
             }
-            (Assurance::UpheldInDispute { challenger }, _) if *challenger == me => {
+            (Assurance::UpheldInDispute { challenger, .. }, _) if *challenger == me => {
                 say("lost: the provider won the dispute; the bond is forfeited".into());
                 return Ok((Outcome::Lost, moves, view.phase));
             }

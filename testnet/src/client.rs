@@ -106,7 +106,8 @@ impl Api {
         self.get(&format!("/v1/jobs/{id}"))
     }
 
-    /// `GET /v1/jobs/{id}/output`: the job's output, verified by the node.
+    /// `GET /v1/jobs/{id}/output`: the job's output, matched by the node against the
+    /// provider's committed output hash.
     pub fn job_output(&self, id: &str) -> Result<OutputView> {
         self.get(&format!("/v1/jobs/{id}/output"))
     }
@@ -806,7 +807,8 @@ pub enum JobCommand {
         #[arg(long)]
         verify: bool,
     },
-    /// The job's output, verified by the node against the ledger hash.
+    /// The job's output as the node's gateway fetched it, which matches the provider's
+    /// committed output hash (see `job show` for whether anyone checked the result).
     Output {
         /// The job id.
         id: String,

@@ -8,6 +8,7 @@
 //! purged). Exit status 0 only if the audit passes, every job of an honest provider settled,
 //! the cheater was slashed and no honest node was.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -20,8 +21,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use attest_chain::audit::{AuditRange, AuditReport, Distribution, SlashEntry};
+use attest_core::accel::Cheat;
 use attest_node::api::BlockView;
-use attest_node::api::jobs::JobView;
+use attest_node::api::jobs::{Assurance, JobView};
 use attest_protocol::tx::CheckLevel;
 
 use crate::client::{self, Api, SubmitArgs, Wait, code_of};
@@ -41,11 +43,17 @@ pub struct DemoOptions {
     pub base_port: u16,
     /// Keep the testnet running at the end instead of taking it down.
     pub keep: bool,
+    /// How node 3 cheats (default `lazy:1.0`: on every job).
+    pub cheat: Cheat,
+    /// Every node's `watch_rate`.
+    pub watch_rate: f64,
 }
 
-/// The cheating node and how it cheats.
+/// The demo's cheat unless told otherwise: node 3 returns a lazy (wrong) result on every job.
+pub const DEFAULT_CHEAT: &str = "lazy:1.0";
+
+/// The cheating node.
 const CHEATER: usize = 3;
-const CHEAT: &str = "3:lazy:1.0";
 const NODES: usize = 4;
 
 /// Runs the demo; `progress` gets one line per milestone unless `json`. Returns the summary
@@ -65,14 +73,23 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         seed: 0,
         base_port: opts.base_port,
         clients: opts.concurrency.max(1),
-        cheaters: vec![CHEAT.parse::<CheaterSpec>()?],
+        cheaters: vec![CheaterSpec {
+            node: CHEATER,
+            cheat: opts.cheat,
+        }],
+        watch_rate: opts.watch_rate,
         force: true,
     };
     let report = launcher::init(&init)?;
     start(&dir)?;
     say(
         out,
-        format!("{NODES} nodes ready (node {CHEATER} cheats: {CHEAT})"),
+        format!(
+            "{NODES} nodes ready (node {CHEATER} cheats: {}; every node watches {:.0}% of the \
+             others' results)",
+            opts.cheat,
+            100.0 * opts.watch_rate
+        ),
     )?;
     let node = |i: usize| {
         report
@@ -89,7 +106,8 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         out,
         format!("{} jobs submitted; waiting for settlement", jobs.len()),
     )?;
-    let views = wait_final(&gateway, &jobs, out, &say)?;
+    let ids: Vec<String> = jobs.iter().map(|(_, id)| id.clone()).collect();
+    let views = wait_final(&gateway, &ids, out, &say)?;
     let genesis = dir.join("genesis.json");
     let (audit, audit_ok) =
         client::run_audit(&genesis, Some(&gateway), None, AuditRange::ALL, None)?;
@@ -103,7 +121,18 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
             audit.counts.signatures_verified
         ),
     )?;
-    let (summary, passed) = summarize(&views, &audit, audit_ok, &cheater, opts.jobs, &gateway)?;
+    let truth = Truth::of(&jobs, &views, &gateway, &dir)?;
+    let run = Run {
+        views: &views,
+        truth: &truth,
+        audit: &audit,
+        audit_ok,
+        cheater: &cheater,
+        cheat: opts.cheat,
+        submitted_wanted: opts.jobs,
+        gateway: &gateway,
+    };
+    let (summary, passed) = summarize(&run)?;
     stop(&dir, opts.keep, out, &say)?;
     Ok((summary, passed))
 }
@@ -183,9 +212,9 @@ fn submit_all(
     providers: &[String],
     out: &mut impl Write,
     say: &Say<'_>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(usize, String)>> {
     let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let done: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for w in 0..opts.concurrency.max(1) {
@@ -225,7 +254,7 @@ fn submit_all(
                     match result {
                         Ok(record) => {
                             if let Ok(mut d) = done.lock() {
-                                d.push(record.job.to_string());
+                                d.push((i, record.job.to_string()));
                             }
                         }
                         Err(e) => {
@@ -325,15 +354,99 @@ pub fn wait_final(
     }
 }
 
-/// The demo's verdict and figures (schema `attest.demo/1`), and whether it passed.
-fn summarize(
-    views: &[JobView],
-    audit: &AuditReport,
+/// What the demo's client knows to be true about each result: it re-executes every job
+/// here (the workload is bit-exact) and compares. A refunded job whose provider lost a
+/// dispute was wrong by the contract's own re-execution of one step; a settled job is right
+/// iff the output its gateway delivered (which matches the provider's committed hash) is the
+/// one this re-execution gives.
+struct Truth {
+    /// Per job, in the order of the views: `Some(true)` wrong, `Some(false)` right, `None`
+    /// unknown (settled, but its output never reached the gateway).
+    wrong: Vec<Option<bool>>,
+}
+
+impl Truth {
+    fn of(jobs: &[(usize, String)], views: &[JobView], gateway: &str, dir: &Path) -> Result<Self> {
+        let api = Api::new(gateway)?;
+        let key = dir.join("clients/client-0.key");
+        let mut wrong = Vec::with_capacity(views.len());
+        for ((i, id), view) in jobs.iter().zip(views) {
+            let args = job_args(*i, gateway, &key);
+            let job =
+                attest_protocol::workload::Job::new(&args.model, &args.input, args.max_tokens)
+                    .map_err(|e| anyhow!("job {i}: {e}"))?;
+            let honest = attest_protocol::workload::execute(&job).output_hash;
+            wrong.push(match (&view.assurance, view.phase.as_str()) {
+                (Assurance::Overturned { .. }, _) => Some(true),
+                (_, "settled") if view.output_held => {
+                    Some(api.job_output(id)?.output_hash != honest)
+                }
+                _ => None,
+            });
+        }
+        Ok(Self { wrong })
+    }
+}
+
+/// Everything the summary is made from.
+struct Run<'a> {
+    views: &'a [JobView],
+    truth: &'a Truth,
+    audit: &'a AuditReport,
     audit_ok: bool,
-    cheater: &str,
+    cheater: &'a str,
+    cheat: Cheat,
     submitted_wanted: usize,
-    gateway: &str,
-) -> Result<(Value, bool)> {
+    gateway: &'a str,
+}
+
+/// What happened to the wrong results: caught by a drawn checker or by a challenge (the
+/// provider lost the dispute), or settled and paid; and what stood behind the right ones.
+fn results_figures(views: &[JobView], truth: &Truth) -> Value {
+    let mut f = BTreeMap::<&str, usize>::new();
+    for (view, wrong) in views.iter().zip(&truth.wrong) {
+        let key = match (wrong, &view.assurance) {
+            (
+                Some(true),
+                Assurance::Overturned {
+                    assigned_checker: true,
+                    ..
+                },
+            ) => "wrong_caught_by_checker",
+            (Some(true), Assurance::Overturned { .. }) => "wrong_caught_by_challenge",
+            (Some(true), _) => "wrong_settled",
+            (Some(false), Assurance::Checked { .. }) => "right_checked",
+            (Some(false), Assurance::UpheldInDispute { .. }) => "right_upheld_in_dispute",
+            (Some(false), _) => "right_unchecked",
+            (None, _) => "unknown",
+        };
+        *f.entry(key).or_default() += 1;
+    }
+    let get = |k: &str| f.get(k).copied().unwrap_or(0);
+    json!({
+        "wrong": get("wrong_caught_by_checker") + get("wrong_caught_by_challenge") + get("wrong_settled"),
+        "wrong_caught_by_checker": get("wrong_caught_by_checker"),
+        "wrong_caught_by_challenge": get("wrong_caught_by_challenge"),
+        "wrong_settled": get("wrong_settled"),
+        "right_checked": get("right_checked"),
+        "right_upheld_in_dispute": get("right_upheld_in_dispute"),
+        "right_unchecked": get("right_unchecked"),
+        "unknown": get("unknown"),
+    })
+}
+
+/// The demo's verdict and figures (schema `attest.demo/1`), and whether it passed.
+fn summarize(run: &Run<'_>) -> Result<(Value, bool)> {
+    let Run {
+        views,
+        truth,
+        audit,
+        audit_ok,
+        cheater,
+        cheat,
+        submitted_wanted,
+        gateway,
+    } = *run;
     let by_cheater = |v: &JobView| v.provider.to_string() == cheater;
     let honest_settled = views
         .iter()
@@ -375,7 +488,8 @@ fn summarize(
         "schema": "attest.demo/1",
         "passed": passed,
         "nodes": NODES,
-        "cheater": { "node": CHEATER, "account": cheater, "mode": CHEAT },
+        "cheater": { "node": CHEATER, "account": cheater, "mode": cheat.to_string() },
+        "results": results_figures(views, truth),
         "jobs_submitted": views.len(),
         "jobs_settled": phase_count("settled"),
         "jobs_refunded": phase_count("refunded"),

@@ -51,6 +51,7 @@ pub fn default_init(dir: &Path) -> InitOptions {
         base_port: 26_600,
         clients: 4,
         cheaters: Vec::new(),
+        watch_rate: layout::DEFAULT_WATCH_RATE,
         force: false,
     }
 }

@@ -112,9 +112,17 @@ pub struct InitOptions {
     pub clients: usize,
     /// Nodes told to cheat.
     pub cheaters: Vec<CheaterSpec>,
+    /// Every node's `watch_rate`: the share of others' results it re-executes and
+    /// challenges if wrong.
+    pub watch_rate: f64,
     /// Replace a testnet already in `dir`.
     pub force: bool,
 }
+
+/// The `watch_rate` of a testnet's nodes unless told otherwise: each re-executes a tenth of
+/// the others' results, so with three honest nodes about a quarter of a cheater's results
+/// are re-executed by a watcher on top of the random draw (1 - 0.9^3).
+pub const DEFAULT_WATCH_RATE: f64 = 0.1;
 
 /// One node of [`Layout`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -483,6 +491,7 @@ fn node_config(opts: &InitOptions, node: &NodeLayout, all: &[NodeLayout]) -> Res
         time_scale: TimeScale::HUNDREDTH,
         serve_jobs: true,
         price_per_token: node.price_per_token,
+        watch_rate: opts.watch_rate,
         danger_cheat,
         ..Config::default()
     };

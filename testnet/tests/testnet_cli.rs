@@ -184,6 +184,10 @@ fn a_testnet_comes_up_goes_down_restarts_on_its_data_and_is_purged() {
         &base,
         "--cheater",
         "3:flip:0.5",
+        // No watchers: the client's own challenge below must find the wrong result
+        // unchallenged.
+        "--watch-rate",
+        "0",
     ];
     let report = testnet_json(&dir, &init);
     check_init_files(&dir, &report, base.parse().unwrap());

@@ -390,11 +390,15 @@ pub enum Assurance {
     UpheldInDispute {
         /// Who disputed it.
         challenger: AccountId,
+        /// Whether it was the drawn checker.
+        assigned_checker: bool,
     },
     /// The provider lost a dispute: the result was wrong and the client was refunded.
     Overturned {
         /// Who disputed it.
         challenger: AccountId,
+        /// Whether it was the drawn checker.
+        assigned_checker: bool,
     },
     /// Settled without anyone checking it.
     SettledUnchecked,
@@ -435,13 +439,27 @@ impl Assurance {
                 assigned_checker: dispute.bond.0 == 0,
             },
             (JobPhase::Settled, Review::Agreed { checker }) => Self::Checked { checker },
-            (JobPhase::Settled, Review::Disputed { challenger, .. }) => {
-                Self::UpheldInDispute { challenger }
-            }
+            (
+                JobPhase::Settled,
+                Review::Disputed {
+                    challenger,
+                    assigned,
+                },
+            ) => Self::UpheldInDispute {
+                challenger,
+                assigned_checker: assigned,
+            },
             (JobPhase::Settled, Review::None) => Self::SettledUnchecked,
-            (JobPhase::Refunded, Review::Disputed { challenger, .. }) => {
-                Self::Overturned { challenger }
-            }
+            (
+                JobPhase::Refunded,
+                Review::Disputed {
+                    challenger,
+                    assigned,
+                },
+            ) => Self::Overturned {
+                challenger,
+                assigned_checker: assigned,
+            },
             (JobPhase::Refunded, _) => Self::NoResultRefunded,
         }
     }
@@ -481,10 +499,10 @@ impl Assurance {
             Self::Challenged { challenger, .. } => {
                 format!("challenged by {challenger}; dispute running")
             }
-            Self::UpheldInDispute { challenger } => {
+            Self::UpheldInDispute { challenger, .. } => {
                 format!("challenged by {challenger}; upheld: the provider won the dispute")
             }
-            Self::Overturned { challenger } => format!(
+            Self::Overturned { challenger, .. } => format!(
                 "challenged by {challenger}; wrong: the provider lost the dispute, the client was refunded"
             ),
             Self::SettledUnchecked => "unchecked; settled".into(),

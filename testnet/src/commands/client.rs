@@ -106,7 +106,7 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A job's state and timeline, or its verified output.
+    /// A job's state, timeline and what stands behind its result, or its output.
     Job {
         /// The node's API.
         #[arg(long, default_value = DEFAULT_NODE, global = true)]
@@ -701,9 +701,10 @@ fn print_job(v: &JobView, out: &mut impl Write) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  phase {} (opened at height {})",
-        v.phase, v.opened_at.0
+        "  phase {} (opened at height {}, check level {})",
+        v.phase, v.opened_at.0, v.check_level
     )?;
+    writeln!(out, "  what stands behind the result: {}", v.assurance.describe())?;
     if let Some(result) = &v.result {
         writeln!(
             out,
@@ -723,7 +724,11 @@ fn print_job(v: &JobView, out: &mut impl Write) -> Result<()> {
     for f in &v.faults {
         writeln!(out, "  fault: {}", json_text(f)?)?;
     }
-    writeln!(out, "  output held by this node: {}", v.output_held)?;
+    writeln!(
+        out,
+        "  output held by this node (it matches the committed output hash): {}",
+        v.output_held
+    )?;
     Ok(())
 }
 

@@ -30,6 +30,13 @@ pub enum RunCommand {
         /// Leave the testnet running at the end.
         #[arg(long)]
         keep: bool,
+        /// How node 3 cheats, MODE:RATE (lazy, truncate or flip; RATE 0.0 to 1.0).
+        #[arg(long, default_value = crate::demo::DEFAULT_CHEAT)]
+        cheat: attest_core::accel::Cheat,
+        /// Every node's watch_rate: the share of others' results it re-executes and
+        /// challenges if wrong (0.0 to 1.0).
+        #[arg(long, default_value_t = crate::layout::DEFAULT_WATCH_RATE)]
+        watch_rate: f64,
         /// Print one JSON object (schema attest.demo/1) instead of progress and a summary.
         #[arg(long)]
         json: bool,
@@ -74,6 +81,8 @@ pub fn run_command(command: RunCommand, out: &mut impl Write) -> Result<()> {
             concurrency,
             base_port,
             keep,
+            cheat,
+            watch_rate,
             json,
         } => {
             super::init_logging_at("warn");
@@ -83,6 +92,8 @@ pub fn run_command(command: RunCommand, out: &mut impl Write) -> Result<()> {
                 concurrency: usize::from(concurrency),
                 base_port,
                 keep,
+                cheat,
+                watch_rate,
             };
             let (summary, passed) = crate::demo::run(&opts, json, out)?;
             if json {

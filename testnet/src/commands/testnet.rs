@@ -36,6 +36,10 @@ pub enum TestnetCommand {
         /// TEST ONLY: node I cheats on provided jobs, e.g. 1:flip:0.1 (repeatable).
         #[arg(long = "cheater", value_name = "I:MODE:RATE")]
         cheaters: Vec<CheaterSpec>,
+        /// Every node's watch_rate: the share of other providers' results it re-executes
+        /// and challenges if wrong (0.0 to 1.0).
+        #[arg(long, default_value_t = layout::DEFAULT_WATCH_RATE)]
+        watch_rate: f64,
         /// Replace a testnet already in DIR (its keys and chain data are deleted).
         #[arg(long)]
         force: bool,
@@ -93,6 +97,7 @@ pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
             base_port,
             clients,
             cheaters,
+            watch_rate,
             force,
             json,
         } => {
@@ -103,6 +108,7 @@ pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
                 base_port,
                 clients: usize::from(clients),
                 cheaters,
+                watch_rate,
                 force,
             };
             (done(launcher::init(&opts)?), json)
