@@ -188,6 +188,38 @@ fn a_watcher_catches_a_cheater_the_random_draw_missed() {
     );
 }
 
+/// A node drawn to check a result it is also watching owes the verdict all the same: every
+/// node watches every result, half of them are drawn for a check, and no honest node may
+/// miss a verdict.
+#[test]
+fn a_watcher_drawn_as_checker_still_posts_its_verdict() {
+    run_seeds(
+        "a_watcher_drawn_as_checker_still_posts_its_verdict",
+        2,
+        |seed| {
+            let mut s = scenario(seed, 16, "attest-tiny-1b", 500_000);
+            for m in &mut s.markets {
+                m.watch_rate_ppm = 1_000_000;
+            }
+            s
+        },
+        |o| {
+            every_job_final(o);
+            assert!(
+                o.slashes.is_empty(),
+                "an honest node was penalized: {:?}",
+                o.slashes
+            );
+            let checked = o
+                .state
+                .jobs()
+                .filter(|(_, j)| matches!(j.review, Review::Agreed { .. }))
+                .count();
+            assert!(checked > 0, "no result was checked");
+        },
+    );
+}
+
 #[test]
 fn a_lying_challenger_loses_its_bond_and_nothing_else() {
     run_seeds(

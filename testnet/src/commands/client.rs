@@ -704,7 +704,11 @@ fn print_job(v: &JobView, out: &mut impl Write) -> Result<()> {
         "  phase {} (opened at height {}, check level {})",
         v.phase, v.opened_at.0, v.check_level
     )?;
-    writeln!(out, "  what stands behind the result: {}", v.assurance.describe())?;
+    writeln!(
+        out,
+        "  what stands behind the result: {}",
+        v.assurance.describe()
+    )?;
     if let Some(result) = &v.result {
         writeln!(
             out,

@@ -345,7 +345,11 @@ impl Duties {
             return None;
         }
         let job = state.job(&id)?;
-        if job.client == me || !matches!(job.phase, JobPhase::Committed { .. }) {
+        // Our own check is a duty, not a watch (its run posts the verdict we owe).
+        if job.client == me || involves(&job.phase, &me) {
+            return None;
+        }
+        if !matches!(job.phase, JobPhase::Committed { .. }) {
             return None;
         }
         let fits = state
@@ -377,6 +381,14 @@ impl Duties {
             }
         };
         let mut out = Vec::new();
+        // A watched result we were drawn to check since the run started: the run is our
+        // check, and the verdict is owed.
+        let purpose = match (purpose, state.job(&job).map(|j| &j.phase)) {
+            (Purpose::Watch, Some(phase)) if self.me.is_some_and(|me| involves(phase, &me)) => {
+                Purpose::Check
+            }
+            (p, _) => p,
+        };
         match purpose {
             Purpose::Provide => {
                 let result = CommitResult::from_execution(job, &execution);
