@@ -61,7 +61,9 @@ impl NodeCore {
         }
     }
 
-    /// Signs and gossips our advert, if we serve, hold an eligible stake and have terms.
+    /// Signs and gossips our advert, if we serve, hold an eligible stake and have terms. It
+    /// lists only the models both our device and the device our stake binds on the ledger can
+    /// hold: the contract assigns by the bound one, the accelerator runs on ours.
     fn advertise(&mut self, now_ms: u64) {
         let (Some(terms), Some(key)) = (self.config.market.advert.clone(), self.key.clone()) else {
             return;
@@ -70,14 +72,30 @@ impl NodeCore {
             return;
         }
         let state = self.ledger.chain.state();
-        let eligible = state
+        let Some(stake) = state
             .stake(&key.public())
-            .is_some_and(|s| s.eligible(state.params().min_stake));
-        if !eligible {
+            .filter(|s| s.eligible(state.params().min_stake))
+        else {
             return;
+        };
+        let servable: Vec<_> = terms
+            .models
+            .iter()
+            .filter(|m| stake.capability.can_run(m.as_str()))
+            .cloned()
+            .collect();
+        if servable.len() < terms.models.len() && !self.market.warned_device {
+            self.market.warned_device = true;
+            tracing::warn!(
+                bound = %stake.capability.device,
+                bound_memory_bytes = stake.capability.memory_bytes,
+                configured = %terms.device,
+                "our stake binds a device that holds fewer models than the configured one; \
+                 only those are advertised (restake to bind this device)"
+            );
         }
         let busy = u32::try_from(self.market.duties.providing()).unwrap_or(u32::MAX);
-        let Ok(models) = BoundedVec::new(terms.models.clone()) else {
+        let Ok(models) = BoundedVec::new(servable) else {
             return;
         };
         let advert = CapacityAdvert {

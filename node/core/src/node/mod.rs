@@ -296,6 +296,8 @@ struct Participant {
     /// When we last advertised, and the free slots we announced.
     last_advert_ms: u64,
     advertised_free: Option<u32>,
+    /// Whether we warned that our bound device holds fewer models than the configured one.
+    warned_device: bool,
 }
 
 /// The node core.
@@ -374,6 +376,7 @@ impl NodeCore {
                 book: adverts::new_book(),
                 last_advert_ms: 0,
                 advertised_free: None,
+                warned_device: false,
             },
             key,
             config,
