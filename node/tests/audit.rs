@@ -681,6 +681,16 @@ fn the_export_of_a_tampered_chain_stops_before_the_bad_block() {
 /// Runs the reference verifier on the export of `f` (tampered by `tamper`), if python3 with
 /// the `blake3` and `cryptography` modules is here; `None` if it cannot run.
 fn reference_verifier(f: &Fixture, tamper: impl Fn(String) -> String) -> Option<(bool, String)> {
+    reference_script("verify_export.py", f, tamper)
+}
+
+/// Runs `docs/reference/SCRIPT` on the export of `f` (tampered by `tamper`), if python3 with
+/// the `blake3` and `cryptography` modules is here; `None` if it cannot run.
+fn reference_script(
+    script: &str,
+    f: &Fixture,
+    tamper: impl Fn(String) -> String,
+) -> Option<(bool, String)> {
     let probe = Command::new("python3")
         .args(["-c", "import blake3, cryptography"])
         .output()
@@ -693,9 +703,11 @@ fn reference_verifier(f: &Fixture, tamper: impl Fn(String) -> String) -> Option<
     let path = dir.path().join("ledger.jsonl");
     let text = tamper(String::from_utf8(export(f)).unwrap());
     std::fs::write(&path, text).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reference/verify_export.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/reference")
+        .join(script);
     let run = Command::new("python3")
-        .arg(script)
+        .arg(&script)
         .arg(&path)
         .output()
         .unwrap();
@@ -704,7 +716,7 @@ fn reference_verifier(f: &Fixture, tamper: impl Fn(String) -> String) -> Option<
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    eprintln!("verify_export.py:\n{output}");
+    eprintln!("{}:\n{output}", script.display());
     Some((run.status.success(), output))
 }
 
@@ -727,6 +739,36 @@ fn the_reference_verifier_accepts_the_export_and_rejects_a_flipped_signature() {
     assert!(!ok, "{output}");
     let height = f.blocks[i].0.header.height.0;
     assert!(output.contains(&format!("height {height}")), "{output}");
+}
+
+/// The second implementation of the contracts (docs/reference/replay.py, written from
+/// docs/PROTOCOL.md) recomputes every state root of an honest chain and of one with a
+/// cheater, its disputes and slashes; a root it cannot reach fails it, naming the height.
+#[test]
+fn the_reference_replayer_recomputes_every_state_root() {
+    for f in [honest(), cheating()] {
+        let Some((ok, output)) = reference_script("replay.py", f, |t| t) else {
+            return;
+        };
+        assert!(ok, "{output}");
+        let blocks = f.blocks.len();
+        assert!(
+            output.contains(&format!("{} state roots matched", blocks + 1)),
+            "{output}"
+        );
+    }
+    let f = cheating();
+    let last = f.blocks.len();
+    let (ok, output) = reference_script("replay.py", f, |t| {
+        let end = t
+            .rfind("\"state_root\":\"")
+            .expect("the end line has a root");
+        let at = end + "\"state_root\":\"".len();
+        format!("{}{}{}", &t[..at], "00".repeat(32), &t[at + 64..])
+    })
+    .expect("ran before");
+    assert!(!ok, "{output}");
+    assert!(output.contains(&format!("at height {last}")), "{output}");
 }
 
 #[test]
