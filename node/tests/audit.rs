@@ -105,7 +105,12 @@ fn open_job(net: &LocalNet, nonce: u64, provider: AccountId) -> SignedTx {
 
 /// Runs `net` through `TRANSFERS` transfers and one job per provider in `providers` (node
 /// indices), until every job is final on every node, and returns node 0's stored chain.
-fn build(mut net: LocalNet, providers: &[usize]) -> Fixture {
+fn build(net: LocalNet, providers: &[usize]) -> Fixture {
+    build_with(net, providers, Vec::new())
+}
+
+/// [`build`], with `extra` actions from the client after its transfers and jobs.
+fn build_with(mut net: LocalNet, providers: &[usize], extra: Vec<Action>) -> Fixture {
     let recipient = SecretKey::from_seed([201; 32]).public();
     let mut txs = Vec::new();
     for nonce in 0..TRANSFERS {
@@ -124,6 +129,10 @@ fn build(mut net: LocalNet, providers: &[usize]) -> Fixture {
         let tx = open_job(&net, TRANSFERS + k as u64, *provider);
         jobs.push(JobId::from(tx_hash(&tx)));
         txs.push(tx);
+    }
+    let next = TRANSFERS + accounts.len() as u64;
+    for (k, action) in extra.into_iter().enumerate() {
+        txs.push(signed(&net, next + k as u64, action));
     }
     for tx in txs {
         net.submit(0, tx).expect("admitted");
@@ -149,6 +158,29 @@ fn build(mut net: LocalNet, providers: &[usize]) -> Fixture {
         keys: net.nodes.iter().map(|n| n.key.clone()).collect(),
         providers: accounts,
     }
+}
+
+/// The client stakes a node of its own (a sliver: a validator with next to no power, never
+/// a checker) and unstakes part of it.
+fn staking() -> &'static Fixture {
+    static CHAIN: OnceLock<Fixture> = OnceLock::new();
+    CHAIN.get_or_init(|| {
+        let net = net(None);
+        let node = SecretKey::from_seed([202; 32]);
+        let account = net.clients[0].public();
+        let device = attest_protocol::tx::Capability {
+            device: attest_protocol::DeviceName::new("cpu").unwrap(),
+            memory_bytes: 256_000_000_000,
+        };
+        let stake =
+            attest_protocol::tx::Stake::new(net.chain_id(), &node, account, Amount(3), device);
+        let unstake = attest_protocol::tx::Unstake { amount: Amount(1) };
+        build_with(
+            net,
+            &[],
+            vec![Action::Stake(stake), Action::Unstake(unstake)],
+        )
+    })
 }
 
 fn honest() -> &'static Fixture {
@@ -742,11 +774,12 @@ fn the_reference_verifier_accepts_the_export_and_rejects_a_flipped_signature() {
 }
 
 /// The second implementation of the contracts (docs/reference/replay.py, written from
-/// docs/PROTOCOL.md) recomputes every state root of an honest chain and of one with a
-/// cheater, its disputes and slashes; a root it cannot reach fails it, naming the height.
+/// docs/PROTOCOL.md) recomputes every state root of an honest chain, of one with a cheater,
+/// its disputes and slashes, and of one with a stake and an unstake; a root it cannot reach
+/// fails it, naming the height.
 #[test]
 fn the_reference_replayer_recomputes_every_state_root() {
-    for f in [honest(), cheating()] {
+    for f in [honest(), cheating(), staking()] {
         let Some((ok, output)) = reference_script("replay.py", f, |t| t) else {
             return;
         };
