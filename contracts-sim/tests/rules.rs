@@ -854,12 +854,7 @@ fn a_job_nobody_else_can_check_is_refused_at_open() {
     let mut g = genesis(params(1_000_000));
     g.stakes[1].3 = small_device();
     let mut h = Harness::new(g);
-    let large = JobSpec {
-        model: "attest-large-70b",
-        input: b"x".to_vec(),
-        max_tokens: 1,
-        ..JobSpec::tiny()
-    };
+    let large = JobSpec::large();
     let err = h
         .send(CLIENT, Action::OpenJob(large.open_job()))
         .unwrap_err();
@@ -886,12 +881,7 @@ fn checkers_are_drawn_only_among_devices_that_hold_the_model() {
     let mut g = two_checkers(params(1_000_000));
     g.stakes[1].3 = small_device();
     let mut h = Harness::new(g);
-    let large = JobSpec {
-        model: "attest-large-70b",
-        input: b"x".to_vec(),
-        max_tokens: 1,
-        ..JobSpec::tiny()
-    };
+    let large = JobSpec::large();
     let trace = Trace::new(&large, None);
     for _ in 0..6 {
         let job = h.open(&large);

@@ -4,11 +4,11 @@
 //! Each test runs a few seeds (more with `ATTEST_SIM_SEEDS=N`); a failure prints the seed
 //! that replays it (`ATTEST_SIM_SEED=S`).
 
-use attest_contracts_sim::{JobPhase, Params, Review, TxError};
+use attest_contracts_sim::{Job, JobPhase, Params, Review, TxError};
 use attest_core::accel::{Cheat, CheatMode, RATE_ONE_PPM};
 use attest_core::market::MarketConfig;
 use attest_protocol::tx::{CheckLevel, OpenJob};
-use attest_protocol::{AccountId, Amount, Bytes, DeviceName, ModelId};
+use attest_protocol::{AccountId, Amount, Bytes, DeviceName, JobId, ModelId};
 use attest_tests::runner::run_seeds;
 use attest_tests::scenario::{JobTraffic, Scenario, big_device, small_device};
 use attest_tests::sim::{Outcome, validator_key};
@@ -46,6 +46,15 @@ fn scenario(seed: u64, jobs: u64, model: &'static str, p_ppm: u32) -> Scenario {
     });
     s.target_height = 20;
     s
+}
+
+/// The jobs `who` challenged (not as the drawn checker).
+fn challenged_by(o: &Outcome, who: AccountId) -> Vec<(&JobId, &Job)> {
+    let review = Review::Disputed {
+        challenger: who,
+        assigned: false,
+    };
+    o.state.jobs().filter(|(_, j)| j.review == review).collect()
 }
 
 /// Every job on the ledger is final.
@@ -161,17 +170,7 @@ fn a_watcher_catches_a_cheater_the_random_draw_missed() {
             for (who, reason) in &o.slashes {
                 assert_eq!(*who, cheater, "an honest node was slashed: {reason:?}");
             }
-            let caught: Vec<_> = o
-                .state
-                .jobs()
-                .filter(|(_, j)| {
-                    j.review
-                        == Review::Disputed {
-                            challenger: watcher,
-                            assigned: false,
-                        }
-                })
-                .collect();
+            let caught = challenged_by(o, watcher);
             assert!(!caught.is_empty(), "the watcher challenged nothing");
             for (id, job) in &caught {
                 assert_eq!(
@@ -247,17 +246,7 @@ fn a_lying_challenger_loses_its_bond_and_nothing_else() {
             every_job_final(o);
             assert!(o.slashes.is_empty(), "slashes: {:?}", o.slashes);
             let liar = account(1);
-            let lost: Vec<_> = o
-                .state
-                .jobs()
-                .filter(|(_, j)| {
-                    j.review
-                        == Review::Disputed {
-                            challenger: liar,
-                            assigned: false,
-                        }
-                })
-                .collect();
+            let lost = challenged_by(o, liar);
             assert!(!lost.is_empty(), "the liar challenged nothing");
             for (id, job) in &lost {
                 assert_eq!(

@@ -380,6 +380,16 @@ impl JobSpec {
         }
     }
 
+    /// A one-token job of the 70B model (141 GB of weights: only a big device holds it).
+    pub fn large() -> Self {
+        Self {
+            model: "attest-large-70b",
+            input: b"x".to_vec(),
+            max_tokens: 1,
+            ..Self::tiny()
+        }
+    }
+
     pub fn open_job(&self) -> OpenJob {
         OpenJob {
             model: ModelId::new(self.model).expect("model id"),
