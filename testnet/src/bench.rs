@@ -134,7 +134,7 @@ fn measure(
     say(
         out,
         format!(
-            "{} jobs with a verified output, {} failed; waiting for settlement",
+            "{} jobs with their output delivered, {} failed; waiting for settlement",
             load.results.len(),
             load.failures.len()
         ),
@@ -229,7 +229,7 @@ impl Load {
                 let n = load.lock().map_or(0, |l| l.results.len());
                 if n >= shown + 50 {
                     shown = n;
-                    let _ = say(out, format!("verified outputs: {n}/{}", opts.jobs));
+                    let _ = say(out, format!("outputs delivered: {n}/{}", opts.jobs));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -356,7 +356,7 @@ impl Worker<'_> {
                     self.with(|l| l.failures.push(ended(format!("job {}: {e:#}", job.id))));
                 }
                 Ok(_) if job.on_ledger && job.posted.elapsed() > RESULT_TIMEOUT => {
-                    let why = format!("job {}: no verified output in {RESULT_TIMEOUT:?}", job.id);
+                    let why = format!("job {}: no output delivered in {RESULT_TIMEOUT:?}", job.id);
                     self.with(|l| l.failures.push(ended(why)));
                 }
                 Ok(Output::NotOnLedger | Output::NotYet) | Err(_) => kept.push(job),
@@ -643,7 +643,7 @@ impl Summary {
     }
 }
 
-/// The results window (first submission to last verified output) and the settlement window
+/// The results window (first submission to last output delivered) and the settlement window
 /// (to the last settlement), in seconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Windows {
@@ -841,7 +841,7 @@ pub fn print(out: &mut impl Write, s: &Summary) -> Result<()> {
     )?;
     writeln!(
         out,
-        "jobs: {} opened, {} with a verified output, {} settled, {} refunded, {} failed, {} \
+        "jobs: {} opened, {} with their output delivered, {} settled, {} refunded, {} failed, {} \
          checked; faults {}; market busy {} times",
         s.jobs_opened,
         s.jobs_with_result,
@@ -857,7 +857,7 @@ pub fn print(out: &mut impl Write, s: &Summary) -> Result<()> {
     }
     writeln!(
         out,
-        "results:    {} jobs/s, {} txs/s over {} s (first submission to last verified output)",
+        "results:    {} jobs/s, {} txs/s over {} s (first submission to last output delivered)",
         j(t.result_jobs_per_s),
         j(t.txs_per_s_results_window),
         j(s.window_s.results)

@@ -272,7 +272,10 @@ fn submit_all(
             let n = done.lock().map_or(0, |d| d.len());
             if n >= shown + 25 || (n == opts.jobs && n != shown) {
                 shown = n;
-                let _ = say(out, format!("jobs with verified output: {n}/{}", opts.jobs));
+                let _ = say(
+                    out,
+                    format!("jobs with their output delivered: {n}/{}", opts.jobs),
+                );
             }
             let finished = n + errors.lock().map_or(0, |e| e.len());
             if finished >= opts.jobs {
