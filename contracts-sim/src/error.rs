@@ -398,13 +398,22 @@ pub enum TxError {
         /// The signer.
         account: AccountId,
     },
-    /// The evidence's votes are older than the unbonding period.
+    /// The evidence's votes are older than `evidence_blocks`.
     #[error("equivocation at height {height} is too old: evidence is heard for {window} blocks")]
     EvidenceTooOld {
         /// The votes' height.
         height: Height,
-        /// The window (`unbonding_blocks`).
+        /// The window (`evidence_blocks`).
         window: u64,
+    },
+    /// The evidence's votes are for a height above the block's: no such height has been voted
+    /// on, and its evidence would stay in the live state until that height.
+    #[error("equivocation at height {height} is from the future: this block is at {current}")]
+    EvidenceFromTheFuture {
+        /// The votes' height.
+        height: Height,
+        /// The block's height.
+        current: Height,
     },
     /// This equivocation (signer, height, round, kind) has already been punished.
     #[error("equivocation by {signer} at height {height} round {round} was already reported")]

@@ -47,7 +47,9 @@ pub struct Params {
     pub evidence_blocks: u64,
     /// The spot-check rate `p`, in parts per million. Default 100,000 (p = 0.1).
     pub check_probability_ppm: u32,
-    /// `K`: a provider that lost a dispute is checked on its next `K` jobs. Default 20.
+    /// `K`: a provider that lost a dispute has its next `K` results that find a checker
+    /// checked (a result with no eligible checker settles unchecked and does not count).
+    /// Default 20.
     pub probation_jobs: u32,
     /// `W`: milliseconds of block time a checker has to post its verdict, and an unchecked
     /// result waits before it settles (anyone may challenge it meanwhile). Default 5,000.

@@ -16,10 +16,15 @@ fn vote(height: u64, block: u8) -> Vote {
     }
 }
 
+/// Conflicting votes of `signer` at height 1 (the harness's first block).
 fn evidence(signer: u8, a: u8, b: u8) -> Action {
+    evidence_at(signer, 1, a, b)
+}
+
+fn evidence_at(signer: u8, height: u64, a: u8, b: u8) -> Action {
     Action::Equivocation(Box::new(EquivocationEvidence {
-        first: Signed::sign(&chain(), &key(signer), vote(9, a)),
-        second: Signed::sign(&chain(), &key(signer), vote(9, b)),
+        first: Signed::sign(&chain(), &key(signer), vote(height, a)),
+        second: Signed::sign(&chain(), &key(signer), vote(height, b)),
     }))
 }
 
@@ -68,6 +73,12 @@ fn equivocation_refusals() {
         ("signer without stake", evidence(CLIENT, 1, 2), |e| {
             matches!(e, TxError::NotValidator { .. })
         }),
+        // Votes for a height not reached yet: they would sit in the live state until then.
+        (
+            "a height above the block's",
+            evidence_at(CHECKER, 1_000_000_000_000, 1, 2),
+            |e| matches!(e, TxError::EvidenceFromTheFuture { .. }),
+        ),
     ];
     for (name, action, expected) in cases {
         let mut h = Harness::new(genesis(params(0)));

@@ -902,6 +902,8 @@ class State:
         st = self.stakes.get(who)
         if st is None or st["bonded"] + sum(u[0] for u in st["unbonding"]) == 0:
             raise Refused("not a validator")
+        if f["height"] > ctx["height"]:
+            raise Refused("evidence from the future")
         if f["height"] + self.p["evidence_blocks"] <= ctx["height"]:
             raise Refused("evidence too old")
         key = (f["height"], who, f["round"], f["kind"])

@@ -10,7 +10,8 @@ use crate::state::{Ctx, StakeStatus, State};
 impl State {
     /// Rule "equivocation evidence": the two votes must conflict (same signer, height, round
     /// and kind, different blocks), both signatures must verify on this chain, and the signer
-    /// must have stake. Its stake is slashed by `slash_fraction` (the reporter receiving the
+    /// must have stake, and their height must be at most the block's and less than
+    /// `evidence_blocks` below it. Its stake is slashed by `slash_fraction` (the reporter receiving the
     /// winner's share, unless it reports itself) and it is jailed. Each (signer, height,
     /// round, kind) is punished once, whichever pair of votes proves it.
     pub(crate) fn equivocation(
@@ -42,6 +43,12 @@ impl State {
         // Rule "evidence age": evidence is heard for `evidence_blocks` after its height; the
         // live state forgets it after that. (Stake stays slashable for `unbonding_ms` of block
         // time after an unstake; evidence gossips in well under that.)
+        if vote.height > ctx.height {
+            return Err(TxError::EvidenceFromTheFuture {
+                height: vote.height,
+                current: ctx.height,
+            });
+        }
         if vote.height.0.saturating_add(self.params.evidence_blocks) <= ctx.height.0 {
             return Err(TxError::EvidenceTooOld {
                 height: vote.height,

@@ -332,8 +332,9 @@ impl Chain {
             }
             txs
         });
-        // The real block hash can change what a transaction does (spot-check draws) but not
-        // whether it applies; should one still be refused, drop it and build again.
+        // The real block hash can change what a transaction does (spot-check draws), and so
+        // whether a later one applies (a verdict after the commit in the same block names the
+        // checker the draw picked); should one be refused, drop it and build again.
         loop {
             let block = self.assemble(proposer, time_ms, &txs);
             match self.run(&block, txs.clone()) {
