@@ -126,7 +126,7 @@ fn advert_terms(
             .iter()
             .filter_map(|m| attest_protocol::ModelId::new(m.id).ok())
             .collect(),
-        slots: profile.slots,
+        slots: attest_core::accel::batching::sequences_for_any_job(profile),
         price_per_token,
         tokens_per_sec_milli: reference.map_or(0, |m| {
             attest_core::accel::tokens_per_sec_milli(profile, m, scale)

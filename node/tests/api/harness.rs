@@ -146,7 +146,7 @@ pub(crate) fn start_with(options: Options) -> TestNode {
                 .servable_models()
                 .map(|m| ModelId::new(m.id).unwrap())
                 .collect(),
-            slots: profile.slots,
+            slots: attest_core::accel::batching::sequences_for_any_job(profile),
             price_per_token: Amount(PRICE),
             tokens_per_sec_milli: 1_000,
         });

@@ -23,6 +23,10 @@ pub struct ModelSpec {
     pub layers: u32,
     /// Declared bytes per parameter of the served weights (2 for 16-bit).
     pub bytes_per_param: u32,
+    /// Declared key-value heads per layer (grouped-query attention), for the KV cache.
+    pub kv_heads: u32,
+    /// Declared size of one attention head, in lanes, for the KV cache.
+    pub head_dim: u32,
     /// Lanes of the stand-in's hidden state (bytes per activation).
     pub hidden: usize,
     /// The requantization shift of the stand-in's layers.
@@ -37,6 +41,9 @@ pub const CATALOGUE: [ModelSpec; 3] = [
         params: 1_100_000_000,
         layers: 22,
         bytes_per_param: 2,
+        // TinyLlama-1.1B config: 32 query heads, 4 key-value heads, hidden 2048.
+        kv_heads: 4,
+        head_dim: 64,
         hidden: 32,
         shift: 10,
     },
@@ -46,6 +53,9 @@ pub const CATALOGUE: [ModelSpec; 3] = [
         params: 8_030_000_000,
         layers: 32,
         bytes_per_param: 2,
+        // Llama-3-8B config: 32 query heads, 8 key-value heads, hidden 4096.
+        kv_heads: 8,
+        head_dim: 128,
         hidden: 64,
         shift: 10,
     },
@@ -55,6 +65,9 @@ pub const CATALOGUE: [ModelSpec; 3] = [
         params: 70_550_000_000,
         layers: 80,
         bytes_per_param: 2,
+        // Llama-3-70B config: 64 query heads, 8 key-value heads, hidden 8192.
+        kv_heads: 8,
+        head_dim: 128,
         hidden: 128,
         shift: 11,
     },
@@ -82,6 +95,15 @@ impl ModelSpec {
     /// Bytes of declared weights: what a decode step streams from memory.
     pub fn weight_bytes(&self) -> u64 {
         self.params * u64::from(self.bytes_per_param)
+    }
+
+    /// Bytes of KV cache one position holds: a key and a value of `head_dim` lanes for each
+    /// key-value head of each layer, at the weights' width (a 16-bit cache for 16-bit weights).
+    pub fn kv_bytes_per_position(&self) -> u64 {
+        2 * u64::from(self.layers)
+            * u64::from(self.kv_heads)
+            * u64::from(self.head_dim)
+            * u64::from(self.bytes_per_param)
     }
 }
 

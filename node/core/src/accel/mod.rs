@@ -1,9 +1,11 @@
 //! The simulated accelerator's deterministic half.
 //!
 //! A node serves jobs on one or more simulated devices. Each device has a public
-//! [`DeviceProfile`] (peak compute, memory, bandwidth, slots); a job's simulated latency follows
-//! a roofline over the model's declared size ([`simulated_latency`]), scaled by a
-//! [`TimeScale`] so a testnet can run faster than real time. The answers are real: the
+//! [`DeviceProfile`] (peak compute, memory, bandwidth, calibrated efficiency and step
+//! overhead); it runs jobs by continuous batching ([`batching::Batch`]): each step of the batch
+//! costs the roofline over the models' declared sizes and caches, so a job's simulated latency
+//! depends on what else runs, scaled by a [`TimeScale`] so a testnet can run faster than real
+//! time. The answers are real: the
 //! stand-in computation of `attest_protocol::workload` runs on tokio's blocking pool, and a
 //! result is released no earlier than its simulated completion (the pool, `attest_node::accel_pool`,
 //! which is the only impure part and lives in the shell).
@@ -14,6 +16,7 @@
 //!
 //! Everything here is pure: no clock, no I/O, no OS randomness.
 
+pub mod batching;
 pub mod cheat;
 #[cfg(feature = "cheats")]
 pub mod cheated;

@@ -6,21 +6,19 @@
 //!
 //! **Fitting a model.** A device serves a model only if the model's declared weights
 //! (`params * bytes_per_param`) fit in the device's memory. A profile is one device: weights
-//! are never sharded across several, because the roofline here has no term for the
-//! interconnect that sharding needs. So `attest-large-70b` (70.55B parameters at 2 bytes,
-//! 141.1 GB) is refused on `wse-3` (44 GB), `h100-sxm` and `a100-80gb` (80 GB), and served
-//! only by `cpu` (256 GB). A multi-wafer or multi-GPU server would be a profile of its own,
-//! with its summed memory and its own figures. The KV cache is not counted: a job has at most
-//! 5,120 positions, whose cache for these grouped-query models is at most about 1.7 GB, small
-//! next to the weights and within the headroom of every device that fits the weights.
+//! are never sharded across several, because the model here has no term for the interconnect
+//! that sharding needs. So `attest-large-70b` (70.55B parameters at 2 bytes, 141.1 GB) is
+//! refused on `wse-3` (44 GB), `h100-sxm` and `a100-80gb` (80 GB), and served only by `cpu`
+//! (256 GB). A multi-wafer or multi-GPU server would be a profile of its own, with its summed
+//! memory and its own figures.
 //!
-//! **Slots.** A slot is one job running at full roofline speed. Running jobs do not slow each
-//! other in the model, which holds while decode stays bandwidth-bound: decode does 2 FLOPs per
-//! parameter per sequence and streams 2 bytes per parameter for the whole batch, so a batch of
-//! B sequences does B/1 FLOPs per byte and stays under the roof while B is below the device's
-//! ridge point (peak FLOP/s over bytes/s). Slots are also real work: every running job runs
-//! its stand-in computation on a host CPU core, and a local testnet puts several nodes on one
-//! machine, so slots stay small. Each profile's slot count is the smaller of the two limits.
+//! **Serving.** A device holds the weights of every model it serves at once (they fit together
+//! on every profile, tested) and gives the rest of its memory to the KV cache. It runs jobs by
+//! continuous batching (`super::batching`): a batch of running sequences advances one token per
+//! step, and a sequence joins or leaves at any step. How many run at once is bounded by the KV
+//! cache and by the scheduler's `max_batch`; how fast a step is, by the roofline at the
+//! profile's achieved `efficiency_pct` plus a fixed `step_overhead_us`. Those two are the
+//! calibration, each against a published serving figure named at the profile.
 
 use attest_protocol::DeviceName;
 use attest_protocol::tx::Capability;
@@ -41,11 +39,14 @@ pub struct DeviceProfile {
     pub memory_bytes: u64,
     /// Bandwidth of that memory, in bytes per second.
     pub memory_bandwidth: u64,
-    /// Jobs that run at once (see the module documentation).
-    pub slots: u32,
-    /// Fixed cost of starting a job on the device, in microseconds (an assumption; see each
-    /// profile).
-    pub launch_overhead_us: u64,
+    /// The share of peak compute and of memory bandwidth a serving stack reaches, in percent
+    /// (calibrated; see each profile).
+    pub efficiency_pct: u32,
+    /// Fixed cost of one batch step of one model, in microseconds: kernel launches, sampling
+    /// and scheduling, which do not shrink with the batch (calibrated; see each profile).
+    pub step_overhead_us: u64,
+    /// The most sequences the scheduler runs at once, whatever the KV cache would allow.
+    pub max_batch: u32,
 }
 
 /// Every profile a node can run, by name.
@@ -59,13 +60,18 @@ pub const PROFILES: [DeviceProfile; 4] = [
         peak_gflops: 125_000_000,
         memory_bytes: 44_000_000_000,
         memory_bandwidth: 21_000_000_000_000_000,
-        // The ridge point is 125e15 / 21e15 = 5.95 FLOP/byte: above 5 concurrent sequences
-        // decode turns compute-bound and running jobs would slow each other, which this model
-        // does not capture. Five is also the most of any profile, as befits a wafer.
-        slots: 5,
-        // Assumption: a request is dispatched from the host over the CS-3's Ethernet links;
-        // 50 us covers that round trip and scheduling. It is small next to any job.
-        launch_overhead_us: 50,
+        // Calibration: Cerebras, "Introducing Cerebras Inference" (27 August 2024): 1,800
+        // tokens/s per user for Llama 3.1 8B at 16-bit weights (Artificial Analysis measured
+        // above 1,800). The roofline says 0.76 us per token (16 GB at 21 PB/s), so the wafer's
+        // speed is set by its per-step latency through the pipeline of layers, not by its
+        // bandwidth: 550 us per step gives 1,815 tokens/s for the 8B model alone. The efficiency
+        // is taken as the GPUs' (below); at these bandwidths it hardly matters.
+        efficiency_pct: 77,
+        step_overhead_us: 550,
+        // Assumption: Cerebras publishes no batch size. 64 sequences keep the SRAM's KV cache
+        // (25.7 GB after both models' weights) within what the protocol's longest jobs need
+        // (38 sequences of 5,120 positions of the 8B model) a few times over for short ones.
+        max_batch: 64,
     },
     DeviceProfile {
         name: "h100-sxm",
@@ -75,12 +81,18 @@ pub const PROFILES: [DeviceProfile; 4] = [
         peak_gflops: 989_500,
         memory_bytes: 80_000_000_000,
         memory_bandwidth: 3_350_000_000_000,
-        // The ridge point (295 FLOP/byte) allows far more; four keeps the host CPU, which runs
-        // the stand-in, from being the limit when several nodes share one machine.
-        slots: 4,
-        // Assumption: a CUDA graph launch and a small host-to-device copy of the prompt,
-        // about 20 us on current drivers.
-        launch_overhead_us: 20,
+        // Calibration: vLLM on one A100 40GB (1.555 TB/s) decodes Llama-3.1-8B at about 75
+        // tokens/s for a single request, 77% of its memory-bandwidth ceiling (J. Musgrave,
+        // "vLLM throughput-latency sweep on NVIDIA A100", vLLM 0.23, 1,024 in / 128 out). The
+        // same share on the H100 gives about 158 tokens/s per stream for the 8B model; at a batch of
+        // 256 sequences of about 1,000 positions the steps read 50 GB of weights and cache,
+        // about 13,000 tokens/s in all, which is the ~12,500 tokens/s published for vLLM with
+        // Llama 3.1 8B on one H100 (morphllm.com, "vLLM Benchmarks", 2026). CUDA graphs make
+        // the per-step overhead small: 100 us for sampling and scheduling (assumption).
+        efficiency_pct: 77,
+        step_overhead_us: 100,
+        // vLLM's default `max_num_seqs` (engine arguments).
+        max_batch: 256,
     },
     DeviceProfile {
         name: "a100-80gb",
@@ -90,10 +102,12 @@ pub const PROFILES: [DeviceProfile; 4] = [
         peak_gflops: 312_000,
         memory_bytes: 80_000_000_000,
         memory_bandwidth: 2_039_000_000_000,
-        // Ridge point 153 FLOP/byte; four slots for the same host-CPU reason as the H100.
-        slots: 4,
-        // Assumption: as for the H100.
-        launch_overhead_us: 20,
+        // Calibration: as for the H100, from the same A100 measurement (77% of bandwidth);
+        // 8B decodes at about 97 tokens/s per stream on this 80 GB part.
+        efficiency_pct: 77,
+        step_overhead_us: 100,
+        // vLLM's default `max_num_seqs`.
+        max_batch: 256,
     },
     DeviceProfile {
         name: "cpu",
@@ -105,11 +119,14 @@ pub const PROFILES: [DeviceProfile; 4] = [
         peak_gflops: 2_458,
         memory_bytes: 256_000_000_000,
         memory_bandwidth: 307_200_000_000,
-        // Ridge point 8 FLOP/byte; two slots because the simulated device and the stand-in
-        // share the same kind of cores, and a CPU server runs few sequences at once.
-        slots: 2,
-        // Assumption: waking a worker thread and touching the prompt, about 5 us.
-        launch_overhead_us: 5,
+        // Assumption: CPU serving (llama.cpp, vLLM's CPU backend) reaches a smaller share of
+        // the memory roofline than GPUs; 60% is typical of bandwidth-bound kernels on DDR5.
+        efficiency_pct: 60,
+        // Assumption: waking the worker threads and sampling, about 200 us per step.
+        step_overhead_us: 200,
+        // Assumption: CPU servers run few sequences at once (llama.cpp's `--parallel` slots);
+        // past 16 the compute roof (8 FLOP/byte) makes every stream crawl.
+        max_batch: 16,
     },
 ];
 
@@ -164,6 +181,16 @@ impl DeviceProfile {
             .iter()
             .filter(|m| self.fits(m))
     }
+
+    /// Bytes of weights the device holds: every model it can serve, loaded at once.
+    pub fn held_weight_bytes(&self) -> u64 {
+        self.servable_models().map(ModelSpec::weight_bytes).sum()
+    }
+
+    /// Bytes left for the KV cache once the weights are held.
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.memory_bytes.saturating_sub(self.held_weight_bytes())
+    }
 }
 
 /// The profile names, comma-separated, for error messages.
@@ -189,7 +216,8 @@ mod tests {
             let found = DeviceProfile::find(p.name).expect("listed profile");
             assert_eq!(found, p);
             assert_eq!(p.device_name().as_str(), p.name);
-            assert!(p.slots > 0 && p.peak_gflops > 0 && p.memory_bandwidth > 0);
+            assert!(p.max_batch > 0 && p.peak_gflops > 0 && p.memory_bandwidth > 0);
+            assert!(p.efficiency_pct > 0 && p.efficiency_pct <= 100);
         }
     }
 
@@ -239,6 +267,21 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("attest-large-70b") && text.contains("wse-3"));
         assert!(text.contains("141100000000") && text.contains("44000000000"));
+    }
+
+    #[test]
+    fn every_profile_holds_all_its_models_at_once_with_room_for_a_cache() {
+        for p in &PROFILES {
+            assert!(p.held_weight_bytes() < p.memory_bytes, "{}", p.name);
+            // Room for at least one sequence of the protocol's longest job of each model.
+            for m in p.servable_models() {
+                let longest = m.kv_bytes_per_position() * crate::accel::batching::MAX_POSITIONS;
+                assert!(p.kv_cache_bytes() >= longest, "{} {}", p.name, m.id);
+            }
+        }
+        let wse = DeviceProfile::find("wse-3").expect("profile");
+        assert_eq!(wse.held_weight_bytes(), 2_200_000_000 + 16_060_000_000);
+        assert_eq!(wse.kv_cache_bytes(), 44_000_000_000 - 18_260_000_000);
     }
 
     #[test]

@@ -1,23 +1,6 @@
-//! Simulated latency: a roofline over a model's declared size. Pure, integer arithmetic.
-//!
-//! A job has two phases, and each is as slow as the slower of its compute and its memory
-//! traffic (the roofline):
-//!
-//! - **Prefill** runs the prompt (BOS and the input bytes) in one pass: `2 * params * prompt`
-//!   FLOPs over the peak, but never less than one stream of the weights. Long prompts are
-//!   compute-bound; a prompt below the ridge point (295 tokens on an H100) is memory-bound.
-//!   The prefill's last position emits the first output token.
-//! - **Decode** runs one pass per further output token (`max_tokens - 1` passes): each streams
-//!   every weight once (`weight_bytes / bandwidth`), never less than its `2 * params` FLOPs.
-//!
-//! A fixed launch overhead is added, and the total is multiplied by the [`TimeScale`]. Each
-//! division rounds up to the next nanosecond, so a latency is never zero and the figures in the
-//! tests can be checked by hand. Running jobs do not slow each other (see the profile module
-//! on slots), so the latency depends only on the job and the device.
-//!
-//! The roofline is an upper bound on speed: real serving stacks reach a fraction of it. That is
-//! fine for the market, which compares devices with each other; it does mean the wafer's
-//! figures are far above its vendor's measured serving speeds.
+//! Simulated time: the [`TimeScale`] that maps device time to real time, and the figures a
+//! node derives from the batching model (`super::batching`) before it has measured anything:
+//! a lone job's latency and the per-stream speed its adverts carry. Pure, integer arithmetic.
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,9 +10,11 @@ use attest_protocol::workload::{Job, ModelSpec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::AccelError;
+use super::batching::{
+    Batch, MAX_POSITIONS, SeqSpec, sequences_for_any_job, stream_tokens_per_sec_milli,
+};
 use super::profile::DeviceProfile;
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
 const PPM: u128 = 1_000_000;
 
 /// How simulated time relates to real time: 1.0 is real time, 0.01 makes every job a hundred
@@ -96,7 +81,7 @@ impl TimeScale {
     }
 
     /// `nanos` of device time as a duration of scaled time, rounded up.
-    fn scale_nanos(self, nanos: u128) -> Duration {
+    pub fn scale_nanos(self, nanos: u128) -> Duration {
         let scaled = nanos.saturating_mul(u128::from(self.ppm)).div_ceil(PPM);
         Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
     }
@@ -139,60 +124,54 @@ impl<'de> Deserialize<'de> for TimeScale {
     }
 }
 
-/// Nanoseconds to do `flops` at the device's peak, rounded up.
-fn compute_nanos(profile: &DeviceProfile, flops: u128) -> u128 {
-    // GFLOP/s is FLOP per nanosecond. A zero peak cannot be in `PROFILES` (tested); the
-    // guard keeps a hand-built profile from dividing by zero.
-    flops.div_ceil(u128::from(profile.peak_gflops.max(1)))
-}
-
-/// Nanoseconds to stream `bytes` from the device's memory, rounded up.
-fn memory_nanos(profile: &DeviceProfile, bytes: u128) -> u128 {
-    (bytes * NANOS_PER_SEC).div_ceil(u128::from(profile.memory_bandwidth.max(1)))
-}
-
-/// Nanoseconds of one decode pass of `model` on `profile`, at real time.
-fn decode_pass_nanos(profile: &DeviceProfile, model: &ModelSpec) -> u128 {
-    let flops = 2 * u128::from(model.params);
-    let weights = memory_nanos(profile, u128::from(model.weight_bytes()));
-    compute_nanos(profile, flops).max(weights)
-}
-
 /// The simulated latency of running `model` over `prompt_tokens` prompt positions and
-/// generating `max_tokens` tokens on `profile`, at `scale` (see the module documentation).
+/// generating `max_tokens` tokens on `profile` alone (a batch of one), at `scale`: its prefill
+/// step and `max_tokens - 1` decode steps (see `super::batching`).
 ///
 /// `prompt_tokens` counts every position of the prompt, the BOS token included: for a
 /// workload [`Job`] it is `1 + input.len()` ([`job_latency`] does this). Whether the model
-/// fits the device is a separate question ([`DeviceProfile::check_fits`]).
+/// fits the device is a separate question ([`DeviceProfile::check_fits`]); one that does not,
+/// or a job of no tokens, takes no time.
 pub fn simulated_latency(
-    profile: &DeviceProfile,
-    model: &ModelSpec,
+    profile: &'static DeviceProfile,
+    model: &'static ModelSpec,
     prompt_tokens: u64,
     max_tokens: u32,
     scale: TimeScale,
 ) -> Duration {
-    let params = u128::from(model.params);
-    let weights = memory_nanos(profile, u128::from(model.weight_bytes()));
-    let prefill = compute_nanos(profile, 2 * params * u128::from(prompt_tokens)).max(weights);
-    let decode = u128::from(max_tokens.saturating_sub(1)) * decode_pass_nanos(profile, model);
-    let launch = u128::from(profile.launch_overhead_us) * 1_000;
-    scale.scale_nanos(launch + prefill + decode)
+    let mut batch = Batch::new(profile, 0);
+    let spec = SeqSpec {
+        model,
+        prompt: prompt_tokens,
+        max_tokens,
+    };
+    if batch.admit(0, spec, 0).is_err() {
+        return Duration::ZERO;
+    }
+    let nanos = batch.next_finish().unwrap_or(0);
+    scale.scale_nanos(u128::from(nanos))
 }
 
-/// The simulated latency of `job` on `profile` at `scale`.
-pub fn job_latency(profile: &DeviceProfile, job: &Job<'_>, scale: TimeScale) -> Duration {
+/// The simulated latency of `job` on `profile` alone, at `scale`.
+pub fn job_latency(profile: &'static DeviceProfile, job: &Job<'_>, scale: TimeScale) -> Duration {
     let prompt = 1 + job.input().len() as u64;
     simulated_latency(profile, job.model(), prompt, job.max_tokens(), scale)
 }
 
-/// The steady decode speed of `model` on `profile` at `scale`, in thousandths of a token per
-/// second: the figure a capacity advert carries before any job has been measured. At a scale
-/// below 1 it is as many times faster as the jobs are, so it compares with measured speeds.
-pub fn tokens_per_sec_milli(profile: &DeviceProfile, model: &ModelSpec, scale: TimeScale) -> u64 {
-    // tokens/s * 1000 = 1e9 ns/s * 1000 / (pass_ns * ppm / 1e6).
-    let denominator = decode_pass_nanos(profile, model).saturating_mul(u128::from(scale.ppm));
-    let milli = (NANOS_PER_SEC * 1_000 * PPM) / denominator.max(1);
-    u64::try_from(milli).unwrap_or(u64::MAX)
+/// The decode speed of one stream of `model` on `profile` at the load the device advertises
+/// (a full batch of [`sequences_for_any_job`] sequences of the protocol's longest jobs), at
+/// `scale`, in thousandths of a token per second: the figure a capacity advert carries before
+/// any job has been measured, a floor on what any stream gets. At a scale below 1 it is as
+/// many times faster as the jobs are, so it compares with measured speeds.
+pub fn tokens_per_sec_milli(
+    profile: &'static DeviceProfile,
+    model: &'static ModelSpec,
+    scale: TimeScale,
+) -> u64 {
+    let batch = sequences_for_any_job(profile);
+    let real = stream_tokens_per_sec_milli(profile, model, batch, MAX_POSITIONS);
+    let scaled = u128::from(real) * PPM / u128::from(scale.ppm.max(1));
+    u64::try_from(scaled).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -212,72 +191,37 @@ mod tests {
     }
 
     #[test]
-    fn wse3_base_8b_short_prompt() {
-        // Prefill: 2 * 8.03e9 * 100 FLOP / 125e6 FLOP/ns = 12,848 ns, above one weight stream
-        // (16.06e9 B / 21e15 B/s = 764.8 -> 765 ns): compute-bound. Decode: 10 passes of
-        // max(2 * 8.03e9 / 125e6 = 128.5 -> 129, 765) = 765 ns. Launch 50 us.
-        let d = simulated_latency(
-            profile("wse-3"),
-            model("attest-base-8b"),
-            100,
-            11,
-            TimeScale::REAL_TIME,
+    fn a_lone_job_is_its_prefill_and_decode_steps() {
+        let h100 = profile("h100-sxm");
+        let base = model("attest-base-8b");
+        // Each step of a lone 8B sequence on the H100 streams the weights and its cache at 77%
+        // of 3.35 TB/s, plus 100 us.
+        let one = nanos(simulated_latency(h100, base, 100, 1, TimeScale::REAL_TIME));
+        let eleven = nanos(simulated_latency(h100, base, 100, 11, TimeScale::REAL_TIME));
+        assert!((6_300_000..6_400_000).contains(&one), "{one}");
+        // Eleven such steps; each reads a cache of 110 positions rather than 100.
+        assert!(
+            eleven > 11 * one && eleven < 11 * one + 11 * 10_000,
+            "{eleven}"
         );
-        assert_eq!(nanos(d), 50_000 + 12_848 + 10 * 765);
-    }
-
-    #[test]
-    fn h100_base_8b_long_prompt_is_compute_bound() {
-        // Prefill: 2 * 8.03e9 * 1000 / 989,500 = 16,230,419.4 -> 16,230,420 ns, above the
-        // weight stream 16.06e9 / 3.35e12 s = 4,794,029.9 -> 4,794,030 ns. Decode: 10 passes
-        // of 4,794,030 ns (compute would be 16,231 ns). Launch 20 us.
-        let d = simulated_latency(
-            profile("h100-sxm"),
-            model("attest-base-8b"),
-            1000,
-            11,
+        // A long prompt's prefill is compute-bound: 2 * 8.03e9 * 4,000 FLOP at 77% of
+        // 989.5 TFLOP/s is 84 ms.
+        let long = nanos(simulated_latency(
+            h100,
+            base,
+            4_000,
+            1,
             TimeScale::REAL_TIME,
+        ));
+        assert!((84_000_000..85_000_000).contains(&long), "{long}");
+        // The wafer is faster per stream, the 70B model does not fit it.
+        let wse = profile("wse-3");
+        assert!(nanos(simulated_latency(wse, base, 100, 11, TimeScale::REAL_TIME)) < eleven / 10);
+        let large = model("attest-large-70b");
+        assert_eq!(
+            simulated_latency(wse, large, 10, 2, TimeScale::REAL_TIME),
+            Duration::ZERO
         );
-        assert_eq!(nanos(d), 20_000 + 16_230_420 + 10 * 4_794_030);
-        // A 100-token prompt is below the ridge point: its prefill is one weight stream.
-        let short = simulated_latency(
-            profile("h100-sxm"),
-            model("attest-base-8b"),
-            100,
-            11,
-            TimeScale::REAL_TIME,
-        );
-        assert_eq!(nanos(short), 20_000 + 4_794_030 + 10 * 4_794_030);
-    }
-
-    #[test]
-    fn a100_tiny_1b() {
-        // Weights 2.2e9 B / 2.039e12 B/s = 1,078,960.3 -> 1,078,961 ns; prefill compute
-        // 2 * 1.1e9 * 100 / 312,000 = 705,128.2 -> 705,129 ns, so memory-bound. Decode: 100
-        // passes of 1,078,961 ns. Launch 20 us.
-        let d = simulated_latency(
-            profile("a100-80gb"),
-            model("attest-tiny-1b"),
-            100,
-            101,
-            TimeScale::REAL_TIME,
-        );
-        assert_eq!(nanos(d), 20_000 + 1_078_961 + 100 * 1_078_961);
-    }
-
-    #[test]
-    fn cpu_large_70b() {
-        // Prefill: 2 * 70.55e9 * 10 / 2,458 = 574,043,938.2 -> 574,043,939 ns, above the
-        // weight stream 141.1e9 / 307.2e9 s = 459,309,895.8 -> 459,309,896 ns. One decode
-        // pass of 459,309,896 ns (compute 57,404,394 ns). Launch 5 us.
-        let d = simulated_latency(
-            profile("cpu"),
-            model("attest-large-70b"),
-            10,
-            2,
-            TimeScale::REAL_TIME,
-        );
-        assert_eq!(nanos(d), 5_000 + 574_043_939 + 459_309_896);
     }
 
     #[test]
@@ -286,39 +230,29 @@ mod tests {
         let base = model("attest-base-8b");
         let scale = TimeScale::from_factor(0.001).expect("valid");
         assert_eq!(scale.ppm(), 1_000);
+        let real = simulated_latency(h100, base, 1000, 11, TimeScale::REAL_TIME);
         let d = simulated_latency(h100, base, 1000, 11, scale);
-        // 64,190,720 ns / 1000 = 64,190.72 -> 64,191 ns.
-        assert_eq!(nanos(d), 64_191);
+        assert_eq!(nanos(d), nanos(real).div_ceil(1_000));
         let job = Job::new("attest-base-8b", &[b'a'; 999], 11).expect("valid job");
         assert_eq!(job_latency(h100, &job, scale), d);
     }
 
     #[test]
-    fn one_token_job_is_prefill_only() {
-        let wse = profile("wse-3");
-        let base = model("attest-base-8b");
-        let d = simulated_latency(wse, base, 100, 1, TimeScale::REAL_TIME);
-        assert_eq!(nanos(d), 50_000 + 12_848);
-    }
-
-    #[test]
-    fn tokens_per_sec_is_the_decode_pass_rate() {
+    fn advertised_speed_is_a_stream_at_full_load() {
         let h100 = profile("h100-sxm");
         let base = model("attest-base-8b");
-        // 1e12 / 4,794,030 ns = 208,592.8 milli-tokens/s (208.6 tokens/s).
-        assert_eq!(
-            tokens_per_sec_milli(h100, base, TimeScale::REAL_TIME),
-            208_592
-        );
+        let loaded = tokens_per_sec_milli(h100, base, TimeScale::REAL_TIME);
+        let alone = stream_tokens_per_sec_milli(h100, base, 1, 1);
+        // 91 sequences of 5,120 positions read 61.7 GB of cache besides the weights.
+        assert!(loaded < alone / 4 && loaded > 0, "{loaded} vs {alone}");
         // A hundred times faster in scaled time.
         let fast = TimeScale::from_ppm(10_000).expect("valid");
-        assert_eq!(tokens_per_sec_milli(h100, base, fast), 20_859_277);
-        // Faster devices advertise more, for every model that fits both.
-        let a100 = profile("a100-80gb");
-        assert!(
-            tokens_per_sec_milli(h100, base, TimeScale::REAL_TIME)
-                > tokens_per_sec_milli(a100, base, TimeScale::REAL_TIME)
-        );
+        assert_eq!(tokens_per_sec_milli(h100, base, fast), loaded * 100);
+        // The wafer is faster per stream than the GPUs, which are faster than the CPU.
+        let tpm = |p: &str| tokens_per_sec_milli(profile(p), base, TimeScale::REAL_TIME);
+        assert!(tpm("wse-3") > tpm("h100-sxm"));
+        assert!(tpm("h100-sxm") > tpm("a100-80gb"));
+        assert!(tpm("a100-80gb") > tpm("cpu"));
     }
 
     #[test]
