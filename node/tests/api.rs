@@ -441,9 +441,11 @@ fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
         "model": MODEL, "provider": node.idle_provider, "device": "cpu", "price_per_token": 1,
     });
     let tx = node.open_job_due(0, &terms, b"nobody runs this", 4, 3_000);
+    let id = tx_hash(&tx).to_string();
+    // A stream filtered to this job: only its events, no block frames.
+    let mut mine = EventStream::open_path(api, &format!("/v1/events?job={id}"));
     let submitted = submit_hex(api, &hex::encode(tx.encode()));
     assert_eq!(submitted.status, 200, "{submitted:?}");
-    let id = tx_hash(&tx).to_string();
 
     // Open: nobody serves the provider, so it stays open for its 3 s of block time.
     let job = wait_for("the job on the ledger", || {
@@ -515,6 +517,11 @@ fn a_missed_deadline_shows_as_no_result_then_a_refund_and_a_slash() {
         ["job_opened", "commit_missed", "slashed", "refunded"],
         "{story:?}"
     );
+    for kind in &story {
+        let (name, data) = mine.next();
+        assert_eq!((&name, &data["event"]), (kind, &Value::from(kind.as_str())));
+        assert_eq!(data["job"], id.as_str(), "{data}");
+    }
 
     let metrics = http_raw(api, "GET", "/metrics", &[], b"");
     for line in [
@@ -589,6 +596,16 @@ fn block_ranges_are_bounded_and_bad_ranges_400() {
     assert_error(&get(api, "/v1/blocks?to=5"), 400, "bad_query");
     assert_error(&get(api, "/v1/blocks?form=1"), 400, "bad_query");
     assert_error(&get(api, "/v1/blocks?from=1&from=2"), 400, "bad_query");
+    let bad_kind = get(api, "/v1/events?kinds=block,nope");
+    assert_error(&bad_kind, 400, "bad_query");
+    assert!(
+        bad_kind.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"nope\"")
+    );
+    assert_error(&get(api, "/v1/events?job=zz"), 400, "bad_hex");
+    assert_error(&get(api, "/v1/events?since=3"), 400, "bad_query");
     assert_error(&get(api, "/v1/blocks?from=one"), 400, "bad_height");
     assert_error(&get(api, "/v1/blocks?from=1&to=-2"), 400, "bad_height");
     assert_error(&get(api, "/v1/blocks?from=5&to=4"), 400, "bad_range");

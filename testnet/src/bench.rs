@@ -7,7 +7,12 @@
 //! key's nonces locally ([`Opener`]) and opens jobs back to back, up to
 //! [`PER_KEY_IN_FLIGHT`] of them without a verified output, while the market's own
 //! back-pressure (`no_free_slots` when every provider's advertised slots are taken) holds it
-//! back; it polls its jobs' outputs in between. When every job has its output (or failed), it
+//! back. Workers do not poll: one follower reads the gateway's event stream
+//! (`/v1/events?kinds=result_committed,refunded`) and marks each job whose result committed or
+//! that was refunded; its worker then fetches that job's output once (again a moment later if
+//! the gateway has not fetched it from the provider yet). A job the stream has said nothing
+//! about for [`SILENT_POLL`] is polled anyway, so a stream that lagged or broke costs time,
+//! not jobs. When every job has its output (or failed), it
 //! waits for every job to settle, reads the blocks of the run, and takes the testnet down.
 //! Each node's memory and CPU (and the client's own) are read from `/proc` before the load,
 //! at the last output and at the end.
@@ -29,7 +34,7 @@ use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use attest_node::api::jobs::{JobView, TimelineView};
+use attest_node::api::jobs::JobView;
 use attest_node::shell::now_ms;
 
 use crate::client::{Api, Opener, code_of};
@@ -58,13 +63,18 @@ pub struct BenchOptions {
     pub keep: bool,
 }
 
-/// Jobs one key may have opened without a verified output yet. Well inside the 64 nonces the
-/// mempool admits past a sender's committed one, so a key never runs too far ahead; and the
-/// market's slots (a few per provider) hold the total far lower than workers times this.
-pub const PER_KEY_IN_FLIGHT: usize = 16;
-/// How often a worker polls its jobs' outputs (and asks the market again after a busy
-/// answer): the client latencies are this coarse. `attest submit` polls as often.
+/// Jobs one key may have opened without a verified output yet. Within the 64 nonces the
+/// mempool admits past a sender's committed one, so a key never runs too far ahead; the
+/// market's slots hold the total lower than workers times this when providers are full.
+pub const PER_KEY_IN_FLIGHT: usize = 32;
+/// How long a worker waits before asking the market again after a busy answer.
 const POLL: Duration = Duration::from_millis(150);
+/// How long a worker idles when nothing it holds has news: the client latencies are this
+/// coarse on top of the event stream's.
+const IDLE: Duration = Duration::from_millis(10);
+/// A job the event stream has said nothing about for this long is polled (once per this
+/// long): the fallback for a stream that lagged, broke or was never opened.
+const SILENT_POLL: Duration = Duration::from_secs(5);
 /// How long a job may wait for the market (busy answers) before it counts as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an opened job may take to its verified output before it counts as failed: the
@@ -129,7 +139,15 @@ fn measure(
         .map(|i| layout.home(dir, i))
         .collect();
     let before = sample_all(&homes);
-    let load = Load::run(opts, dir, &gateway, out, say)?;
+    let follower = std::sync::Arc::new(Follower {
+        max_jobs: opts.jobs,
+        ..Follower::default()
+    });
+    let reader = {
+        let (follower, gateway) = (follower.clone(), gateway.clone());
+        std::thread::spawn(move || follower.follow(&gateway))
+    };
+    let load = Load::run(opts, dir, &gateway, &follower.news, out, say)?;
     let at_results = sample_all(&homes);
     say(
         out,
@@ -140,15 +158,12 @@ fn measure(
         ),
     )?;
     // Every result has committed by now, and an unchecked one settles a verdict window
-    // later: wait for that height on `/v1/status` alone, so that polling hundreds of jobs
-    // does not load the gateway during the tail, then read every job's final state.
-    // The window is block time; blocks keep coming, so a wall-clock wait of one window and
-    // two idle blocks covers it.
-    let verdict_window = layout::testnet_params()?.verdict_window_ms;
-    std::thread::sleep(Duration::from_millis(
-        verdict_window + 2 * layout::IDLE_BLOCK_INTERVAL_MS,
-    ));
-    let views = demo::wait_final(&gateway, &load.on_ledger(), out, say)?;
+    // later: the follower's records say when each job is final, without a request per job.
+    let records = follower.wait_final(&gateway, &load.on_ledger(), out, say)?;
+    follower.stop.store(true, Ordering::SeqCst);
+    if let Ok(Err(e)) = reader.join() {
+        say(out, format!("the event stream ended: {e:#}"))?;
+    }
     let after = sample_all(&homes);
     let last_height = api.status()?.height.0;
     let blocks: Vec<(u64, usize)> = demo::read_blocks(&api, first_height, last_height)?
@@ -161,7 +176,7 @@ fn measure(
         at_results: &at_results,
         after: &after,
     };
-    summarize(opts, &load, &views, &blocks, &resources)
+    summarize(opts, &load, &records, &blocks, &resources)
 }
 
 /// A job opened and not yet done with.
@@ -170,6 +185,187 @@ struct Flying {
     id: String,
     posted: Instant,
     on_ledger: bool,
+    /// When it was last polled without news from the stream.
+    polled: Instant,
+    /// After news, the output was not at the gateway yet: when to ask again, and the wait
+    /// before that (doubling from [`RETRY_FIRST`]).
+    retry: Option<(Instant, Duration)>,
+}
+
+/// The first wait before asking again for an output the stream announced but the gateway
+/// had not fetched yet; it doubles up to [`SILENT_POLL`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+
+/// Jobs the event stream said have news (a committed result or a refund), until their worker
+/// takes them. Each entry is one of the run's jobs and is removed when taken, so the set is
+/// bounded by the jobs in flight.
+type News = Mutex<std::collections::BTreeSet<String>>;
+
+/// One job as the ledger's events told it: block times (ms) of its stages, and its faults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Record {
+    opened: Option<u64>,
+    committed: Option<u64>,
+    verdict: Option<u64>,
+    closed: Option<u64>,
+    settled: bool,
+    refunded: bool,
+    /// Slash reasons tied to the job (`missed_commit`, `missed_verdict`, `dispute_lost`).
+    faults: Vec<String>,
+}
+
+impl Record {
+    /// The same from a job's view (the fallback when the stream missed its events; a job
+    /// long out of the live state has no timeline, only its phase).
+    fn from_view(v: &JobView) -> Self {
+        let t = v.timeline.as_ref();
+        Self {
+            opened: t.and_then(|t| t.opened.map(|s| s.time_ms)),
+            committed: t.and_then(|t| t.committed.map(|s| s.time_ms)),
+            verdict: t.and_then(|t| t.verdict.map(|s| s.time_ms)),
+            closed: t.and_then(|t| t.closed.map(|s| s.time_ms)),
+            settled: v.phase == "settled",
+            refunded: v.phase == "refunded",
+            faults: v.faults.iter().map(|f| f.reason.reason.clone()).collect(),
+        }
+    }
+
+    fn is_final(&self) -> bool {
+        self.settled || self.refunded
+    }
+
+    /// Applies one event of kind `event` (its JSON `data`).
+    fn apply(&mut self, event: &str, data: &Value) {
+        let at = data["time_ms"].as_u64();
+        match event {
+            "job_opened" => self.opened = at,
+            "result_committed" => self.committed = at,
+            "verdict_posted" => self.verdict = at,
+            "settled" => (self.closed, self.settled) = (at, true),
+            "refunded" => (self.closed, self.refunded) = (at, true),
+            "slashed" => {
+                if let Some(reason) = data["reason"].as_str() {
+                    self.faults.push(reason.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The event kinds the follower reads. Block frames come with every block, idle or not, so
+/// the follower sees `stop` within a block of it being set.
+const FOLLOWED: &str = "block,job_opened,result_committed,verdict_posted,settled,refunded,slashed";
+
+/// The gateway's event stream as the bench reads it: each job's record, and news for the
+/// workers. Records are kept for at most `max_jobs` jobs (the run's).
+#[derive(Debug, Default)]
+struct Follower {
+    news: News,
+    records: Mutex<BTreeMap<String, Record>>,
+    max_jobs: usize,
+    /// Set when the stream lost frames (`lagged`) or ended: records may be incomplete.
+    incomplete: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Follower {
+    /// Reads the stream until `stop` is set or it ends (then workers fall back to polling,
+    /// and the records to the API).
+    fn follow(&self, gateway: &str) -> Result<()> {
+        let api = Api::new(gateway)?;
+        let result = self.read(&api);
+        self.incomplete.store(true, Ordering::SeqCst);
+        result
+    }
+
+    fn read(&self, api: &Api) -> Result<()> {
+        for line in api.events(&format!("/v1/events?kinds={FOLLOWED}"))? {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let line = line?;
+            if line.event == "lagged" {
+                self.incomplete.store(true, Ordering::SeqCst);
+                continue;
+            }
+            let data: Value = serde_json::from_str(&line.data)
+                .map_err(|e| anyhow!("event {}: {e}", line.event))?;
+            let Some(job) = data["job"].as_str() else {
+                continue;
+            };
+            if let Ok(mut records) = self.records.lock()
+                && (records.len() < self.max_jobs || records.contains_key(job))
+            {
+                records
+                    .entry(job.to_owned())
+                    .or_default()
+                    .apply(&line.event, &data);
+            }
+            if matches!(line.event.as_str(), "result_committed" | "refunded")
+                && let Ok(mut n) = self.news.lock()
+            {
+                n.insert(job.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every job in `jobs` is final in the records (at most 3 minutes), then
+    /// asks the API for any that are not: the records of `jobs`, in order.
+    fn wait_final(
+        &self,
+        gateway: &str,
+        jobs: &[String],
+        out: &mut impl Write,
+        say: &Say<'_>,
+    ) -> Result<Vec<Record>> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut last = usize::MAX;
+        loop {
+            let open = {
+                let records = self
+                    .records
+                    .lock()
+                    .map_err(|_| anyhow!("records poisoned"))?;
+                jobs.iter()
+                    .filter(|j| !records.get(*j).is_some_and(Record::is_final))
+                    .count()
+            };
+            if open != last {
+                say(
+                    out,
+                    format!("jobs final: {}/{}", jobs.len() - open, jobs.len()),
+                )?;
+                last = open;
+            }
+            let gave_up = Instant::now() > deadline || self.incomplete.load(Ordering::SeqCst);
+            if open == 0 || gave_up {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let api = Api::new(gateway)?;
+        let mut records = self
+            .records
+            .lock()
+            .map_err(|_| anyhow!("records poisoned"))?;
+        jobs.iter()
+            .map(|id| match records.get(id) {
+                Some(r) if r.is_final() => Ok(r.clone()),
+                _ => {
+                    let mut fetched = Record::from_view(&api.job(id)?);
+                    if let Some(seen) = records.remove(id) {
+                        // What the stream saw stays; the view fills what it missed.
+                        fetched.opened = seen.opened.or(fetched.opened);
+                        fetched.committed = seen.committed.or(fetched.committed);
+                        fetched.verdict = seen.verdict.or(fetched.verdict);
+                    }
+                    Ok(fetched)
+                }
+            })
+            .collect()
+    }
 }
 
 /// What the workers found, shared among them.
@@ -200,6 +396,7 @@ impl Load {
         opts: &BenchOptions,
         dir: &Path,
         gateway: &str,
+        news: &News,
         out: &mut impl Write,
         say: &Say<'_>,
     ) -> Result<Self> {
@@ -215,6 +412,7 @@ impl Load {
                         jobs: opts.jobs,
                         next,
                         load,
+                        news,
                         gateway,
                         key,
                     };
@@ -253,6 +451,7 @@ struct Worker<'a> {
     jobs: usize,
     next: &'a AtomicUsize,
     load: &'a Mutex<Load>,
+    news: &'a News,
     gateway: &'a str,
     key: PathBuf,
 }
@@ -269,9 +468,11 @@ impl Worker<'_> {
         let mut flying: Vec<Flying> = Vec::new();
         // A job taken from the queue that the market has not accepted yet, and since when.
         let mut waiting: Option<(usize, Instant)> = None;
+        // After a busy answer, the market is asked again no sooner than this.
+        let mut busy_until = Instant::now();
         loop {
             let mut progressed = false;
-            while flying.len() < PER_KEY_IN_FLIGHT {
+            while flying.len() < PER_KEY_IN_FLIGHT && Instant::now() >= busy_until {
                 let Some((i, since)) = waiting.take().or_else(|| self.take()) else {
                     break;
                 };
@@ -288,12 +489,15 @@ impl Worker<'_> {
                             id: opened.job.to_string(),
                             posted,
                             on_ledger: false,
+                            polled: posted,
+                            retry: None,
                         });
                         progressed = true;
                     }
                     Err(e) if demo::is_busy(&e) && since.elapsed() < OPEN_TIMEOUT => {
                         self.with(|l| l.busy += 1);
                         waiting = Some((i, since));
+                        busy_until = Instant::now() + POLL;
                         break;
                     }
                     Err(e) => {
@@ -316,7 +520,7 @@ impl Worker<'_> {
                 return Ok(());
             }
             if !progressed {
-                std::thread::sleep(POLL);
+                std::thread::sleep(IDLE);
             }
         }
     }
@@ -327,14 +531,36 @@ impl Worker<'_> {
         (i < self.jobs).then(|| (i, Instant::now()))
     }
 
-    /// Asks for each open job's output once; answers whether any job came to an end. A job
+    /// Asks for the output of each open job the event stream has news of (and of each it has
+    /// been silent about for [`SILENT_POLL`]); answers whether any job came to an end. A job
     /// without an output [`RESULT_TIMEOUT`] after it was opened has failed (with the last
     /// error, if asking for it failed: a dead gateway ends every job that way, not the run).
     fn poll(&self, api: &Api, flying: &mut Vec<Flying>) -> bool {
         let before = flying.len();
         let mut kept = Vec::with_capacity(before);
         for mut job in flying.drain(..) {
+            let news = self
+                .news
+                .lock()
+                .map(|mut n| n.remove(&job.id))
+                .unwrap_or(true);
+            let retry_due = job.retry.is_some_and(|(at, _)| Instant::now() >= at);
+            if !news && !retry_due && job.polled.elapsed() < SILENT_POLL {
+                kept.push(job);
+                continue;
+            }
+            job.polled = Instant::now();
             let state = output_of(api, &job.id);
+            // The result committed, but the gateway has not fetched the output yet: ask again
+            // a little later, waiting twice as long each time.
+            if (news || job.retry.is_some())
+                && matches!(state, Ok(Output::NotYet) | Ok(Output::NotOnLedger))
+            {
+                let wait = job
+                    .retry
+                    .map_or(RETRY_FIRST, |(_, w)| (w * 2).min(SILENT_POLL));
+                job.retry = Some((Instant::now() + wait, wait));
+            }
             job.on_ledger |= !matches!(state, Ok(Output::NotOnLedger) | Err(_));
             let ended = |why: String| (job.on_ledger.then(|| job.id.clone()), why);
             match state {
@@ -556,6 +782,20 @@ fn rate(count: usize, seconds: f64) -> Option<f64> {
     (seconds > 0.0).then(|| ((count as f64 / seconds) * 100.0).round() / 100.0)
 }
 
+/// Events per second between the 10th and the 90th percentile of their times (ms): the
+/// events strictly after the first of those and up to the second, over the time between
+/// them. `None` with fewer than 10 events or no time between the two.
+fn steady_rate(mut times_ms: Vec<u64>) -> Option<f64> {
+    let n = times_ms.len();
+    if n < 10 {
+        return None;
+    }
+    times_ms.sort_unstable();
+    let (lo, hi) = (n / 10, n - 1 - n / 10);
+    let seconds = times_ms[hi].saturating_sub(times_ms[lo]) as f64 / 1000.0;
+    rate(hi - lo, seconds)
+}
+
 /// Of the blocks given as `(time_ms, transactions)`, those with `from_ms <= time_ms <= to_ms`:
 /// how many, their transactions and their block intervals.
 fn window(blocks: &[(u64, usize)], from_ms: u64, to_ms: u64) -> (usize, usize, Vec<u64>) {
@@ -573,17 +813,19 @@ fn window(blocks: &[(u64, usize)], from_ms: u64, to_ms: u64) -> (usize, usize, V
 }
 
 /// A timeline stage's block time, picked out of a job's timeline.
-type Stage = fn(&TimelineView) -> Option<u64>;
+type Stage = fn(&Record) -> Option<u64>;
 
 /// Differences of two timeline stages' block times, over the jobs that reached both.
-fn stage_gaps(views: &[JobView], from: Stage, to: Stage) -> Vec<u64> {
-    views
+fn stage_gaps(records: &[Record], from: Stage, to: Stage) -> Vec<u64> {
+    records
         .iter()
-        .filter_map(|v| {
-            let t = v.timeline.as_ref()?;
-            Some(to(t)?.saturating_sub(from(t)?))
-        })
+        .filter_map(|r| Some(to(r)?.saturating_sub(from(r)?)))
         .collect()
+}
+
+/// One stage's time of every job that reached it.
+fn stage_times(records: &[Record], stage: Stage) -> Vec<u64> {
+    records.iter().filter_map(stage).collect()
 }
 
 /// What `attest bench` measured, schema [`SCHEMA`]: [`Summary::to_json`] is what `--json`
@@ -664,6 +906,14 @@ pub struct Throughput {
     pub txs_per_s_results_window: Option<f64>,
     /// Committed transactions per second of the settlement window.
     pub txs_per_s_settlement_window: Option<f64>,
+    /// Results committed per second at steady state: between the 10th and the 90th
+    /// percentile of the results' block times, so the ramp-up and the last stragglers are
+    /// out ([`steady_rate`]).
+    pub result_jobs_per_s_steady: Option<f64>,
+    /// Settlements per second at steady state, the same way over the settlements' block
+    /// times: what the chain settles while it is loaded, without the fixed verdict window
+    /// that separates the last result from its settlement.
+    pub settled_jobs_per_s_steady: Option<f64>,
 }
 
 /// Blocks and transactions committed in the windows.
@@ -746,15 +996,19 @@ pub struct UsageFigures {
 fn summarize(
     opts: &BenchOptions,
     load: &Load,
-    views: &[JobView],
+    records: &[Record],
     blocks: &[(u64, usize)],
     resources: &Resources<'_>,
 ) -> Result<Summary> {
-    let settled: Vec<&JobView> = views.iter().filter(|v| v.phase == "settled").collect();
+    let opened: Stage = |r| r.opened;
+    let committed: Stage = |r| r.committed;
+    let closed: Stage = |r| r.closed;
+    let verdict: Stage = |r| r.verdict;
+    let settled: Vec<&Record> = records.iter().filter(|r| r.settled).collect();
     let first = load.first_post_ms.unwrap_or(0);
     let last_settled = settled
         .iter()
-        .filter_map(|v| v.timeline.as_ref()?.closed.map(|c| c.time_ms))
+        .filter_map(|r| r.closed)
         .max()
         .unwrap_or(first);
     let results_s = load.last_result_ms.saturating_sub(first) as f64 / 1000.0;
@@ -762,15 +1016,11 @@ fn summarize(
     let (blocks_r, txs_r, gaps_r) = window(blocks, first, load.last_result_ms);
     let (blocks_s, txs_s, _) = window(blocks, first, last_settled);
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
-    for f in views.iter().flat_map(|v| &v.faults) {
-        *faults.entry(f.reason.reason.clone()).or_default() += 1;
+    for f in records.iter().flat_map(|r| &r.faults) {
+        *faults.entry(f.clone()).or_default() += 1;
     }
     let verdict_window = layout::testnet_params()?.verdict_window_ms;
     let complete = load.results.len() == opts.jobs && settled.len() == opts.jobs;
-    let opened: Stage = |t| t.opened.map(|s| s.time_ms);
-    let committed: Stage = |t| t.committed.map(|s| s.time_ms);
-    let closed: Stage = |t| t.closed.map(|s| s.time_ms);
-    let verdict: Stage = |t| t.verdict.map(|s| s.time_ms);
     Ok(Summary {
         schema: SCHEMA,
         complete,
@@ -785,13 +1035,10 @@ fn summarize(
         jobs_opened: load.opened,
         jobs_with_result: load.results.len(),
         jobs_settled: settled.len(),
-        jobs_refunded: views.iter().filter(|v| v.phase == "refunded").count(),
+        jobs_refunded: records.iter().filter(|r| r.refunded).count(),
         jobs_failed: load.failures.len(),
         first_failure: load.failures.first().map(|(_, why)| why.clone()),
-        jobs_checked: views
-            .iter()
-            .filter(|v| v.timeline.as_ref().is_some_and(|t| t.verdict.is_some()))
-            .count(),
+        jobs_checked: records.iter().filter(|r| r.verdict.is_some()).count(),
         faults,
         market_busy_answers: load.busy,
         window_s: Windows {
@@ -803,6 +1050,10 @@ fn summarize(
             settled_jobs_per_s: rate(settled.len(), settle_s),
             txs_per_s_results_window: rate(txs_r, results_s),
             txs_per_s_settlement_window: rate(txs_s, settle_s),
+            result_jobs_per_s_steady: steady_rate(stage_times(records, committed)),
+            settled_jobs_per_s_steady: steady_rate(
+                settled.iter().filter_map(|r| r.closed).collect(),
+            ),
         },
         blocks: BlockCounts {
             results_window: blocks_r,
@@ -812,16 +1063,16 @@ fn summarize(
         },
         latency_ms: Latencies {
             job_result_client: percentiles(load.results.iter().map(|r| r.1)),
-            job_result_ledger: percentiles(stage_gaps(views, opened, committed)),
-            job_settlement_ledger: percentiles(stage_gaps(views, opened, closed)),
-            validation_ledger: percentiles(stage_gaps(views, committed, verdict)),
+            job_result_ledger: percentiles(stage_gaps(records, opened, committed)),
+            job_settlement_ledger: percentiles(stage_gaps(records, opened, closed)),
+            validation_ledger: percentiles(stage_gaps(records, committed, verdict)),
         },
         block_time_ms_results_window: percentiles(gaps_r),
         resources: resources.report(),
         note: format!(
             "a result settles {verdict_window} ms of block time after it commits (the verdict window), \
-             so settled jobs/s over the settlement window is mostly that fixed tail; \
-             result_jobs_per_s is the market's throughput"
+             so settled jobs/s over the settlement window includes that fixed tail; the steady \
+             rates leave out the first and last tenth of the results and settlements"
         ),
     })
 }
@@ -868,6 +1119,12 @@ pub fn print(out: &mut impl Write, s: &Summary) -> Result<()> {
         j(t.settled_jobs_per_s),
         j(t.txs_per_s_settlement_window),
         j(s.window_s.settlement)
+    )?;
+    writeln!(
+        out,
+        "steady state (10th to 90th percentile, ledger time): {} results/s, {} settlements/s",
+        j(t.result_jobs_per_s_steady),
+        j(t.settled_jobs_per_s_steady)
     )?;
     let l = &s.latency_ms;
     for (name, d) in [
@@ -942,6 +1199,52 @@ mod tests {
         assert_eq!(window(&blocks, 150, 300), (2, 3, vec![80]));
         assert_eq!(window(&blocks, 0, 1_000), (4, 6, vec![50, 80, 170]));
         assert_eq!(window(&blocks, 500, 600), (0, 0, vec![]));
+    }
+
+    #[test]
+    fn a_record_follows_its_jobs_events() {
+        let mut r = Record::default();
+        let at = |ms: u64| serde_json::json!({ "job": "ab", "time_ms": ms });
+        r.apply("job_opened", &at(10));
+        r.apply("result_committed", &at(30));
+        assert!(!r.is_final());
+        r.apply("verdict_posted", &at(45));
+        r.apply("block", &at(50));
+        r.apply(
+            "slashed",
+            &serde_json::json!({ "job": "ab", "reason": "dispute_lost", "time_ms": 60 }),
+        );
+        r.apply("refunded", &at(70));
+        let want = Record {
+            opened: Some(10),
+            committed: Some(30),
+            verdict: Some(45),
+            closed: Some(70),
+            settled: false,
+            refunded: true,
+            faults: vec!["dispute_lost".into()],
+        };
+        assert_eq!(r, want);
+        assert!(r.is_final());
+        let records = [r.clone(), Record::default()];
+        assert_eq!(stage_gaps(&records, |r| r.opened, |r| r.closed), vec![60]);
+    }
+
+    #[test]
+    fn the_steady_rate_leaves_out_the_first_and_last_tenth() {
+        assert_eq!(steady_rate(vec![0; 9]), None);
+        // Twenty events a second for 10 s, then one straggler 60 s later: the straggler and
+        // the ramp are out.
+        let mut times: Vec<u64> = (0..200).map(|i| i * 50).collect();
+        times.push(70_000);
+        let steady = steady_rate(times.clone()).expect("enough events");
+        assert!((19.0..=21.0).contains(&steady), "{steady}");
+        let whole = rate(times.len(), 70.0).expect("time");
+        assert!(whole < 3.0, "{whole}");
+        // Order does not matter.
+        times.reverse();
+        assert_eq!(steady_rate(times), Some(steady));
+        assert_eq!(steady_rate(vec![5; 20]), None);
     }
 
     #[test]

@@ -73,6 +73,13 @@ impl Api {
         self.http.get(path).map_err(|e| self.fail(e))
     }
 
+    /// `GET path` as a server-sent event stream (`/v1/events?...`): its `data:` lines with
+    /// their event names, as they arrive.
+    pub fn events(&self, path: &str) -> Result<impl Iterator<Item = Result<http::SseLine>>> {
+        let lines = self.http.events(path).map_err(|e| self.fail(e))?;
+        Ok(lines.map(|line| line.map_err(anyhow::Error::new)))
+    }
+
     /// `POST path` with `body` as JSON, the answer decoded as `T`.
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.http.post(path, body).map_err(|e| self.fail(e))

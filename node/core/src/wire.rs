@@ -51,7 +51,14 @@ pub enum Request {
     Snapshots,
     /// One chunk of a snapshot the peer offered.
     Chunk(ChunkRequest),
+    /// The output bytes of several jobs the peer provided: what a gateway sends, one batch
+    /// per provider at a time.
+    Outputs(BoundedVec<JobId, MAX_OUTPUTS_PER_REQUEST>),
 }
+
+/// The most jobs one output request names: 64 ids fit the small-message bound (4 KiB) with
+/// room, and 64 outputs of at most 1,024 bytes make an answer of about 66 KiB.
+pub const MAX_OUTPUTS_PER_REQUEST: usize = 64;
 
 impl Canonical for Request {
     const NAME: &'static str = "request";
@@ -69,6 +76,8 @@ pub enum Response {
     Snapshots(BoundedVec<Manifest, MAX_OFFERS>),
     /// A chunk, if the peer still offers its snapshot.
     Chunk(ChunkResponse),
+    /// The answer to [`Request::Outputs`]: one entry per job asked, in the order asked.
+    Outputs(BoundedVec<OutputResponse, MAX_OUTPUTS_PER_REQUEST>),
 }
 
 /// The most snapshots one peer offers at once.

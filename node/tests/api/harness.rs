@@ -356,12 +356,17 @@ pub(crate) struct EventStream {
 
 impl EventStream {
     pub(crate) fn open(addr: SocketAddr) -> Self {
+        Self::open_path(addr, "/v1/events")
+    }
+
+    /// A stream of `path` (`/v1/events` with a filter).
+    pub(crate) fn open_path(addr: SocketAddr, path: &str) -> Self {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let request =
-            format!("GET /v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
         stream.write_all(request.as_bytes()).unwrap();
         let mut reader = BufReader::new(stream);
         let mut head = String::new();

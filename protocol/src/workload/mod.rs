@@ -366,10 +366,7 @@ impl Weights {
         let bias = &self.layer_params[base + d * d..base + d * d + d];
         for r in 0..d {
             let row = &matrix[r * d..(r + 1) * d];
-            let mut acc = i32::from(bias[r]) << 6;
-            for j in 0..d {
-                acc = acc.wrapping_add(i32::from(row[j]).wrapping_mul(i32::from(x[j])));
-            }
+            let acc = (i32::from(bias[r]) << 6) + dot(row, x);
             // Requantize with round-half-up, then a leaky ReLU (negative side divided by 4),
             // then a residual added modulo 256, which keeps the state moving instead of
             // settling into a fixed point.
@@ -395,10 +392,7 @@ impl Weights {
         let mut best = (i32::MIN, 0usize);
         for v in 0..OUTPUT_VOCAB {
             let row = &self.unembed[v * d..(v + 1) * d];
-            let mut logit = 0i32;
-            for j in 0..d {
-                logit = logit.wrapping_add(i32::from(row[j]).wrapping_mul(act[j] as i8 as i32));
-            }
+            let logit = dot_u8(row, &act[..d]);
             if logit > best.0 {
                 best = (logit, v);
             }
@@ -412,6 +406,41 @@ fn clamp_i8(v: i32) -> i8 {
 }
 
 /// Weights are drawn once per model per process; they are a pure function of the model id.
+/// The dot product of two rows of signed bytes. Exact, without wrapping: each product is at
+/// most 2^14 in magnitude and a row has at most `MAX_HIDDEN` (128) lanes, so the sum stays
+/// within 2^21; the bias term added to it is at most 2^13. Written as a plain sum so the
+/// compiler vectorises it (this is the stand-in's inner loop).
+#[inline(always)]
+fn dot(a: &[i8], b: &[i8]) -> i32 {
+    // Products of two `i8` fit an `i16` (at most 2^14); summing them in pairs into `i32` is
+    // the shape of SSE2's `pmaddwd`, which the compiler then uses on any x86-64.
+    let mut sum = 0i32;
+    let (mut ca, mut cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        let mut lanes = [0i32; 8];
+        for k in 0..8 {
+            let lo = i16::from(x[2 * k]) * i16::from(y[2 * k]);
+            let hi = i16::from(x[2 * k + 1]) * i16::from(y[2 * k + 1]);
+            lanes[k] = i32::from(lo) + i32::from(hi);
+        }
+        sum += lanes.iter().sum::<i32>();
+    }
+    for (&p, &q) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += i32::from(p) * i32::from(q);
+    }
+    sum
+}
+
+/// [`dot`] with the second row given as the bytes of an activation (read as signed).
+fn dot_u8(a: &[i8], b: &[u8]) -> i32 {
+    let mut row = [0i8; model::MAX_HIDDEN];
+    let n = b.len().min(model::MAX_HIDDEN);
+    for (r, &v) in row.iter_mut().zip(&b[..n]) {
+        *r = v as i8;
+    }
+    dot(a, &row[..n])
+}
+
 static WEIGHTS: [OnceLock<Weights>; CATALOGUE.len()] = [const { OnceLock::new() }; CATALOGUE.len()];
 
 impl ModelSpec {

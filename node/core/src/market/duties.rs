@@ -226,6 +226,8 @@ pub struct Duties {
     watch: BTreeSet<JobId>,
     /// Jobs handed to the accelerator and not back yet, and why.
     executing: BTreeMap<JobId, Purpose>,
+    /// How many of `executing` are `Purpose::Provide` (kept with it, so adverts need no scan).
+    providing: usize,
     /// Our traces, for jobs we provided or challenged; the oldest go past [`MAX_TRACES`].
     traces: BoundedMap<JobId, Execution>,
     /// Transactions submitted for a duty, with the height of their last submission: sent
@@ -261,6 +263,7 @@ impl Duties {
             cheat_key: *cheat_key.finalize().as_bytes(),
             watch: BTreeSet::new(),
             executing: BTreeMap::new(),
+            providing: 0,
             traces: BoundedMap::new(MAX_TRACES),
             sent: BTreeMap::new(),
             height: Height(0),
@@ -276,10 +279,7 @@ impl Duties {
 
     /// Jobs we are running as provider now.
     pub fn providing(&self) -> usize {
-        self.executing
-            .values()
-            .filter(|p| **p == Purpose::Provide)
-            .count()
+        self.providing
     }
 
     /// What the pipeline measured.
@@ -371,7 +371,9 @@ impl Duties {
         purpose: Purpose,
         outcome: Result<Execution, String>,
     ) -> Vec<Duty> {
-        self.executing.remove(&job);
+        if self.executing.remove(&job) == Some(Purpose::Provide) {
+            self.providing = self.providing.saturating_sub(1);
+        }
         let execution = match outcome {
             Ok(e) => e,
             Err(error) => {
@@ -442,24 +444,35 @@ impl Duties {
             }
             Purpose::Replay => self.keep_trace(job, execution),
         }
-        out.extend(self.duties(state));
+        // Only this job's duties can have changed: the run was all that held it back.
+        if self.watch.contains(&job) {
+            out.extend(self.duties_of(state, job));
+        }
         out
     }
 
-    /// Everything owed now on the watched jobs; finished jobs are forgotten.
+    /// Everything owed now on the watched jobs; finished jobs are forgotten. `O(watched)`:
+    /// once per block, never per job.
     fn duties(&mut self, state: &State) -> Vec<Duty> {
         let mut out = Vec::new();
         let watched: Vec<JobId> = self.watch.iter().copied().collect();
         for id in watched {
-            match state.job(&id) {
-                Some(job) if !job.phase.is_final() => {
-                    out.extend(self.resubmissions(state, id));
-                    if let Some(d) = self.duty_for(state, id) {
-                        out.push(d);
-                    }
+            out.extend(self.duties_of(state, id));
+        }
+        out
+    }
+
+    /// What is owed now on the watched job `id`; forgotten if it is final.
+    fn duties_of(&mut self, state: &State, id: JobId) -> Vec<Duty> {
+        let mut out = Vec::new();
+        match state.job(&id) {
+            Some(job) if !job.phase.is_final() => {
+                out.extend(self.resubmissions(state, id));
+                if let Some(d) = self.duty_for(state, id) {
+                    out.push(d);
                 }
-                _ => self.forget(&id),
             }
+            _ => self.forget(&id),
         }
         out
     }
@@ -535,7 +548,14 @@ impl Duties {
     fn forget(&mut self, id: &JobId) {
         self.watch.remove(id);
         self.traces.remove(id);
-        self.sent.retain(|(j, _), _| j != id);
+        let kinds: Vec<DutyTx> = self
+            .sent
+            .range((*id, DutyTx::Result)..=(*id, DutyTx::Move(u32::MAX)))
+            .map(|((_, kind), _)| *kind)
+            .collect();
+        for kind in kinds {
+            self.sent.remove(&(*id, kind));
+        }
     }
 
     fn duty_for(&mut self, state: &State, id: JobId) -> Option<Duty> {
@@ -624,7 +644,13 @@ impl Duties {
         let seed = *blake3::keyed_hash(&self.cheat_key, id.as_bytes()).as_bytes();
         #[cfg(feature = "cheats")]
         let cheat = self.cheat_for(job, purpose, &seed);
-        self.executing.insert(id, purpose);
+        let replaced = self.executing.insert(id, purpose);
+        if replaced == Some(Purpose::Provide) {
+            self.providing = self.providing.saturating_sub(1);
+        }
+        if purpose == Purpose::Provide {
+            self.providing += 1;
+        }
         Duty::Run(Box::new(JobRun {
             job: id,
             purpose,

@@ -14,7 +14,7 @@ use attest_protocol::workload::output_hash;
 use attest_protocol::{Hash, JobId};
 
 use crate::bounded::BoundedMap;
-use crate::wire::PeerKey;
+use crate::wire::{MAX_OUTPUTS_PER_REQUEST, PeerKey};
 
 /// Outputs kept for clients, oldest dropped first. Outputs are at most 1,024 bytes, so this is
 /// at most ~4 MB.
@@ -85,8 +85,8 @@ impl Gateway {
     }
 
     /// A block committed: note results of tracked jobs, drop jobs that ended without one, and
-    /// return the fetches to send as (peer, job).
-    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<(PeerKey, JobId)> {
+    /// return the fetches to send as (peer, jobs), one batch per provider's node.
+    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<(PeerKey, Vec<JobId>)> {
         for e in events {
             if let Event::ResultCommitted {
                 job,
@@ -110,17 +110,33 @@ impl Gateway {
         self.fetches()
     }
 
-    /// The fetches due: every committed result not in flight.
-    fn fetches(&mut self) -> Vec<(PeerKey, JobId)> {
-        let mut out = Vec::new();
+    /// The fetches due: committed results not in flight, in one batch of at most
+    /// [`MAX_OUTPUTS_PER_REQUEST`] per peer that has none in flight already (so a peer's
+    /// failure resets exactly one batch, and a busy provider is asked no faster than it
+    /// answers).
+    fn fetches(&mut self) -> Vec<(PeerKey, Vec<JobId>)> {
+        let busy: std::collections::BTreeSet<PeerKey> = self
+            .wanted
+            .values()
+            .filter(|w| w.in_flight)
+            .filter_map(|w| w.result.as_ref().map(|(p, _)| p.clone()))
+            .collect();
+        let mut batches: BTreeMap<PeerKey, Vec<JobId>> = BTreeMap::new();
         for (id, w) in &mut self.wanted {
-            if let (Some((peer, _)), false) = (&w.result, w.in_flight) {
+            let Some((peer, _)) = &w.result else {
+                continue;
+            };
+            if w.in_flight || busy.contains(peer) {
+                continue;
+            }
+            let batch = batches.entry(peer.clone()).or_default();
+            if batch.len() < MAX_OUTPUTS_PER_REQUEST {
                 w.in_flight = true;
                 w.attempts += 1;
-                out.push((peer.clone(), *id));
+                batch.push(*id);
             }
         }
-        out
+        batches.into_iter().collect()
     }
 
     /// The provider answered for `job` with `output` (`None`: it has none).
@@ -228,12 +244,12 @@ mod tests {
         let mut g = Gateway::default();
         g.track(job);
         let fetches = g.on_commit(&state, &[committed(job, provider, b"the truth")]);
-        assert_eq!(fetches, vec![(peer.clone(), job)]);
+        assert_eq!(fetches, vec![(peer.clone(), vec![job])]);
         g.on_output(job, Some(b"a lie"));
         assert_eq!(g.stats().rejected, 1);
         assert_eq!(g.output(&job), None);
         // The next block sends the fetch again; the true bytes are kept.
-        assert_eq!(g.on_commit(&state, &[]), vec![(peer, job)]);
+        assert_eq!(g.on_commit(&state, &[]), vec![(peer, vec![job])]);
         g.on_output(job, Some(b"the truth"));
         assert_eq!(g.output(&job), Some(&b"the truth"[..]));
         assert_eq!(g.stats().verified, 1);
@@ -254,5 +270,37 @@ mod tests {
         }
         assert!(fetches.is_empty());
         assert_eq!(g.stats().abandoned, 1);
+    }
+
+    #[test]
+    fn fetches_go_in_one_bounded_batch_per_provider_at_a_time() {
+        let (state, provider, peer) = state();
+        let mut g = Gateway::default();
+        let jobs: Vec<JobId> = (0..100u8).map(|i| JobId([i; 32])).collect();
+        let events: Vec<Event> = jobs
+            .iter()
+            .map(|j| {
+                g.track(*j);
+                committed(*j, provider, b"out")
+            })
+            .collect();
+        let first = g.on_commit(&state, &events);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, peer);
+        assert_eq!(first[0].1.len(), MAX_OUTPUTS_PER_REQUEST);
+        // While that batch is out, the provider is asked nothing more.
+        assert!(g.on_commit(&state, &[]).is_empty());
+        for j in &first[0].1 {
+            g.on_output(*j, Some(b"out"));
+        }
+        g.on_failure(&peer);
+        // The rest go in the next batch; the answered ones are held.
+        let second = g.on_commit(&state, &[]);
+        assert_eq!(second[0].1.len(), 100 - MAX_OUTPUTS_PER_REQUEST);
+        assert_eq!(g.stats().verified, MAX_OUTPUTS_PER_REQUEST as u64);
+        // A failed batch is asked again, and only it.
+        g.on_failure(&peer);
+        let third = g.on_commit(&state, &[]);
+        assert_eq!(third, second);
     }
 }

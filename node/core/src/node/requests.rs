@@ -3,7 +3,7 @@
 //! answering requests (an output from the core; blocks the host reads from its store, see
 //! [`crate::host::serve_request`]), and handling the answers.
 
-use attest_protocol::{Bytes, Canonical, Height, JobId};
+use attest_protocol::{BoundedVec, Bytes, Canonical, Height, JobId};
 
 use super::joining::SyncAnswer;
 use super::{Effect, NodeCore, PeerKey};
@@ -30,7 +30,7 @@ impl NodeCore {
                 Some(Response::Snapshots(offers)) => SyncAnswer::Offers(offers.into_vec()),
                 Some(Response::Sync(r)) => SyncAnswer::Blocks(r.blocks.into_vec()),
                 Some(Response::Chunk(c)) => SyncAnswer::Chunk(c),
-                Some(Response::Output(_)) | None => SyncAnswer::Failed,
+                Some(Response::Output(_) | Response::Outputs(_)) | None => SyncAnswer::Failed,
             };
             self.on_sync_answer(now_ms, from, answer);
             return;
@@ -43,6 +43,15 @@ impl NodeCore {
                 self.market
                     .gateway
                     .on_output(r.job, r.output.as_ref().map(Bytes::as_slice));
+            }
+            Some(Response::Outputs(answers)) => {
+                for r in answers.iter() {
+                    self.market
+                        .gateway
+                        .on_output(r.job, r.output.as_ref().map(Bytes::as_slice));
+                }
+                // Jobs of the batch the peer left out may go again.
+                self.market.gateway.on_failure(from);
             }
             None => {
                 if self.ledger.syncing.as_ref() == Some(from) {
@@ -87,18 +96,29 @@ impl NodeCore {
         match Request::decode(data).ok()? {
             Request::Sync(r) => Some(Answer::Sync(r)),
             Request::Output(job) => {
-                let response = Response::Output(OutputResponse {
-                    job,
-                    output: self
-                        .market
-                        .duties
-                        .output(&job)
-                        .and_then(|o| Bytes::new(o.to_vec()).ok()),
-                });
+                let response = Response::Output(self.output_response(job));
+                Some(Answer::Ready(response.encode()))
+            }
+            Request::Outputs(jobs) => {
+                let answers: Vec<OutputResponse> =
+                    jobs.iter().map(|job| self.output_response(*job)).collect();
+                let response = Response::Outputs(BoundedVec::new(answers).ok()?);
                 Some(Answer::Ready(response.encode()))
             }
             Request::Snapshots => Some(Answer::Ready(self.answer_offers().encode())),
             Request::Chunk(c) => Some(Answer::Ready(self.answer_chunk(&c).encode())),
+        }
+    }
+
+    /// Our answer for one job's output.
+    fn output_response(&self, job: JobId) -> OutputResponse {
+        OutputResponse {
+            job,
+            output: self
+                .market
+                .duties
+                .output(&job)
+                .and_then(|o| Bytes::new(o.to_vec()).ok()),
         }
     }
 
@@ -115,25 +135,37 @@ impl NodeCore {
         });
     }
 
-    /// Sends the gateway's output fetches; a job we provided ourselves is delivered at once.
-    pub(super) fn fetch_outputs(&mut self, fetches: Vec<(PeerKey, JobId)>) {
+    /// Sends the gateway's output fetches, one request per provider's batch; a job we
+    /// provided ourselves is delivered at once.
+    pub(super) fn fetch_outputs(&mut self, fetches: Vec<(PeerKey, Vec<JobId>)>) {
         let me = self.key.as_ref().map(|k| k.public());
-        for (peer, job) in fetches {
-            let ours = self
-                .ledger
-                .chain
-                .state()
-                .job(&job)
-                .is_some_and(|j| Some(j.provider) == me);
-            if ours {
-                let output = self.market.duties.output(&job).map(<[u8]>::to_vec);
-                self.market.gateway.on_output(job, output.as_deref());
-            } else {
-                self.effects.push_back(Effect::Request {
-                    peer,
-                    data: Request::Output(job).encode(),
-                });
+        for (peer, jobs) in fetches {
+            let mut remote = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let ours = self
+                    .ledger
+                    .chain
+                    .state()
+                    .job(&job)
+                    .is_some_and(|j| Some(j.provider) == me);
+                if ours {
+                    let output = self.market.duties.output(&job).map(<[u8]>::to_vec);
+                    self.market.gateway.on_output(job, output.as_deref());
+                } else {
+                    remote.push(job);
+                }
             }
+            if remote.is_empty() {
+                continue;
+            }
+            // The gateway batches at most `MAX_OUTPUTS_PER_REQUEST` per peer.
+            let Ok(batch) = BoundedVec::new(remote) else {
+                continue;
+            };
+            self.effects.push_back(Effect::Request {
+                peer,
+                data: Request::Outputs(batch).encode(),
+            });
         }
     }
 }
