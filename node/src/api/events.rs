@@ -125,21 +125,15 @@ impl Filter {
         self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
     }
 
-    fn wants(&self, event: &Event, kind: &str) -> bool {
-        self.wants_kind(kind) && self.job.is_none_or(|job| event_job(event) == Some(job))
+    /// Whether an event of `kind` whose JSON ([`event_json`]) is `data` passes.
+    fn wants(&self, kind: &str, data: &Value) -> bool {
+        self.wants_kind(kind) && self.job.is_none_or(|job| event_job(data) == Some(job))
     }
 }
 
-/// The job a contract event is about, if it is about one.
-fn event_job(event: &Event) -> Option<JobId> {
-    match serde_json::to_value(event) {
-        Ok(Value::Object(outer)) => outer
-            .into_iter()
-            .next()
-            .and_then(|(_, inner)| inner.get("job").cloned())
-            .and_then(|job| serde_json::from_value(job).ok()),
-        _ => None,
-    }
+/// The job an event is about, from its JSON: its own `job` field, or its slash reason's.
+fn event_job(data: &Value) -> Option<JobId> {
+    serde_json::from_value(data.get("job")?.clone()).ok()
 }
 
 /// The SSE frames of one published block that `filter` wants: `block`, then its contract
@@ -159,11 +153,15 @@ fn frames<'a>(block: &'a BlockEvents, filter: &'a Filter) -> impl Iterator<Item 
     });
     let events = block.events.iter().filter_map(move |e| {
         let name = event_name(e)?;
-        filter.wants(e, name).then(|| {
+        if !filter.wants_kind(name) {
+            return None;
+        }
+        let data = event_json(block, e);
+        filter.wants(name, &data).then(|| {
             SseEvent::default()
                 .event(name)
                 .id(id.clone())
-                .data(event_json(block, e).to_string())
+                .data(data.to_string())
         })
     });
     head.into_iter().chain(events)
@@ -231,16 +229,28 @@ mod tests {
                 client_refund: Amount(0),
             },
         ];
-        for e in &events {
+        let block = BlockEvents::new(
+            attest_protocol::Height(5),
+            attest_protocol::BlockHash([0; 32]),
+            2,
+            1_000,
+            events.to_vec(),
+        );
+        let json: Vec<Value> = events.iter().map(|e| event_json(&block, e)).collect();
+        for (e, data) in events.iter().zip(&json) {
             let name = event_name(e).expect("named");
             assert!(KINDS.contains(&name), "{name}");
-            assert_eq!(event_job(e), Some(job));
+            assert_eq!(event_job(data), Some(job));
+            assert_eq!(data["event"], name);
         }
         assert_eq!(Filter::parse(None).ok(), Some(Filter::default()));
         let f = Filter::parse(Some(&format!("job={job}&kinds=settled,block"))).expect("valid");
-        assert!(f.wants(&events[1], "settled") && !f.wants(&events[0], "refunded"));
+        assert!(f.wants("settled", &json[1]) && !f.wants("refunded", &json[0]));
         let other = Filter::parse(Some(&format!("job={}", JobId([8; 32])))).expect("valid");
-        assert!(!other.wants(&events[1], "settled"));
+        assert!(!other.wants("settled", &json[1]));
+        // A filter on a job has no block frames; the unfiltered stream has them.
+        assert_eq!(frames(&block, &f).count(), 1);
+        assert_eq!(frames(&block, &Filter::default()).count(), 3);
         for bad in ["kinds=nope", "job=12", "since=4", "job"] {
             assert!(Filter::parse(Some(bad)).is_err(), "{bad}");
         }
