@@ -514,6 +514,7 @@ fn follow(
 ) -> Result<SubmitRecord> {
     let started = Instant::now();
     let id = job.to_string();
+    let news = job_events(api, &id);
     let mut seen: Vec<&'static str> = Vec::new();
     let mut note = |out: &mut dyn Write, stage: &'static str, line: String| -> Result<()> {
         if !seen.contains(&stage) {
@@ -606,8 +607,40 @@ fn follow(
         }
         let secs = started.elapsed().as_secs_f64();
         progress.spin(format!("job is {phase} ({secs:.1}s)"));
-        std::thread::sleep(Duration::from_millis(150));
+        // The job's next event wakes us; without one, look again after a while (the stream
+        // may be down). A committed result whose output the gateway is still fetching is
+        // looked at again soon.
+        let fetching = view.result.is_some() && !view.output_held && args.wait == Wait::Result;
+        let wait = if fetching { FETCH_POLL } else { SILENT_POLL };
+        let _ = news.recv_timeout(wait);
+        while news.try_recv().is_ok() {}
     }
+}
+
+/// How long `attest submit` waits for the job's next event before it looks anyway.
+const SILENT_POLL: Duration = Duration::from_secs(1);
+/// How soon it looks again while the gateway fetches a committed result's output (which has
+/// no event of its own).
+const FETCH_POLL: Duration = Duration::from_millis(50);
+
+/// A signal per event about `job` on the node's event stream (`/v1/events?job=ID`), read on a
+/// thread of its own. If the stream cannot be opened, the receiver just never fires and the
+/// caller polls. The thread ends with the stream or at the first event after the receiver is
+/// dropped.
+fn job_events(api: &Api, job: &str) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (api, path) = (api.clone(), format!("/v1/events?job={job}"));
+    std::thread::spawn(move || {
+        let Ok(lines) = api.events(&path) else {
+            return;
+        };
+        for line in lines {
+            if line.is_err() || tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Audits the chain a node serves (`--node`) or a stopped node's data directory

@@ -55,12 +55,29 @@ fn flip(rng: &mut Rng, sig: &mut Signature) {
     sig.0[byte] ^= 1 << rng.below(8);
 }
 
+/// A real transaction batch with one of its transactions changed by `change`.
+fn change_one_tx(
+    rng: &mut Rng,
+    data: &[u8],
+    change: impl FnOnce(&mut Rng, &mut SignedTx),
+) -> Option<Vec<u8>> {
+    let batch = attest_core::wire::TxBatch::decode(data).ok()?;
+    let mut txs = batch.0.into_vec();
+    let i = rng.index(txs.len().max(1));
+    change(rng, txs.get_mut(i)?);
+    let batch = attest_core::wire::TxBatch(attest_protocol::BoundedVec::new(txs).ok()?);
+    Some(batch.encode())
+}
+
 /// A real message with one bit of its signature flipped.
 pub fn flip_signature(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>> {
     if topic == attest_core::topic::TXS {
         let mut tx = SignedTx::decode(data).ok()?;
         flip(rng, &mut tx.signature);
         return Some(tx.encode());
+    }
+    if topic == attest_core::topic::TX_BATCHES {
+        return change_one_tx(rng, data, |rng, tx| flip(rng, &mut tx.signature));
     }
     let out = match ConsensusMessage::decode(data).ok()? {
         ConsensusMessage::Proposal(mut p) => {
@@ -90,6 +107,9 @@ pub fn tamper_body(rng: &mut Rng, topic: &str, data: &[u8]) -> Option<Vec<u8>> {
         let mut tx = SignedTx::decode(data).ok()?;
         tx.body.fee.0 += 1 + rng.below(1_000);
         return Some(tx.encode());
+    }
+    if topic == attest_core::topic::TX_BATCHES {
+        return change_one_tx(rng, data, |rng, tx| tx.body.fee.0 += 1 + rng.below(1_000));
     }
     let out = match ConsensusMessage::decode(data).ok()? {
         ConsensusMessage::Proposal(mut p) => {

@@ -526,7 +526,13 @@ impl Sim {
         let to = (node + 1 + self.rng.index(n - 1)) % n;
         let recent = &self.nodes[node].recent;
         let real = (!recent.is_empty()).then(|| recent[self.rng.index(recent.len())].clone());
-        let topics = [topic::TXS, topic::CONSENSUS, topic::ADVERTS, BOGUS_TOPIC];
+        let topics = [
+            topic::TXS,
+            topic::TX_BATCHES,
+            topic::CONSENSUS,
+            topic::ADVERTS,
+            BOGUS_TOPIC,
+        ];
         let rng = &mut self.rng;
         let forged = match (rng.below(6), real) {
             (1, Some((t, d))) => byzantine::flip_signature(rng, t, &d).map(|f| (t, f)),

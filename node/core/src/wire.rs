@@ -3,7 +3,8 @@
 
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_OUTPUT_TOKENS, MAX_SMALL_MESSAGE_BYTES};
 use attest_protocol::{
-    Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal, Signed, Vote,
+    Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal, Signed,
+    SignedTx, Vote,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,27 @@ pub enum ConsensusMessage {
 impl Canonical for ConsensusMessage {
     const NAME: &'static str = "consensus message";
     const MAX_ENCODED_LEN: usize = MAX_BLOCK_BYTES + 64 * 1024;
+}
+
+/// Transactions gossiped together (topic `attest/txs/2`). A node collects the transactions it
+/// admits from its clients and its own duties for at most [`TX_BATCH_MS`] and publishes them
+/// as one message, at once when [`TX_BATCH_FLUSH_BYTES`] or [`MAX_TX_BATCH`] is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxBatch(pub BoundedVec<SignedTx, MAX_TX_BATCH>);
+
+/// The most transactions in one batch.
+pub const MAX_TX_BATCH: usize = 256;
+/// A batch is published once it holds this many bytes of transactions (so it is at most this
+/// plus one transaction).
+pub const TX_BATCH_FLUSH_BYTES: usize = 64 * 1024;
+/// The longest a transaction waits for its batch, in ms: small next to a block interval,
+/// long enough to gather what arrives together under load.
+pub const TX_BATCH_MS: u64 = 5;
+
+impl Canonical for TxBatch {
+    const NAME: &'static str = "transaction batch";
+    // The flush threshold plus one transaction of the largest kind, with room.
+    const MAX_ENCODED_LEN: usize = 1024 * 1024;
 }
 
 /// The most blocks one sync response carries. Blocks are usually small (a few KiB); a batch

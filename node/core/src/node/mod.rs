@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use attest_contracts_sim::Event;
 use attest_protocol::{
-    AccountId, Amount, Block, BlockHash, Canonical, CommitCertificate, Height, Nonce, SecretKey,
-    Signed, SignedTx, TxHash, Vote,
+    AccountId, Amount, Block, BlockHash, BoundedVec, Canonical, CommitCertificate, Height, Nonce,
+    SecretKey, Signed, SignedTx, TxHash, Vote,
 };
 
 use attest_chain::{Applied, BlockError, Chain, ChainError, ValidatorSetError};
@@ -44,7 +44,7 @@ use crate::mempool::{AccountView, AdmitError, Mempool};
 use crate::statesync::{StateSync, Trust};
 use crate::store::StoreError;
 use crate::topic;
-use crate::wire::ConsensusMessage;
+use crate::wire::{self, ConsensusMessage, TxBatch};
 
 pub use crate::wire::PeerKey;
 
@@ -222,6 +222,18 @@ enum Timer {
     Rebroadcast(Height),
     Advert,
     StateSync,
+    /// Publish the transactions waiting in the outbox.
+    FlushTxs,
+}
+
+/// Transactions admitted here and not yet gossiped: published as one [`TxBatch`] when it is
+/// full or [`wire::TX_BATCH_MS`] after the first (bounded by [`wire::MAX_TX_BATCH`] and
+/// [`wire::TX_BATCH_FLUSH_BYTES`]: it is flushed on reaching either).
+#[derive(Debug, Default)]
+struct Outbox {
+    txs: Vec<SignedTx>,
+    bytes: usize,
+    armed: bool,
 }
 
 /// The ledger node: the committed chain, what waits to go in it, and the consensus that
@@ -310,6 +322,7 @@ pub struct NodeCore {
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
     effects: VecDeque<Effect>,
+    outbox: Outbox,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -382,6 +395,7 @@ impl NodeCore {
             config,
             timers: BTreeMap::new(),
             timer_seq: 0,
+            outbox: Outbox::default(),
             effects: VecDeque::new(),
         };
         core.arm(now_ms, Timer::Advert);
@@ -448,10 +462,8 @@ impl NodeCore {
                 }
                 Duty::Regossip(hash) => {
                     if let Some(tx) = self.ledger.mempool.verified(&hash) {
-                        self.effects.push_back(Effect::Broadcast {
-                            topic: topic::TXS,
-                            data: tx.signed().encode(),
-                        });
+                        let tx = tx.signed().clone();
+                        self.queue_gossip(now_ms, tx);
                     }
                 }
             }
@@ -502,15 +514,50 @@ impl NodeCore {
                     self.ledger.statesync_timer = None;
                     self.on_statesync_timer(now_ms);
                 }
+                Timer::FlushTxs => {
+                    self.outbox.armed = false;
+                    self.flush_txs();
+                }
                 Timer::StartHeight(_) | Timer::Rebroadcast(_) => {}
             }
         }
     }
 
+    /// Puts an admitted transaction in the outbox: published with the next batch.
+    fn queue_gossip(&mut self, now_ms: u64, tx: SignedTx) {
+        self.outbox.bytes = self.outbox.bytes.saturating_add(tx.encode().len());
+        self.outbox.txs.push(tx);
+        if self.outbox.txs.len() >= wire::MAX_TX_BATCH
+            || self.outbox.bytes >= wire::TX_BATCH_FLUSH_BYTES
+        {
+            self.flush_txs();
+        } else if !self.outbox.armed {
+            self.outbox.armed = true;
+            self.arm(now_ms + wire::TX_BATCH_MS, Timer::FlushTxs);
+        }
+    }
+
+    /// Publishes the outbox as one batch.
+    fn flush_txs(&mut self) {
+        if self.outbox.txs.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.outbox.txs);
+        self.outbox.bytes = 0;
+        // At most `MAX_TX_BATCH`: `queue_gossip` flushes on reaching it.
+        let Ok(batch) = BoundedVec::new(txs) else {
+            return;
+        };
+        self.effects.push_back(Effect::Broadcast {
+            topic: topic::TX_BATCHES,
+            data: TxBatch(batch).encode(),
+        });
+    }
+
     /// A transaction from a local client: admitted to the mempool and gossiped. A job opened
     /// this way makes this node its gateway: it fetches and checks the output.
     pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
-        let data = tx.encode();
+        let gossip = tx.clone();
         let opens_job = match &tx.body.action {
             attest_protocol::Action::OpenJob(open) => {
                 let state = self.ledger.chain.state();
@@ -528,10 +575,7 @@ impl NodeCore {
         if opens_job {
             self.market.gateway.track(JobId::from(hash));
         }
-        self.effects.push_back(Effect::Broadcast {
-            topic: topic::TXS,
-            data,
-        });
+        self.queue_gossip(now_ms, gossip);
         self.on_tx_waiting(now_ms);
         Ok(hash)
     }
@@ -551,6 +595,7 @@ impl NodeCore {
         }
         match topic_name {
             topic::TXS => self.gossip_tx(now_ms, data),
+            topic::TX_BATCHES => self.gossip_tx_batch(now_ms, data),
             topic::CONSENSUS => self.gossip_consensus(now_ms, from, data),
             topic::ADVERTS => self.gossip_advert(now_ms, data),
             _ => GossipVerdict::Ignore(format!("topic {topic_name} is not handled")),
@@ -575,6 +620,38 @@ impl NodeCore {
                 GossipVerdict::Reject(e.to_string())
             }
             Err(e) => GossipVerdict::Ignore(e.to_string()),
+        }
+    }
+
+    /// A batch of transactions: each is admitted as if it came alone. The batch is refused
+    /// (and its sender penalised) if any transaction in it is forged or oversized, forwarded
+    /// if any was new to us, and ignored otherwise.
+    fn gossip_tx_batch(&mut self, now_ms: u64, data: &[u8]) -> GossipVerdict {
+        let batch = match TxBatch::decode(data) {
+            Ok(b) => b,
+            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        };
+        let (mut admitted, mut forged, mut last) = (false, None, None);
+        for tx in batch.0.into_vec() {
+            match self
+                .ledger
+                .mempool
+                .admit(tx, &View(&self.ledger.chain), now_ms)
+            {
+                Ok(_) => admitted = true,
+                Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
+                    forged = Some(e.to_string());
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        if admitted {
+            self.on_tx_waiting(now_ms);
+        }
+        match (forged, admitted) {
+            (Some(why), _) => GossipVerdict::Reject(why),
+            (None, true) => GossipVerdict::Accept,
+            (None, false) => GossipVerdict::Ignore(last.unwrap_or_else(|| "empty batch".into())),
         }
     }
 
