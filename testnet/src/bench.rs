@@ -147,7 +147,7 @@ fn measure(
         let (follower, gateway) = (follower.clone(), gateway.clone());
         std::thread::spawn(move || follower.follow(&gateway))
     };
-    let load = Load::run(opts, dir, &gateway, &follower.news, out, say)?;
+    let load = Load::run(opts, dir, &gateway, &follower, out, say)?;
     let at_results = sample_all(&homes);
     say(
         out,
@@ -212,6 +212,8 @@ struct Record {
     refunded: bool,
     /// Slash reasons tied to the job (`missed_commit`, `missed_verdict`, `dispute_lost`).
     faults: Vec<String>,
+    /// The output hash of the committed result, as the ledger's event gave it (hex).
+    output_hash: Option<String>,
 }
 
 impl Record {
@@ -227,6 +229,7 @@ impl Record {
             settled: v.phase == "settled",
             refunded: v.phase == "refunded",
             faults: v.faults.iter().map(|f| f.reason.reason.clone()).collect(),
+            output_hash: v.result.as_ref().map(|r| r.output_hash.to_string()),
         }
     }
 
@@ -239,7 +242,10 @@ impl Record {
         let at = data["time_ms"].as_u64();
         match event {
             "job_opened" => self.opened = at,
-            "result_committed" => self.committed = at,
+            "result_committed" => {
+                self.committed = at;
+                self.output_hash = data["output_hash"].as_str().map(str::to_owned);
+            }
             "verdict_posted" => self.verdict = at,
             "settled" => (self.closed, self.settled) = (at, true),
             "refunded" => (self.closed, self.refunded) = (at, true),
@@ -309,6 +315,11 @@ impl Follower {
             }
         }
         Ok(())
+    }
+
+    /// The committed output hash of `job`, if the stream brought its result.
+    fn output_hash(&self, job: &str) -> Option<String> {
+        self.records.lock().ok()?.get(job)?.output_hash.clone()
     }
 
     /// Waits until every job in `jobs` is final in the records (at most 3 minutes), then
@@ -396,7 +407,7 @@ impl Load {
         opts: &BenchOptions,
         dir: &Path,
         gateway: &str,
-        news: &News,
+        follower: &Follower,
         out: &mut impl Write,
         say: &Say<'_>,
     ) -> Result<Self> {
@@ -412,7 +423,7 @@ impl Load {
                         jobs: opts.jobs,
                         next,
                         load,
-                        news,
+                        follower,
                         gateway,
                         key,
                     };
@@ -451,7 +462,7 @@ struct Worker<'a> {
     jobs: usize,
     next: &'a AtomicUsize,
     load: &'a Mutex<Load>,
-    news: &'a News,
+    follower: &'a Follower,
     gateway: &'a str,
     key: PathBuf,
 }
@@ -540,6 +551,7 @@ impl Worker<'_> {
         let mut kept = Vec::with_capacity(before);
         for mut job in flying.drain(..) {
             let news = self
+                .follower
                 .news
                 .lock()
                 .map(|mut n| n.remove(&job.id))
@@ -550,7 +562,7 @@ impl Worker<'_> {
                 continue;
             }
             job.polled = Instant::now();
-            let state = output_of(api, &job.id);
+            let state = output_of(api, &job.id, self.follower.output_hash(&job.id));
             // The result committed, but the gateway has not fetched the output yet: ask again
             // a little later, waiting twice as long each time.
             if (news || job.retry.is_some())
@@ -622,7 +634,7 @@ enum Output {
 
 /// Asks the gateway for the job's output; when it has one, checks it here: its bytes must
 /// hash to the output hash in the job's committed result on the ledger.
-fn output_of(api: &Api, job: &str) -> Result<Output> {
+fn output_of(api: &Api, job: &str, committed: Option<String>) -> Result<Output> {
     let served = match api.job_output(job) {
         Ok(v) => v,
         Err(e) => {
@@ -636,14 +648,17 @@ fn output_of(api: &Api, job: &str) -> Result<Output> {
     };
     let bytes =
         hex::decode(&served.output_hex).map_err(|e| anyhow!("job {job}: output_hex: {e}"))?;
-    let here = attest_protocol::workload::output_hash(&bytes);
-    let view = api.job(job)?;
-    // The ledger forgets a result's hashes once the job settles; a job that settled before
-    // this poll saw it was never disputed, and its gateway checked the bytes on arrival.
-    Ok(match view.result {
-        Some(result) if result.output_hash != here => Output::Rejected(format!(
-            "job {job}: the output hashes to {here}, the ledger holds {}",
-            result.output_hash
+    let here = attest_protocol::workload::output_hash(&bytes).to_string();
+    // The committed result's hash from the ledger's event, or from the job's view. The
+    // ledger forgets a result's hashes once the job settles; a job that settled before this
+    // poll saw it was never disputed, and its gateway checked the bytes on arrival.
+    let committed = match committed {
+        Some(h) => Some(h),
+        None => api.job(job)?.result.map(|r| r.output_hash.to_string()),
+    };
+    Ok(match committed {
+        Some(hash) if hash != here => Output::Rejected(format!(
+            "job {job}: the output hashes to {here}, the ledger holds {hash}"
         )),
         _ => Output::Verified,
     })
@@ -1206,7 +1221,10 @@ mod tests {
         let mut r = Record::default();
         let at = |ms: u64| serde_json::json!({ "job": "ab", "time_ms": ms });
         r.apply("job_opened", &at(10));
-        r.apply("result_committed", &at(30));
+        r.apply(
+            "result_committed",
+            &serde_json::json!({ "job": "ab", "time_ms": 30, "output_hash": "cd" }),
+        );
         assert!(!r.is_final());
         r.apply("verdict_posted", &at(45));
         r.apply("block", &at(50));
@@ -1223,6 +1241,7 @@ mod tests {
             settled: false,
             refunded: true,
             faults: vec!["dispute_lost".into()],
+            output_hash: Some("cd".into()),
         };
         assert_eq!(r, want);
         assert!(r.is_final());
