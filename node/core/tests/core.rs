@@ -178,3 +178,65 @@ fn a_job_the_contract_would_refuse_is_refused_at_once_with_the_reason() {
     );
     assert_eq!(core.mempool_len(), 0, "nothing refused was admitted");
 }
+
+#[test]
+fn transactions_are_gossiped_in_batches_and_a_forged_one_spoils_its_batch() {
+    use attest_core::wire::TxBatch;
+    use attest_core::{Effect, GossipVerdict, topic};
+    use attest_protocol::{BoundedVec, Canonical};
+
+    let mut net = LocalNet::new(4, 2, config());
+    let chain = net.chain_id().clone();
+    let (a, b) = (net.clients[0].clone(), net.clients[1].clone());
+    let batch = |txs: Vec<Signed<Tx>>| TxBatch(BoundedVec::new(txs).expect("small")).encode();
+
+    // Three transactions submitted to node 0 within the batch window go out as one message.
+    let sender = net.nodes[0].core.as_mut().unwrap();
+    while sender.poll_effect().is_some() {}
+    let now = 1_000_000;
+    for nonce in 0..3 {
+        sender
+            .submit_tx(now, transfer(&a, &chain, nonce))
+            .expect("admitted");
+    }
+    let gossip = |core: &mut attest_core::NodeCore| {
+        std::iter::from_fn(|| core.poll_effect())
+            .filter_map(|e| match e {
+                Effect::Broadcast { topic, data } if topic.starts_with("attest/txs") => {
+                    Some((topic, data))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        gossip(sender).is_empty(),
+        "nothing before the batch window ends"
+    );
+    sender.handle_timeout(now + attest_core::wire::TX_BATCH_MS);
+    let sent = gossip(sender);
+    assert_eq!(sent.len(), 1, "one message for three transactions");
+    assert_eq!(sent[0].0, topic::TX_BATCHES);
+    let got = TxBatch::decode(&sent[0].1).expect("a batch");
+    assert_eq!(got.0.len(), 3);
+
+    // Another node admits the batch and forwards it; the same batch again is ignored.
+    let peer = b"peer".to_vec();
+    let receiver = net.nodes[1].core.as_mut().unwrap();
+    let verdict = receiver.handle_gossip(now, &peer, topic::TX_BATCHES, &sent[0].1);
+    assert_eq!(verdict, GossipVerdict::Accept);
+    assert_eq!(receiver.mempool_len(), 3);
+    let again = receiver.handle_gossip(now, &peer, topic::TX_BATCHES, &sent[0].1);
+    assert!(matches!(again, GossipVerdict::Ignore(_)), "{again:?}");
+
+    // One forged transaction spoils the batch, though the valid ones in it are kept.
+    let mut forged = transfer(&b, &chain, 1);
+    forged.signature.0[3] ^= 1;
+    let mixed = batch(vec![transfer(&b, &chain, 0), forged]);
+    let verdict = receiver.handle_gossip(now, &peer, topic::TX_BATCHES, &mixed);
+    assert!(matches!(verdict, GossipVerdict::Reject(_)), "{verdict:?}");
+    assert_eq!(receiver.mempool_len(), 4);
+    // Bytes that are not a batch are refused too.
+    let junk = receiver.handle_gossip(now, &peer, topic::TX_BATCHES, b"not a batch");
+    assert!(matches!(junk, GossipVerdict::Reject(_)), "{junk:?}");
+}

@@ -245,8 +245,9 @@ pub struct Duties {
 /// Outputs of provided jobs kept to serve gateways (at most 1,024 bytes each, so ~4 MB).
 pub const MAX_SERVED_OUTPUTS: usize = 4_096;
 
-/// The most executions in flight for which a watch starts: a watch only uses spare
-/// capacity, so it is skipped (not queued) while more than this many runs are out.
+/// The least "most executions in flight" for which a watch starts: a watch only uses spare
+/// capacity, so it is skipped (not queued) while more runs are out than a quarter of the slots
+/// the node advertises, or than this for a node with few slots or none.
 pub const MAX_BUSY_FOR_WATCH: usize = 1;
 
 impl Duties {
@@ -335,13 +336,23 @@ impl Duties {
         out
     }
 
+    /// The most runs out for which a watch still starts: a quarter of the advertised slots (a
+    /// device batches dozens of sequences), at least [`MAX_BUSY_FOR_WATCH`].
+    fn watch_busy_limit(&self) -> usize {
+        self.config
+            .advert
+            .as_ref()
+            .map_or(MAX_BUSY_FOR_WATCH, |t| t.slots as usize / 4)
+            .max(MAX_BUSY_FOR_WATCH)
+    }
+
     /// Rule "watch": re-execute another provider's result with probability `watch_rate`
     /// (drawn from a per-node key and the job id, so each node watches its own share), when
-    /// our bound device holds the model and at most [`MAX_BUSY_FOR_WATCH`] runs are out. Not
+    /// our bound device holds the model and at most `watch_busy_limit` runs are out. Not
     /// our own jobs as client either: the client challenges through `attest challenge`.
     fn maybe_watch(&mut self, state: &State, me: AccountId, id: JobId) -> Option<Duty> {
         let rate = self.config.watch_rate_ppm;
-        if rate == 0 || self.executing.len() > MAX_BUSY_FOR_WATCH || self.watch.contains(&id) {
+        if rate == 0 || self.executing.len() > self.watch_busy_limit() || self.watch.contains(&id) {
             return None;
         }
         let job = state.job(&id)?;
