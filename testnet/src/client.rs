@@ -203,6 +203,28 @@ pub fn status_of(e: &anyhow::Error) -> Option<u16> {
 /// local testnet) unless the contract refuses it at block time.
 const NEVER_COMMITTED: Duration = Duration::from_secs(20);
 
+/// A job the node admitted that no block took within [`NEVER_COMMITTED`]: a block refused it
+/// (its provider was banned or ran out of stake after the node admitted it), and none will
+/// take it now. A caller may open the job again with another provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeverCommitted {
+    /// The job that never committed.
+    pub job: JobId,
+}
+
+impl std::fmt::Display for NeverCommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job {} was admitted but not committed within {NEVER_COMMITTED:?}: \
+             refused_by_contract at block time (provider no longer eligible?)",
+            self.job
+        )
+    }
+}
+
+impl std::error::Error for NeverCommitted {}
+
 /// Reads `TEXT` or `@FILE`.
 pub fn read_input(input: &str) -> Result<Vec<u8>> {
     match input.strip_prefix('@') {
@@ -537,10 +559,7 @@ fn follow(
                 // Admitted but never committed: a block refused it (its provider was banned or
                 // ran out of stake meanwhile), and no block will take it now.
                 if started.elapsed() > NEVER_COMMITTED {
-                    bail!(
-                        "job {job} was admitted but not committed within {NEVER_COMMITTED:?}: \
-                         refused_by_contract at block time (provider no longer eligible?)"
-                    );
+                    return Err(NeverCommitted { job }.into());
                 }
                 std::thread::sleep(Duration::from_millis(150));
                 continue;

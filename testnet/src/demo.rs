@@ -101,7 +101,7 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
     let cheater = node(CHEATER)?.account.clone();
     wait_for_adverts(&gateway, NODES)?;
     let providers: Vec<String> = report.nodes.iter().map(|n| n.account.clone()).collect();
-    let jobs = submit_all(opts, &dir, &gateway, &providers, out, &say)?;
+    let (jobs, submit_failures) = submit_all(opts, &dir, &gateway, &providers, out, &say)?;
     say(
         out,
         format!("{} jobs submitted; waiting for settlement", jobs.len()),
@@ -130,6 +130,7 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
         cheater: &cheater,
         cheat: opts.cheat,
         submitted_wanted: opts.jobs,
+        submit_failures: &submit_failures,
         gateway: &gateway,
     };
     let (summary, passed) = summarize(&run)?;
@@ -204,7 +205,7 @@ pub fn wait_for_adverts(gateway: &str, nodes: usize) -> Result<()> {
 
 /// Submits `opts.jobs` jobs, `opts.concurrency` at a time (one worker per client key, each
 /// following its job to a verified output before the next), round-robin over `providers`.
-/// Returns the job ids.
+/// Returns the job ids, and why each job that failed to submit did.
 fn submit_all(
     opts: &DemoOptions,
     dir: &Path,
@@ -212,7 +213,7 @@ fn submit_all(
     providers: &[String],
     out: &mut impl Write,
     say: &Say<'_>,
-) -> Result<Vec<(usize, String)>> {
+) -> Result<(Vec<(usize, String)>, Vec<String>)> {
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -242,9 +243,13 @@ fn submit_all(
                             Err(e) if is_busy(e) => {
                                 std::thread::sleep(Duration::from_millis(200));
                             }
-                            // The provider was banned after its advert went out: let the
-                            // gateway pick instead.
-                            Err(e) if code_of(e) == Some("refused_by_contract") => {
+                            // The provider was banned after its advert went out, before the
+                            // job was admitted or before a block took it: let the gateway
+                            // pick instead.
+                            Err(e)
+                                if code_of(e) == Some("refused_by_contract")
+                                    || e.downcast_ref::<client::NeverCommitted>().is_some() =>
+                            {
                                 args.provider = None;
                             }
                             _ => break,
@@ -291,7 +296,7 @@ fn submit_all(
             format!("{} jobs failed to submit; first: {first}", errors.len()),
         )?;
     }
-    Ok(done.into_inner().unwrap_or_default())
+    Ok((done.into_inner().unwrap_or_default(), errors))
 }
 
 /// Job `i` of a run: a third on the tiny model, the rest on the base one, each input distinct,
@@ -400,6 +405,8 @@ struct Run<'a> {
     cheater: &'a str,
     cheat: Cheat,
     submitted_wanted: usize,
+    /// Why jobs failed to submit, one line each.
+    submit_failures: &'a [String],
     gateway: &'a str,
 }
 
@@ -448,6 +455,7 @@ fn summarize(run: &Run<'_>) -> Result<(Value, bool)> {
         cheater,
         cheat,
         submitted_wanted,
+        submit_failures,
         gateway,
     } = *run;
     let by_cheater = |v: &JobView| v.provider.to_string() == cheater;
@@ -494,6 +502,8 @@ fn summarize(run: &Run<'_>) -> Result<(Value, bool)> {
         "cheater": { "node": CHEATER, "account": cheater, "mode": cheat.to_string() },
         "results": results_figures(views, truth),
         "jobs_submitted": views.len(),
+        "submit_failures": submit_failures.len(),
+        "first_submit_failure": submit_failures.first(),
         "jobs_settled": phase_count("settled"),
         "jobs_refunded": phase_count("refunded"),
         "jobs_checked": checked,
