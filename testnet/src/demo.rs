@@ -203,6 +203,9 @@ pub fn wait_for_adverts(gateway: &str, nodes: usize) -> Result<()> {
     ))
 }
 
+/// A job the demo submitted: its index in the run and its id.
+type Submitted = (usize, String);
+
 /// Submits `opts.jobs` jobs, `opts.concurrency` at a time (one worker per client key, each
 /// following its job to a verified output before the next), round-robin over `providers`.
 /// Returns the job ids, and why each job that failed to submit did.
@@ -213,7 +216,7 @@ fn submit_all(
     providers: &[String],
     out: &mut impl Write,
     say: &Say<'_>,
-) -> Result<(Vec<(usize, String)>, Vec<String>)> {
+) -> Result<(Vec<Submitted>, Vec<String>)> {
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
