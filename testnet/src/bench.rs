@@ -343,13 +343,7 @@ impl Follower {
                     .filter(|j| !records.get(*j).is_some_and(Record::is_final))
                     .count()
             };
-            if open != last {
-                say(
-                    out,
-                    format!("jobs final: {}/{}", jobs.len() - open, jobs.len()),
-                )?;
-                last = open;
-            }
+            demo::say_final(out, say, jobs.len(), open, &mut last)?;
             let gave_up = Instant::now() > deadline || self.incomplete.load(Ordering::SeqCst);
             if open == 0 || gave_up {
                 break;

@@ -351,18 +351,27 @@ pub fn wait_final(
             .iter()
             .filter(|v| !matches!(v.phase.as_str(), "settled" | "refunded"))
             .count();
-        if open != last {
-            say(
-                out,
-                format!("jobs final: {}/{}", jobs.len() - open, jobs.len()),
-            )?;
-            last = open;
-        }
+        say_final(out, say, jobs.len(), open, &mut last)?;
         if open == 0 || Instant::now() > deadline {
             return Ok(views);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Says how many of `total` jobs are final, when `open` changed since `last`.
+pub fn say_final(
+    out: &mut impl Write,
+    say: &Say<'_>,
+    total: usize,
+    open: usize,
+    last: &mut usize,
+) -> Result<()> {
+    if open != *last {
+        say(out, format!("jobs final: {}/{total}", total - open))?;
+        *last = open;
+    }
+    Ok(())
 }
 
 /// What the demo's client knows to be true about each result: it re-executes every job

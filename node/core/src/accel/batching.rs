@@ -342,14 +342,7 @@ pub fn stream_tokens_per_sec_milli(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn profile(name: &str) -> &'static DeviceProfile {
-        DeviceProfile::find(name).expect("profile")
-    }
-
-    fn model(id: &str) -> &'static ModelSpec {
-        ModelSpec::find(id).expect("catalogue model")
-    }
+    use crate::accel::fixtures::{model, profile};
 
     fn seq(id: &str, prompt: u64, max_tokens: u32) -> SeqSpec {
         SeqSpec {

@@ -27,6 +27,23 @@ pub use cheat::{Cheat, CheatMode, RATE_ONE_PPM, should_cheat};
 #[cfg(feature = "cheats")]
 pub use cheated::run_job;
 
+/// Catalogue look-ups the accelerator's unit tests share.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::DeviceProfile;
+    use attest_protocol::workload::ModelSpec;
+
+    /// The profile named `name`.
+    pub fn profile(name: &str) -> &'static DeviceProfile {
+        DeviceProfile::find(name).expect("profile")
+    }
+
+    /// The catalogue model `id`.
+    pub fn model(id: &str) -> &'static ModelSpec {
+        ModelSpec::find(id).expect("catalogue model")
+    }
+}
+
 /// Whether this build has the test-only cheat modes (the `cheats` feature).
 pub const CHEATS_COMPILED: bool = cfg!(feature = "cheats");
 pub use profile::{DeviceProfile, PROFILES};

@@ -205,10 +205,7 @@ fn known_names() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn model(id: &str) -> &'static ModelSpec {
-        ModelSpec::find(id).expect("catalogue model")
-    }
+    use crate::accel::fixtures::model;
 
     #[test]
     fn finds_every_profile_by_name() {

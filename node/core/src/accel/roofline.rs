@@ -177,14 +177,7 @@ pub fn tokens_per_sec_milli(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn profile(name: &str) -> &'static DeviceProfile {
-        DeviceProfile::find(name).expect("profile")
-    }
-
-    fn model(id: &str) -> &'static ModelSpec {
-        ModelSpec::find(id).expect("catalogue model")
-    }
+    use crate::accel::fixtures::{model, profile};
 
     fn nanos(d: Duration) -> u128 {
         d.as_nanos()
