@@ -26,7 +26,8 @@ use attest_core::mempool::AdmitError;
 use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
 use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host};
 use attest_protocol::{
-    AccountId, BlockHash, Canonical, Height, JobId, SecretKey, SignedTx, TxHash,
+    AccountId, BlockHash, Canonical, ChainId, Height, JobId, SecretKey, SignedTx, Tx, TxHash,
+    Verified,
 };
 
 use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
@@ -67,8 +68,11 @@ pub struct NodeSettings {
 /// A request from a local client (the HTTP API) to the node loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Admit and gossip a transaction.
-    SubmitTx(Box<SignedTx>, oneshot::Sender<Result<TxHash, AdmitError>>),
+    /// Admit and gossip a transaction whose signature the handle checked (off the loop).
+    SubmitTx(
+        Box<Verified<Tx>>,
+        oneshot::Sender<Result<TxHash, AdmitError>>,
+    ),
     /// The node's status.
     Status(oneshot::Sender<Status>),
     /// The committed block at a height with its certificate, `None` if not committed (or
@@ -104,6 +108,9 @@ pub enum Command {
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     metrics: Arc<Metrics>,
+    /// The chain's id, which signatures are checked under before a transaction reaches the
+    /// loop.
+    chain: ChainId,
 }
 
 impl NodeHandle {
@@ -154,8 +161,14 @@ impl NodeHandle {
         self.ask(Command::Subscribe).await
     }
 
-    /// Submits a transaction; answers with its hash or why it was refused.
+    /// Submits a transaction; answers with its hash or why it was refused. Its signature is
+    /// checked here, on the caller's task: the loop admits only verified transactions from
+    /// clients, and a forged one never reaches it.
     pub async fn submit(&self, tx: SignedTx) -> Result<Result<TxHash, AdmitError>> {
+        let tx = match tx.verify(&self.chain) {
+            Ok(verified) => verified,
+            Err(e) => return Ok(Err(AdmitError::BadSignature(e))),
+        };
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::SubmitTx(Box::new(tx), reply))
@@ -345,6 +358,7 @@ impl Node {
         let handle = NodeHandle {
             commands: tx,
             metrics,
+            chain: settings.genesis.genesis.chain_id.clone(),
         };
         Ok((node, handle))
     }
@@ -433,7 +447,7 @@ impl Node {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::SubmitTx(tx, reply) => {
-                let _ = reply.send(self.core.submit_tx(now_ms(), *tx));
+                let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
             }
             Command::Status(reply) => {
                 let chain = self.core.chain();

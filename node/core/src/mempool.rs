@@ -185,14 +185,38 @@ impl Mempool {
         state: &impl AccountView,
         now_ms: u64,
     ) -> Result<TxHash, AdmitError> {
-        let len = encode(&tx).len();
+        let (hash, len) = self.check(&tx, state)?;
+        let tx = tx.verify(&self.chain)?;
+        Ok(self.insert(tx, hash, len, now_ms))
+    }
+
+    /// [`Mempool::admit`] for a transaction whose signature the caller already checked under
+    /// this pool's chain (off the node loop, as the API does).
+    pub fn admit_verified(
+        &mut self,
+        tx: Verified<attest_protocol::Tx>,
+        state: &impl AccountView,
+        now_ms: u64,
+    ) -> Result<TxHash, AdmitError> {
+        let (hash, len) = self.check(tx.signed(), state)?;
+        Ok(self.insert(tx, hash, len, now_ms))
+    }
+
+    /// Everything but the signature: size, duplicate, fee, nonce, balance, room. Returns the
+    /// transaction's hash and encoded length.
+    fn check(
+        &self,
+        tx: &SignedTx,
+        state: &impl AccountView,
+    ) -> Result<(TxHash, usize), AdmitError> {
+        let len = encode(tx).len();
         if len > MAX_TX_BYTES {
             return Err(AdmitError::TooLarge {
                 len,
                 max: MAX_TX_BYTES,
             });
         }
-        let hash = tx_hash(&tx);
+        let hash = tx_hash(tx);
         if self.by_hash.contains_key(&hash) {
             return Err(AdmitError::Duplicate(hash));
         }
@@ -221,7 +245,18 @@ impl Mempool {
                 bytes: self.bytes,
             });
         }
-        let tx = tx.verify(&self.chain)?;
+        Ok((hash, len))
+    }
+
+    /// Adds a checked transaction.
+    fn insert(
+        &mut self,
+        tx: Verified<attest_protocol::Tx>,
+        hash: TxHash,
+        len: usize,
+        now_ms: u64,
+    ) -> TxHash {
+        let (sender, nonce) = (*tx.signer(), tx.body().nonce);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_hash.insert(hash, seq);
@@ -236,7 +271,7 @@ impl Mempool {
                 admitted_ms: now_ms,
             },
         );
-        Ok(hash)
+        hash
     }
 
     /// Up to `max_txs` transactions and `max_bytes` for a block, in arrival order, each
@@ -432,6 +467,29 @@ mod tests {
         assert!(matches!(
             pool.admit(other_chain, &v, 0),
             Err(AdmitError::BadSignature(_))
+        ));
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn a_transaction_verified_off_the_loop_gets_every_other_check() {
+        let (k, v) = (SecretKey::from_seed([1; 32]), view());
+        let mut pool = Mempool::new(chain(), 100, 1 << 20);
+        let verified = |t: SignedTx| t.verify(&chain()).expect("a valid signature");
+        let h = pool.admit_verified(verified(tx(&k, 0, 10)), &v, 0).unwrap();
+        assert!(pool.contains(&h) && pool.verified(&h).is_some());
+        // The same transaction arriving by gossip is a duplicate.
+        assert_eq!(
+            pool.admit(tx(&k, 0, 10), &v, 0),
+            Err(AdmitError::Duplicate(h))
+        );
+        assert!(matches!(
+            pool.admit_verified(verified(tx(&k, 1, 9)), &v, 0),
+            Err(AdmitError::FeeTooLow { .. })
+        ));
+        assert!(matches!(
+            pool.admit_verified(verified(tx(&k, 1, 5_000)), &v, 0),
+            Err(AdmitError::CannotPayFee { .. })
         ));
         assert_eq!(pool.len(), 1);
     }

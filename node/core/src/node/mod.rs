@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use attest_contracts_sim::Event;
 use attest_protocol::{
     AccountId, Amount, Block, BlockHash, BoundedVec, Canonical, CommitCertificate, Height, Nonce,
-    SecretKey, Signed, SignedTx, TxHash, Vote,
+    SecretKey, Signed, SignedTx, TxHash, Verified, Vote,
 };
 
 use attest_chain::{Applied, BlockError, Chain, ChainError, ValidatorSetError};
@@ -224,6 +224,12 @@ enum Timer {
     StateSync,
     /// Publish the transactions waiting in the outbox.
     FlushTxs,
+}
+
+/// A transaction a local client offers: as it came, or with its signature already checked.
+enum Offered {
+    Signed(SignedTx),
+    Verified(Verified<attest_protocol::Tx>),
 }
 
 /// Transactions admitted here and not yet gossiped: published as one [`TxBatch`] when it is
@@ -557,21 +563,40 @@ impl NodeCore {
     /// A transaction from a local client: admitted to the mempool and gossiped. A job opened
     /// this way makes this node its gateway: it fetches and checks the output.
     pub fn submit_tx(&mut self, now_ms: u64, tx: SignedTx) -> Result<TxHash, AdmitError> {
-        let gossip = tx.clone();
-        let opens_job = match &tx.body.action {
+        self.submit(now_ms, Offered::Signed(tx))
+    }
+
+    /// [`NodeCore::submit_tx`] for a transaction whose signature the host already checked
+    /// under this chain's id, off the node loop (the API does, on its own tasks).
+    pub fn submit_verified_tx(
+        &mut self,
+        now_ms: u64,
+        tx: Verified<attest_protocol::Tx>,
+    ) -> Result<TxHash, AdmitError> {
+        self.submit(now_ms, Offered::Verified(tx))
+    }
+
+    fn submit(&mut self, now_ms: u64, offered: Offered) -> Result<TxHash, AdmitError> {
+        let signed = match &offered {
+            Offered::Signed(tx) => tx,
+            Offered::Verified(tx) => tx.signed(),
+        };
+        let gossip = signed.clone();
+        let opens_job = match &signed.body.action {
             attest_protocol::Action::OpenJob(open) => {
                 let state = self.ledger.chain.state();
                 state
-                    .check_open(tx.signer, open)
+                    .check_open(signed.signer, open)
                     .map_err(|e| AdmitError::Refused(e.to_string()))?;
                 true
             }
             _ => false,
         };
-        let hash = self
-            .ledger
-            .mempool
-            .admit(tx, &View(&self.ledger.chain), now_ms)?;
+        let view = View(&self.ledger.chain);
+        let hash = match offered {
+            Offered::Signed(tx) => self.ledger.mempool.admit(tx, &view, now_ms)?,
+            Offered::Verified(tx) => self.ledger.mempool.admit_verified(tx, &view, now_ms)?,
+        };
         if opens_job {
             self.market.gateway.track(JobId::from(hash));
         }
