@@ -24,7 +24,8 @@ use attest_chain::GenesisFile;
 use attest_core::market::{HeldAdvert, JobRun, NoProvider, Offer, Request};
 use attest_core::mempool::AdmitError;
 use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
-use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host};
+use attest_core::wire::TxBatch;
+use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host, topic};
 use attest_protocol::{
     AccountId, BlockHash, Canonical, ChainId, Height, JobId, SecretKey, SignedTx, Tx, TxHash,
     Verified,
@@ -276,6 +277,38 @@ pub struct Node {
     snapshots: Snapshots,
     /// The genesis hash snapshots name.
     genesis_hash: attest_protocol::Hash,
+    /// The chain's id, which gossiped transactions are verified under off the loop.
+    chain: ChainId,
+    /// Gossiped transaction batches being verified on blocking threads: at most
+    /// [`VERIFIERS`] at once; past that a batch is verified on the loop.
+    verifiers: Arc<tokio::sync::Semaphore>,
+    /// Batches verified off the loop, back for admission.
+    checked_tx: mpsc::Sender<CheckedBatch>,
+    checked: mpsc::Receiver<CheckedBatch>,
+}
+
+/// Gossiped transaction batches verified at once off the loop: one per host core is enough to
+/// keep the loop from checking signatures while it has consensus to run.
+const VERIFIERS: usize = 2;
+
+/// A gossiped transaction batch with each signature checked, and who to tell the verdict.
+struct CheckedBatch {
+    message_id: gossipsub::MessageId,
+    source: PeerId,
+    checked: Vec<Result<Verified<Tx>, attest_protocol::SignatureError>>,
+}
+
+/// Verifies every transaction of `batch` under `chain`.
+fn verify_batch(
+    chain: &ChainId,
+    batch: TxBatch,
+) -> Vec<Result<Verified<Tx>, attest_protocol::SignatureError>> {
+    batch
+        .0
+        .into_vec()
+        .into_iter()
+        .map(|tx| tx.verify(chain))
+        .collect()
 }
 
 /// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
@@ -339,6 +372,7 @@ impl Node {
         let (accel, results) = AccelPool::start(vec![settings.device.clone()])?;
         let metrics = Arc::new(Metrics::new(core.chain().height()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (checked_tx, checked) = mpsc::channel(VERIFIERS);
         let node = Self {
             swarm,
             core,
@@ -354,6 +388,10 @@ impl Node {
             events,
             snapshots,
             genesis_hash: genesis_id.hash,
+            chain: settings.genesis.genesis.chain_id.clone(),
+            verifiers: Arc::new(tokio::sync::Semaphore::new(VERIFIERS)),
+            checked_tx,
+            checked,
         };
         let handle = NodeHandle {
             commands: tx,
@@ -389,6 +427,7 @@ impl Node {
                 () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
                 _ = redial.tick() => self.dial_bootnodes(),
                 Some(result) = self.results.recv() => self.on_job_done(result),
+                Some(batch) = self.checked.recv() => self.on_checked(batch),
                 () = &mut shutdown => break,
             }
             self.carry_out()?;
@@ -590,24 +629,17 @@ impl Node {
                 message_id,
                 message,
             })) => {
+                let batch = message.topic.as_str() == topic::TX_BATCHES
+                    && self.core.state_sync_phase().is_none();
+                if batch {
+                    self.check_off_loop(message_id, propagation_source, &message.data);
+                    return;
+                }
                 let from = propagation_source.to_bytes();
                 let verdict =
                     self.core
                         .handle_gossip(now_ms(), &from, message.topic.as_str(), &message.data);
-                let acceptance = match verdict {
-                    GossipVerdict::Accept => MessageAcceptance::Accept,
-                    GossipVerdict::Reject(reason) => {
-                        tracing::debug!(peer = %propagation_source, %reason, "rejected gossip");
-                        MessageAcceptance::Reject
-                    }
-                    GossipVerdict::Ignore(_) => MessageAcceptance::Ignore,
-                };
-                let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-                gossip.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    acceptance,
-                );
+                self.report(&message_id, &propagation_source, verdict);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Requests(request_response::Event::Message {
                 peer,
@@ -633,6 +665,64 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// Tells gossipsub what the core made of a message.
+    fn report(
+        &mut self,
+        message_id: &gossipsub::MessageId,
+        source: &PeerId,
+        verdict: GossipVerdict,
+    ) {
+        let acceptance = match verdict {
+            GossipVerdict::Accept => MessageAcceptance::Accept,
+            GossipVerdict::Reject(reason) => {
+                tracing::debug!(peer = %source, %reason, "rejected gossip");
+                MessageAcceptance::Reject
+            }
+            GossipVerdict::Ignore(_) => MessageAcceptance::Ignore,
+        };
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        gossip.report_message_validation_result(message_id, source, acceptance);
+    }
+
+    /// A gossiped transaction batch: decoded here, its signatures verified on a blocking
+    /// thread (or here, when [`VERIFIERS`] are busy), admitted by the core when it comes back.
+    fn check_off_loop(&mut self, message_id: gossipsub::MessageId, source: PeerId, data: &[u8]) {
+        let batch = match TxBatch::decode(data) {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.report(&message_id, &source, GossipVerdict::Reject(e.to_string()));
+                return;
+            }
+        };
+        let Ok(permit) = self.verifiers.clone().try_acquire_owned() else {
+            let checked = verify_batch(&self.chain, batch);
+            self.on_checked(CheckedBatch {
+                message_id,
+                source,
+                checked,
+            });
+            return;
+        };
+        let (chain, back) = (self.chain.clone(), self.checked_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let checked = verify_batch(&chain, batch);
+            // The loop is gone only when the node stops. The permit is held until the loop
+            // has the batch, so at most VERIFIERS batches are out of its hands.
+            let _ = back.blocking_send(CheckedBatch {
+                message_id,
+                source,
+                checked,
+            });
+            drop(permit);
+        });
+    }
+
+    /// A batch verified off the loop: admitted, and its verdict reported.
+    fn on_checked(&mut self, batch: CheckedBatch) {
+        let verdict = self.core.handle_checked_tx_batch(now_ms(), batch.checked);
+        self.report(&batch.message_id, &batch.source, verdict);
     }
 
     fn on_request_message(&mut self, peer: PeerId, message: Message<Vec<u8>, Vec<u8>>) {

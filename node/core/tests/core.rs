@@ -239,4 +239,18 @@ fn transactions_are_gossiped_in_batches_and_a_forged_one_spoils_its_batch() {
     // Bytes that are not a batch are refused too.
     let junk = receiver.handle_gossip(now, &peer, topic::TX_BATCHES, b"not a batch");
     assert!(matches!(junk, GossipVerdict::Reject(_)), "{junk:?}");
+
+    // A batch the host verified off the loop gets the same treatment.
+    let ok = |nonce| transfer(&b, &chain, nonce).verify(&chain).expect("valid");
+    let verdict = receiver.handle_checked_tx_batch(now, vec![Ok(ok(1)), Ok(ok(2))]);
+    assert_eq!(verdict, GossipVerdict::Accept);
+    assert_eq!(receiver.mempool_len(), 6);
+    let again = receiver.handle_checked_tx_batch(now, vec![Ok(ok(1))]);
+    assert!(matches!(again, GossipVerdict::Ignore(_)), "{again:?}");
+    let mut bad = transfer(&b, &chain, 3);
+    bad.signature.0[0] ^= 1;
+    let error = bad.verify(&chain).expect_err("forged");
+    let verdict = receiver.handle_checked_tx_batch(now, vec![Ok(ok(3)), Err(error)]);
+    assert!(matches!(verdict, GossipVerdict::Reject(_)), "{verdict:?}");
+    assert_eq!(receiver.mempool_len(), 7);
 }

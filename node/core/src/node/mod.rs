@@ -652,17 +652,48 @@ impl NodeCore {
     /// (and its sender penalised) if any transaction in it is forged or oversized, forwarded
     /// if any was new to us, and ignored otherwise.
     fn gossip_tx_batch(&mut self, now_ms: u64, data: &[u8]) -> GossipVerdict {
-        let batch = match TxBatch::decode(data) {
-            Ok(b) => b,
+        let txs = match TxBatch::decode(data) {
+            Ok(b) => b.0.into_vec(),
             Err(e) => return GossipVerdict::Reject(e.to_string()),
         };
+        let offered = txs.into_iter().map(|tx| Ok(Offered::Signed(tx))).collect();
+        self.admit_batch(now_ms, offered)
+    }
+
+    /// A gossiped batch whose signatures the host checked off the node loop (the
+    /// [`wire::TxBatch`] it decoded, each transaction verified under this chain's id or the
+    /// reason it is not): admitted as [`NodeCore::handle_gossip`] admits a batch, with the
+    /// same verdict. The host keeps batches that arrive while this node joins by state sync
+    /// for `handle_gossip`, which ignores them.
+    pub fn handle_checked_tx_batch(
+        &mut self,
+        now_ms: u64,
+        checked: Vec<Result<Verified<attest_protocol::Tx>, attest_protocol::SignatureError>>,
+    ) -> GossipVerdict {
+        if self.ledger.statesync.is_some() {
+            return GossipVerdict::Ignore("joining by state sync".into());
+        }
+        let offered = checked
+            .into_iter()
+            .map(|c| c.map(Offered::Verified))
+            .collect();
+        self.admit_batch(now_ms, offered)
+    }
+
+    fn admit_batch(
+        &mut self,
+        now_ms: u64,
+        offered: Vec<Result<Offered, attest_protocol::SignatureError>>,
+    ) -> GossipVerdict {
         let (mut admitted, mut forged, mut last) = (false, None, None);
-        for tx in batch.0.into_vec() {
-            match self
-                .ledger
-                .mempool
-                .admit(tx, &View(&self.ledger.chain), now_ms)
-            {
+        let view = View(&self.ledger.chain);
+        for tx in offered {
+            let result = match tx {
+                Ok(Offered::Signed(tx)) => self.ledger.mempool.admit(tx, &view, now_ms),
+                Ok(Offered::Verified(tx)) => self.ledger.mempool.admit_verified(tx, &view, now_ms),
+                Err(e) => Err(AdmitError::BadSignature(e)),
+            };
+            match result {
                 Ok(_) => admitted = true,
                 Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
                     forged = Some(e.to_string());
