@@ -18,23 +18,23 @@ use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use attest_chain::GenesisFile;
 use attest_core::market::{HeldAdvert, JobRun, NoProvider, Offer, Request};
 use attest_core::mempool::AdmitError;
 use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
-use attest_core::wire::TxBatch;
+use attest_core::wire::{ConsensusMessage, TxBatch};
 use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host, topic};
 use attest_protocol::{
-    AccountId, BlockHash, Canonical, ChainId, Height, JobId, SecretKey, SignedTx, Tx, TxHash,
-    Verified,
+    AccountId, BlockHash, Canonical, ChainId, Height, JobId, SecretKey, SignatureError, Signed,
+    SignedTx, Tx, TxHash, Verified, Vote,
 };
 
 use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
-use crate::sled_store::SledStore;
+use crate::sled_store::{BlockReader, SledStore};
 use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
@@ -74,24 +74,6 @@ pub enum Command {
         Box<Verified<Tx>>,
         oneshot::Sender<Result<TxHash, AdmitError>>,
     ),
-    /// The node's status.
-    Status(oneshot::Sender<Status>),
-    /// The committed block at a height with its certificate, `None` if not committed (or
-    /// height 0, which has no block). Read straight from the store: a sled point read is fast
-    /// enough not to hold up the loop, and the store has only this one owner.
-    Block(
-        Height,
-        oneshot::Sender<Result<Option<CommittedBlock>, StoreError>>,
-    ),
-    /// Committed blocks from the first height through the second, as many as
-    /// [`MAX_RANGE_BYTES`] allows (at least one if any is in range), read from the store.
-    Blocks(
-        Height,
-        Height,
-        oneshot::Sender<Result<BlockRange, StoreError>>,
-    ),
-    /// The unexpired adverts in the book, by provider.
-    Adverts(oneshot::Sender<Vec<HeldAdvert>>),
     /// The gateway's pick for a request now; a pick counts as an assignment (one slot fewer
     /// for that provider until its next advert).
     Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
@@ -108,6 +90,10 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
+    /// Committed blocks, read off the loop.
+    blocks: BlockReader,
+    /// What the loop last published for readers: status and adverts.
+    published: watch::Receiver<Arc<Published>>,
     metrics: Arc<Metrics>,
     /// The chain's id, which signatures are checked under before a transaction reaches the
     /// loop.
@@ -132,12 +118,23 @@ impl NodeHandle {
 
     /// Committed blocks `from..=to`, as many as the read budget allows.
     pub async fn blocks(&self, from: Height, to: Height) -> Result<Result<BlockRange, StoreError>> {
-        self.ask(|reply| Command::Blocks(from, to, reply)).await
+        let reader = self.blocks.clone();
+        tokio::task::spawn_blocking(move || read_range(&reader, from, to))
+            .await
+            .context("block reader failed")
     }
 
-    /// The unexpired adverts in the book.
+    /// The unexpired adverts in the book, as the loop last published it (after its latest
+    /// commit, or within [`PUBLISH_INTERVAL`]).
     pub async fn adverts(&self) -> Result<Vec<HeldAdvert>> {
-        self.ask(Command::Adverts).await
+        let now = now_ms();
+        let published = Arc::clone(&self.published.borrow());
+        Ok(published
+            .adverts
+            .iter()
+            .filter(|held| held.advert().expires_at_ms > now)
+            .cloned()
+            .collect())
     }
 
     /// The gateway's pick for `request`, counted as an assignment.
@@ -180,12 +177,7 @@ impl NodeHandle {
 
     /// The node's status.
     pub async fn status(&self) -> Result<Status> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Status(reply))
-            .await
-            .context("node stopped")?;
-        rx.await.context("node stopped")
+        Ok(self.published.borrow().status.clone())
     }
 
     /// The committed block at `height` with its certificate, or `None` if there is none yet.
@@ -193,14 +185,53 @@ impl NodeHandle {
         &self,
         height: Height,
     ) -> Result<Result<Option<CommittedBlock>, StoreError>> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Block(height, reply))
+        let reader = self.blocks.clone();
+        tokio::task::spawn_blocking(move || read_committed(&reader, height))
             .await
-            .context("node stopped")?;
-        rx.await.context("node stopped")
+            .context("block reader failed")
     }
 }
+
+/// What the loop publishes for the API to read without asking it: its status and the advert
+/// book, as of its latest commit (or connection change), and at least every
+/// [`PUBLISH_INTERVAL`].
+#[derive(Debug)]
+struct Published {
+    status: Status,
+    adverts: Vec<HeldAdvert>,
+}
+
+/// What the API reads of `core` and its host now.
+fn published(
+    core: &NodeCore,
+    store: &SledStore,
+    swarm: &Swarm<Behaviour>,
+    account: &str,
+) -> Published {
+    let chain = core.chain();
+    let status = Status {
+        chain_id: chain.chain_id().to_string(),
+        peer_id: swarm.local_peer_id().to_string(),
+        account: account.to_owned(),
+        height: chain.height(),
+        latest_block_hash: chain.last_hash(),
+        peers: swarm.connected_peers().count(),
+        mempool: core.mempool_len(),
+        state_sync: core.state_sync_phase().map(str::to_owned),
+        base_height: store.base_height(),
+        offered_snapshot: core.offered_snapshot().map(|m| m.height),
+    };
+    let adverts = core
+        .adverts()
+        .iter()
+        .map(|(_, held)| held.clone())
+        .collect();
+    Published { status, adverts }
+}
+
+/// How often the loop publishes when nothing commits, so that peers, the mempool and the
+/// state-sync phase stay current on an idle node.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Bound on queued local commands: the API waits rather than piling up work.
 const COMMAND_QUEUE: usize = 1024;
@@ -234,13 +265,16 @@ pub fn monotonic() -> Duration {
 
 /// The block and certificate at `height`, if stored. One entry read through `blocks`, which
 /// reads block and certificate together and reports a half-written pair as corruption.
-fn read_committed(store: &dyn Store, height: Height) -> Result<Option<CommittedBlock>, StoreError> {
+fn read_committed(
+    store: &BlockReader,
+    height: Height,
+) -> Result<Option<CommittedBlock>, StoreError> {
     store.blocks(height..=height).next().transpose()
 }
 
 /// Blocks `from..=to` that are stored, stopping after the block that takes the total encoded
 /// size past [`MAX_RANGE_BYTES`].
-fn read_range(store: &dyn Store, from: Height, to: Height) -> Result<BlockRange, StoreError> {
+fn read_range(store: &BlockReader, from: Height, to: Height) -> Result<BlockRange, StoreError> {
     let mut blocks = Vec::new();
     let mut bytes = 0;
     for item in store.blocks(from..=to) {
@@ -279,36 +313,57 @@ pub struct Node {
     genesis_hash: attest_protocol::Hash,
     /// The chain's id, which gossiped transactions are verified under off the loop.
     chain: ChainId,
-    /// Gossiped transaction batches being verified on blocking threads: at most
-    /// [`VERIFIERS`] at once; past that a batch is verified on the loop.
+    /// Gossiped transaction batches and votes being verified on blocking threads: at most
+    /// [`VERIFIERS`] at once; past that one is verified on the loop.
     verifiers: Arc<tokio::sync::Semaphore>,
-    /// Batches verified off the loop, back for admission.
-    checked_tx: mpsc::Sender<CheckedBatch>,
-    checked: mpsc::Receiver<CheckedBatch>,
+    /// Gossip verified off the loop, back for the core.
+    checked_tx: mpsc::Sender<CheckedGossip>,
+    checked: mpsc::Receiver<CheckedGossip>,
+    /// Where the loop publishes what the API reads without asking it.
+    publisher: watch::Sender<Arc<Published>>,
+    /// Whether something the API reads changed since the last publication.
+    publish_due: bool,
 }
 
-/// Gossiped transaction batches verified at once off the loop: one per host core is enough to
-/// keep the loop from checking signatures while it has consensus to run.
+/// Gossip messages verified at once off the loop: one per host core is enough to keep the
+/// loop from checking signatures while it has consensus to run.
 const VERIFIERS: usize = 2;
 
-/// A gossiped transaction batch with each signature checked, and who to tell the verdict.
-struct CheckedBatch {
-    message_id: gossipsub::MessageId,
-    source: PeerId,
-    checked: Vec<Result<Verified<Tx>, attest_protocol::SignatureError>>,
+/// Gossip whose signatures are checked off the loop.
+enum Unchecked {
+    /// A transaction batch.
+    Txs(TxBatch),
+    /// A consensus vote.
+    Vote(Signed<Vote>),
 }
 
-/// Verifies every transaction of `batch` under `chain`.
-fn verify_batch(
-    chain: &ChainId,
-    batch: TxBatch,
-) -> Vec<Result<Verified<Tx>, attest_protocol::SignatureError>> {
-    batch
-        .0
-        .into_vec()
-        .into_iter()
-        .map(|tx| tx.verify(chain))
-        .collect()
+/// What checking an [`Unchecked`] found: each signature verified under the chain's id, or
+/// why not.
+enum Checked {
+    Txs(Vec<Result<Verified<Tx>, SignatureError>>),
+    Vote(Result<Verified<Vote>, SignatureError>),
+}
+
+/// A gossip message with its signatures checked, and who to tell the verdict.
+struct CheckedGossip {
+    message_id: gossipsub::MessageId,
+    source: PeerId,
+    checked: Checked,
+}
+
+/// Verifies every signature of `work` under `chain`.
+fn verify(chain: &ChainId, work: Unchecked) -> Checked {
+    match work {
+        Unchecked::Txs(batch) => Checked::Txs(
+            batch
+                .0
+                .into_vec()
+                .into_iter()
+                .map(|tx| tx.verify(chain))
+                .collect(),
+        ),
+        Unchecked::Vote(vote) => Checked::Vote(vote.verify(chain)),
+    }
 }
 
 /// Jobs a node keeps waiting for its accelerator beyond the device's own queue. A provider is
@@ -373,13 +428,17 @@ impl Node {
         let metrics = Arc::new(Metrics::new(core.chain().height()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (checked_tx, checked) = mpsc::channel(VERIFIERS);
+        let account = settings.account_key.public().to_string();
+        let first = Arc::new(published(&core, &store, &swarm, &account));
+        let (publisher, published) = watch::channel(first);
+        let blocks = store.reader();
         let node = Self {
             swarm,
             core,
             store,
             commands,
             pending: BTreeMap::new(),
-            account: settings.account_key.public().to_string(),
+            account,
             bootnodes: settings.bootnodes.clone(),
             accel,
             results,
@@ -392,9 +451,13 @@ impl Node {
             verifiers: Arc::new(tokio::sync::Semaphore::new(VERIFIERS)),
             checked_tx,
             checked,
+            publisher,
+            publish_due: false,
         };
         let handle = NodeHandle {
             commands: tx,
+            blocks,
+            published,
             metrics,
             chain: settings.genesis.genesis.chain_id.clone(),
         };
@@ -416,6 +479,7 @@ impl Node {
         tokio::pin!(shutdown);
         self.carry_out()?;
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
         loop {
             let sleep = match self.core.poll_timeout() {
                 Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
@@ -426,6 +490,7 @@ impl Node {
                 Some(command) = self.commands.recv() => self.on_command(command),
                 () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
                 _ = redial.tick() => self.dial_bootnodes(),
+                _ = publish.tick() => self.publish_due = true,
                 Some(result) = self.results.recv() => self.on_job_done(result),
                 Some(batch) = self.checked.recv() => self.on_checked(batch),
                 () = &mut shutdown => break,
@@ -487,38 +552,6 @@ impl Node {
         match command {
             Command::SubmitTx(tx, reply) => {
                 let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
-            }
-            Command::Status(reply) => {
-                let chain = self.core.chain();
-                let _ = reply.send(Status {
-                    chain_id: chain.chain_id().to_string(),
-                    peer_id: self.swarm.local_peer_id().to_string(),
-                    account: self.account.clone(),
-                    height: chain.height(),
-                    latest_block_hash: chain.last_hash(),
-                    peers: self.swarm.connected_peers().count(),
-                    mempool: self.core.mempool_len(),
-                    state_sync: self.core.state_sync_phase().map(str::to_owned),
-                    base_height: self.store.base_height(),
-                    offered_snapshot: self.core.offered_snapshot().map(|m| m.height),
-                });
-            }
-            Command::Block(height, reply) => {
-                let _ = reply.send(read_committed(&self.store, height));
-            }
-            Command::Blocks(from, to, reply) => {
-                let _ = reply.send(read_range(&self.store, from, to));
-            }
-            Command::Adverts(reply) => {
-                let now = now_ms();
-                let live = self
-                    .core
-                    .adverts()
-                    .iter()
-                    .filter(|(_, held)| held.advert().expires_at_ms > now)
-                    .map(|(_, held)| held.clone())
-                    .collect();
-                let _ = reply.send(live);
             }
             Command::Quote(request, reply) => {
                 let offer = self.core.quote(now_ms(), &request);
@@ -586,7 +619,7 @@ impl Node {
     }
 
     /// Records a swarm event in libp2p's metrics, with the behaviour events it has metrics for.
-    fn record_swarm(&self, event: &SwarmEvent<BehaviourEvent>) {
+    fn record_swarm(&mut self, event: &SwarmEvent<BehaviourEvent>) {
         let p2p = &self.metrics.libp2p;
         p2p.record(event);
         match event {
@@ -595,6 +628,7 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => p2p.record(e),
             SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
                 self.metrics.set_peers(self.swarm.connected_peers().count());
+                self.publish_due = true;
             }
             _ => {}
         }
@@ -629,10 +663,14 @@ impl Node {
                 message_id,
                 message,
             })) => {
-                let batch = message.topic.as_str() == topic::TX_BATCHES
-                    && self.core.state_sync_phase().is_none();
-                if batch {
-                    self.check_off_loop(message_id, propagation_source, &message.data);
+                if self.core.state_sync_phase().is_none()
+                    && self.off_loop(
+                        message_id.clone(),
+                        propagation_source,
+                        message.topic.as_str(),
+                        &message.data,
+                    )
+                {
                     return;
                 }
                 let from = propagation_source.to_bytes();
@@ -686,43 +724,74 @@ impl Node {
         gossip.report_message_validation_result(message_id, source, acceptance);
     }
 
-    /// A gossiped transaction batch: decoded here, its signatures verified on a blocking
-    /// thread (or here, when [`VERIFIERS`] are busy), admitted by the core when it comes back.
-    fn check_off_loop(&mut self, message_id: gossipsub::MessageId, source: PeerId, data: &[u8]) {
-        let batch = match TxBatch::decode(data) {
-            Ok(batch) => batch,
-            Err(e) => {
-                self.report(&message_id, &source, GossipVerdict::Reject(e.to_string()));
-                return;
-            }
+    /// A gossiped transaction batch or vote: decoded here, its signatures verified on a
+    /// blocking thread (or here, when [`VERIFIERS`] are busy), handed to the core when it comes
+    /// back. A consensus message that is not a vote goes to the core at once. Returns false
+    /// for a topic the core decodes itself.
+    fn off_loop(
+        &mut self,
+        message_id: gossipsub::MessageId,
+        source: PeerId,
+        topic_name: &str,
+        data: &[u8],
+    ) -> bool {
+        let work = match topic_name {
+            topic::TX_BATCHES => match TxBatch::decode(data) {
+                Ok(batch) => Unchecked::Txs(batch),
+                Err(e) => {
+                    self.report(&message_id, &source, GossipVerdict::Reject(e.to_string()));
+                    return true;
+                }
+            },
+            topic::CONSENSUS => match ConsensusMessage::decode(data) {
+                Ok(ConsensusMessage::Vote(vote)) => Unchecked::Vote(vote),
+                Ok(other) => {
+                    let from = source.to_bytes();
+                    let verdict = self.core.handle_consensus_message(now_ms(), &from, other);
+                    self.report(&message_id, &source, verdict);
+                    return true;
+                }
+                Err(e) => {
+                    self.report(&message_id, &source, GossipVerdict::Reject(e.to_string()));
+                    return true;
+                }
+            },
+            _ => return false,
         };
         let Ok(permit) = self.verifiers.clone().try_acquire_owned() else {
-            let checked = verify_batch(&self.chain, batch);
-            self.on_checked(CheckedBatch {
+            let checked = verify(&self.chain, work);
+            self.on_checked(CheckedGossip {
                 message_id,
                 source,
                 checked,
             });
-            return;
+            return true;
         };
         let (chain, back) = (self.chain.clone(), self.checked_tx.clone());
         tokio::task::spawn_blocking(move || {
-            let checked = verify_batch(&chain, batch);
+            let checked = verify(&chain, work);
             // The loop is gone only when the node stops. The permit is held until the loop
-            // has the batch, so at most VERIFIERS batches are out of its hands.
-            let _ = back.blocking_send(CheckedBatch {
+            // has the message, so at most VERIFIERS are out of its hands.
+            let _ = back.blocking_send(CheckedGossip {
                 message_id,
                 source,
                 checked,
             });
             drop(permit);
         });
+        true
     }
 
-    /// A batch verified off the loop: admitted, and its verdict reported.
-    fn on_checked(&mut self, batch: CheckedBatch) {
-        let verdict = self.core.handle_checked_tx_batch(now_ms(), batch.checked);
-        self.report(&batch.message_id, &batch.source, verdict);
+    /// Gossip verified off the loop: handed to the core, and its verdict reported.
+    fn on_checked(&mut self, gossip: CheckedGossip) {
+        let verdict = match gossip.checked {
+            Checked::Txs(txs) => self.core.handle_checked_tx_batch(now_ms(), txs),
+            Checked::Vote(vote) => {
+                let from = gossip.source.to_bytes();
+                self.core.handle_checked_vote(now_ms(), &from, vote)
+            }
+        };
+        self.report(&gossip.message_id, &gossip.source, verdict);
     }
 
     fn on_request_message(&mut self, peer: PeerId, message: Message<Vec<u8>, Vec<u8>>) {
@@ -803,6 +872,7 @@ impl Node {
                     events,
                 } => {
                     tracing::info!(height = height.0, %hash, txs, events = events.len(), "committed");
+                    self.publish_due = true;
                     self.on_committed(height, hash, time_ms, txs, events);
                     if self.snapshots.due(height) {
                         self.write_snapshot(height);
@@ -811,6 +881,11 @@ impl Node {
             }
         }
         self.metrics.set_mempool(self.core.mempool_len());
+        if self.publish_due {
+            self.publish_due = false;
+            let now = published(&self.core, &self.store, &self.swarm, &self.account);
+            self.publisher.send_replace(Arc::new(now));
+        }
         Ok(())
     }
 }

@@ -24,6 +24,8 @@
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use attest_protocol::encoding::{decode_bounded, encode};
@@ -85,8 +87,10 @@ const CACHE_BYTES: u64 = 8 << 20;
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
-    blocks: sled::Tree,
-    certificates: sled::Tree,
+    /// The blocks and certificates trees, shared with every [`BlockReader`].
+    trees: BlockTrees,
+    /// `base` and `latest` as readers off the node loop see them: set after each write.
+    shown: Arc<Shown>,
     votes: sled::Tree,
     locks: sled::Tree,
     meta: sled::Tree,
@@ -102,6 +106,153 @@ pub struct SledStore {
     latest: Height,
     /// The height blocks start after (0, or a state-synced snapshot's), from the meta tree.
     base: Height,
+}
+
+/// The `base` and `latest` heights of a [`SledStore`] as its readers see them: set after the
+/// blocks up to them are durable, so a reader never looks above a block that is not there.
+#[derive(Debug, Default)]
+struct Shown {
+    base: AtomicU64,
+    latest: AtomicU64,
+}
+
+/// The blocks and certificates trees of a store, with its path for errors.
+#[derive(Clone)]
+struct BlockTrees {
+    path: PathBuf,
+    blocks: sled::Tree,
+    certificates: sled::Tree,
+}
+
+impl BlockTrees {
+    /// Reads and checks the block and certificate at `height`. A missing entry at or below
+    /// `latest` is a gap, which is corruption.
+    fn read_entry(
+        &self,
+        height: Height,
+        base: Height,
+        latest: Height,
+    ) -> Result<Option<CommittedBlock>, StoreError> {
+        let (blocks, certs) = (SledStore::BLOCKS_TREE, SledStore::CERTIFICATES_TREE);
+        let key = height.0.to_be_bytes();
+        let block = self.blocks.get(key).map_err(|e| io_error(&self.path, e))?;
+        let cert = self
+            .certificates
+            .get(key)
+            .map_err(|e| io_error(&self.path, e))?;
+        let (block, cert) = match (block, cert) {
+            (None, None) if height > base && height <= latest => {
+                let detail = format!("no block at this height, below the latest height {latest}");
+                return Err(corrupt_error(&self.path, blocks, Some(height), detail));
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(corrupt_error(
+                    &self.path,
+                    certs,
+                    Some(height),
+                    "block without a certificate",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(corrupt_error(
+                    &self.path,
+                    blocks,
+                    Some(height),
+                    "certificate without a block",
+                ));
+            }
+            (Some(b), Some(c)) => (b, c),
+        };
+        let block = Block::decode(&block)
+            .map_err(|e| corrupt_error(&self.path, blocks, Some(height), e))?;
+        if block.header.height != height {
+            let detail = format!("holds the block of height {}", block.header.height);
+            return Err(corrupt_error(&self.path, blocks, Some(height), detail));
+        }
+        let cert = CommitCertificate::decode(&cert)
+            .map_err(|e| corrupt_error(&self.path, certs, Some(height), e))?;
+        let hash = block.hash();
+        if cert.height != height || cert.block != hash {
+            let detail = format!(
+                "certificate commits block {} at height {}, but the stored block is {hash}",
+                cert.block, cert.height
+            );
+            return Err(corrupt_error(&self.path, certs, Some(height), detail));
+        }
+        Ok(Some((block, cert)))
+    }
+
+    /// The stored blocks of `range` above `base` and up to `latest`, in order.
+    fn range(&self, range: RangeInclusive<Height>, base: Height, latest: Height) -> BlockIter<'_> {
+        let end = (*range.end()).min(latest);
+        let mut next = Some((*range.start()).max(base.next()));
+        Box::new(std::iter::from_fn(move || {
+            let height = next.filter(|h| *h <= end)?;
+            next = height.0.checked_add(1).map(Height);
+            match self.read_entry(height, base, latest) {
+                Ok(Some(entry)) => Some(Ok(entry)),
+                // Unreachable while `height <= latest` (a missing entry is a gap error), but
+                // ending is the safe answer if it ever happens.
+                Ok(None) => None,
+                Err(e) => {
+                    next = None;
+                    Some(Err(e))
+                }
+            }
+        }))
+    }
+}
+
+/// A read-only handle on a [`SledStore`]'s committed blocks, cheap to clone and safe to use
+/// from any thread while the node loop writes: blocks are never rewritten or deleted, and a
+/// height is shown only after its block and certificate are durable.
+#[derive(Clone)]
+pub struct BlockReader {
+    trees: BlockTrees,
+    shown: Arc<Shown>,
+}
+
+impl fmt::Debug for BlockReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockReader")
+            .field("path", &self.trees.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockReader {
+    /// The latest committed height stored.
+    pub fn latest_height(&self) -> Height {
+        Height(self.shown.latest.load(Ordering::Acquire))
+    }
+
+    /// The stored blocks of `range`, in order, with their certificates.
+    pub fn blocks(&self, range: RangeInclusive<Height>) -> BlockIter<'_> {
+        let base = Height(self.shown.base.load(Ordering::Acquire));
+        self.trees.range(range, base, self.latest_height())
+    }
+}
+
+fn io_error(path: &Path, source: sled::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
+fn corrupt_error(
+    path: &Path,
+    tree: &'static str,
+    height: Option<Height>,
+    detail: impl fmt::Display,
+) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        tree,
+        height,
+        detail: detail.to_string(),
+    }
 }
 
 impl fmt::Debug for SledStore {
@@ -163,11 +314,16 @@ impl SledStore {
         let locks = tree(Self::LOCKS_TREE)?;
         let (finished, parts) = (tree(Self::FINISHED_TREE)?, tree(Self::PARTS_TREE)?);
         let slashes = tree(Self::SLASHES_TREE)?;
+        let trees = BlockTrees {
+            path: path.clone(),
+            blocks,
+            certificates,
+        };
         let mut store = Self {
             path,
             db,
-            blocks,
-            certificates,
+            trees,
+            shown: Arc::default(),
             votes,
             locks,
             meta,
@@ -181,6 +337,7 @@ impl SledStore {
         store.check_genesis()?;
         store.base = store.find_base()?;
         store.latest = store.find_latest()?;
+        store.show();
         Ok(store)
     }
 
@@ -209,8 +366,8 @@ impl SledStore {
             None => {
                 // A store with data but no genesis record cannot be attributed to any chain;
                 // adopting the caller's genesis would silently mix two chains.
-                if !self.blocks.is_empty()
-                    || !self.certificates.is_empty()
+                if !self.trees.blocks.is_empty()
+                    || !self.trees.certificates.is_empty()
                     || !self.votes.is_empty()
                 {
                     let detail = "no genesis record, yet the store holds blocks or votes";
@@ -247,8 +404,8 @@ impl SledStore {
     /// at the same height, and that the entry there reads back whole.
     fn find_latest(&self) -> Result<Height, StoreError> {
         let (blocks, certs) = (Self::BLOCKS_TREE, Self::CERTIFICATES_TREE);
-        let last_block = self.blocks.last().map_err(|e| self.io(e))?;
-        let last_cert = self.certificates.last().map_err(|e| self.io(e))?;
+        let last_block = self.trees.blocks.last().map_err(|e| self.io(e))?;
+        let last_cert = self.trees.certificates.last().map_err(|e| self.io(e))?;
         let latest = match (last_block, last_cert) {
             (None, None) => return Ok(self.base),
             (Some((key, _)), None) => {
@@ -268,7 +425,10 @@ impl SledStore {
                 hb
             }
         };
-        for (name, tree) in [(blocks, &self.blocks), (certs, &self.certificates)] {
+        for (name, tree) in [
+            (blocks, &self.trees.blocks),
+            (certs, &self.trees.certificates),
+        ] {
             if let Some((key, _)) = tree.first().map_err(|e| self.io(e))? {
                 let first = self.height_key(name, &key)?;
                 if first != self.base.next() {
@@ -289,40 +449,21 @@ impl SledStore {
         height: Height,
         latest: Height,
     ) -> Result<Option<CommittedBlock>, StoreError> {
-        let (blocks, certs) = (Self::BLOCKS_TREE, Self::CERTIFICATES_TREE);
-        let key = height.0.to_be_bytes();
-        let block = self.blocks.get(key).map_err(|e| self.io(e))?;
-        let cert = self.certificates.get(key).map_err(|e| self.io(e))?;
-        let (block, cert) = match (block, cert) {
-            (None, None) if height > self.base && height <= latest => {
-                let detail = format!("no block at this height, below the latest height {latest}");
-                return Err(self.corrupt(blocks, Some(height), detail));
-            }
-            (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err(self.corrupt(certs, Some(height), "block without a certificate"));
-            }
-            (None, Some(_)) => {
-                return Err(self.corrupt(blocks, Some(height), "certificate without a block"));
-            }
-            (Some(b), Some(c)) => (b, c),
-        };
-        let block = Block::decode(&block).map_err(|e| self.corrupt(blocks, Some(height), e))?;
-        if block.header.height != height {
-            let detail = format!("holds the block of height {}", block.header.height);
-            return Err(self.corrupt(blocks, Some(height), detail));
+        self.trees.read_entry(height, self.base, latest)
+    }
+
+    /// Shows readers off the loop the heights as they are now.
+    fn show(&self) {
+        self.shown.base.store(self.base.0, Ordering::Release);
+        self.shown.latest.store(self.latest.0, Ordering::Release);
+    }
+
+    /// A read-only handle on the committed blocks, for readers off the node loop.
+    pub fn reader(&self) -> BlockReader {
+        BlockReader {
+            trees: self.trees.clone(),
+            shown: Arc::clone(&self.shown),
         }
-        let cert =
-            CommitCertificate::decode(&cert).map_err(|e| self.corrupt(certs, Some(height), e))?;
-        let hash = block.hash();
-        if cert.height != height || cert.block != hash {
-            let detail = format!(
-                "certificate commits block {} at height {}, but the stored block is {hash}",
-                cert.block, cert.height
-            );
-            return Err(self.corrupt(certs, Some(height), detail));
-        }
-        Ok(Some((block, cert)))
     }
 
     /// Decodes and checks one own-vote entry.
@@ -398,15 +539,17 @@ impl SledStore {
         let (block_bytes, cert_bytes) = (block.encode(), certificate.encode());
         // sled may run the closure more than once on conflict, so it copies from the slices.
         let written: Result<(), TransactionError<std::convert::Infallible>> =
-            (&self.blocks, &self.certificates, &self.meta).transaction(|(blocks, certs, meta)| {
-                blocks.insert(&key, block_bytes.as_slice())?;
-                certs.insert(&key, cert_bytes.as_slice())?;
-                if let Some((height, snapshot)) = base {
-                    meta.insert(Self::BASE_SNAPSHOT_KEY, snapshot)?;
-                    meta.insert(Self::BASE_HEIGHT_KEY, &height.0.to_be_bytes())?;
-                }
-                Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
-            });
+            (&self.trees.blocks, &self.trees.certificates, &self.meta).transaction(
+                |(blocks, certs, meta)| {
+                    blocks.insert(&key, block_bytes.as_slice())?;
+                    certs.insert(&key, cert_bytes.as_slice())?;
+                    if let Some((height, snapshot)) = base {
+                        meta.insert(Self::BASE_SNAPSHOT_KEY, snapshot)?;
+                        meta.insert(Self::BASE_HEIGHT_KEY, &height.0.to_be_bytes())?;
+                    }
+                    Ok::<(), ConflictableTransactionError<std::convert::Infallible>>(())
+                },
+            );
         match written {
             Ok(()) => {}
             Err(TransactionError::Storage(e)) => return Err(self.io(e)),
@@ -420,10 +563,7 @@ impl SledStore {
     }
 
     fn io(&self, source: sled::Error) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            source: Box::new(source),
-        }
+        io_error(&self.path, source)
     }
 
     fn corrupt(
@@ -432,12 +572,7 @@ impl SledStore {
         height: Option<Height>,
         detail: impl fmt::Display,
     ) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.clone(),
-            tree,
-            height,
-            detail: detail.to_string(),
-        }
+        corrupt_error(&self.path, tree, height, detail)
     }
 }
 
@@ -519,6 +654,7 @@ impl Store for SledStore {
         }
         self.write_block(block, certificate, None)?;
         self.latest = height;
+        self.show();
         Ok(())
     }
 
@@ -562,6 +698,7 @@ impl Store for SledStore {
         self.write_block(anchor, certificate, Some((height, snapshot)))?;
         self.base = height;
         self.latest = anchor_height;
+        self.show();
         Ok(())
     }
 
@@ -584,22 +721,7 @@ impl Store for SledStore {
     }
 
     fn blocks(&self, range: RangeInclusive<Height>) -> BlockIter<'_> {
-        let end = (*range.end()).min(self.latest);
-        let mut next = Some((*range.start()).max(self.base.next()));
-        Box::new(std::iter::from_fn(move || {
-            let height = next.filter(|h| *h <= end)?;
-            next = height.0.checked_add(1).map(Height);
-            match self.read_entry(height, self.latest) {
-                Ok(Some(entry)) => Some(Ok(entry)),
-                // Unreachable while `height <= latest` (a missing entry is a gap error), but
-                // ending is the safe answer if it ever happens.
-                Ok(None) => None,
-                Err(e) => {
-                    next = None;
-                    Some(Err(e))
-                }
-            }
-        }))
+        self.trees.range(range, self.base, self.latest)
     }
 
     fn record_own_vote(&mut self, vote: &Signed<Vote>) -> Result<(), StoreError> {

@@ -19,16 +19,28 @@ pub const MAX_ADVERT_MODELS: usize = 16;
 /// with the square of this; 256 is far beyond a local testnet and keeps certificates ~25 KiB.
 pub const MAX_VALIDATORS: usize = 256;
 
-/// Transactions in one block. With [`MAX_TX_BYTES`] this bounds a block near 8 MiB.
-pub const MAX_BLOCK_TXS: usize = 1024;
-
 /// Bytes of one encoded signed transaction. The largest is an `OpenJob` with a full input
 /// (about 4.3 KiB); the bound leaves headroom and caps what a peer can make us decode.
 pub const MAX_TX_BYTES: usize = 8192;
 
-/// Bytes of one encoded block: every transaction at its limit, a full commit certificate,
-/// and the header.
-pub const MAX_BLOCK_BYTES: usize = MAX_BLOCK_TXS * MAX_TX_BYTES + 64 * 1024;
+/// The fewest bytes a signed transaction encodes to: its signer (32) and signature (64), and
+/// at least one byte each for its nonce, fee and action tag.
+pub const MIN_TX_BYTES: usize = 32 + 64 + 3;
+
+/// Bytes of one encoded block: what bounds a block. A header and a full commit certificate
+/// take well under 64 KiB; the rest is room for transactions (8 MiB).
+pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024 + 64 * 1024;
+
+/// Transactions in one block: as many of the smallest as [`MAX_BLOCK_BYTES`] holds, so the
+/// count never binds before the bytes do. It only bounds what a decoder will read.
+pub const MAX_BLOCK_TXS: usize = MAX_BLOCK_BYTES / MIN_TX_BYTES;
+
+/// Bytes of transactions a proposer puts in one block. A validator checks a proposal by
+/// running it (and verifying the signatures of transactions it has not seen); 1 MiB holds at
+/// most about 10,600 of the smallest transactions, about what the default mempool holds
+/// (10,000), and even at 100 µs each that is checked in about a third of the round-0 propose
+/// timeout (3 s). A fuller mempool makes fuller blocks, not more of them.
+pub const MAX_PROPOSAL_BYTES: usize = 1024 * 1024;
 
 /// Bytes of an encoded vote, advert or other small gossip message.
 pub const MAX_SMALL_MESSAGE_BYTES: usize = 4096;

@@ -94,6 +94,13 @@ proptest! {
         every_type_is_consistent(&mutated(tx.encode(), edits))?;
     }
 
+    /// The block's transaction count bound is implied by its byte bound only if no
+    /// transaction encodes shorter than `MIN_TX_BYTES`.
+    #[test]
+    fn no_transaction_is_shorter_than_the_minimum((_, tx) in signed_tx()) {
+        prop_assert!(tx.encode().len() >= attest_protocol::limits::MIN_TX_BYTES);
+    }
+
     #[test]
     fn mutated_vote_decodes_consistently((_, vote) in signed_vote(), edits in edits()) {
         every_type_is_consistent(&mutated(vote.encode(), edits))?;
@@ -972,5 +979,24 @@ fn peer_id_text_errors() {
     assert_eq!(
         reason(&bs58::encode(bytes).into_string()),
         "not a valid ed25519 public key"
+    );
+}
+
+/// The smallest transaction there is (an unstake of nothing at nonce 0 and fee 0) is one byte
+/// over the minimum: its amount.
+#[test]
+fn the_smallest_transaction_is_one_byte_over_the_minimum() {
+    let chain = ChainId::new("c").unwrap();
+    let key = SecretKey::from_seed([7; 32]);
+    let body = Tx {
+        nonce: Nonce(0),
+        fee: Amount(0),
+        action: Action::Unstake(attest_protocol::tx::Unstake { amount: Amount(0) }),
+    };
+    let len = Signed::sign(&chain, &key, body).encode().len();
+    assert_eq!(len, attest_protocol::limits::MIN_TX_BYTES + 1);
+    assert_eq!(
+        attest_protocol::limits::MAX_BLOCK_TXS,
+        attest_protocol::limits::MAX_BLOCK_BYTES / attest_protocol::limits::MIN_TX_BYTES
     );
 }

@@ -10,7 +10,7 @@
 use attest_contracts_sim::{Ctx, Delta, Event, Key, State, StateProof, TxError};
 use attest_protocol::consensus::BlockBodyError;
 use attest_protocol::encoding::encode;
-use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_PROPOSAL_BYTES};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
     SignatureError, Tx, TxHash, Verified,
@@ -322,7 +322,7 @@ impl Chain {
             let mut bytes = 0;
             for tx in candidates {
                 let size = encode(tx.signed()).len();
-                if txs.len() == MAX_BLOCK_TXS || bytes + size > MAX_BLOCK_BYTES / 2 {
+                if txs.len() == MAX_BLOCK_TXS || bytes + size > MAX_PROPOSAL_BYTES {
                     break;
                 }
                 if scratch.apply(&provisional, &tx).is_ok() {

@@ -167,7 +167,12 @@ impl Consensus {
             Input::Proposal { proposal, validity } => self.on_proposal(proposal, validity),
             Input::Vote(vote) => {
                 let mut out = Vec::new();
-                self.on_vote(vote, &mut out)?;
+                self.on_vote(vote, false, &mut out)?;
+                Ok(out)
+            }
+            Input::VerifiedVote(vote) => {
+                let mut out = Vec::new();
+                self.on_vote(vote.into_signed(), true, &mut out)?;
                 Ok(out)
             }
             Input::TimeoutElapsed(id) => self.on_timeout(id),
@@ -340,7 +345,13 @@ impl Consensus {
         Ok(())
     }
 
-    fn on_vote(&mut self, vote: Signed<Vote>, out: &mut Vec<Output>) -> Result<(), InputError> {
+    /// A vote from the network; `verified` only when it came as [`Input::VerifiedVote`].
+    fn on_vote(
+        &mut self,
+        vote: Signed<Vote>,
+        verified: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), InputError> {
         let (_, current) = self.current()?;
         let height = vote.body.height;
         if height < current {
@@ -348,14 +359,17 @@ impl Consensus {
         }
         if height > current {
             self.check_future(height, vote.body.round, vote.signer)?;
-            vote.check(&self.chain_id)?;
+            if !verified {
+                vote.check(&self.chain_id)?;
+            }
             return self.buffer(height, vote.signer, Buffered::Vote(vote));
         }
-        self.admit_vote(vote, true, out)
+        self.admit_vote(vote, !verified, out)
     }
 
     /// A vote for the current height: bounds, membership, duplicates, signature, then the
-    /// driver. `verify` is false only for buffered votes, verified when they were buffered.
+    /// driver. `verify` is false only for votes already verified: buffered ones (when they
+    /// were buffered) and those the host verified.
     fn admit_vote(
         &mut self,
         vote: Signed<Vote>,

@@ -10,7 +10,7 @@ use attest_protocol::consensus::BlockBodyError;
 use attest_protocol::tx::EquivocationEvidence;
 use attest_protocol::{
     Block, ChainId, CommitCertificate, Height, Proposal, PublicKey, Round, SignatureError, Signed,
-    Vote,
+    Verified, Vote,
 };
 
 use attest_chain::{CertError, ValidatorSet};
@@ -51,6 +51,9 @@ pub enum Input {
     },
     /// A vote from the network, unverified.
     Vote(Signed<Vote>),
+    /// A vote from the network whose signature the host already checked under this chain's
+    /// id (off its loop); every other check runs as for [`Input::Vote`].
+    VerifiedVote(Verified<Vote>),
     /// A timer from [`Output::ScheduleTimeout`] elapsed. Stale ones are dropped.
     TimeoutElapsed(TimeoutId),
     /// A polka certificate from the network, unverified: it lets the driver accept a

@@ -18,6 +18,8 @@ use attest_chain::GenesisFile;
 use crate::host;
 use crate::node::{CoreConfig, Effect, NodeCore, PeerKey};
 use crate::store::{GenesisId, MemStore};
+use crate::wire::ConsensusMessage;
+use attest_protocol::Canonical;
 
 /// The genesis time of every local network.
 pub const GENESIS_MS: u64 = 1_700_000_000_000;
@@ -46,6 +48,10 @@ pub struct LocalNet {
     pub now: u64,
     /// Client accounts funded at genesis.
     pub clients: Vec<SecretKey>,
+    /// Deliver consensus votes as the node shell does: decoded and verified by the host, then
+    /// handed to [`NodeCore::handle_checked_vote`]. Off by default: everything through
+    /// [`NodeCore::handle_gossip`].
+    pub host_checks_votes: bool,
     config: CoreConfig,
     queue: VecDeque<(usize, &'static str, Vec<u8>)>,
 }
@@ -109,6 +115,7 @@ impl LocalNet {
             clients,
             config,
             queue: VecDeque::new(),
+            host_checks_votes: false,
         };
         for i in 0..validators {
             net.start(i);
@@ -212,7 +219,21 @@ impl LocalNet {
                 if to == from {
                     continue;
                 }
-                if let Some(core) = node.core.as_mut() {
+                let Some(core) = node.core.as_mut() else {
+                    continue;
+                };
+                let vote = match ConsensusMessage::decode(&data) {
+                    Ok(ConsensusMessage::Vote(v))
+                        if self.host_checks_votes && topic == crate::topic::CONSENSUS =>
+                    {
+                        Some(v)
+                    }
+                    _ => None,
+                };
+                if let Some(v) = vote {
+                    let checked = v.verify(core.chain().chain_id());
+                    core.handle_checked_vote(now, &peer(from), checked);
+                } else {
                     core.handle_gossip(now, &peer(from), topic, &data);
                 }
             }

@@ -317,22 +317,32 @@ impl Mempool {
     }
 
     /// Drops the transactions a committed block carried, and every transaction the new state
-    /// makes stale (nonce below the sender's next, or a fee the sender can no longer pay is
-    /// left: the block will reject it, which is safe).
-    pub fn remove_committed(&mut self, committed: &[TxHash], state: &impl AccountView) {
+    /// makes stale: a nonce below its sender's next. Only the block's signers have new nonces,
+    /// so only their waiting transactions are looked at (the cost is the block's, not the
+    /// pool's). A fee the sender can no longer pay is left: the block will reject it, which
+    /// is safe.
+    pub fn remove_committed(
+        &mut self,
+        committed: &[TxHash],
+        signers: &[AccountId],
+        state: &impl AccountView,
+    ) {
         for hash in committed {
             if let Some(seq) = self.by_hash.get(hash).copied() {
                 self.remove(seq);
             }
         }
-        let stale: Vec<u64> = self
-            .by_seq
-            .iter()
-            .filter(|(_, e)| e.tx.body().nonce < state.nonce(e.tx.signer()))
-            .map(|(seq, _)| *seq)
-            .collect();
-        for seq in stale {
-            self.remove(seq);
+        let signers: BTreeSet<&AccountId> = signers.iter().collect();
+        for sender in signers {
+            let next = state.nonce(sender);
+            let stale: Vec<u64> = self
+                .by_sender
+                .range((*sender, Nonce(0))..(*sender, next))
+                .map(|(_, seq)| *seq)
+                .collect();
+            for seq in stale {
+                self.remove(seq);
+            }
         }
     }
 
@@ -362,12 +372,16 @@ impl Mempool {
     /// later nonces, and returns how many left. A transaction that waits that long is one no
     /// block takes: a nonce gap whose predecessor was refused or never came, or a fee its
     /// sender can no longer pay. Without expiry such leftovers would hold pool space forever.
+    ///
+    /// Arrival order is admission-time order, so only the expired front of the pool is
+    /// visited. Should the host's clock step back, a transaction admitted after the step
+    /// waits for the ones before it: expiry is late by at most the step, never early.
     pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
         let before = self.by_seq.len();
         let old: Vec<TxHash> = self
             .by_seq
             .values()
-            .filter(|e| e.admitted_ms.saturating_add(ttl_ms) <= now_ms)
+            .take_while(|e| e.admitted_ms.saturating_add(ttl_ms) <= now_ms)
             .map(|e| e.hash)
             .collect();
         self.evict_with_successors(&old);
@@ -560,7 +574,7 @@ mod tests {
         pool.admit(tx(&k, 2, 10), &v, 0).unwrap();
         // A block committed nonce 0 and, from another node's pool, nonce 1.
         v.nonces.insert(k.public(), Nonce(2));
-        pool.remove_committed(&[h0], &v);
+        pool.remove_committed(&[h0], &[k.public()], &v);
         assert_eq!(pool.len(), 1);
         let left: Vec<u64> = pool
             .reap(10, 1 << 20, &v)

@@ -254,3 +254,57 @@ fn transactions_are_gossiped_in_batches_and_a_forged_one_spoils_its_batch() {
     assert!(matches!(verdict, GossipVerdict::Reject(_)), "{verdict:?}");
     assert_eq!(receiver.mempool_len(), 7);
 }
+
+#[test]
+fn votes_the_host_verified_reach_consensus_and_a_forged_one_is_refused() {
+    use attest_core::wire::ConsensusMessage;
+    use attest_core::{Effect, GossipVerdict, topic};
+    use attest_protocol::Canonical;
+
+    let mut net = LocalNet::new(4, 1, config());
+    net.host_checks_votes = true;
+    let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
+    for nonce in 0..10 {
+        net.submit(0, transfer(&client, &chain, nonce))
+            .expect("admitted");
+    }
+    let done = net.run_until(200_000, |net| {
+        net.heights().iter().all(|h| *h >= 4)
+            && net
+                .nodes
+                .iter()
+                .all(|n| n.core.as_ref().unwrap().mempool_len() == 0)
+    });
+    assert!(done, "no progress with host-verified votes: {:?}", net.heights());
+    net.assert_agreement();
+
+    // A vote of node 0's, as the host would hand it over: its signature checked, or not.
+    let vote = (0..200)
+        .find_map(|_| {
+            net.step();
+            let core = net.nodes[0].core.as_mut().unwrap();
+            std::iter::from_fn(|| core.poll_effect()).find_map(|e| match e {
+                Effect::Broadcast { topic: t, data } if t == topic::CONSENSUS => {
+                    match ConsensusMessage::decode(&data) {
+                        Ok(ConsensusMessage::Vote(v)) => Some(v),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+        })
+        .expect("node 0 votes");
+    let peer = b"peer".to_vec();
+    let now = net.now;
+    let receiver = net.nodes[1].core.as_mut().unwrap();
+    let mut forged = vote.clone();
+    forged.signature.0[5] ^= 1;
+    let error = forged.verify(&chain).expect_err("forged");
+    let verdict = receiver.handle_checked_vote(now, &peer, Err(error));
+    assert!(matches!(verdict, GossipVerdict::Reject(_)), "{verdict:?}");
+    let verdict = receiver.handle_checked_vote(now, &peer, vote.verify(&chain));
+    assert!(
+        !matches!(verdict, GossipVerdict::Reject(_)),
+        "a valid vote is never refused: {verdict:?}"
+    );
+}

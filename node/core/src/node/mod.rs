@@ -226,6 +226,15 @@ enum Timer {
     FlushTxs,
 }
 
+/// A consensus message as the core hears it: decoded, and for a vote the host verified off
+/// its loop, with the signature already checked.
+enum Heard {
+    Proposal(Box<Signed<attest_protocol::Proposal>>),
+    Vote(Signed<Vote>),
+    CheckedVote(Verified<Vote>),
+    Polka(Box<attest_consensus::PolkaCert>),
+}
+
 /// A transaction a local client offers: as it came, or with its signature already checked.
 enum Offered {
     Signed(SignedTx),
@@ -712,14 +721,59 @@ impl NodeCore {
     }
 
     fn gossip_consensus(&mut self, now_ms: u64, from: &PeerKey, data: &[u8]) -> GossipVerdict {
-        let message = match ConsensusMessage::decode(data) {
-            Ok(m) => m,
-            Err(e) => return GossipVerdict::Reject(e.to_string()),
+        match ConsensusMessage::decode(data) {
+            Ok(m) => self.handle_consensus_message(now_ms, from, m),
+            Err(e) => GossipVerdict::Reject(e.to_string()),
+        }
+    }
+
+    /// A message from the consensus topic that the host decoded: what
+    /// [`NodeCore::handle_gossip`] does with its bytes. A host that verifies votes off its
+    /// loop hands those to [`NodeCore::handle_checked_vote`] instead.
+    pub fn handle_consensus_message(
+        &mut self,
+        now_ms: u64,
+        from: &PeerKey,
+        message: ConsensusMessage,
+    ) -> GossipVerdict {
+        if self.ledger.statesync.is_some() {
+            self.peer_met(now_ms, from);
+            return GossipVerdict::Ignore("joining by state sync".into());
+        }
+        let heard = match message {
+            ConsensusMessage::Proposal(p) => Heard::Proposal(p),
+            ConsensusMessage::Vote(v) => Heard::Vote(v),
+            ConsensusMessage::Polka(c) => Heard::Polka(c),
         };
+        self.consensus_heard(now_ms, from, heard)
+    }
+
+    /// A vote from the consensus topic whose signature the host checked off the node loop
+    /// (under this chain's id), or the reason it does not verify: handled as
+    /// [`NodeCore::handle_gossip`] handles a vote, with the same verdict, except that a
+    /// forged vote is refused before its height or signer are looked at.
+    pub fn handle_checked_vote(
+        &mut self,
+        now_ms: u64,
+        from: &PeerKey,
+        checked: Result<Verified<Vote>, attest_protocol::SignatureError>,
+    ) -> GossipVerdict {
+        if self.ledger.statesync.is_some() {
+            self.peer_met(now_ms, from);
+            return GossipVerdict::Ignore("joining by state sync".into());
+        }
+        match checked {
+            Ok(vote) => self.consensus_heard(now_ms, from, Heard::CheckedVote(vote)),
+            Err(e) => GossipVerdict::Reject(InputError::BadSignature(e).to_string()),
+        }
+    }
+
+    fn consensus_heard(&mut self, now_ms: u64, from: &PeerKey, message: Heard) -> GossipVerdict {
         let height = match &message {
-            ConsensusMessage::Proposal(p) => p.body.height,
-            ConsensusMessage::Vote(v) => v.body.height,
-            ConsensusMessage::Polka(c) => c.height,
+            Heard::Proposal(p) => p.body.height,
+            Heard::Vote(v) => v.body.height,
+            Heard::CheckedVote(v) => v.body().height,
+            Heard::Polka(c) => c.height,
         };
         // A message for the next height starts it: the others are already there.
         if self.ledger.deciding.is_none() && height == self.ledger.chain.height().next() {
@@ -733,15 +787,16 @@ impl NodeCore {
             self.request_sync(from.clone());
         }
         let input = match message {
-            ConsensusMessage::Proposal(p) => {
+            Heard::Proposal(p) => {
                 let validity = self.judge(now_ms, &p);
                 Input::Proposal {
                     proposal: *p,
                     validity,
                 }
             }
-            ConsensusMessage::Vote(v) => Input::Vote(v),
-            ConsensusMessage::Polka(c) => Input::Polka(c),
+            Heard::Vote(v) => Input::Vote(v),
+            Heard::CheckedVote(v) => Input::VerifiedVote(v),
+            Heard::Polka(c) => Input::Polka(c),
         };
         match self.ledger.consensus.handle(input) {
             Ok(outputs) => {
@@ -868,11 +923,7 @@ impl NodeCore {
 
     fn propose(&mut self, now_ms: u64, height: Height, round: attest_protocol::Round) {
         let Some(key) = &self.key else { return };
-        let candidates = self.ledger.mempool.reap(
-            attest_protocol::limits::MAX_BLOCK_TXS,
-            attest_protocol::limits::MAX_BLOCK_BYTES / 2,
-            &View(&self.ledger.chain),
-        );
+        let candidates = self.reap_proposal();
         let (block, applied) = self
             .ledger
             .chain
@@ -922,6 +973,7 @@ impl NodeCore {
         let events = applied.events.clone();
         let time_ms = block.header.time_ms;
         let tx_hashes: Vec<TxHash> = block.txs.iter().map(attest_protocol::tx_hash).collect();
+        let signers: Vec<attest_protocol::AccountId> = block.txs.iter().map(|t| t.signer).collect();
         let txs = tx_hashes.len();
         let stored = Box::new((block.clone(), certificate.clone()));
         if let Err(e) = self.ledger.chain.commit(&block, certificate, applied) {
@@ -940,7 +992,7 @@ impl NodeCore {
             .observe(height, block.header.time_ms, &events);
         self.ledger
             .mempool
-            .remove_committed(&tx_hashes, &View(&self.ledger.chain));
+            .remove_committed(&tx_hashes, &signers, &View(&self.ledger.chain));
         self.ledger
             .mempool
             .expire(now_ms, self.config.mempool_ttl_ms);
@@ -992,13 +1044,16 @@ impl NodeCore {
         }
     }
 
-    /// Drops every waiting transaction the new state refuses (duplicate evidence, a job that
-    /// settled, a balance that no longer covers it), with the same sender's later ones, which
-    /// cannot apply without it. Such transactions would never leave the pool otherwise, and
-    /// would block their sender. Returns how many transactions are ready for the next block.
+    /// Drops every waiting transaction of the next proposal's window (what [`Self::propose`]
+    /// would reap) that the new state refuses (duplicate evidence, a job that settled, a
+    /// balance that no longer covers it), with the same sender's later ones, which cannot
+    /// apply without it. Such transactions would never leave the pool otherwise, and would
+    /// block their sender. Only the window is tried, so a commit costs at most one block's
+    /// trial however full the pool is; a refused transaction further back is dropped when it
+    /// reaches the window, or expires. Returns how many transactions are ready for the next
+    /// block.
     fn evict_refused(&mut self) -> usize {
-        let view = View(&self.ledger.chain);
-        let candidates = self.ledger.mempool.reap(usize::MAX, usize::MAX, &view);
+        let candidates = self.reap_proposal();
         if candidates.is_empty() {
             return 0;
         }
@@ -1019,14 +1074,25 @@ impl NodeCore {
         ready
     }
 
-    fn is_from_validator(&self, message: &ConsensusMessage) -> bool {
+    /// The waiting transactions a proposal would take now, in the pool's order, within the
+    /// block bounds.
+    fn reap_proposal(&self) -> Vec<Verified<attest_protocol::Tx>> {
+        self.ledger.mempool.reap(
+            attest_protocol::limits::MAX_BLOCK_TXS,
+            attest_protocol::limits::MAX_PROPOSAL_BYTES,
+            &View(&self.ledger.chain),
+        )
+    }
+
+    fn is_from_validator(&self, message: &Heard) -> bool {
         let chain = self.ledger.chain.chain_id();
         let known = |signer| self.ledger.chain.validators().get(signer).is_some();
         match message {
-            ConsensusMessage::Proposal(p) => known(&p.signer) && p.check(chain).is_ok(),
-            ConsensusMessage::Vote(v) => known(&v.signer) && v.check(chain).is_ok(),
+            Heard::Proposal(p) => known(&p.signer) && p.check(chain).is_ok(),
+            Heard::Vote(v) => known(&v.signer) && v.check(chain).is_ok(),
+            Heard::CheckedVote(v) => known(v.signer()),
             // A polka only ever backs a proposal: the proposal is what starts a sync.
-            ConsensusMessage::Polka(_) => false,
+            Heard::Polka(_) => false,
         }
     }
 
