@@ -275,7 +275,11 @@ fn votes_the_host_verified_reach_consensus_and_a_forged_one_is_refused() {
                 .iter()
                 .all(|n| n.core.as_ref().unwrap().mempool_len() == 0)
     });
-    assert!(done, "no progress with host-verified votes: {:?}", net.heights());
+    assert!(
+        done,
+        "no progress with host-verified votes: {:?}",
+        net.heights()
+    );
     net.assert_agreement();
 
     // A vote of node 0's, as the host would hand it over: its signature checked, or not.
