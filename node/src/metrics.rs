@@ -179,7 +179,7 @@ impl Metrics {
         let gateway = Counters::default();
         r.register(
             "gateway_outputs",
-            "Outputs of jobs opened through this node: verified, rejected or abandoned",
+            "Outputs of jobs opened through this node: verified, rejected, abandoned or unopened",
             gateway.clone(),
         );
         // Every series exists from the start, at zero: a dashboard shows "no slashes" rather
@@ -364,6 +364,7 @@ impl Metrics {
         catch_up(&self.gateway, ("result", "verified"), gateway.verified);
         catch_up(&self.gateway, ("result", "rejected"), gateway.rejected);
         catch_up(&self.gateway, ("result", "abandoned"), gateway.abandoned);
+        catch_up(&self.gateway, ("result", "unopened"), gateway.unopened);
     }
 }
 

@@ -93,6 +93,15 @@ pub enum AdmitError {
         /// Bytes held.
         bytes: usize,
     },
+    /// A local client's job that this node could not deliver: its gateway already waits for
+    /// the outputs of as many jobs as it tracks. Another node, or a later try, can take it.
+    #[error(
+        "this node's gateway is waiting for the outputs of {jobs} jobs, its bound; retry later or use another node"
+    )]
+    GatewayFull {
+        /// The gateway's bound.
+        jobs: usize,
+    },
     /// A local client's transaction that the contract would refuse now (a job with an
     /// unknown model, an input over the cap, an ineligible provider): refused at once with the
     /// contract's reason rather than admitted and dropped at block time.

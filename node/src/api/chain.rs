@@ -342,6 +342,7 @@ fn admit_error(e: &AdmitError) -> ApiError {
         AdmitError::Duplicate(_) => (S::CONFLICT, "duplicate"),
         AdmitError::NonceTaken(_) => (S::CONFLICT, "nonce_taken"),
         AdmitError::Full { .. } => (S::SERVICE_UNAVAILABLE, "mempool_full"),
+        AdmitError::GatewayFull { .. } => (S::SERVICE_UNAVAILABLE, "gateway_full"),
         AdmitError::Refused(_) => (S::UNPROCESSABLE_ENTITY, "refused_by_contract"),
     };
     ApiError::new(status, code, e.to_string())

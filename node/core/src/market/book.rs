@@ -311,8 +311,9 @@ impl HeldAdvert {
         self.advert.signer()
     }
 
-    /// Free slots as this node sees them: the advert's count less the jobs assigned here
-    /// since ([`AdvertBook::note_assigned`]).
+    /// Free slots as this node sees them: the advert's count less the jobs naming the
+    /// provider that this node admitted to its mempool since ([`AdvertBook::note_assigned`]),
+    /// plus those whose results committed since.
     pub fn free_slots(&self) -> u32 {
         self.free_slots
     }
@@ -575,7 +576,10 @@ impl AdvertBook {
     /// committed, or it ended): one slot back, never more than the advert announced.
     pub fn note_released(&mut self, provider: &AccountId) {
         if let Some(held) = self.entries.get_mut(provider) {
-            held.free_slots = (held.free_slots + 1).min(held.advert().free_slots);
+            held.free_slots = held
+                .free_slots
+                .saturating_add(1)
+                .min(held.advert().free_slots);
         }
     }
 

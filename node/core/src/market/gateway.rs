@@ -19,14 +19,22 @@ use crate::wire::{MAX_OUTPUTS_PER_REQUEST, PeerKey};
 /// Outputs kept for clients, oldest dropped first. Outputs are at most 1,024 bytes, so this is
 /// at most ~4 MB.
 pub const MAX_OUTPUTS: usize = 4_096;
-/// Jobs waiting for an output at once; further jobs opened through this node are not tracked.
+/// Jobs waiting for an output at once. While this many wait, a node refuses to admit another
+/// job from its clients ([`Gateway::is_full`]) rather than take one it could not deliver.
 pub const MAX_WANTED: usize = 4_096;
+/// How long a tracked job may go without its `OpenJob` in the live state before the gateway
+/// forgets it: twice the default mempool expiry (60 s), after which no default pool holds
+/// the transaction, so it can no longer commit. (A job that did commit and ended without a
+/// result, then left the live state, is forgotten by the same rule.)
+pub const UNOPENED_MS: u64 = 120_000;
 /// Fetch attempts per job before giving up (a provider that is down, or lies).
 pub const MAX_ATTEMPTS: u32 = 4;
 
 /// Where one wanted output stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Wanted {
+    /// When the client opened it here.
+    tracked_ms: u64,
     /// The provider's node and the committed output hash, once the result is committed.
     result: Option<(PeerKey, Hash)>,
     in_flight: bool,
@@ -42,6 +50,9 @@ pub struct GatewayStats {
     pub rejected: u64,
     /// Jobs given up on after [`MAX_ATTEMPTS`] failed fetches.
     pub abandoned: u64,
+    /// Jobs forgotten because their `OpenJob` was not in the live state [`UNOPENED_MS`] after
+    /// they were opened here.
+    pub unopened: u64,
 }
 
 /// Output delivery for jobs opened through this node.
@@ -73,20 +84,36 @@ impl Gateway {
         self.outputs.get(job).map(Vec::as_slice)
     }
 
-    /// A client opened `job` through this node.
-    pub fn track(&mut self, job: JobId) {
-        if self.wanted.len() < MAX_WANTED {
-            self.wanted.entry(job).or_insert(Wanted {
-                result: None,
-                in_flight: false,
-                attempts: 0,
-            });
-        }
+    /// Whether [`MAX_WANTED`] jobs wait for their outputs: a job opened now could not be
+    /// tracked.
+    pub fn is_full(&self) -> bool {
+        self.wanted.len() >= MAX_WANTED
     }
 
-    /// A block committed: note results of tracked jobs, drop jobs that ended without one, and
-    /// return the fetches to send as (peer, jobs), one batch per provider's node.
-    pub fn on_commit(&mut self, state: &State, events: &[Event]) -> Vec<(PeerKey, Vec<JobId>)> {
+    /// A client opened `job` through this node at `now_ms`. Returns false, tracking nothing,
+    /// if the gateway [`is_full`](Self::is_full).
+    pub fn track(&mut self, job: JobId, now_ms: u64) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.wanted.entry(job).or_insert(Wanted {
+            tracked_ms: now_ms,
+            result: None,
+            in_flight: false,
+            attempts: 0,
+        });
+        true
+    }
+
+    /// A block committed at `now_ms`: note results of tracked jobs, drop jobs that ended
+    /// without one or never opened (after [`UNOPENED_MS`]), and return the fetches to send as
+    /// (peer, jobs), one batch per provider's node.
+    pub fn on_commit(
+        &mut self,
+        now_ms: u64,
+        state: &State,
+        events: &[Event],
+    ) -> Vec<(PeerKey, Vec<JobId>)> {
         for e in events {
             if let Event::ResultCommitted {
                 job,
@@ -100,13 +127,21 @@ impl Gateway {
                 w.result = Some((stake.node.peer_id_bytes().to_vec(), *output_hash));
             }
         }
+        let mut unopened = 0;
         self.wanted.retain(|id, w| {
-            w.result.is_some()
-                || state
-                    .job(id)
-                    .is_some_and(|j| matches!(j.phase, JobPhase::Open { .. }))
-                || state.job(id).is_none()
+            if w.result.is_some() {
+                return true;
+            }
+            match state.job(id) {
+                Some(j) => matches!(j.phase, JobPhase::Open { .. }),
+                None if now_ms.saturating_sub(w.tracked_ms) < UNOPENED_MS => true,
+                None => {
+                    unopened += 1;
+                    false
+                }
+            }
         });
+        self.stats.unopened += unopened;
         self.fetches()
     }
 
@@ -238,22 +273,50 @@ mod tests {
     }
 
     #[test]
+    fn a_job_that_never_opens_is_forgotten_and_a_full_gateway_says_so() {
+        let (state, _, _) = state();
+        let mut g = Gateway::default();
+        for i in 0..MAX_WANTED {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            assert!(g.track(JobId(id), 1_000));
+        }
+        assert!(g.is_full());
+        assert!(
+            !g.track(JobId([0xff; 32]), 1_000),
+            "a full gateway tracks nothing"
+        );
+        // None of them is in the state: kept while their OpenJobs may still commit ...
+        g.on_commit(1_000 + UNOPENED_MS - 1, &state, &[]);
+        assert!(g.is_full());
+        assert_eq!(g.stats().unopened, 0);
+        // ... and forgotten after, which makes room again.
+        g.on_commit(1_000 + UNOPENED_MS, &state, &[]);
+        assert!(!g.is_full());
+        assert_eq!(g.stats().unopened, MAX_WANTED as u64);
+        assert!(g.track(JobId([0xff; 32]), 1_000 + UNOPENED_MS));
+    }
+
+    #[test]
     fn an_output_that_does_not_match_the_ledger_is_rejected_and_fetched_again() {
         let (state, provider, peer) = state();
         let job = JobId([9; 32]);
         let mut g = Gateway::default();
-        g.track(job);
-        let fetches = g.on_commit(&state, &[committed(job, provider, b"the truth")]);
+        g.track(job, 0);
+        let fetches = g.on_commit(0, &state, &[committed(job, provider, b"the truth")]);
         assert_eq!(fetches, vec![(peer.clone(), vec![job])]);
         g.on_output(job, Some(b"a lie"));
         assert_eq!(g.stats().rejected, 1);
         assert_eq!(g.output(&job), None);
         // The next block sends the fetch again; the true bytes are kept.
-        assert_eq!(g.on_commit(&state, &[]), vec![(peer, vec![job])]);
+        assert_eq!(g.on_commit(0, &state, &[]), vec![(peer, vec![job])]);
         g.on_output(job, Some(b"the truth"));
         assert_eq!(g.output(&job), Some(&b"the truth"[..]));
         assert_eq!(g.stats().verified, 1);
-        assert!(g.on_commit(&state, &[]).is_empty(), "nothing more to fetch");
+        assert!(
+            g.on_commit(0, &state, &[]).is_empty(),
+            "nothing more to fetch"
+        );
     }
 
     #[test]
@@ -261,12 +324,12 @@ mod tests {
         let (state, provider, peer) = state();
         let job = JobId([7; 32]);
         let mut g = Gateway::default();
-        g.track(job);
-        let mut fetches = g.on_commit(&state, &[committed(job, provider, b"x")]);
+        g.track(job, 0);
+        let mut fetches = g.on_commit(0, &state, &[committed(job, provider, b"x")]);
         for _ in 0..MAX_ATTEMPTS {
             assert_eq!(fetches.len(), 1);
             g.on_failure(&peer);
-            fetches = g.on_commit(&state, &[]);
+            fetches = g.on_commit(0, &state, &[]);
         }
         assert!(fetches.is_empty());
         assert_eq!(g.stats().abandoned, 1);
@@ -280,27 +343,27 @@ mod tests {
         let events: Vec<Event> = jobs
             .iter()
             .map(|j| {
-                g.track(*j);
+                g.track(*j, 0);
                 committed(*j, provider, b"out")
             })
             .collect();
-        let first = g.on_commit(&state, &events);
+        let first = g.on_commit(0, &state, &events);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].0, peer);
         assert_eq!(first[0].1.len(), MAX_OUTPUTS_PER_REQUEST);
         // While that batch is out, the provider is asked nothing more.
-        assert!(g.on_commit(&state, &[]).is_empty());
+        assert!(g.on_commit(0, &state, &[]).is_empty());
         for j in &first[0].1 {
             g.on_output(*j, Some(b"out"));
         }
         g.on_failure(&peer);
         // The rest go in the next batch; the answered ones are held.
-        let second = g.on_commit(&state, &[]);
+        let second = g.on_commit(0, &state, &[]);
         assert_eq!(second[0].1.len(), 100 - MAX_OUTPUTS_PER_REQUEST);
         assert_eq!(g.stats().verified, MAX_OUTPUTS_PER_REQUEST as u64);
         // A failed batch is asked again, and only it.
         g.on_failure(&peer);
-        let third = g.on_commit(&state, &[]);
+        let third = g.on_commit(0, &state, &[]);
         assert_eq!(third, second);
     }
 }

@@ -226,6 +226,14 @@ enum Timer {
     FlushTxs,
 }
 
+/// The provider a transaction opens a job with, if it opens one.
+fn opened_with(tx: &SignedTx) -> Option<attest_protocol::AccountId> {
+    match &tx.body.action {
+        attest_protocol::Action::OpenJob(open) => Some(open.provider),
+        _ => None,
+    }
+}
+
 /// A consensus message as the core hears it: decoded, and for a vote the host verified off
 /// its loop, with the signature already checked.
 enum Heard {
@@ -597,17 +605,23 @@ impl NodeCore {
                 state
                     .check_open(signed.signer, open)
                     .map_err(|e| AdmitError::Refused(e.to_string()))?;
-                true
+                Some(open.provider)
             }
-            _ => false,
+            _ => None,
         };
+        if opens_job.is_some() && self.market.gateway.is_full() {
+            return Err(AdmitError::GatewayFull {
+                jobs: crate::market::gateway::MAX_WANTED,
+            });
+        }
         let view = View(&self.ledger.chain);
         let hash = match offered {
             Offered::Signed(tx) => self.ledger.mempool.admit(tx, &view, now_ms)?,
             Offered::Verified(tx) => self.ledger.mempool.admit_verified(tx, &view, now_ms)?,
         };
-        if opens_job {
-            self.market.gateway.track(JobId::from(hash));
+        if let Some(provider) = opens_job {
+            self.market.gateway.track(JobId::from(hash), now_ms);
+            self.market.book.note_assigned(&provider);
         }
         self.queue_gossip(now_ms, gossip);
         self.on_tx_waiting(now_ms);
@@ -636,24 +650,11 @@ impl NodeCore {
         }
     }
 
+    /// A transaction gossiped alone (`attest/txs/1`): a batch of one.
     fn gossip_tx(&mut self, now_ms: u64, data: &[u8]) -> GossipVerdict {
-        let tx = match SignedTx::decode(data) {
-            Ok(tx) => tx,
-            Err(e) => return GossipVerdict::Reject(e.to_string()),
-        };
-        match self
-            .ledger
-            .mempool
-            .admit(tx, &View(&self.ledger.chain), now_ms)
-        {
-            Ok(_) => {
-                self.on_tx_waiting(now_ms);
-                GossipVerdict::Accept
-            }
-            Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
-                GossipVerdict::Reject(e.to_string())
-            }
-            Err(e) => GossipVerdict::Ignore(e.to_string()),
+        match SignedTx::decode(data) {
+            Ok(tx) => self.admit_batch(now_ms, vec![Ok(Offered::Signed(tx))]),
+            Err(e) => GossipVerdict::Reject(e.to_string()),
         }
     }
 
@@ -696,19 +697,31 @@ impl NodeCore {
     ) -> GossipVerdict {
         let (mut admitted, mut forged, mut last) = (false, None, None);
         let view = View(&self.ledger.chain);
+        let mut opened = Vec::new();
         for tx in offered {
+            let provider = match &tx {
+                Ok(Offered::Signed(tx)) => opened_with(tx),
+                Ok(Offered::Verified(tx)) => opened_with(tx.signed()),
+                Err(_) => None,
+            };
             let result = match tx {
                 Ok(Offered::Signed(tx)) => self.ledger.mempool.admit(tx, &view, now_ms),
                 Ok(Offered::Verified(tx)) => self.ledger.mempool.admit_verified(tx, &view, now_ms),
                 Err(e) => Err(AdmitError::BadSignature(e)),
             };
             match result {
-                Ok(_) => admitted = true,
+                Ok(_) => {
+                    admitted = true;
+                    opened.extend(provider);
+                }
                 Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
                     forged = Some(e.to_string());
                 }
                 Err(e) => last = Some(e.to_string()),
             }
+        }
+        for provider in &opened {
+            self.market.book.note_assigned(provider);
         }
         if admitted {
             self.on_tx_waiting(now_ms);
@@ -1015,7 +1028,7 @@ impl NodeCore {
         let fetches = self
             .market
             .gateway
-            .on_commit(self.ledger.chain.state(), &events);
+            .on_commit(now_ms, self.ledger.chain.state(), &events);
         // A provider whose result committed (or whose deadline passed) has its slot back; our
         // book's count never rises above what its last advert announced.
         for e in &events {
