@@ -316,7 +316,7 @@ fn votes_the_host_verified_reach_consensus_and_a_forged_one_is_refused() {
 #[test]
 fn a_quote_takes_no_slot_and_an_admitted_job_does() {
     use attest_core::{GossipVerdict, topic};
-    use attest_protocol::{BoundedVec, CapacityAdvert, Canonical, DeviceName, ModelId};
+    use attest_protocol::{BoundedVec, Canonical, CapacityAdvert, DeviceName, ModelId};
 
     let mut net = LocalNet::new(4, 1, config());
     let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());

@@ -30,9 +30,23 @@ use crate::bounded::BoundedMap;
 
 /// The most traces held for disputes at once. A trace holds one 32-byte leaf per step, and a
 /// job has `(input bytes + output tokens) x layers` steps: ~13 MB for the largest the limits
-/// allow (`attest_protocol::limits`), a few thousand leaves for typical ones. Past the bound the oldest goes, and is rebuilt
-/// by re-execution if a dispute needs it.
+/// allow (`attest_protocol::limits`), a few thousand leaves for typical ones. Past either
+/// bound (this count, or [`MAX_TRACE_BYTES`]) the oldest goes, and is rebuilt by re-execution
+/// if a dispute needs it.
 pub const MAX_TRACES: usize = 1_024;
+
+/// The most bytes of traces held at once (leaves, output and final activation): about five
+/// of the largest traces the limits allow, or the whole [`MAX_TRACES`] of typical ones.
+pub const MAX_TRACE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a trace weighs against [`MAX_TRACE_BYTES`].
+fn trace_bytes(e: &Execution) -> usize {
+    e.leaves
+        .len()
+        .saturating_mul(32)
+        .saturating_add(e.output.len())
+        .saturating_add(e.final_activation.len())
+}
 
 /// Why a job runs on the accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -265,7 +279,7 @@ impl Duties {
             watch: BTreeSet::new(),
             executing: BTreeMap::new(),
             providing: 0,
-            traces: BoundedMap::new(MAX_TRACES),
+            traces: BoundedMap::with_bytes(MAX_TRACES, MAX_TRACE_BYTES, trace_bytes),
             sent: BTreeMap::new(),
             height: Height(0),
             outputs: BoundedMap::new(MAX_SERVED_OUTPUTS),
