@@ -855,6 +855,10 @@ impl Node {
                         self.queue_job(run);
                     }
                 }
+                Effect::Halt { height, reason } => {
+                    tracing::error!(height = height.0, %reason, "halting");
+                    anyhow::bail!("the node halted at height {height}: {reason}");
+                }
                 Effect::Misbehaved { peer, reason } => {
                     let peer = PeerId::from_bytes(&peer).map(|p| p.to_string());
                     tracing::warn!(peer = %peer.unwrap_or_default(), %reason, "peer misbehaved");

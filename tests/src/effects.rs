@@ -226,6 +226,12 @@ impl Sim {
                 );
             }
             Effect::Request { peer, data } => self.request(i, &peer, data),
+            Effect::Halt { reason, .. } => {
+                // A halted node stops, as the real one does; every run asserts none did.
+                self.stats.halts.push((i, reason));
+                self.nodes[i].core = None;
+                return;
+            }
             Effect::Misbehaved { peer, .. } => {
                 let accused = crate::sim::node_of(&peer, self.nodes.len());
                 self.stats.misbehaviour_reports.push((i, accused));
@@ -564,6 +570,7 @@ fn describe(effect: &Effect) -> String {
         Effect::Persist(Persist::History(h)) => format!("index history of {}", h.height),
         Effect::Persist(Persist::Base(b)) => format!("persist state-sync base {}", b.height),
         Effect::Misbehaved { peer, reason } => format!("report {peer:?}: {reason}"),
+        Effect::Halt { reason, .. } => format!("halt: {reason}"),
         Effect::RunJob(r) => format!("run job {} for {:?}", r.job, r.purpose),
         Effect::Broadcast { topic, data } => match ConsensusMessage::decode(data) {
             Ok(ConsensusMessage::Vote(v)) => format!("send vote {:?}", v.body),

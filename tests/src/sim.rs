@@ -180,6 +180,8 @@ pub struct Stats {
     pub snapshot_restarts: u64,
     /// Misbehaviour reports: (reporting node, accused node if it is one).
     pub misbehaviour_reports: Vec<(usize, Option<usize>)>,
+    /// Nodes that halted (`Effect::Halt`), with why: a bug in every run, asserted empty.
+    pub halts: Vec<(usize, String)>,
 }
 
 /// What a finished run leaves.
@@ -608,6 +610,11 @@ impl Sim {
     /// The end-of-run checks: the honest nodes agree on every account, stake and the state
     /// root at their common height.
     fn finish(self) -> Outcome {
+        assert!(
+            self.stats.halts.is_empty(),
+            "nodes halted: {:?}",
+            self.stats.halts
+        );
         let honest: Vec<&NodeCore> = self.honest().filter_map(|n| n.core.as_ref()).collect();
         let first = honest[0].chain();
         let height = first.height();

@@ -52,6 +52,8 @@ pub struct LocalNet {
     /// handed to [`NodeCore::handle_checked_vote`]. Off by default: everything through
     /// [`NodeCore::handle_gossip`].
     pub host_checks_votes: bool,
+    /// Nodes that halted (`Effect::Halt`) and why; a halted node is stopped.
+    pub halts: Vec<(usize, String)>,
     config: CoreConfig,
     queue: VecDeque<(usize, &'static str, Vec<u8>)>,
 }
@@ -116,6 +118,7 @@ impl LocalNet {
             config,
             queue: VecDeque::new(),
             host_checks_votes: false,
+            halts: Vec::new(),
         };
         for i in 0..validators {
             net.start(i);
@@ -174,6 +177,11 @@ impl LocalNet {
                     }
                 }
                 Effect::Request { peer: p, data } => self.answer_sync(i, p, &data),
+                Effect::Halt { reason, .. } => {
+                    // It stops, as the real node does.
+                    self.halts.push((i, reason));
+                    self.nodes[i].core = None;
+                }
                 Effect::Misbehaved { peer: p, reason } => {
                     panic!("node {i}: honest peer {p:?} reported as misbehaving: {reason}")
                 }
@@ -281,6 +289,7 @@ impl LocalNet {
     /// Panics unless every node committed the same block at every height it shares with the
     /// others, and the running nodes at the first node's height share its state root.
     pub fn assert_agreement(&self) {
+        assert!(self.halts.is_empty(), "nodes halted: {:?}", self.halts);
         let mut by_height: BTreeMap<Height, BlockHash> = BTreeMap::new();
         for node in &self.nodes {
             for (h, hash) in &node.committed {

@@ -364,3 +364,50 @@ fn a_quote_takes_no_slot_and_an_admitted_job_does() {
     core.submit_tx(now, tx).expect("admitted");
     assert_eq!(slots(core), 7, "an admitted job takes a slot");
 }
+
+#[test]
+fn a_decided_block_that_leaves_no_validators_halts_the_node_and_is_not_persisted() {
+    let mut net = LocalNet::new(1, 0, config());
+    let chain = net.chain_id().clone();
+    let validator = net.nodes[0].key.clone();
+    let ready = net.run_until(10_000, |net| net.heights()[0] >= 1);
+    assert!(ready, "no first block");
+    let stake = net.nodes[0]
+        .core
+        .as_ref()
+        .unwrap()
+        .chain()
+        .state()
+        .stake(&validator.public())
+        .expect("staked")
+        .bonded;
+    let nonce = net.nodes[0]
+        .core
+        .as_ref()
+        .unwrap()
+        .chain()
+        .state()
+        .account(&validator.public())
+        .nonce;
+    let unstake = Tx {
+        nonce,
+        fee: attest_contracts_sim::Params::default().min_fee,
+        action: Action::Unstake(attest_protocol::tx::Unstake { amount: stake }),
+    };
+    net.submit(0, Signed::sign(&chain, &validator, unstake))
+        .expect("admitted");
+    let halted = net.run_until(60_000, |net| !net.halts.is_empty());
+    assert!(halted, "the node went on with nobody to validate");
+    let (who, reason) = &net.halts[0];
+    assert_eq!(*who, 0);
+    assert!(reason.contains("cannot be applied"), "{reason}");
+    assert!(net.nodes[0].core.is_none(), "a halted node is stopped");
+    // The store ends at the block before: the decided one was not persisted.
+    let latest = net.nodes[0].store.latest_height();
+    let committed = net.nodes[0].committed.keys().last().copied();
+    assert_eq!(Some(latest), committed);
+    assert!(
+        net.nodes[0].store.block(latest.next()).unwrap().is_none(),
+        "the block that could not be applied was stored"
+    );
+}

@@ -151,6 +151,15 @@ pub enum Effect {
         /// What it did.
         reason: String,
     },
+    /// The node must stop: a decided block cannot be applied (after it nobody is left to
+    /// validate). Nothing of that block was persisted, so the store ends at the block before;
+    /// the host stops the node with `reason` and carries out no later effect.
+    Halt {
+        /// The decided block's height.
+        height: Height,
+        /// What went wrong.
+        reason: String,
+    },
     /// A block committed (for logs, the API and metrics).
     Committed {
         /// Its height.
@@ -990,8 +999,13 @@ impl NodeCore {
         let txs = tx_hashes.len();
         let stored = Box::new((block.clone(), certificate.clone()));
         if let Err(e) = self.ledger.chain.commit(&block, certificate, applied) {
-            // Every stake was slashed or jailed away: nobody can decide the next height.
-            tracing::error!(height = height.0, error = %e, "no validators after this block");
+            // Every stake was slashed or jailed away: nobody could decide the next height. The
+            // chain kept its head; nothing of this block is persisted or announced.
+            self.effects.push_back(Effect::Halt {
+                height,
+                reason: format!("decided block {height} cannot be applied: {e}"),
+            });
+            return;
         }
         let history = HistoryBatch::of(height, &events, self.ledger.chain.state());
         if !history.is_empty() {
