@@ -74,8 +74,8 @@ pub enum Command {
         Box<Verified<Tx>>,
         oneshot::Sender<Result<TxHash, AdmitError>>,
     ),
-    /// The gateway's pick for a request now. Reads only: a slot is counted taken when a job
-    /// that names the provider is admitted to the mempool, not when it is quoted.
+    /// The gateway's pick for a request now; a pick counts as an assignment (one slot fewer
+    /// for that provider until its next advert).
     Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
     /// A job from the ledger with its measured timeline and the output this node holds.
     Job(JobId, bool, oneshot::Sender<Option<JobSnapshot>>),
@@ -554,7 +554,11 @@ impl Node {
                 let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
             }
             Command::Quote(request, reply) => {
-                let _ = reply.send(self.core.quote(now_ms(), &request));
+                let offer = self.core.quote(now_ms(), &request);
+                if let Ok(offer) = &offer {
+                    self.core.note_assigned(offer);
+                }
+                let _ = reply.send(offer);
             }
             Command::Job(id, proof, reply) => {
                 // The live state first; a job that left it is in the history.

@@ -469,7 +469,7 @@ impl Sim {
         // The node the client talks to is its gateway: it names a provider from its advert
         // book, whose terms go into the job.
         let now = self.now;
-        let gateway = self.nodes[target].core.as_ref();
+        let gateway = self.nodes[target].core.as_mut();
         let mut pick = self.rng.next_u64();
         let quote = |client| {
             if !jobs.via_gateway {
@@ -492,6 +492,7 @@ impl Sim {
                 exclude: Some(client),
             };
             let offer = core.quote(now, &request).ok()?;
+            core.note_assigned(&offer);
             Some((offer.provider, offer.device, offer.price_per_token))
         };
         let txs = self

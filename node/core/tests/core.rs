@@ -314,58 +314,6 @@ fn votes_the_host_verified_reach_consensus_and_a_forged_one_is_refused() {
 }
 
 #[test]
-fn a_quote_takes_no_slot_and_an_admitted_job_does() {
-    use attest_core::{GossipVerdict, topic};
-    use attest_protocol::{BoundedVec, Canonical, CapacityAdvert, DeviceName, ModelId};
-
-    let mut net = LocalNet::new(4, 1, config());
-    let (client, chain) = (net.clients[0].clone(), net.chain_id().clone());
-    let now = net.now;
-    // Node 2's provider advertises 8 free slots; node 0 is the gateway.
-    let provider = net.nodes[2].key.clone();
-    let advert = CapacityAdvert {
-        node: attest_core::localnet::node_key(2).public(),
-        device: DeviceName::new("cpu").unwrap(),
-        models: BoundedVec::new(vec![ModelId::new("attest-tiny-1b").unwrap()]).unwrap(),
-        free_slots: 8,
-        price_per_token: Amount(100),
-        tokens_per_sec_milli: 1_000_000,
-        expires_at_ms: now + 20_000,
-        seq: 1,
-    };
-    let signed = Signed::sign(&chain, &provider, advert).encode();
-    let core = net.nodes[0].core.as_mut().unwrap();
-    let verdict = core.handle_gossip(now, &b"peer".to_vec(), topic::ADVERTS, &signed);
-    assert_eq!(verdict, GossipVerdict::Accept);
-    let request = attest_core::market::Request {
-        model: ModelId::new("attest-tiny-1b").unwrap(),
-        max_price_per_token: Amount(1_000),
-        exclude: Some(client.public()),
-    };
-    let slots = |core: &attest_core::NodeCore| {
-        core.adverts()
-            .iter()
-            .find(|(_, held)| *held.provider() == provider.public())
-            .map(|(_, held)| held.free_slots())
-            .expect("advert held")
-    };
-    let offer = core.quote(now, &request).expect("an offer");
-    assert_eq!(offer.provider, provider.public());
-    for _ in 0..100 {
-        assert_eq!(core.quote(now, &request).expect("an offer"), offer);
-    }
-    assert_eq!(slots(core), 8, "quotes took slots");
-    let mut tx = open_job(&client, &chain, 0, "attest-tiny-1b", offer.provider);
-    if let Action::OpenJob(open) = &mut tx.body.action {
-        open.device = offer.device.clone();
-        open.price_per_token = offer.price_per_token;
-    }
-    let tx = Signed::sign(&chain, &client, tx.body);
-    core.submit_tx(now, tx).expect("admitted");
-    assert_eq!(slots(core), 7, "an admitted job takes a slot");
-}
-
-#[test]
 fn a_decided_block_that_leaves_no_validators_halts_the_node_and_is_not_persisted() {
     let mut net = LocalNet::new(1, 0, config());
     let chain = net.chain_id().clone();

@@ -311,9 +311,8 @@ impl HeldAdvert {
         self.advert.signer()
     }
 
-    /// Free slots as this node sees them: the advert's count less the jobs naming the
-    /// provider that this node admitted to its mempool since ([`AdvertBook::note_assigned`]),
-    /// plus those whose results committed since.
+    /// Free slots as this node sees them: the advert's count less the jobs assigned here
+    /// since ([`AdvertBook::note_assigned`]), plus those whose results committed since.
     pub fn free_slots(&self) -> u32 {
         self.free_slots
     }

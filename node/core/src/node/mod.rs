@@ -235,14 +235,6 @@ enum Timer {
     FlushTxs,
 }
 
-/// The provider a transaction opens a job with, if it opens one.
-fn opened_with(tx: &SignedTx) -> Option<attest_protocol::AccountId> {
-    match &tx.body.action {
-        attest_protocol::Action::OpenJob(open) => Some(open.provider),
-        _ => None,
-    }
-}
-
 /// A consensus message as the core hears it: decoded, and for a vote the host verified off
 /// its loop, with the signature already checked.
 enum Heard {
@@ -614,11 +606,11 @@ impl NodeCore {
                 state
                     .check_open(signed.signer, open)
                     .map_err(|e| AdmitError::Refused(e.to_string()))?;
-                Some(open.provider)
+                true
             }
-            _ => None,
+            _ => false,
         };
-        if opens_job.is_some() && self.market.gateway.is_full() {
+        if opens_job && self.market.gateway.is_full() {
             return Err(AdmitError::GatewayFull {
                 jobs: crate::market::gateway::MAX_WANTED,
             });
@@ -628,9 +620,8 @@ impl NodeCore {
             Offered::Signed(tx) => self.ledger.mempool.admit(tx, &view, now_ms)?,
             Offered::Verified(tx) => self.ledger.mempool.admit_verified(tx, &view, now_ms)?,
         };
-        if let Some(provider) = opens_job {
+        if opens_job {
             self.market.gateway.track(JobId::from(hash), now_ms);
-            self.market.book.note_assigned(&provider);
         }
         self.queue_gossip(now_ms, gossip);
         self.on_tx_waiting(now_ms);
@@ -706,31 +697,19 @@ impl NodeCore {
     ) -> GossipVerdict {
         let (mut admitted, mut forged, mut last) = (false, None, None);
         let view = View(&self.ledger.chain);
-        let mut opened = Vec::new();
         for tx in offered {
-            let provider = match &tx {
-                Ok(Offered::Signed(tx)) => opened_with(tx),
-                Ok(Offered::Verified(tx)) => opened_with(tx.signed()),
-                Err(_) => None,
-            };
             let result = match tx {
                 Ok(Offered::Signed(tx)) => self.ledger.mempool.admit(tx, &view, now_ms),
                 Ok(Offered::Verified(tx)) => self.ledger.mempool.admit_verified(tx, &view, now_ms),
                 Err(e) => Err(AdmitError::BadSignature(e)),
             };
             match result {
-                Ok(_) => {
-                    admitted = true;
-                    opened.extend(provider);
-                }
+                Ok(_) => admitted = true,
                 Err(e @ (AdmitError::BadSignature(_) | AdmitError::TooLarge { .. })) => {
                     forged = Some(e.to_string());
                 }
                 Err(e) => last = Some(e.to_string()),
             }
-        }
-        for provider in &opened {
-            self.market.book.note_assigned(provider);
         }
         if admitted {
             self.on_tx_waiting(now_ms);
