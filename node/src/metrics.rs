@@ -79,6 +79,7 @@ pub struct Metrics {
     duties: Counters,
     gateway: Counters,
     misbehaved: Counter,
+    consensus_internal_errors: Counter,
     /// Height and block time of the last block recorded, for the interval.
     last_block: Mutex<Option<(Height, u64)>>,
 }
@@ -130,6 +131,12 @@ impl Metrics {
             "peers_misbehaved",
             "Peers caught sending provably wrong data (state-sync chunks, snapshots)",
             misbehaved.clone(),
+        );
+        let consensus_internal_errors = Counter::default();
+        r.register(
+            "consensus_internal_errors",
+            "Inputs the consensus driver refused after the engine checked them: a bug, always 0",
+            consensus_internal_errors.clone(),
         );
         let block_interval = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         r.register(
@@ -210,6 +217,7 @@ impl Metrics {
             duties,
             gateway,
             misbehaved,
+            consensus_internal_errors,
             last_block: Mutex::new(None),
         }
     }
@@ -338,7 +346,12 @@ impl Metrics {
     }
 
     /// Brings the pipeline's and the gateway's counters up to the core's running totals.
-    pub fn sync_stats(&self, duties: &Stats, gateway: &GatewayStats) {
+    pub fn sync_stats(&self, duties: &Stats, gateway: &GatewayStats, internal_errors: u64) {
+        let seen = self.consensus_internal_errors.get();
+        if internal_errors > seen {
+            self.consensus_internal_errors
+                .inc_by(internal_errors - seen);
+        }
         let catch_up = |family: &Counters, label: (&'static str, &'static str), total: u64| {
             let counter = family.get_or_create(&[label]);
             let seen = counter.get();

@@ -646,8 +646,11 @@ impl Node {
     ) {
         self.metrics
             .on_block(height, time_ms, txs, &events, self.core.measurements());
-        self.metrics
-            .sync_stats(self.core.duty_stats(), self.core.gateway_stats());
+        self.metrics.sync_stats(
+            self.core.duty_stats(),
+            self.core.gateway_stats(),
+            self.core.consensus_internal_errors(),
+        );
         if self.events.receiver_count() > 0 {
             let block = BlockEvents::new(height, hash, txs, time_ms, events);
             // An error only means every subscriber left since the count was read.

@@ -230,7 +230,6 @@ impl Sim {
                 // A halted node stops, as the real one does; every run asserts none did.
                 self.stats.halts.push((i, reason));
                 self.nodes[i].core = None;
-                return;
             }
             Effect::Misbehaved { peer, .. } => {
                 let accused = crate::sim::node_of(&peer, self.nodes.len());

@@ -615,6 +615,13 @@ impl Sim {
             "nodes halted: {:?}",
             self.stats.halts
         );
+        for (k, core) in self.honest().filter_map(|n| n.core.as_ref()).enumerate() {
+            assert_eq!(
+                core.consensus_internal_errors(),
+                0,
+                "honest node #{k}: the consensus driver refused inputs the engine checked"
+            );
+        }
         let honest: Vec<&NodeCore> = self.honest().filter_map(|n| n.core.as_ref()).collect();
         let first = honest[0].chain();
         let height = first.height();

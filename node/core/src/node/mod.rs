@@ -151,8 +151,8 @@ pub enum Effect {
         /// What it did.
         reason: String,
     },
-    /// The node must stop: a decided block cannot be applied (after it nobody is left to
-    /// validate). Nothing of that block was persisted, so the store ends at the block before;
+    /// The node must stop: a decided block cannot be applied (it does not apply to this
+    /// node's state, which only a bug can cause, or after it nobody is left to validate). Nothing of that block was persisted, so the store ends at the block before;
     /// the host stops the node with `reason` and carries out no later effect.
     Halt {
         /// The decided block's height.
@@ -447,6 +447,13 @@ impl NodeCore {
     /// The output of a job opened through this node, verified against the ledger.
     pub fn job_output(&self, job: &JobId) -> Option<&[u8]> {
         self.market.gateway.output(job)
+    }
+
+    /// Times the consensus driver refused an input the engine had already checked: a bug in
+    /// the engine or the driver, 0 in every correct run (exported as a metric, asserted by
+    /// the simulator).
+    pub fn consensus_internal_errors(&self) -> u64 {
+        self.ledger.consensus.internal_errors()
     }
 
     /// What the gateway did (outputs verified, rejected, abandoned).
@@ -950,11 +957,15 @@ impl NodeCore {
             Some(applied) => applied,
             // Decided without our having checked it (we joined late): check it now. A block
             // with a valid certificate that does not apply means this node's state diverged,
-            // which only a bug can cause; it stops following rather than commit garbage.
+            // which only a bug can cause; it halts rather than commit garbage.
             None => match self.ledger.chain.check_committed(&block, &certificate) {
                 Ok(applied) => applied,
                 Err(e) => {
-                    tracing::error!(height = block.header.height.0, error = %e, "decided block does not apply");
+                    let height = block.header.height;
+                    self.effects.push_back(Effect::Halt {
+                        height,
+                        reason: format!("decided block {height} does not apply here: {e}"),
+                    });
                     return;
                 }
             },
