@@ -129,7 +129,12 @@ impl Config {
             path: path.to_owned(),
             error,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates the text of a config file; `path` is the file the errors name.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             detail: e.to_string(),
         })?;
