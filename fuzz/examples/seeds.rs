@@ -208,8 +208,20 @@ fn stored(corpus: &mut Corpus, net: &LocalNet) {
     input.extend(proof);
     corpus.add("decode", "state proof", input);
     corpus.add("genesis", "local", net.genesis.to_json().into_bytes());
-    let config = attest_node::config::Config::default().to_commented_toml();
-    corpus.add("config", "default", config.into_bytes());
+    let config = attest_node::config::Config::default();
+    corpus.add("config", "default", config.to_commented_toml().into_bytes());
+    // With the test-only settings set: the fuzzer's first find was that they did not
+    // round-trip.
+    let cheating = attest_node::config::Config {
+        danger_cheat: Some("flip:0.5".parse().expect("a cheat")),
+        danger_false_verdicts: Some("lazy:1.0".parse().expect("a cheat")),
+        ..config
+    };
+    corpus.add(
+        "config",
+        "cheating",
+        cheating.to_commented_toml().into_bytes(),
+    );
 }
 
 /// Writes every seed; refuses to write into a directory that holds anything.

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use attest_core::accel::{Cheat, DeviceProfile, TimeScale};
 
+use crate::api::LimitsConfig;
+
 /// File names inside a node's home directory.
 pub mod files {
     /// The configuration.
@@ -59,6 +61,13 @@ pub struct Config {
     /// The share of other providers' results this node re-executes with spare capacity,
     /// challenging (with the chain's bond) any it finds wrong. 0.0 to 1.0.
     pub watch_rate: f64,
+    /// Requests a second one client address may make on average to the API's writes
+    /// (transactions, quotes) and event stream. 1 to 1,000,000.
+    pub api_rate_per_s: u32,
+    /// Requests one client address may make at once after a pause. 1 to 1,000,000.
+    pub api_burst: u32,
+    /// API write requests in progress at once, across all clients. 1 to 65,536.
+    pub api_max_in_flight: u32,
     /// TEST ONLY: cheat on provided jobs, e.g. `"flip:0.1"` (`lazy`, `truncate`, `flip`). A
     /// build without the `cheats` feature refuses to start a node with either danger setting.
     pub danger_cheat: Option<Cheat>,
@@ -83,6 +92,9 @@ impl Default for Config {
             snapshot_interval_blocks: 1_000,
             snapshots_kept: 2,
             watch_rate: 0.0,
+            api_rate_per_s: LimitsConfig::default().rate_per_s,
+            api_burst: LimitsConfig::default().burst,
+            api_max_in_flight: LimitsConfig::default().max_in_flight,
             danger_cheat: None,
             danger_false_verdicts: None,
         }
@@ -123,6 +135,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The API's admission limits.
+    pub fn api_limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            rate_per_s: self.api_rate_per_s,
+            burst: self.api_burst,
+            max_in_flight: self.api_max_in_flight,
+        }
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
@@ -192,6 +213,19 @@ impl Config {
             let v = self.watch_rate.to_string();
             return bad("watch_rate", v, "must be between 0.0 and 1.0");
         }
+        for (key, value, max) in [
+            ("api_rate_per_s", self.api_rate_per_s, 1_000_000),
+            ("api_burst", self.api_burst, 1_000_000),
+            ("api_max_in_flight", self.api_max_in_flight, 65_536),
+        ] {
+            if !(1..=max).contains(&value) {
+                let reason = match max {
+                    65_536 => "must be between 1 and 65536",
+                    _ => "must be between 1 and 1000000",
+                };
+                return bad(key, value.to_string(), reason);
+            }
+        }
         if DeviceProfile::find(&self.device).is_err() {
             return bad(
                 "device",
@@ -209,8 +243,13 @@ impl Config {
         Ok(())
     }
 
-    /// The file `attest init` writes: every key, each with a comment.
+    /// The file `attest init` writes: every key, each with a comment. It parses back to the
+    /// same config (the danger settings are written only when set, else shown commented).
     pub fn to_commented_toml(&self) -> String {
+        let danger = |key: &str, value: Option<Cheat>, example: &str| match value {
+            Some(cheat) => format!("{key} = \"{cheat}\""),
+            None => format!("# {key} = \"{example}\""),
+        };
         let list = |v: &[String]| {
             let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
             format!("[{}]", items.join(", "))
@@ -263,13 +302,30 @@ impl Config {
              # capacity, challenging any it finds wrong with the chain's bond (0.0 to 1.0).\n\
              watch_rate = {watch:?}\n\
              \n\
+             # Requests a second one client address may make on average to the API's writes\n\
+             # (transactions, quotes) and event stream; past it, 429 (1 to 1000000).\n\
+             api_rate_per_s = {rate}\n\
+             \n\
+             # Of those, requests one address may make at once after a pause (1 to 1000000).\n\
+             api_burst = {burst}\n\
+             \n\
+             # API write requests in progress at once, across all clients; past it, 503\n\
+             # (1 to 65536).\n\
+             api_max_in_flight = {in_flight}\n\
+             \n\
              # TEST ONLY, never on a real network, and only in a build with the `cheats`\n\
              # feature (others refuse to start): cheat on provided jobs at a rate, as\n\
              # \"MODE:RATE\" with MODE lazy, truncate or flip, e.g. \"flip:0.1\".\n\
-             # danger_cheat = \"flip:0.1\"\n\
+             {cheat}\n\
              \n\
              # TEST ONLY: give false verdicts on checks at a rate, e.g. \"flip:1.0\".\n\
-             # danger_false_verdicts = \"flip:1.0\"\n",
+             {false_verdicts}\n",
+            cheat = danger("danger_cheat", self.danger_cheat, "flip:0.1"),
+            false_verdicts = danger(
+                "danger_false_verdicts",
+                self.danger_false_verdicts,
+                "flip:1.0"
+            ),
             listen = list(&self.listen),
             bootnodes = list(&self.bootnodes),
             api = self.api,
@@ -284,6 +340,9 @@ impl Config {
             snap_every = self.snapshot_interval_blocks,
             snap_kept = self.snapshots_kept,
             watch = self.watch_rate,
+            rate = self.api_rate_per_s,
+            burst = self.api_burst,
+            in_flight = self.api_max_in_flight,
         )
     }
 }
@@ -303,9 +362,19 @@ mod tests {
     fn the_commented_file_parses_back_to_the_same_config() {
         let config = Config {
             bootnodes: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWx".into()],
+            api_rate_per_s: 7,
+            api_burst: 9,
+            api_max_in_flight: 11,
             ..Config::default()
         };
         assert_eq!(load_text(&config.to_commented_toml()).unwrap(), config);
+        // The danger settings too, when set (the fuzzer found them dropped).
+        let cheating = Config {
+            danger_cheat: Some("flip:0.1".parse().unwrap()),
+            danger_false_verdicts: Some("flip:1.0".parse().unwrap()),
+            ..config
+        };
+        assert_eq!(load_text(&cheating.to_commented_toml()).unwrap(), cheating);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct NodeSetup {
     pub settings: crate::shell::NodeSettings,
     /// The HTTP API address (the flag if given, else the config file's).
     pub api: std::net::SocketAddr,
+    /// The HTTP API's admission limits.
+    pub api_limits: crate::api::LimitsConfig,
 }
 
 /// Loads everything `attest node` needs, naming the file and key of any problem.
@@ -102,6 +104,7 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
     Ok(NodeSetup {
         settings,
         api: args.api.unwrap_or(config.api),
+        api_limits: config.api_limits(),
     })
 }
 
@@ -169,6 +172,7 @@ async fn serve_node(setup: NodeSetup) -> Result<()> {
     let mut serve = tokio::spawn(crate::api::serve(
         listener,
         handle,
+        crate::api::Limits::new(setup.api_limits),
         stopping(stopped.clone()),
     ));
     let api_task = async {

@@ -787,3 +787,48 @@ fn account_and_job_proofs_check_against_the_certifying_block() {
         "not_found",
     );
 }
+
+/// Writes and event streams are admitted per client address (`api_rate_per_s`, `api_burst`):
+/// past the burst a client gets 429 `rate_limited` with `Retry-After` and the limit named, the
+/// reads stay open, and after the wait it is admitted again.
+#[test]
+fn a_client_over_its_rate_is_told_to_wait_and_reads_stay_open() {
+    let node = start_with(Options {
+        limits: api::LimitsConfig {
+            rate_per_s: 1,
+            burst: 2,
+            max_in_flight: 8,
+        },
+        ..Options::default()
+    });
+    let api = node.api;
+    // Admission comes before the body is read: bad requests count too.
+    for _ in 0..2 {
+        assert_error(&post_json(api, "/v1/txs", b"{}"), 422, "bad_json");
+    }
+    let raw = http_raw(
+        api,
+        "POST",
+        "/v1/quote",
+        &["Content-Type: application/json"],
+        b"{}",
+    );
+    assert_eq!(raw.status, 429, "{raw:?}");
+    let retry = raw
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap_or_else(|| panic!("no Retry-After in {:?}", raw.head));
+    assert_eq!(retry, "1");
+    let body: serde_json::Value = serde_json::from_str(&raw.body).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("127.0.0.1") && detail.contains("limit of 1/s (bursts of 2)"),
+        "{detail}"
+    );
+    assert_error(&get(api, "/v1/events"), 429, "rate_limited");
+    assert_eq!(get(api, "/v1/status").status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_error(&post_json(api, "/v1/txs", b"{}"), 422, "bad_json");
+}

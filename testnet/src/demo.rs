@@ -180,11 +180,12 @@ pub fn stop(dir: &Path, keep: bool, out: &mut dyn Write, say: &Say<'_>) -> Resul
 const RETRIES: usize = 150;
 
 /// Whether `e` is the market's back-pressure: no provider has a free slot, the node's
-/// mempool or gateway is full, or the sender's nonce is not the one the node expects yet
+/// mempool or gateway is full, its API is over a client's rate or its writes in flight
+/// (`rate_limited`, `busy`), or the sender's nonce is not the one the node expects yet
 /// (`stale_nonce`, `nonce_taken`, `nonce_too_far_ahead`).
 pub fn is_busy(e: &anyhow::Error) -> bool {
     matches!(code_of(e), Some(code)
-        if code == "no_free_slots" || code == "mempool_full" || code == "gateway_full"
+        if matches!(code, "no_free_slots" | "mempool_full" | "gateway_full" | "rate_limited" | "busy")
             || code.contains("nonce"))
 }
 

@@ -4,7 +4,8 @@
 //! provider record, a server-sent event stream of committed blocks, and Prometheus metrics.
 //!
 //! One file per family: `chain` (blocks, transactions), `market` (adverts, quote), `jobs`,
-//! `accounts`, `events` (the stream). This file holds the router, the error format and the
+//! `accounts`, `events` (the stream); `limits` admits the writes and the stream (a rate per
+//! client address, a cap on writes in flight). This file holds the router, the error format and the
 //! helpers every handler shares.
 //!
 //! This module only translates HTTP to [`NodeHandle`] commands and back. It never touches the
@@ -20,9 +21,11 @@ pub mod accounts;
 pub mod chain;
 pub mod events;
 pub mod jobs;
+pub mod limits;
 pub mod market;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -39,6 +42,8 @@ use attest_protocol::{AccountId, JobId, ParseError};
 use crate::shell::NodeHandle;
 use crate::views::Status;
 
+pub use limits::{Limits, LimitsConfig};
+
 pub use chain::{BlockView, BlocksPage, CertificateView, MAX_BLOCKS_PER_PAGE, SubmitTx, Submitted};
 
 /// The largest request body read. A transaction is at most `MAX_TX_BYTES` (8 KiB) encoded and
@@ -50,8 +55,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// overloaded or stopping; past this the client gets a 503 rather than a hung connection.
 const NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The API's routes over a running node.
-pub fn router(node: NodeHandle) -> Router {
+/// The API's routes over a running node, the writes and the event stream admitted through
+/// `limits`.
+pub fn router(node: NodeHandle, limits: Limits) -> Router {
+    let write = axum::middleware::from_fn_with_state(limits.clone(), limits::admit_write);
+    let stream = axum::middleware::from_fn_with_state(limits, limits::admit_stream);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -60,13 +68,13 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/blocks/raw", get(chain::raw_blocks))
         .route("/v1/blocks/{height}", get(chain::block))
         .route("/v1/blocks/{height}/raw", get(chain::raw_block))
-        .route("/v1/txs", post(chain::submit_tx))
+        .route("/v1/txs", post(chain::submit_tx).layer(write.clone()))
         .route("/v1/adverts", get(market::adverts))
-        .route("/v1/quote", post(market::quote))
+        .route("/v1/quote", post(market::quote).layer(write))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/output", get(jobs::output))
         .route("/v1/accounts/{id}", get(accounts::account))
-        .route("/v1/events", get(events::events))
+        .route("/v1/events", get(events::events).layer(stream))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -74,12 +82,15 @@ pub fn router(node: NodeHandle) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight finish.
+/// Each request knows its client's address (for `limits`).
 pub async fn serve(
     listener: TcpListener,
     node: NodeHandle,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node))
+    let app = router(node, limits).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -99,6 +110,8 @@ pub struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    /// Seconds for a `Retry-After` header, if the client should wait.
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -107,6 +120,7 @@ impl ApiError {
             status,
             error,
             detail: detail.into(),
+            retry_after_s: None,
         }
     }
 
@@ -126,7 +140,12 @@ impl IntoResponse for ApiError {
             error: self.error.to_owned(),
             detail: self.detail,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            let (name, value) = limits::retry_after_header(seconds);
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

@@ -14,6 +14,7 @@ use attest_core::accel::{DeviceProfile, TimeScale};
 use attest_core::node::adverts::AdvertTerms;
 use attest_node::accel_pool::DeviceConfig;
 use attest_node::api;
+use attest_node::api::LimitsConfig;
 use attest_node::keyfile;
 use attest_node::shell::{Node, NodeSettings};
 use attest_protocol::tx::{OpenJob, Transfer};
@@ -65,6 +66,8 @@ pub(crate) struct Options {
     /// the heights it should propose wait for a consensus timeout, so only tests that need
     /// it have it.
     pub(crate) idle_provider: bool,
+    /// The API's admission limits: by default far above anything a test sends.
+    pub(crate) limits: LimitsConfig,
 }
 
 /// What the genesis stakes for the provider no node serves: the minimum. The validator's
@@ -78,6 +81,11 @@ impl Default for Options {
             idle_block_interval_ms: 200,
             advertise: false,
             idle_provider: false,
+            limits: LimitsConfig {
+                rate_per_s: 1_000_000,
+                burst: 1_000_000,
+                max_in_flight: 65_536,
+            },
         }
     }
 }
@@ -174,7 +182,8 @@ pub(crate) fn start_with(options: Options) -> TestNode {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = listener.local_addr().unwrap();
         tokio::spawn(node.run(stopping(stopped.clone())));
-        tokio::spawn(api::serve(listener, handle, stopping(stopped)));
+        let limits = api::Limits::new(options.limits);
+        tokio::spawn(api::serve(listener, handle, limits, stopping(stopped)));
         (api, peer_id)
     });
     TestNode {
