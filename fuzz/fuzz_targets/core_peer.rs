@@ -3,7 +3,7 @@
 //! input's frames (`attest_fuzz::Frame`) on its peer entry points (gossip on each topic, a
 //! request it answers from its store, an answer to a request) from a peer that is none of the
 //! validators. Then the network runs on. Nothing may panic, halt a node or fork the chain, and
-//! the network must still commit blocks.
+//! the network must still commit blocks, with no input refused by the consensus driver.
 //!
 //! The peer holds no validator's key: it can send anything, and replay (or alter) what the
 //! network sent before it was fed, which is what the seeds do. (Messages of the validators
@@ -44,4 +44,11 @@ fuzz_target!(|data: &[u8]| {
     let progressed = net.run_until(STEPS, |n| n.heights().iter().all(|h| *h >= start + 2));
     net.assert_agreement();
     assert!(progressed, "the network stalled at {:?}", net.heights());
+    for (i, node) in net.nodes.iter().enumerate() {
+        let errors = node
+            .core
+            .as_ref()
+            .map_or(0, |c| c.consensus_internal_errors());
+        assert_eq!(errors, 0, "node {i}: the consensus driver refused inputs");
+    }
 });

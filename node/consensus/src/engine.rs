@@ -149,7 +149,8 @@ impl Consensus {
         self.lock_overrides
     }
 
-    /// How often the driver refused an input this wrapper generated itself (a bug if non-zero).
+    /// How often the driver refused an input that this wrapper passed it, a peer's or its own
+    /// (a bug in the wrapper if non-zero: it checks every input before the driver sees it).
     pub fn internal_errors(&self) -> u64 {
         self.internal_errors
     }
@@ -603,7 +604,12 @@ impl Consensus {
                         self.lift(o, &mut queue, out);
                     }
                 }
-                Err(e) if first => return Err(InputError::Driver(e.to_string())),
+                Err(e) if first => {
+                    // Still a bug in this wrapper, whoever's input it was: counted as the
+                    // driver's refusals of queued inputs are, so that it is seen.
+                    self.internal_errors += 1;
+                    return Err(InputError::Driver(e.to_string()));
+                }
                 Err(_) => self.internal_errors += 1,
             }
             if is_vote {

@@ -867,9 +867,16 @@ impl NodeCore {
     }
 
     fn feed(&mut self, now_ms: u64, input: Input) {
-        // Rejections of our own inputs (stale timers, late values) change nothing.
-        if let Ok(outputs) = self.ledger.consensus.handle(input) {
-            self.carry_out(now_ms, outputs);
+        match self.ledger.consensus.handle(input) {
+            Ok(outputs) => self.carry_out(now_ms, outputs),
+            // A refusal by the driver itself is a bug here; the consensus counts it
+            // (`consensus_internal_errors`, exported and asserted zero by the simulator).
+            Err(e @ InputError::Driver(_)) => {
+                tracing::error!(error = %e, "consensus driver refused this node's own input");
+            }
+            // Other rejections of our own inputs (stale timers, late values, a re-checked
+            // proposal of a round gone by) change nothing.
+            Err(e) => tracing::debug!(error = %e, "own consensus input not taken"),
         }
     }
 
