@@ -1,17 +1,35 @@
-//! Helpers shared by the process-level test (`tests/testnet_process.rs`) and the 4-process
-//! benchmark (`benches/testnet.rs`), each of which includes this file with `#[path]`: picking
-//! ports, running `attest` for its JSON, bounded waits, a node's files and process, and the
-//! tail of a node's log.
+//! Helpers shared by the process-level tests (`tests/testnet_process.rs`, `tests/chaos.rs`) and
+//! the 4-process benchmark (`benches/testnet.rs`), each of which includes this file with
+//! `#[path]`: picking ports, running `attest` for its JSON, bounded waits, a node's files and
+//! process, the tail of a node's log, a cluster of four `attest node` processes made as an
+//! operator makes them, and a steady load of transfers.
 
 // Each includer uses a part of this file.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use attest_cli::http::Client;
+use attest_contracts_sim::Params;
+use attest_node::api::BlockView;
+use attest_node::api::chain::{SubmitTx, Submitted};
+pub use attest_node::views::Status;
+use attest_protocol::tx::Transfer;
+use attest_protocol::{
+    Action, Amount, Canonical, ChainId, Nonce, PublicKey, SecretKey, Signed, Tx, tx_hash,
+};
 use serde_json::Value;
+
+/// The validators of a [`Cluster`].
+pub const NODES: usize = 4;
+/// The chain id of a [`Cluster`].
+pub const CHAIN: &str = "process-test";
 
 /// A port that was free a moment ago: bound on port 0, then released for the node to take.
 pub fn free_port() -> u16 {
@@ -76,4 +94,314 @@ pub struct NodeProc {
 pub fn print_tail(i: usize, log: &Path) {
     eprintln!("---- node {i}: the last lines of {}", log.display());
     eprintln!("{}", attest_cli::procs::log_tail(log, 40));
+}
+
+/// The four nodes. Dropping it kills every process still running, whatever happened.
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    /// The genesis file.
+    pub genesis: PathBuf,
+    /// The nodes, by index.
+    pub nodes: Vec<NodeProc>,
+    started: Instant,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                print_tail(i, &node.log);
+            }
+            if let Some(dir) = self.dir.take() {
+                eprintln!("test directory kept at {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// `attest init` for each node and `attest genesis` over all homes, funding `client`.
+    pub fn init(client: &PublicKey) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let home = dir.path().join(format!("node{i}"));
+            let p2p = free_port();
+            let listen = format!("/ip4/127.0.0.1/tcp/{p2p}");
+            let home_arg = home.display().to_string();
+            let report = attest_json(&["init", "--home", &home_arg, "--listen", &listen, "--json"]);
+            // Snapshots every few blocks, so the restarted node starts from one.
+            let config = home.join("config.toml");
+            let text = std::fs::read_to_string(&config).unwrap();
+            let text = text.replace(
+                "snapshot_interval_blocks = 1000",
+                "snapshot_interval_blocks = 4",
+            );
+            assert!(text.contains("snapshot_interval_blocks = 4"), "{text}");
+            std::fs::write(&config, text).unwrap();
+            nodes.push(NodeProc {
+                log: dir.path().join(format!("node{i}.log")),
+                home,
+                p2p,
+                // The config keeps the default API port, the same for all four: only the
+                // `--api` flag given at start keeps them apart, so the flag is tested too.
+                api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                peer_id: report["peer_id"].as_str().unwrap().to_owned(),
+                child: None,
+            });
+        }
+        let genesis = dir.path().join("genesis.json");
+        let mut args = vec![
+            "genesis".to_owned(),
+            "--chain-id".into(),
+            CHAIN.into(),
+            "--out".into(),
+            genesis.display().to_string(),
+            "--fund".into(),
+            format!("{client}=1000000"),
+            "--json".into(),
+        ];
+        for node in &nodes {
+            args.extend(["--validator".into(), node.home.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        attest_json(&args);
+        Self {
+            dir: Some(dir),
+            genesis,
+            nodes,
+            started: Instant::now(),
+        }
+    }
+
+    /// A fifth home (`attest init`; its account is in no genesis, so it only follows) with
+    /// the same snapshot interval as the others.
+    pub fn add_follower(&mut self) -> usize {
+        let dir = self.dir.as_ref().unwrap().path().to_owned();
+        let i = self.nodes.len();
+        let home = dir.join(format!("node{i}"));
+        let p2p = free_port();
+        let listen = format!("/ip4/127.0.0.1/tcp/{p2p}");
+        let home_arg = home.display().to_string();
+        let report = attest_json(&["init", "--home", &home_arg, "--listen", &listen, "--json"]);
+        self.nodes.push(NodeProc {
+            log: dir.join(format!("node{i}.log")),
+            home,
+            p2p,
+            api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            peer_id: report["peer_id"].as_str().unwrap().to_owned(),
+            child: None,
+        });
+        i
+    }
+
+    pub fn say(&self, what: &str) {
+        eprintln!("[{:6.2}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// Starts node `i` with every other node as a bootnode; its log is appended to.
+    pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Cluster::start`] with extra arguments to `attest node`.
+    pub fn start_with(&mut self, i: usize, extra: &[String]) {
+        let bootnodes: Vec<String> = (0..NODES)
+            .filter(|j| *j != i)
+            .map(|j| {
+                let n = &self.nodes[j];
+                format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", n.p2p, n.peer_id)
+            })
+            .collect();
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let mut command = attest();
+        command
+            .args(["node", "--home"])
+            .arg(&node.home)
+            .arg("--genesis")
+            .arg(&self.genesis)
+            .args(["--api", &node.api.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for b in &bootnodes {
+            command.args(["--bootnode", b]);
+        }
+        command.args(extra);
+        self.nodes[i].child = Some(command.spawn().unwrap());
+    }
+
+    /// SIGKILL: no shutdown path runs, the store is left as the crash left it.
+    pub fn kill(&mut self, i: usize) {
+        let mut child = self.nodes[i].child.take().expect("node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Node `i`'s status, or `None` if it does not answer (a dead node is expected here).
+    /// Each call has a client, and so a connection, of its own.
+    pub fn status(&self, i: usize) -> Option<Status> {
+        Client::local(self.nodes[i].api).get("/v1/status").ok()
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        Some(self.status(i)?.height.0)
+    }
+
+    /// Heights of `nodes`, or `None` while any of them does not answer.
+    pub fn heights(&self, nodes: &[usize]) -> Option<Vec<u64>> {
+        nodes.iter().map(|i| self.height(*i)).collect()
+    }
+
+    pub fn block(&self, i: usize, height: u64) -> BlockView {
+        let path = format!("/v1/blocks/{height}");
+        Client::local(self.nodes[i].api)
+            .get(&path)
+            .unwrap_or_else(|e| panic!("node {i}: {e}"))
+    }
+
+    /// Waits until every node in `nodes` is at `height` or above.
+    pub fn wait_all_reach(&self, nodes: &[usize], height: u64, limit: Duration) -> Vec<u64> {
+        // What every node last answered (None: down or not answering), for a failure.
+        let seen = std::cell::RefCell::new(Vec::new());
+        let what = || {
+            format!(
+                "nodes {nodes:?} reaching height {height}; last seen {:?}",
+                seen.borrow()
+            )
+        };
+        wait_for(what, limit, || {
+            *seen.borrow_mut() = (0..NODES).map(|i| self.height(i)).collect();
+            self.heights(nodes)
+                .filter(|hs| hs.iter().all(|h| *h >= height))
+        })
+    }
+}
+
+/// Transfers sent one after another from the funded client, spread over the given APIs.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    /// Indexes (into the APIs it was given) of nodes it sends nothing to for now.
+    avoid: Arc<Mutex<Vec<usize>>>,
+    /// Hashes of transfers a node accepted, in nonce order.
+    accepted: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<BTreeMap<String, usize>>>,
+}
+
+impl Drop for Load {
+    /// Stops the sender even when the test fails half-way.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub fn transfer(chain: &ChainId, client: &SecretKey, to: PublicKey, nonce: u64) -> Signed<Tx> {
+    let tx = Tx {
+        nonce: Nonce(nonce),
+        fee: Params::default().min_fee,
+        action: Action::Transfer(Transfer {
+            to,
+            amount: Amount(1),
+        }),
+    };
+    Signed::sign(chain, client, tx)
+}
+
+impl Load {
+    /// Sends transfers until stopped. A refused or failed submission is retried with the same
+    /// nonce, so the account's nonces have no gaps; a 409 `duplicate` or `stale_nonce` means an
+    /// earlier attempt got through after all (the transfer for a nonce is always the same).
+    pub fn start(apis: Vec<SocketAddr>, client: SecretKey) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let avoid = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, accepted2, avoid2) = (stop.clone(), accepted.clone(), avoid.clone());
+        let thread = std::thread::spawn(move || {
+            // One keep-alive client per node.
+            let apis: Vec<Client> = apis.into_iter().map(Client::local).collect();
+            let chain: ChainId = CHAIN.parse().unwrap();
+            let to = SecretKey::from_seed([7; 32]).public();
+            let mut nonce = 0;
+            let mut refused = BTreeMap::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let tx = transfer(&chain, &client, to, nonce);
+                let body = SubmitTx {
+                    tx: hex::encode(tx.encode()),
+                };
+                let avoided = avoid2.lock().unwrap().clone();
+                let Some(api) = (0..apis.len())
+                    .map(|k| (nonce as usize + k) % apis.len())
+                    .find(|k| !avoided.contains(k))
+                    .map(|k| &apis[k])
+                else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                let ok = match api.post::<_, Submitted>("/v1/txs", &body) {
+                    Ok(_) => true,
+                    Err(e) => match e.status() {
+                        Some(status) => {
+                            let code = e.code().unwrap_or("?");
+                            let got_through = matches!(code, "duplicate" | "stale_nonce");
+                            *refused.entry(format!("{status} {code}")).or_insert(0) += 1;
+                            got_through
+                        }
+                        None => {
+                            *refused.entry("connection failed".into()).or_insert(0) += 1;
+                            false
+                        }
+                    },
+                };
+                if ok {
+                    accepted2.lock().unwrap().push(tx_hash(&tx).to_string());
+                    nonce += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                } else {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            refused
+        });
+        Self {
+            stop,
+            avoid,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    /// From now on, sends nothing to the `i`th API it was given (until [`Load::allow`]).
+    pub fn avoid(&self, i: usize) {
+        self.avoid.lock().unwrap().push(i);
+    }
+
+    /// Sends to the `i`th API again.
+    pub fn allow(&self, i: usize) {
+        self.avoid.lock().unwrap().retain(|k| *k != i);
+    }
+
+    pub fn accepted(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    /// Stops sending; answers every accepted hash and the refusals by status and code.
+    pub fn finish(mut self) -> (Vec<String>, BTreeMap<String, usize>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("finished once");
+        let refused = thread.join().unwrap();
+        let accepted = self.accepted.lock().unwrap().clone();
+        (accepted, refused)
+    }
 }
