@@ -250,8 +250,11 @@ impl Config {
             Some(cheat) => format!("{key} = \"{cheat}\""),
             None => format!("# {key} = \"{example}\""),
         };
+        // TOML's own quoting: Rust's `{:?}` escapes differ (`\u{8}` is not TOML), which the
+        // fuzzer found.
+        let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
         let list = |v: &[String]| {
-            let items: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+            let items: Vec<String> = v.iter().map(|s| quote(s)).collect();
             format!("[{}]", items.join(", "))
         };
         format!(
@@ -280,7 +283,7 @@ impl Config {
              mempool_ttl_ms = {ttl}\n\
              \n\
              # The simulated accelerator: wse-3, h100-sxm, a100-80gb or cpu.\n\
-             device = \"{device}\"\n\
+             device = {device}\n\
              \n\
              # Simulated time per real time (1.0 real time; 0.01 runs jobs 100x faster).\n\
              time_scale = {scale}\n\
@@ -333,7 +336,7 @@ impl Config {
             txs = self.mempool_max_txs,
             bytes = self.mempool_max_bytes,
             ttl = self.mempool_ttl_ms,
-            device = self.device,
+            device = quote(&self.device),
             scale = self.time_scale.factor(),
             serve = self.serve_jobs,
             price = self.price_per_token,
@@ -368,6 +371,13 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(load_text(&config.to_commented_toml()).unwrap(), config);
+        // Strings that need TOML's escapes (the fuzzer found Rust's written instead).
+        let odd = Config {
+            listen: vec!["/\\\u{8}\"\t\u{7f}é/".into()],
+            bootnodes: vec!["'quoted' \"twice\"".into()],
+            ..config.clone()
+        };
+        assert_eq!(load_text(&odd.to_commented_toml()).unwrap(), odd);
         // The danger settings too, when set (the fuzzer found them dropped).
         let cheating = Config {
             danger_cheat: Some("flip:0.1".parse().unwrap()),
