@@ -59,10 +59,15 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The most a bucket holds under `config`, in thousandths of a request.
+    fn cap(config: &LimitsConfig) -> u64 {
+        u64::from(config.burst.max(1)) * 1_000
+    }
+
     /// A full bucket at `now_ms`.
     pub fn full(config: &LimitsConfig, now_ms: u64) -> Self {
         Self {
-            milli: u64::from(config.burst) * 1_000,
+            milli: Self::cap(config),
             at_ms: now_ms,
         }
     }
@@ -71,7 +76,7 @@ impl Bucket {
     /// available.
     pub fn take(&mut self, config: &LimitsConfig, now_ms: u64) -> Result<(), u64> {
         let rate = u64::from(config.rate_per_s.max(1));
-        let cap = u64::from(config.burst.max(1)) * 1_000;
+        let cap = Self::cap(config);
         let elapsed = now_ms.saturating_sub(self.at_ms);
         // `rate` requests a second is `rate` thousandths a millisecond.
         self.milli = self
@@ -116,9 +121,11 @@ impl Limits {
         }
     }
 
-    /// The limits configured.
-    pub fn config(&self) -> LimitsConfig {
-        self.inner.config
+    /// Takes `request` from its client's bucket; `Some` answer if it is refused.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        self.take(client_ip(request))
+            .err()
+            .map(IntoResponse::into_response)
     }
 
     /// Takes one request of `ip` from its bucket.
@@ -169,8 +176,8 @@ pub(super) async fn admit_write(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = limits.take(client_ip(&request)) {
-        return e.into_response();
+    if let Some(refused) = limits.refusal(&request) {
+        return refused;
     }
     let Ok(_permit) = limits.inner.in_flight.clone().try_acquire_owned() else {
         let max = limits.inner.config.max_in_flight;
@@ -191,8 +198,8 @@ pub(super) async fn admit_stream(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Err(e) = limits.take(client_ip(&request)) {
-        return e.into_response();
+    if let Some(refused) = limits.refusal(&request) {
+        return refused;
     }
     next.run(request).await
 }
