@@ -27,8 +27,8 @@ use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
 use attest_core::wire::{ConsensusMessage, TxBatch};
 use attest_core::{CoreConfig, Effect, GossipVerdict, NodeCore, PeerKey, host, topic};
 use attest_protocol::{
-    AccountId, BlockHash, Canonical, ChainId, Height, JobId, SecretKey, SignatureError, Signed,
-    SignedTx, Tx, TxHash, Verified, Vote,
+    AccountId, BlockHash, Canonical, ChainId, Hash, Height, JobId, SecretKey, SignatureError,
+    Signed, SignedTx, Tx, TxHash, Verified, Vote,
 };
 
 use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
@@ -98,6 +98,9 @@ pub struct NodeHandle {
     /// The chain's id, which signatures are checked under before a transaction reaches the
     /// loop.
     chain: ChainId,
+    /// The genesis document the node started from, served to auditors and clients.
+    genesis: Arc<GenesisFile>,
+    genesis_hash: Hash,
 }
 
 impl NodeHandle {
@@ -109,6 +112,16 @@ impl NodeHandle {
             .await
             .context("node stopped")?;
         rx.await.context("node stopped")
+    }
+
+    /// The genesis document the node started from (its hash is `status().genesis_hash`).
+    pub fn genesis(&self) -> &GenesisFile {
+        &self.genesis
+    }
+
+    /// The hash of [`NodeHandle::genesis`], computed once at start.
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
     }
 
     /// The node's metrics, to encode for a scrape.
@@ -207,10 +220,12 @@ fn published(
     store: &SledStore,
     swarm: &Swarm<Behaviour>,
     account: &str,
+    genesis_hash: Hash,
 ) -> Published {
     let chain = core.chain();
     let status = Status {
         chain_id: chain.chain_id().to_string(),
+        genesis_hash,
         peer_id: swarm.local_peer_id().to_string(),
         account: account.to_owned(),
         height: chain.height(),
@@ -429,7 +444,7 @@ impl Node {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (checked_tx, checked) = mpsc::channel(VERIFIERS);
         let account = settings.account_key.public().to_string();
-        let first = Arc::new(published(&core, &store, &swarm, &account));
+        let first = Arc::new(published(&core, &store, &swarm, &account, genesis_id.hash));
         let (publisher, published) = watch::channel(first);
         let blocks = store.reader();
         let node = Self {
@@ -460,6 +475,8 @@ impl Node {
             published,
             metrics,
             chain: settings.genesis.genesis.chain_id.clone(),
+            genesis: Arc::new(settings.genesis.clone()),
+            genesis_hash: genesis_id.hash,
         };
         Ok((node, handle))
     }
@@ -592,6 +609,7 @@ impl Node {
                     });
                 let chain = self.core.chain();
                 let mut snapshot = AccountSnapshot::of(chain.state(), &id, &recent);
+                snapshot.validator_power = chain.validators().get(&id).map(|v| v.power());
                 if proof {
                     let keys = [Key::Account(id), Key::Stake(id), Key::Record(id)];
                     snapshot.proof = Some(ProofView::of(chain, &keys));
@@ -890,7 +908,13 @@ impl Node {
         self.metrics.set_mempool(self.core.mempool_len());
         if self.publish_due {
             self.publish_due = false;
-            let now = published(&self.core, &self.store, &self.swarm, &self.account);
+            let now = published(
+                &self.core,
+                &self.store,
+                &self.swarm,
+                &self.account,
+                self.genesis_hash,
+            );
             self.publisher.send_replace(Arc::new(now));
         }
         Ok(())

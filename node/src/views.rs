@@ -11,7 +11,7 @@ use attest_core::market::JobClock;
 use attest_core::market::book::Reputation;
 use attest_core::store::CommittedBlock;
 use attest_protocol::{
-    AccountId, Amount, BlockHash, Height, JobId, Nonce, PublicKey, Round, VoteKind,
+    AccountId, Amount, BlockHash, DeviceName, Height, JobId, Nonce, PublicKey, Round, VoteKind,
 };
 
 /// What `Command::Blocks` read.
@@ -78,6 +78,8 @@ impl ProofView {
 pub struct Status {
     /// The chain this node follows.
     pub chain_id: String,
+    /// The hash of its genesis document (`GET /v1/genesis`), which an auditor pins.
+    pub genesis_hash: attest_protocol::Hash,
     /// The node's PeerId.
     pub peer_id: String,
     /// The validator account.
@@ -118,6 +120,10 @@ pub struct AccountSnapshot {
     pub provider: ProviderRecord,
     /// Jobs it opened as a client, by phase.
     pub client_jobs: PhaseCounts,
+    /// Its voting power if it is in the validator set of the next height (the top
+    /// `max_validators` active stakes), else `null`.
+    #[serde(default)]
+    pub validator_power: Option<u64>,
     /// Proofs of its account, stake and record entries, when asked for (`?proof=true`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub proof: Option<ProofView>,
@@ -142,6 +148,10 @@ pub struct StakeView {
     pub node: PublicKey,
     /// The same node as a libp2p PeerId.
     pub node_peer_id: String,
+    /// The bound node's device profile (which models it may provide and check).
+    pub device: DeviceName,
+    /// That device's memory, in bytes: a model fits if its weights do.
+    pub memory_bytes: u64,
 }
 
 /// Stake unbonding.
@@ -254,7 +264,7 @@ fn status_name(status: StakeStatus) -> &'static str {
 }
 
 impl AccountSnapshot {
-    /// `id` in `state`, with `recent`, its newest slashes from the node's history (newest
+    /// `id` in `state` (its validator power is the caller's to fill in), with `recent`, its newest slashes from the node's history (newest
     /// first, at most [`MAX_LISTED_SLASHES`]). Look-ups only: the counts are the account's
     /// running record in the state.
     pub fn of(state: &Ledger, id: &AccountId, recent: &[SlashEntry]) -> Self {
@@ -276,6 +286,8 @@ impl AccountSnapshot {
             probation_left: s.probation_left,
             node: s.node,
             node_peer_id: s.node.peer_id(),
+            device: s.capability.device.clone(),
+            memory_bytes: s.capability.memory_bytes,
         });
         let slashes = recent
             .iter()
@@ -303,6 +315,7 @@ impl AccountSnapshot {
                 slashes,
             },
             client_jobs: record.opened.into(),
+            validator_power: None,
             proof: None,
         }
     }

@@ -7,20 +7,21 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use attest_chain::GenesisFile;
 use attest_chain::audit::{self, AuditRange, AuditReport};
 use attest_core::store::{GenesisId, Store};
 use attest_node::api::accounts::AccountSnapshot;
 use attest_node::api::chain::{RawBlock, RawBlocksPage, SubmitTx, Submitted};
 use attest_node::api::jobs::{Assurance, CheckView, JobView, OutputView};
 use attest_node::api::market::{Adverts, Quote, QuoteRequest};
-use attest_node::api::{BlockView, BlocksPage};
+use attest_node::api::{BlockView, BlocksPage, ChainParams};
 use attest_node::sled_store::SledStore;
 use attest_node::views::Status;
 use attest_protocol::tx::{Action, CheckLevel, OpenJob, Tx};
@@ -88,6 +89,19 @@ impl Api {
     /// `GET /v1/status`.
     pub fn status(&self) -> Result<Status> {
         self.get("/v1/status")
+    }
+
+    /// `GET /v1/params`: the chain's id, genesis hash and contract parameters.
+    pub fn params(&self) -> Result<ChainParams> {
+        self.get("/v1/params")
+    }
+
+    /// `GET /v1/genesis`: the node's genesis document, parsed and checked as a genesis file
+    /// is (`GenesisFile::parse`). Its hash is the caller's to compare with one it trusts.
+    pub fn genesis(&self) -> Result<GenesisFile> {
+        let doc: Value = self.get("/v1/genesis")?;
+        GenesisFile::parse(&doc.to_string())
+            .map_err(|e| anyhow!("the genesis node {} serves: {e}", self.url()))
     }
 
     /// `GET /v1/adverts`: the node's advert book.
@@ -395,6 +409,22 @@ pub struct Opened {
     pub price_per_token: Amount,
 }
 
+/// How often [`Opener::send_committed`] looks at the account while it waits.
+const COMMIT_POLL: Duration = Duration::from_millis(100);
+
+/// A transaction a block committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Committed {
+    /// Its hash.
+    pub hash: attest_protocol::TxHash,
+    /// The block that holds it.
+    pub height: Height,
+    /// The nonce it carried.
+    pub nonce: u64,
+    /// The fee it paid, in units.
+    pub fee: Amount,
+}
+
 /// One client key opening jobs through one gateway, without waiting for them: it keeps the
 /// key's next nonce locally, so jobs go out back to back, each with the nonce after the last
 /// admitted one (the mempool holds a sender's transactions up to
@@ -405,20 +435,25 @@ pub struct Opener {
     api: Api,
     key: SecretKey,
     chain: attest_protocol::ChainId,
+    /// The fee each transaction pays: the chain's minimum (`GET /v1/params`).
+    fee: Amount,
     next_nonce: u64,
 }
 
 impl Opener {
-    /// A session for the key in `key_file` at the node `node`: reads the chain id and the
-    /// account's committed nonce.
+    /// A session for the key in `key_file` at the node `node`: reads the chain id and its
+    /// minimum fee (`GET /v1/params`) and the account's committed nonce.
     pub fn new(node: &str, key_file: &Path) -> Result<Self> {
         let key = attest_node::keyfile::read(key_file)?;
         let api = Api::new(node)?;
-        let chain = chain_of(&api)?;
+        let params = api.params()?;
+        let chain = attest_protocol::ChainId::new(&params.chain_id)
+            .map_err(|e| anyhow!("chain id {:?}: {e}", params.chain_id))?;
         let mut opener = Self {
             api,
             key,
             chain,
+            fee: params.params.min_fee,
             next_nonce: 0,
         };
         opener.resync()?;
@@ -491,13 +526,74 @@ impl Opener {
         self.key.public()
     }
 
+    /// The chain this session signs for.
+    pub fn chain(&self) -> &attest_protocol::ChainId {
+        &self.chain
+    }
+
+    /// The fee each transaction pays (the chain's `min_fee`).
+    pub fn fee(&self) -> Amount {
+        self.fee
+    }
+
+    /// Signs and posts `action`, then follows it until a block commits it: the account's
+    /// committed nonce passes the transaction's, and the block that did it is found among
+    /// those committed since the post. Fails after `timeout`, or if another transaction of
+    /// the same key took the nonce.
+    pub fn send_committed(&mut self, action: Action, timeout: Duration) -> Result<Committed> {
+        let started = Instant::now();
+        let from = self.api.status()?.height.0;
+        let nonce = self.next_nonce;
+        let hash = self.send(action)?;
+        loop {
+            let account = self.api.account(&self.key.public())?;
+            if account.nonce.0 > nonce {
+                let height = self.find_tx(hash, from)?.ok_or_else(|| {
+                    anyhow!(
+                        "transaction {hash} was not committed: another transaction of this key \
+                         took nonce {nonce}"
+                    )
+                })?;
+                return Ok(Committed {
+                    hash,
+                    height,
+                    nonce,
+                    fee: self.fee,
+                });
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "transaction {hash} (nonce {nonce}) was admitted but not committed within \
+                     {} s; `attest account` shows whether it still lands",
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(COMMIT_POLL);
+        }
+    }
+
+    /// The height of the block above `after` that holds `hash`, if any.
+    fn find_tx(&self, hash: attest_protocol::TxHash, after: u64) -> Result<Option<Height>> {
+        let mut from = after.saturating_add(1);
+        loop {
+            let page = self.api.blocks(from, u64::MAX)?;
+            if let Some(b) = page.blocks.iter().find(|b| b.txs.contains(&hash)) {
+                return Ok(Some(b.height));
+            }
+            match page.next {
+                Some(next) if next.0 > from => from = next.0,
+                _ => return Ok(None),
+            }
+        }
+    }
+
     /// Signs `action` with the next nonce and posts it; returns its hash once the node has
     /// admitted it. On refusal the nonce is not used up; a nonce the node says is already
     /// taken moves the local one on, and the error is returned for the caller to retry.
     pub fn send(&mut self, action: Action) -> Result<attest_protocol::TxHash> {
         let tx = Tx {
             nonce: Nonce(self.next_nonce),
-            fee: attest_contracts_sim::Params::default().min_fee,
+            fee: self.fee,
             action,
         };
         let signed = Signed::sign(&self.chain, &self.key, tx);
@@ -518,12 +614,6 @@ impl Opener {
         self.next_nonce += 1;
         Ok(hash)
     }
-}
-
-/// The chain id the node serves (from its status).
-fn chain_of(api: &Api) -> Result<attest_protocol::ChainId> {
-    let id = api.status()?.chain_id;
-    attest_protocol::ChainId::new(&id).map_err(|e| anyhow!("chain id {id:?}: {e}"))
 }
 
 /// Polls the job until the wanted stage, printing each stage once.
@@ -662,17 +752,95 @@ fn job_events(api: &Api, job: &str) -> std::sync::mpsc::Receiver<()> {
     rx
 }
 
+/// Where an auditor's genesis comes from: a file, or the node it audits, and the hash the
+/// auditor pins it to (`--genesis-hash`).
+#[derive(Debug, Clone, Default)]
+pub struct GenesisChoice {
+    /// `--genesis FILE`, if given.
+    pub file: Option<PathBuf>,
+    /// `--genesis-hash H`, if given.
+    pub pinned: Option<Hash>,
+}
+
+/// The genesis an audit or export starts from and what stands behind it.
+#[derive(Debug, Clone)]
+pub struct ChosenGenesis {
+    /// The document.
+    pub genesis: GenesisFile,
+    /// Its hash.
+    pub hash: Hash,
+    /// `file PATH` or `node URL`.
+    pub source: String,
+    /// Whether it was checked against a hash the user gave (`--genesis-hash`).
+    pub pinned: bool,
+}
+
+impl ChosenGenesis {
+    /// What it is and what stands behind it, as JSON (the `genesis` field of reports).
+    pub fn to_json(&self) -> Value {
+        json!({ "hash": self.hash, "source": self.source, "pinned": self.pinned })
+    }
+
+    /// One line for a reader.
+    pub fn describe(&self) -> String {
+        let trust = if self.pinned {
+            "it hashes to the --genesis-hash given"
+        } else if self.source.starts_with("node ") {
+            "not pinned: the audited node's word; pass --genesis-hash to check it"
+        } else {
+            "not pinned to a hash"
+        };
+        format!("genesis {} from {} ({trust})", self.hash, self.source)
+    }
+}
+
+impl GenesisChoice {
+    /// Reads the genesis: `--genesis FILE` if given; else for a node, the node's own
+    /// (`GET /v1/genesis`) when a hash is pinned or the local testnet's file is absent, the
+    /// local testnet's file otherwise; for a data directory, the local testnet's file. A
+    /// pinned hash must match whichever was read.
+    pub fn resolve(&self, node: Option<&Api>) -> Result<ChosenGenesis> {
+        let default = Path::new(DEFAULT_GENESIS);
+        let (genesis, source) = match (&self.file, node) {
+            (Some(path), _) => (
+                attest_node::genesis::load(path)?,
+                format!("file {}", path.display()),
+            ),
+            (None, Some(api)) if self.pinned.is_some() || !default.exists() => {
+                (api.genesis()?, format!("node {}", api.url()))
+            }
+            (None, _) => (
+                attest_node::genesis::load(default)?,
+                format!("file {}", default.display()),
+            ),
+        };
+        let hash = genesis.hash();
+        if let Some(want) = self.pinned {
+            ensure!(
+                hash == want,
+                "the genesis from {source} hashes to {hash}, not to the --genesis-hash {want}: \
+                 it is another chain, or the node serves a forged genesis"
+            );
+        }
+        Ok(ChosenGenesis {
+            genesis,
+            hash,
+            source,
+            pinned: self.pinned.is_some(),
+        })
+    }
+}
+
 /// Audits the chain a node serves (`--node`) or a stopped node's data directory
-/// (`--data-dir`), from genesis, and returns the report (`attest.audit/1`) and whether it
+/// (`--data-dir`), from `genesis`, and returns the report (`attest.audit/1`) and whether it
 /// passed.
 pub fn run_audit(
-    genesis_path: &Path,
+    genesis: &GenesisFile,
     node: Option<&str>,
     data_dir: Option<&Path>,
     range: AuditRange,
     from_snapshot: Option<Height>,
 ) -> Result<(AuditReport, bool)> {
-    let genesis = attest_node::genesis::load(genesis_path)?;
     let result = match data_dir {
         Some(dir) => {
             let id = GenesisId {
@@ -684,18 +852,18 @@ pub fn run_audit(
             match from_snapshot {
                 None => {
                     let blocks = store.blocks(Height(1)..=latest);
-                    audit::audit(&genesis, blocks, range, attest_node::shell::monotonic)
+                    audit::audit(genesis, blocks, range, attest_node::shell::monotonic)
                 }
                 Some(h) => {
                     let snapshots = attest_node::snapshots::Snapshots::new(dir, 1, 1);
                     let path = snapshots.path(h);
                     // Checked against the stored blocks: its head is block H, and block H + 1
                     // (if stored) claims its root; the audit checks H + 1 again.
-                    let chain = attest_node::snapshots::load(&path, &genesis, &store)
+                    let chain = attest_node::snapshots::load(&path, genesis, &store)
                         .with_context(|| format!("snapshot {}", path.display()))?;
                     let blocks = store.blocks(h.next()..=latest);
                     audit::audit_from_snapshot(
-                        &genesis,
+                        genesis,
                         chain,
                         blocks,
                         range,
@@ -708,7 +876,7 @@ pub fn run_audit(
             let api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
             let chain_id = genesis.genesis.chain_id.clone();
             let blocks = prefetched(api, range.to, chain_id);
-            audit::audit_preverified(&genesis, blocks, range, attest_node::shell::monotonic)
+            audit::audit_preverified(genesis, blocks, range, attest_node::shell::monotonic)
         }
     };
     match result {
@@ -825,12 +993,10 @@ impl Iterator for NodeBlocks<'_> {
     }
 }
 
-/// Writes the JSON-lines export of the chain a node serves to `out`.
-pub fn export(genesis_path: &Path, node: &str, out: &mut impl Write) -> Result<()> {
-    let genesis = attest_node::genesis::load(genesis_path)?;
-    let api = Api::new(node)?;
-    let blocks = NodeBlocks::new(&api, None);
-    audit::export_jsonl(&genesis, blocks, out)?;
+/// Writes the JSON-lines export of the chain a node serves to `out`, from `genesis`.
+pub fn export(genesis: &GenesisFile, api: &Api, out: &mut impl Write) -> Result<()> {
+    let blocks = NodeBlocks::new(api, None);
+    audit::export_jsonl(genesis, blocks, out)?;
     Ok(())
 }
 

@@ -108,7 +108,7 @@ pub fn run(opts: &DemoOptions, json: bool, out: &mut impl Write) -> Result<(Valu
     )?;
     let ids: Vec<String> = jobs.iter().map(|(_, id)| id.clone()).collect();
     let views = wait_final(&gateway, &ids, out, &say)?;
-    let genesis = dir.join("genesis.json");
+    let genesis = attest_node::genesis::load(&dir.join("genesis.json"))?;
     let (audit, audit_ok) =
         client::run_audit(&genesis, Some(&gateway), None, AuditRange::ALL, None)?;
     say(

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use attest_cli::commands::{self, client, node, runs, testnet};
+use attest_cli::commands::{self, accounts, client, node, runs, testnet};
 
 /// Attest: a node and client for a verifiable compute marketplace.
 #[derive(Debug, Parser)]
 #[command(name = "attest", version, about)]
 struct Args {
+    #[command(flatten)]
+    globals: commands::Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,6 +31,8 @@ enum Command {
     Runs(runs::RunCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
+    #[command(flatten)]
+    Accounts(accounts::AccountCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,16 +49,22 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    let g = &args.globals;
     match args.command {
-        Command::Node(command) => node::run_command(command, &mut out),
+        Command::Node(command) => node::run_command(command, g, &mut out),
         Command::Testnet { command } => {
+            g.refuse_node("testnet")?;
             commands::init_logging();
-            testnet::run(command, &mut out)
+            testnet::run(command, g.json, &mut out)
         }
-        Command::Runs(command) => runs::run_command(command, &mut out),
+        Command::Runs(command) => runs::run_command(command, g, &mut out),
         Command::Client(command) => {
             commands::init_logging();
-            client::run(command, &mut out)
+            client::run(command, g, &mut out)
+        }
+        Command::Accounts(command) => {
+            commands::init_logging();
+            accounts::run(command, g, &mut out)
         }
     }
 }

@@ -187,7 +187,7 @@ pub fn probe_all(dir: &Path, layout: &Layout) -> Vec<NodeRow> {
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// A node, with its status.
-    Status(Status),
+    Status(Box<Status>),
     /// Something that answers 200 with a body that is not a node's status.
     Other,
     /// Nothing, an error status, or not in time.
@@ -198,7 +198,7 @@ pub enum Answer {
 pub fn node_status(api: SocketAddr) -> Answer {
     let client = crate::http::Client::local(api).with_timeouts(PROBE_TIMEOUT, PROBE_TIMEOUT);
     match client.get("/v1/status") {
-        Ok(status) => Answer::Status(status),
+        Ok(status) => Answer::Status(Box::new(status)),
         Err(e) if matches!(e.kind(), ErrorKind::BadBody { status: 200, .. }) => Answer::Other,
         Err(_) => Answer::None,
     }
@@ -211,6 +211,11 @@ pub fn print_table(out: &mut impl Write, report: &Report) -> std::io::Result<()>
         out,
         "testnet {} in {}: {} of {total} nodes up",
         report.chain_id, report.dir, report.nodes_up
+    )?;
+    writeln!(
+        out,
+        "genesis hash {} (pin it: attest audit --genesis-hash ...)",
+        report.genesis_hash
     )?;
     writeln!(
         out,

@@ -217,6 +217,7 @@ fn a_testnet_comes_up_goes_down_restarts_on_its_data_and_is_purged() {
         );
     }
     client_commands_work_against_the_testnet(&dir, &status);
+    account_commands_work_against_the_testnet(&dir, &status);
     // `up` again leaves running nodes alone.
     let again = testnet_json(&dir, &["up", "--timeout", "45"]);
     assert_eq!(pids(&again), first_pids);
@@ -551,5 +552,112 @@ fn client_commands_work_against_the_testnet(dir: &Path, status: &Value) {
             "/nonexistent/genesis.json",
         ],
         "genesis",
+    );
+}
+
+/// The account commands with the global flags on either side of the subcommand: a transfer
+/// to a new key, a stake from it that binds a new node home, an unstake, an unstake beyond the
+/// bonded stake refused with the contract's reason; then an audit that takes the genesis from
+/// the node, pinned to the testnet's genesis hash, and refuses another hash.
+fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
+    let node = status["nodes"][0]["api_url"].as_str().unwrap().to_owned();
+    let client = dir.join("clients/client-0.key").display().to_string();
+    // Beside the testnet's directory, which `down --purge` removes only if it holds nothing else.
+    let beside = dir.parent().unwrap();
+    let me = beside.join("me.key").display().to_string();
+    let home = beside.join("joiner").display().to_string();
+    let json = |args: &[&str]| -> Value {
+        let out = attest(args);
+        assert!(
+            out.status.success(),
+            "attest {args:?} failed:\n{}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+    };
+    let fails = |args: &[&str], needle: &str| {
+        let out = attest(args);
+        assert!(!out.status.success(), "attest {args:?} succeeded");
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && err.contains(needle),
+            "attest {args:?}: {err}"
+        );
+    };
+    let account = json(&["--json", "keys", "new", &me])["account"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fails(&["--node", &node, "keys", "show", &me], "talks to no node");
+
+    let sent = json(&[
+        "--node", &node, "--json", "transfer", "--to", &account, "--amount", "300", "--key",
+        &client,
+    ]);
+    assert_eq!(sent["schema"], "attest.transfer/1");
+    assert!(
+        sent["tx"]["height"].as_u64().is_some_and(|h| h > 0),
+        "{sent}"
+    );
+    assert!(sent["tx"]["fee"].as_u64().is_some_and(|f| f > 0), "{sent}");
+    let shown = json(&["account", &account, "--node", &node, "--json"]);
+    assert_eq!(shown["schema"], "attest.account/1");
+    assert_eq!(shown["account"]["balance"], 300_000_000u64, "{shown}");
+
+    let init = json(&["init", "--home", &home, "--json"]);
+    let staked = json(&[
+        "stake", "--amount", "200", "--home", &home, "--key", &me, "--node", &node, "--json",
+    ]);
+    assert_eq!(staked["schema"], "attest.stake/1");
+    assert_eq!(staked["bonded_after"], 200_000_000u64, "{staked}");
+    assert_eq!(staked["node_peer_id"], init["peer_id"], "{staked}");
+    let after = &staked["account_after"];
+    assert_eq!(after["stake"]["node_peer_id"], init["peer_id"], "{staked}");
+    assert_eq!(after["stake"]["device"], "h100-sxm", "{staked}");
+    assert_eq!(after["stake"]["eligible"], true, "{staked}");
+    // The text form names the role.
+    let text = attest(&["--node", &node, "account", "--key", &me]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("provider and checker on h100-sxm"), "{text}");
+
+    let unstaked = json(&[
+        "--json", "unstake", "--amount", "200", "--key", &me, "--node", &node,
+    ]);
+    assert_eq!(unstaked["schema"], "attest.unstake/1");
+    assert_eq!(unstaked["bonded_after"], 0, "{unstaked}");
+    assert!(
+        unstaked["release_at_ms"].as_u64().is_some_and(|t| t > 0),
+        "{unstaked}"
+    );
+    fails(
+        &["unstake", "--amount", "1", "--key", &me, "--node", &node],
+        "refused_by_contract",
+    );
+
+    let hash = status["genesis_hash"].as_str().unwrap();
+    let audit = json(&[
+        "audit",
+        "--node",
+        &node,
+        "--genesis-hash",
+        hash,
+        "--to",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert_eq!(audit["genesis"]["pinned"], true, "{audit}");
+    assert_eq!(audit["genesis"]["hash"], hash, "{audit}");
+    assert!(
+        audit["genesis"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("node "),
+        "{audit}"
+    );
+    let other = "00".repeat(32);
+    fails(
+        &["audit", "--node", &node, "--genesis-hash", &other],
+        "hashes to",
     );
 }

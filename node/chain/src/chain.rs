@@ -286,16 +286,30 @@ impl Chain {
     /// Which of `txs` (in order, as one block would carry them) the state after the head
     /// accepts, tried speculatively: nothing changes.
     pub fn trial(&mut self, proposer: PublicKey, txs: &[Verified<Tx>]) -> Vec<bool> {
-        let ctx = Ctx {
-            height: self.height.next(),
-            time_ms: self.last_time_ms.saturating_add(1),
-            block_hash: BlockHash::default(),
-            proposer,
-        };
+        let ctx = self.next_ctx(proposer);
         let (accepted, _) = self
             .state
             .speculate(|s| txs.iter().map(|tx| s.apply(&ctx, tx).is_ok()).collect());
         accepted
+    }
+
+    /// Whether the state after the head accepts `tx` as the next block's first transaction
+    /// under `proposer`, and the contract's reason if not; tried speculatively: nothing
+    /// changes.
+    pub fn try_tx(&mut self, proposer: PublicKey, tx: &Verified<Tx>) -> Result<(), TxError> {
+        let ctx = self.next_ctx(proposer);
+        let (result, _) = self.state.speculate(|s| s.apply(&ctx, tx).map(|_| ()));
+        result
+    }
+
+    /// The context of a speculative next block by `proposer`.
+    fn next_ctx(&self, proposer: PublicKey) -> Ctx {
+        Ctx {
+            height: self.height.next(),
+            time_ms: self.last_time_ms.saturating_add(1),
+            block_hash: BlockHash::default(),
+            proposer,
+        }
     }
 
     /// A block for the next height from `candidates` (in order): each is tried speculatively

@@ -64,6 +64,8 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
+        .route("/v1/genesis", get(genesis))
+        .route("/v1/params", get(params))
         .route("/v1/blocks", get(chain::blocks))
         .route("/v1/blocks/raw", get(chain::raw_blocks))
         .route("/v1/blocks/{height}", get(chain::block))
@@ -169,6 +171,36 @@ async fn health() -> Json<serde_json::Value> {
 /// `GET /v1/status`.
 async fn status(State(node): State<NodeHandle>) -> Result<Json<Status>, ApiError> {
     Ok(Json(ask(node.status()).await?))
+}
+
+/// `GET /v1/genesis`: the genesis document the node started from, as the genesis file holds
+/// it. An auditor recomputes its hash (`attest_chain::GenesisFile::hash`) and compares it with
+/// the one it pinned; the node's word for it is `genesis_hash` in `/v1/status`.
+async fn genesis(State(node): State<NodeHandle>) -> Response {
+    let text = node.genesis().to_json();
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// What `GET /v1/params` answers: the chain's identity and its contract parameters, which
+/// clients read their fees and bonds from instead of compiling them in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainParams {
+    /// The chain id.
+    pub chain_id: String,
+    /// The hash of the genesis document.
+    pub genesis_hash: attest_protocol::Hash,
+    /// The contract parameters (fixed at genesis).
+    pub params: attest_contracts_sim::Params,
+}
+
+/// `GET /v1/params`.
+async fn params(State(node): State<NodeHandle>) -> Json<ChainParams> {
+    let genesis = node.genesis();
+    Json(ChainParams {
+        chain_id: genesis.genesis.chain_id.to_string(),
+        genesis_hash: node.genesis_hash(),
+        params: genesis.genesis.params.clone(),
+    })
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text. Encoded here, in the API task, from atomics

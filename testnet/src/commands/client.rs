@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 use attest_chain::audit::{AuditRange, AuditReport, Distribution};
 use attest_node::api::BlockView;
 use attest_node::api::jobs::JobView;
-use attest_protocol::Height;
 use attest_protocol::tx::CheckLevel;
+use attest_protocol::{Hash, Height};
 
-use crate::client::{self, Api, DEFAULT_GENESIS, DEFAULT_KEY, DEFAULT_NODE, JobCommand, Wait};
+use super::Globals;
+use crate::client::{self, Api, DEFAULT_KEY, GenesisChoice, JobCommand, Wait};
 
 /// `--check`: the assurance a job buys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,9 +43,6 @@ impl From<CheckArg> for CheckLevel {
 pub enum ClientCommand {
     /// Open a job through a node (its gateway picks the provider) and follow it to its output.
     Submit {
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
         /// The client key paying for the job (a file written by `attest keys new`).
         #[arg(long, default_value = DEFAULT_KEY)]
         key: PathBuf,
@@ -83,9 +81,6 @@ pub enum ClientCommand {
         /// gateway's pick.
         #[arg(long)]
         provider: Option<String>,
-        /// Print one JSON object (schema attest.submit/1).
-        #[arg(long)]
-        json: bool,
     },
     /// Re-execute a job's committed result here and, if it is wrong, challenge it (locking
     /// the chain's challenge bond) and play the dispute to its end. The job's client may
@@ -93,55 +88,20 @@ pub enum ClientCommand {
     Challenge {
         /// The job id.
         job: String,
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
         /// The challenging account's key (the job's client, or a staked account).
         #[arg(long, default_value = DEFAULT_KEY)]
         key: PathBuf,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
-        /// Print one JSON object (schema attest.challenge/1).
-        #[arg(long)]
-        json: bool,
     },
     /// A job's state, timeline and what stands behind its result, or its output.
     Job {
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE, global = true)]
-        node: String,
-        /// Print JSON (schema attest.job/1 or attest.job-output/1).
-        #[arg(long, global = true)]
-        json: bool,
         #[command(subcommand)]
         command: JobCommand,
     },
-    /// An account: balance, nonce, stake and record. With --verify, the account, stake and
-    /// record entries are proven against the state root of a certified block and checked
-    /// here, not taken on the node's word.
-    Account {
-        /// The account (its public key, hex).
-        id: String,
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
-        /// Check the entries' proofs and the certifying block's certificate client-side.
-        #[arg(long)]
-        verify: bool,
-        /// Print JSON (schema attest.account/1).
-        #[arg(long)]
-        json: bool,
-    },
     /// The advert book of a node: who sells capacity, on what device, at what price.
-    Market {
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
-        /// Print JSON (schema attest.market/1).
-        #[arg(long)]
-        json: bool,
-    },
+    Market,
     /// Read the ledger: one block, the latest blocks, or a verifiable export.
     Ledger {
         #[command(subcommand)]
@@ -150,15 +110,18 @@ pub enum ClientCommand {
     /// Verify the ledger independently from genesis: hash chain, certificates, every signature,
     /// contract replay with state roots, invariants; then each provider's record.
     Audit {
-        /// Audit the chain this node serves.
-        #[arg(long, default_value = DEFAULT_NODE, conflicts_with = "data_dir")]
-        node: String,
         /// Audit a stopped node's data directory instead.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The genesis the chain starts from.
-        #[arg(long, default_value = DEFAULT_GENESIS)]
-        genesis: PathBuf,
+        /// The genesis file the chain starts from. Without it: the node's own genesis
+        /// (`GET /v1/genesis`) when --genesis-hash pins it or the local testnet's file is
+        /// absent, else the local testnet's file (.attest/testnet/genesis.json).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The genesis hash to hold the genesis to (`genesis_hash` of `attest testnet
+        /// status`, or of a node you trust): the audit refuses any other genesis.
+        #[arg(long)]
+        genesis_hash: Option<Hash>,
         /// The first height the report covers (replay still starts at 1).
         #[arg(long)]
         from: Option<u64>,
@@ -169,9 +132,6 @@ pub enum ClientCommand {
         /// snapshots) instead of replaying from genesis: a checkpoint, see docs/CLI.md.
         #[arg(long, requires = "data_dir")]
         from_snapshot: Option<u64>,
-        /// Print the report as JSON (schema attest.audit/1).
-        #[arg(long)]
-        json: bool,
     },
     /// Client keys.
     Keys {
@@ -187,24 +147,12 @@ pub enum LedgerCommand {
     Show {
         /// The height.
         height: u64,
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
-        /// Print JSON (schema attest.block/1).
-        #[arg(long)]
-        json: bool,
     },
     /// The latest blocks.
     Tail {
         /// How many.
         #[arg(long, default_value_t = 10)]
         count: u64,
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
-        /// Print JSON (schema attest.blocks/1).
-        #[arg(long)]
-        json: bool,
     },
     /// Every block and transaction with the exact signed and hashed bytes (docs/PROTOCOL.md
     /// section 12), one JSON object per line.
@@ -212,12 +160,12 @@ pub enum LedgerCommand {
         /// The format (only jsonl).
         #[arg(long, default_value = "jsonl")]
         format: String,
-        /// The node's API.
-        #[arg(long, default_value = DEFAULT_NODE)]
-        node: String,
-        /// The genesis the chain starts from.
-        #[arg(long, default_value = DEFAULT_GENESIS)]
-        genesis: PathBuf,
+        /// The genesis file the chain starts from (chosen as `attest audit` chooses it).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        /// The genesis hash to hold the genesis to.
+        #[arg(long)]
+        genesis_hash: Option<Hash>,
     },
 }
 
@@ -228,26 +176,17 @@ pub enum KeysCommand {
     New {
         /// Where to write it.
         path: PathBuf,
-        /// Print JSON (schema attest.keys/1).
-        #[arg(long)]
-        json: bool,
     },
     /// The key files in a directory and their accounts.
     List {
         /// The directory.
         #[arg(default_value = ".attest/testnet/clients")]
         dir: PathBuf,
-        /// Print JSON (schema attest.keys/1).
-        #[arg(long)]
-        json: bool,
     },
     /// Print the account of a key file.
     Show {
         /// The key file.
         path: PathBuf,
-        /// Print JSON (schema attest.keys/1).
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -258,10 +197,11 @@ fn print(out: &mut impl Write, v: &impl Serialize) -> Result<()> {
 }
 
 /// Runs a client command; a failed audit is an error (non-zero exit) after its report.
-pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
+pub fn run(command: ClientCommand, g: &Globals, out: &mut impl Write) -> Result<()> {
+    let json = g.json;
+    let node = g.node().to_owned();
     match command {
         ClientCommand::Submit {
-            node,
             key,
             model,
             input,
@@ -273,7 +213,6 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             wait,
             timeout,
             provider,
-            json,
         } => {
             let args = client::SubmitArgs {
                 node,
@@ -297,13 +236,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 print(out, &record.to_json())?;
             }
         }
-        ClientCommand::Challenge {
-            job,
-            node,
-            key,
-            timeout,
-            json,
-        } => {
+        ClientCommand::Challenge { job, key, timeout } => {
             let job: attest_protocol::JobId = job
                 .parse()
                 .map_err(|e| anyhow::anyhow!("job id {job:?}: {e}"))?;
@@ -325,11 +258,7 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 crate::challenge::print_text(&report, out)?;
             }
         }
-        ClientCommand::Job {
-            node,
-            json,
-            command,
-        } => {
+        ClientCommand::Job { command } => {
             let api = Api::new(&node)?;
             match command {
                 JobCommand::Show { id, verify } => {
@@ -368,22 +297,15 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 }
             }
         }
-        ClientCommand::Market { node, json } => market(&node, json, out)?,
-        ClientCommand::Account {
-            id,
-            node,
-            verify,
-            json,
-        } => account(&id, &node, verify, json, out)?,
-        ClientCommand::Ledger { command } => ledger(command, out)?,
+        ClientCommand::Market => market(&node, json, out)?,
+        ClientCommand::Ledger { command } => ledger(command, g, out)?,
         ClientCommand::Audit {
-            node,
             data_dir,
+            genesis_hash,
             genesis,
             from,
             to,
             from_snapshot,
-            json,
         } => {
             // From a snapshot at H, the report starts at H + 1 unless asked for later.
             let from = match (from, from_snapshot) {
@@ -391,8 +313,17 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
                 (from, _) => from,
             };
             let range = AuditRange::new(from.map(Height), to.map(Height))?;
+            if data_dir.is_some() && g.node.is_some() {
+                bail!("give --node or --data-dir, not both: the audit reads one chain");
+            }
+            let api = Api::new(&node)?;
+            let choice = GenesisChoice {
+                file: genesis,
+                pinned: genesis_hash,
+            };
+            let chosen = choice.resolve(data_dir.is_none().then_some(&api))?;
             let (report, ok) = client::run_audit(
-                &genesis,
+                &chosen.genesis,
                 Some(&node),
                 data_dir.as_deref(),
                 range,
@@ -400,15 +331,23 @@ pub fn run(command: ClientCommand, out: &mut impl Write) -> Result<()> {
             )?;
             if json {
                 // Through a `Value`, so the keys come out sorted as they always have.
-                print(out, &serde_json::to_value(&report)?)?;
+                let mut value = serde_json::to_value(&report)?;
+                if let Some(fields) = value.as_object_mut() {
+                    fields.insert("genesis".to_owned(), chosen.to_json());
+                }
+                print(out, &value)?;
             } else {
+                writeln!(out, "{}", chosen.describe())?;
                 print_audit(&report, out)?;
             }
             if !ok {
                 bail!("audit failed: {}", failure_of(&report)?);
             }
         }
-        ClientCommand::Keys { command } => keys(command, out)?,
+        ClientCommand::Keys { command } => {
+            g.refuse_node("keys")?;
+            keys(command, json, out)?
+        }
     }
     Ok(())
 }
@@ -443,17 +382,18 @@ fn market(node: &str, json: bool, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-fn ledger(command: LedgerCommand, out: &mut impl Write) -> Result<()> {
+fn ledger(command: LedgerCommand, g: &Globals, out: &mut impl Write) -> Result<()> {
+    let json = g.json;
+    let api = Api::new(g.node())?;
     match command {
-        LedgerCommand::Show { height, node, json } => {
-            let v = Api::new(&node)?.block(height)?;
+        LedgerCommand::Show { height } => {
+            let v = api.block(height)?;
             if json {
                 return print(out, &json!({ "schema": "attest.block/1", "block": v }));
             }
             print_block(&v, out)
         }
-        LedgerCommand::Tail { count, node, json } => {
-            let api = Api::new(&node)?;
+        LedgerCommand::Tail { count } => {
             let latest = api.status()?.height.0;
             let from = latest.saturating_sub(count.saturating_sub(1)).max(1);
             let blocks = api.blocks(from, latest)?.blocks;
@@ -470,22 +410,28 @@ fn ledger(command: LedgerCommand, out: &mut impl Write) -> Result<()> {
         }
         LedgerCommand::Export {
             format,
-            node,
             genesis,
+            genesis_hash,
         } => {
             if format != "jsonl" {
                 bail!("unknown export format {format:?}: only jsonl is supported");
             }
-            client::export(&genesis, &node, out)
+            let choice = GenesisChoice {
+                file: genesis,
+                pinned: genesis_hash,
+            };
+            let chosen = choice.resolve(Some(&api))?;
+            tracing::info!("{}", chosen.describe());
+            client::export(&chosen.genesis, &api, out)
         }
     }
 }
 
-fn keys(command: KeysCommand, out: &mut impl Write) -> Result<()> {
-    let (key, json) = match command {
-        KeysCommand::New { path, json } => (client::new_key(&path)?, json),
-        KeysCommand::Show { path, json } => (attest_node::keyfile::read(&path)?, json),
-        KeysCommand::List { dir, json } => return list_keys(&dir, json, out),
+fn keys(command: KeysCommand, json: bool, out: &mut impl Write) -> Result<()> {
+    let key = match command {
+        KeysCommand::New { path } => client::new_key(&path)?,
+        KeysCommand::Show { path } => attest_node::keyfile::read(&path)?,
+        KeysCommand::List { dir } => return list_keys(&dir, json, out),
     };
     let account = key.public().to_string();
     if json {
@@ -523,67 +469,7 @@ fn json_text(value: &impl Serialize) -> Result<String> {
 /// A job as a person reads it: terms, phase, result, check, dispute, timeline.
 /// How long `--verify` waits for the block that certifies a proof's root (the next block:
 /// an idle chain makes one every `idle_block_interval_ms`).
-const PROOF_WAIT: Duration = Duration::from_secs(30);
-
-/// `attest account`.
-fn account(id: &str, node: &str, verify: bool, json: bool, out: &mut impl Write) -> Result<()> {
-    let id: attest_protocol::AccountId = id
-        .parse()
-        .map_err(|e| anyhow::anyhow!("account {id:?}: {e}"))?;
-    let api = Api::new(node)?;
-    let v = if verify {
-        api.account_proven(&id)?
-    } else {
-        api.account(&id)?
-    };
-    let check = match (&v.proof, verify) {
-        (Some(proof), true) => Some(client::check_proof(&api, proof, PROOF_WAIT)?),
-        (None, true) => anyhow::bail!("the node answered without the proofs asked for"),
-        _ => None,
-    };
-    if let Some(c) = &check {
-        match_account(&v, c)?;
-    }
-    if json {
-        let verified = check.as_ref().map(check_json);
-        return print(
-            out,
-            &json!({ "schema": "attest.account/1", "account": v, "verified": verified }),
-        );
-    }
-    writeln!(out, "account {}", v.account)?;
-    writeln!(out, "  balance {} units, nonce {}", v.balance.0, v.nonce.0)?;
-    match &v.stake {
-        Some(s) => writeln!(
-            out,
-            "  stake {} units bonded, {} ({}), {} disputes lost",
-            s.bonded.0,
-            s.status,
-            if s.eligible {
-                "eligible"
-            } else {
-                "not eligible"
-            },
-            s.disputes_lost
-        )?,
-        None => writeln!(out, "  no stake")?,
-    }
-    let p = &v.provider;
-    writeln!(
-        out,
-        "  as provider: {} settled, {} refunded, {} open; {} slashes (tier {})",
-        p.jobs.settled, p.jobs.refunded, p.jobs.open, p.slashes_total, p.reputation.tier
-    )?;
-    writeln!(
-        out,
-        "  as client: {} settled, {} refunded, {} open",
-        v.client_jobs.settled, v.client_jobs.refunded, v.client_jobs.open
-    )?;
-    if let Some(c) = &check {
-        print_check(c, out)?;
-    }
-    Ok(())
-}
+pub(super) const PROOF_WAIT: Duration = Duration::from_secs(30);
 
 /// One proven entry, for a reader (amounts in units).
 fn describe_entry(
@@ -620,7 +506,7 @@ fn describe_entry(
 }
 
 /// Fails unless the answer's own fields are the proven values.
-fn match_account(
+pub(super) fn match_account(
     v: &attest_node::api::accounts::AccountSnapshot,
     c: &client::LightCheck,
 ) -> Result<()> {
@@ -651,7 +537,7 @@ fn match_account(
 }
 
 /// What a proof check established, as JSON.
-fn check_json(c: &client::LightCheck) -> Value {
+pub(super) fn check_json(c: &client::LightCheck) -> Value {
     let entries: Vec<Value> = c
         .entries
         .iter()
@@ -666,7 +552,7 @@ fn check_json(c: &client::LightCheck) -> Value {
 }
 
 /// What a proof check established, for a reader.
-fn print_check(c: &client::LightCheck, out: &mut impl Write) -> Result<()> {
+pub(super) fn print_check(c: &client::LightCheck, out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
         "verified: {} entries proven against the state root after height {}, which block {} ({}) carries",

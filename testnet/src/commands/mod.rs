@@ -3,6 +3,7 @@
 //! demo and the load generator). Each group has its clap arguments, a `run_command` that
 //! carries one out, and what it prints; `main.rs` only parses and dispatches.
 
+pub mod accounts;
 pub mod client;
 pub mod node;
 pub mod runs;
@@ -10,7 +11,38 @@ pub mod testnet;
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+
+use crate::client::DEFAULT_NODE;
+
+/// The flags every command takes, before or after its subcommand (`attest --node URL job
+/// show ID` and `attest job show ID --node URL` are the same).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Globals {
+    /// The node's HTTP API, for the commands that talk to a node (`http://HOST:PORT` or
+    /// `https://...`; default the local testnet's first node, http://127.0.0.1:26601).
+    #[arg(long, global = true)]
+    pub node: Option<String>,
+    /// Print one JSON object whose `schema` field names its version (docs/CLI.md) instead
+    /// of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl Globals {
+    /// The node's API URL: `--node`, or the local testnet's first node.
+    pub fn node(&self) -> &str {
+        self.node.as_deref().unwrap_or(DEFAULT_NODE)
+    }
+
+    /// Refuses `--node` for a command that talks to no node, rather than ignoring it.
+    pub fn refuse_node(&self, command: &str) -> Result<()> {
+        if let Some(url) = &self.node {
+            bail!("`attest {command}` talks to no node's API: --node {url} does not apply");
+        }
+        Ok(())
+    }
+}
 
 /// One JSON object and a newline on stdout: the `--json` form of every command.
 pub fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<()> {

@@ -263,9 +263,6 @@ pub enum NodeCommand {
         /// Tokens to generate.
         #[arg(long, default_value_t = 32)]
         max_tokens: u32,
-        /// Print one JSON object (schema attest.run/1) instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Create a node home: config.toml, a node key and a validator account key.
     Init {
@@ -278,9 +275,6 @@ pub enum NodeCommand {
         /// HTTP API address; default 127.0.0.1:26657.
         #[arg(long)]
         api: Option<std::net::SocketAddr>,
-        /// Print JSON (schema attest.init/1) instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Write a genesis file staking and funding each validator home.
     Genesis {
@@ -305,9 +299,6 @@ pub enum NodeCommand {
         /// The chain's start time in ms since the Unix epoch; default now.
         #[arg(long)]
         genesis_time_ms: Option<u64>,
-        /// Print JSON (schema attest.genesis-report/1) instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Run a node (logs on stderr; RUST_LOG sets the level).
     Node {
@@ -335,21 +326,31 @@ pub enum NodeCommand {
         trust_hash: Option<attest_protocol::BlockHash>,
     },
     /// List the model catalogue.
-    Models {
-        /// Print JSON (schema attest.models/1) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Models,
+}
+
+impl NodeCommand {
+    /// The command's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Run { .. } => "run",
+            Self::Init { .. } => "init",
+            Self::Genesis { .. } => "genesis",
+            Self::Node { .. } => "node",
+            Self::Models => "models",
+        }
+    }
 }
 
 /// Runs a node command, printing to `out`.
-pub fn run_command(command: NodeCommand, out: &mut impl Write) -> Result<()> {
+pub fn run_command(command: NodeCommand, g: &super::Globals, out: &mut impl Write) -> Result<()> {
+    g.refuse_node(command.name())?;
+    let json = g.json;
     match command {
         NodeCommand::Run {
             model,
             input,
             max_tokens,
-            json,
         } => {
             let input = read_input(&input)?;
             let report = run(&model, &input, max_tokens)?;
@@ -359,12 +360,7 @@ pub fn run_command(command: NodeCommand, out: &mut impl Write) -> Result<()> {
                 print_run(out, &report)?;
             }
         }
-        NodeCommand::Init {
-            home,
-            listen,
-            api,
-            json,
-        } => {
+        NodeCommand::Init { home, listen, api } => {
             let mut config = attest_node::config::Config::default();
             if !listen.is_empty() {
                 config.listen = listen;
@@ -389,7 +385,6 @@ pub fn run_command(command: NodeCommand, out: &mut impl Write) -> Result<()> {
             stake,
             balance,
             genesis_time_ms,
-            json,
         } => {
             let genesis_time_ms = genesis_time_ms.unwrap_or_else(attest_node::shell::now_ms);
             let args = GenesisArgs {
@@ -437,7 +432,7 @@ pub fn run_command(command: NodeCommand, out: &mut impl Write) -> Result<()> {
                 trust: trust_height.map(attest_protocol::Height).zip(trust_hash),
             })?;
         }
-        NodeCommand::Models { json } => {
+        NodeCommand::Models => {
             let rows = models();
             if json {
                 let doc = serde_json::json!({ "schema": "attest.models/1", "models": rows });

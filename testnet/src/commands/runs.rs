@@ -37,9 +37,6 @@ pub enum RunCommand {
         /// challenges if wrong (0.0 to 1.0).
         #[arg(long, default_value_t = crate::layout::DEFAULT_WATCH_RATE)]
         watch_rate: f64,
-        /// Print one JSON object (schema attest.demo/1) instead of progress and a summary.
-        #[arg(long)]
-        json: bool,
     },
     /// A load generator against a fresh local testnet (no cheater): jobs/s with a verified
     /// output and settled, transactions/s, job, settlement and validation latency, block time,
@@ -66,14 +63,12 @@ pub enum RunCommand {
         /// Leave the testnet running at the end.
         #[arg(long)]
         keep: bool,
-        /// Print one JSON object (schema attest.bench/1) instead of progress and a summary.
-        #[arg(long)]
-        json: bool,
     },
 }
 
 /// Runs `attest demo` or `attest bench`, printing to `out`.
-pub fn run_command(command: RunCommand, out: &mut impl Write) -> Result<()> {
+pub fn run_command(command: RunCommand, g: &super::Globals, out: &mut impl Write) -> Result<()> {
+    let json = g.json;
     match command {
         RunCommand::Demo {
             dir,
@@ -83,8 +78,8 @@ pub fn run_command(command: RunCommand, out: &mut impl Write) -> Result<()> {
             keep,
             cheat,
             watch_rate,
-            json,
         } => {
+            g.refuse_node("demo")?;
             super::init_logging_at("warn");
             let opts = crate::demo::DemoOptions {
                 dir,
@@ -112,8 +107,8 @@ pub fn run_command(command: RunCommand, out: &mut impl Write) -> Result<()> {
             dir,
             base_port,
             keep,
-            json,
         } => {
+            g.refuse_node("bench")?;
             super::init_logging_at("warn");
             let opts = crate::bench::BenchOptions {
                 dir,

@@ -43,9 +43,6 @@ pub enum TestnetCommand {
         /// Replace a testnet already in DIR (its keys and chain data are deleted).
         #[arg(long)]
         force: bool,
-        /// Print one JSON object (schema attest.testnet/1) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Start every node that is not running (creating the testnet first if DIR has none) and
     /// wait until all commit blocks.
@@ -56,9 +53,6 @@ pub enum TestnetCommand {
         /// Seconds to wait for every node to answer and commit.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
-        /// Print one JSON object (schema attest.testnet/1) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Stop the nodes: SIGTERM, then SIGKILL after the grace period. Data is kept.
     Down {
@@ -71,25 +65,19 @@ pub enum TestnetCommand {
         /// Seconds each node has to shut down before it is killed.
         #[arg(long, default_value_t = 5)]
         grace: u64,
-        /// Print one JSON object (schema attest.testnet/1) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Show every node: running or down, height, peers, addresses.
     Status {
         /// The testnet directory.
         #[arg(long, default_value = layout::DEFAULT_DIR)]
         dir: PathBuf,
-        /// Print one JSON object (schema attest.testnet/1) instead of a table.
-        #[arg(long)]
-        json: bool,
     },
 }
 
 /// Runs `command`, printing its report on `out`; a command that failed part-way still prints
 /// what it saw, then answers the error.
-pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
-    let (outcome, json) = match command {
+pub fn run(command: TestnetCommand, json: bool, out: &mut impl Write) -> Result<()> {
+    let outcome = match command {
         TestnetCommand::Init {
             dir,
             nodes,
@@ -99,7 +87,6 @@ pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
             cheaters,
             watch_rate,
             force,
-            json,
         } => {
             let opts = InitOptions {
                 dir,
@@ -111,23 +98,16 @@ pub fn run(command: TestnetCommand, out: &mut impl Write) -> Result<()> {
                 watch_rate,
                 force,
             };
-            (done(launcher::init(&opts)?), json)
+            done(launcher::init(&opts)?)
         }
-        TestnetCommand::Up { dir, timeout, json } => {
+        TestnetCommand::Up { dir, timeout } => {
             let exe = std::env::current_exe().context("finding the attest binary")?;
-            let outcome = launcher::up(&dir, Duration::from_secs(timeout), &exe)?;
-            (outcome, json)
+            launcher::up(&dir, Duration::from_secs(timeout), &exe)?
         }
-        TestnetCommand::Down {
-            dir,
-            purge,
-            grace,
-            json,
-        } => (
-            launcher::down(&dir, Duration::from_secs(grace), purge)?,
-            json,
-        ),
-        TestnetCommand::Status { dir, json } => (done(launcher::status(&dir)?), json),
+        TestnetCommand::Down { dir, purge, grace } => {
+            launcher::down(&dir, Duration::from_secs(grace), purge)?
+        }
+        TestnetCommand::Status { dir } => done(launcher::status(&dir)?),
     };
     if json {
         serde_json::to_writer(&mut *out, &outcome.report)?;

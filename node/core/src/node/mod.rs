@@ -622,6 +622,11 @@ impl NodeCore {
                 jobs: crate::market::gateway::MAX_WANTED,
             });
         }
+        if let Offered::Verified(tx) = &offered
+            && !opens_job
+        {
+            self.refuse_if_inapplicable(tx)?;
+        }
         let view = View(&self.ledger.chain);
         let hash = match offered {
             Offered::Signed(tx) => self.ledger.mempool.admit(tx, &view, now_ms)?,
@@ -633,6 +638,33 @@ impl NodeCore {
         self.queue_gossip(now_ms, gossip);
         self.on_tx_waiting(now_ms);
         Ok(hash)
+    }
+
+    /// Refuses a transaction that is its sender's next (its nonce is the committed one) and
+    /// that the state after the head would refuse, with the contract's reason: admitted, it
+    /// would wait in the pool until it expired and hold back every later transaction of its
+    /// sender. One speculative application; a transaction further ahead is not tried (the
+    /// state it applies to is not known yet). Jobs are checked by `check_open` instead.
+    fn refuse_if_inapplicable(
+        &mut self,
+        tx: &Verified<attest_protocol::Tx>,
+    ) -> Result<(), AdmitError> {
+        let signed = tx.signed();
+        let chain = &mut self.ledger.chain;
+        if signed.body.nonce != chain.state().account(&signed.signer).nonce {
+            return Ok(());
+        }
+        // A proposer other than the sender, so the fee it pays is not paid back to it.
+        let validators = chain.validators().validators();
+        let proposer = validators
+            .iter()
+            .map(|v| v.account())
+            .find(|a| *a != signed.signer)
+            .or_else(|| validators.first().map(|v| v.account()))
+            .unwrap_or(signed.signer);
+        chain
+            .try_tx(proposer, tx)
+            .map_err(|e| AdmitError::Refused(e.to_string()))
     }
 
     /// A gossip message on `topic` from `from`.
