@@ -35,6 +35,9 @@ pub enum InvariantViolation {
         /// The job.
         job: JobId,
     },
+    /// The validator ranking is not the active stakes ordered by bonded stake.
+    #[error("the validator ranking does not match the active stakes")]
+    Ranking,
     /// The node index disagrees with the stakes.
     #[error("node {node}: the node index disagrees with the stakes")]
     NodeIndex {
@@ -229,6 +232,15 @@ impl State {
             if self.stakes.get(who).is_none_or(|e| e.node != *node) {
                 return Err(InvariantViolation::NodeIndex { node: *node });
             }
+        }
+        let ranked: std::collections::BTreeSet<_> = self
+            .stakes
+            .iter()
+            .filter(|(_, s)| s.status == StakeStatus::Active && s.bonded.0 > 0)
+            .map(|(who, s)| (std::cmp::Reverse(s.bonded), *who))
+            .collect();
+        if ranked != self.ranked {
+            return Err(InvariantViolation::Ranking);
         }
         Ok(())
     }

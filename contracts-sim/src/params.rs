@@ -1,7 +1,7 @@
 //! Chain parameters, fixed at genesis, and the bounds they must respect.
 
 use attest_protocol::Amount;
-use attest_protocol::limits::{MAX_INPUT_BYTES, MAX_OUTPUT_TOKENS};
+use attest_protocol::limits::{MAX_INPUT_BYTES, MAX_OUTPUT_TOKENS, MAX_VALIDATORS};
 use attest_protocol::workload::CATALOGUE;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,10 @@ pub struct Params {
     /// history). At least 1, so the block that ends a job can still be checked against it.
     /// Default 1,000.
     pub retention_blocks: u64,
+    /// How many accounts validate: the active stakes with the most bonded stake (ties by
+    /// account key), at most the protocol's [`MAX_VALIDATORS`]. Every other eligible stake
+    /// still provides and checks. Default 100.
+    pub max_validators: u32,
 }
 
 impl Default for Params {
@@ -111,6 +115,7 @@ impl Default for Params {
             max_input_bytes: MAX_INPUT_BYTES as u32,
             max_deadline_ms: 60_000,
             retention_blocks: 1_000,
+            max_validators: 100,
         }
     }
 }
@@ -133,6 +138,9 @@ impl Params {
         }
         if self.winner_share_ppm < MIN_WINNER_SHARE_PPM {
             return bad("winner_share_ppm", "below the 20% floor");
+        }
+        if self.max_validators == 0 || self.max_validators as usize > MAX_VALIDATORS {
+            return bad("max_validators", "not between 1 and the protocol's 256");
         }
         if self.max_checker_redraws > MAX_CHECKER_REDRAWS {
             return bad("max_checker_redraws", "above 16");

@@ -1144,3 +1144,52 @@ fn a_final_job_drops_its_input_and_leaves_after_the_retention_window() {
     );
     assert!(late.is_err());
 }
+
+#[test]
+fn the_validators_are_the_largest_active_stakes_up_to_max_validators() {
+    let mut p = params(0);
+    p.max_validators = 2;
+    let mut h = Harness::new(genesis(p));
+    let set = |h: &Harness| h.state.validators().collect::<Vec<_>>();
+    // Equal stakes rank by account key.
+    let mut tied = vec![(id(PROVIDER), tokens(200)), (id(CHECKER), tokens(200))];
+    tied.sort_by_key(|(a, _)| *a);
+    assert_eq!(set(&h), tied);
+    // A third, smaller stake provides and checks but does not validate.
+    h.send(OTHER, stake_action(OTHER, OTHER, tokens(5)))
+        .unwrap();
+    assert_eq!(h.state.stakes().count(), 3);
+    assert!(
+        h.state
+            .stake(&id(OTHER))
+            .is_some_and(|s| s.eligible(Amount::ZERO))
+    );
+    assert_eq!(set(&h), tied);
+    // Unbonding below it moves the provider out and the third stake in, largest first.
+    h.send(
+        PROVIDER,
+        Action::Unstake(Unstake {
+            amount: tokens(196),
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        set(&h),
+        vec![(id(CHECKER), tokens(200)), (id(OTHER), tokens(5))]
+    );
+    // Genesis refuses a set of none, or more than a certificate can hold.
+    for bad in [0, 257] {
+        let mut p = params(0);
+        p.max_validators = bad;
+        assert!(
+            matches!(
+                State::from_genesis(&genesis(p)),
+                Err(GenesisError::BadParam {
+                    field: "max_validators",
+                    ..
+                })
+            ),
+            "max_validators {bad} accepted"
+        );
+    }
+}

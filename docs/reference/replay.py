@@ -285,7 +285,7 @@ PARAMS = ["min_fee", "min_stake", "unbonding_ms", "evidence_blocks", "check_prob
           "probation_jobs", "verdict_window_ms", "max_checker_redraws", "dispute_round_ms",
           "slash_fraction_ppm", "winner_share_ppm", "checker_fee", "challenge_bond",
           "protocol_share_ppm", "missed_deadline_penalty", "max_input_bytes", "max_deadline_ms",
-          "retention_blocks"]
+          "retention_blocks", "max_validators"]
 PHASES = ["open", "committed", "disputed", "settled", "refunded"]
 ACTIVE, JAILED, BANNED = 0, 1, 2
 

@@ -18,6 +18,7 @@ pub mod keyfile;
 pub mod metrics;
 pub mod net;
 pub mod process;
+pub mod reach;
 pub mod shell;
 pub mod sled_store;
 pub mod snapshots;

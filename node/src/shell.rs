@@ -34,12 +34,13 @@ use attest_protocol::{
 use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
+use crate::reach::Probes;
 use crate::sled_store::{BlockReader, SledStore};
 use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
-    AccountSnapshot, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES, MAX_SUBSCRIBERS,
-    Status,
+    AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES,
+    MAX_SUBSCRIBERS, Status,
 };
 use attest_contracts_sim::Key;
 
@@ -84,6 +85,9 @@ pub enum Command {
     /// A receiver of every committed block's events from now on, or `None` if the stream
     /// already has its bound of subscribers.
     Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
+    /// Which connected peers hold a provider's advert, asked of each now; `None` if
+    /// [`crate::reach::MAX_PROBES`] probes run already.
+    AdvertReach(AccountId, oneshot::Sender<Option<AdvertReach>>),
 }
 
 /// A handle to a running node: cloneable, talks to the loop over a bounded channel.
@@ -163,6 +167,13 @@ impl NodeHandle {
     /// An account's balance, stake and provider record.
     pub async fn account(&self, id: AccountId, proof: bool) -> Result<AccountSnapshot> {
         self.ask(|reply| Command::Account(id, proof, reply)).await
+    }
+
+    /// Which connected peers hold `provider`'s advert, as each answers now (at most
+    /// [`crate::reach::PROBE_WAIT_MS`]); `None` if too many probes run already.
+    pub async fn advert_reach(&self, provider: AccountId) -> Result<Option<AdvertReach>> {
+        self.ask(|reply| Command::AdvertReach(provider, reply))
+            .await
     }
 
     /// Every committed block's events from now on. A receiver that falls more than
@@ -313,6 +324,8 @@ pub struct Node {
     store: SledStore,
     commands: mpsc::Receiver<Command>,
     pending: BTreeMap<OutboundRequestId, PeerKey>,
+    /// Advert reach probes in flight (the API's, not the core's).
+    probes: Probes,
     account: String,
     bootnodes: Vec<Multiaddr>,
     accel: AccelPool,
@@ -453,6 +466,7 @@ impl Node {
             store,
             commands,
             pending: BTreeMap::new(),
+            probes: Probes::default(),
             account,
             bootnodes: settings.bootnodes.clone(),
             accel,
@@ -507,7 +521,10 @@ impl Node {
                 Some(command) = self.commands.recv() => self.on_command(command),
                 () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
                 _ = redial.tick() => self.dial_bootnodes(),
-                _ = publish.tick() => self.publish_due = true,
+                _ = publish.tick() => {
+                    self.publish_due = true;
+                    self.probes.expire(now_ms());
+                }
                 Some(result) = self.results.recv() => self.on_job_done(result),
                 Some(batch) = self.checked.recv() => self.on_checked(batch),
                 () = &mut shutdown => break,
@@ -616,6 +633,18 @@ impl Node {
                 }
                 let _ = reply.send(snapshot);
             }
+            Command::AdvertReach(provider, reply) => {
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                let data = attest_core::wire::Request::Advert(provider).encode();
+                let requests = &mut self.swarm.behaviour_mut().requests;
+                self.probes.start(
+                    provider,
+                    peers,
+                    now_ms(),
+                    |peer| requests.send_request(peer, data.clone()),
+                    reply,
+                );
+            }
             Command::Subscribe(reply) => {
                 let room = self.events.receiver_count() < MAX_SUBSCRIBERS;
                 let _ = reply.send(room.then(|| self.events.subscribe()));
@@ -710,7 +739,9 @@ impl Node {
                     request_id, error, ..
                 },
             )) => {
-                if let Some(peer) = self.pending.remove(&request_id) {
+                if self.probes.answer(&request_id, None) {
+                    tracing::debug!(%error, "advert probe failed");
+                } else if let Some(peer) = self.pending.remove(&request_id) {
                     tracing::debug!(%error, "sync request failed");
                     self.core.handle_response(now_ms(), &peer, None);
                 }
@@ -833,6 +864,9 @@ impl Node {
                 request_id,
                 response,
             } => {
+                if self.probes.answer(&request_id, Some(&response)) {
+                    return;
+                }
                 if let Some(key) = self.pending.remove(&request_id) {
                     let _ = peer;
                     self.core.handle_response(now_ms(), &key, Some(&response));

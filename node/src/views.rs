@@ -101,6 +101,22 @@ pub struct Status {
     pub offered_snapshot: Option<Height>,
 }
 
+/// Which connected peers hold a provider's advert, as each of them answered
+/// (`GET /v1/adverts/{provider}/reach`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvertReach {
+    /// The provider asked about.
+    pub provider: AccountId,
+    /// How many connected peers were asked.
+    pub asked: usize,
+    /// The PeerIds that hold its advert.
+    pub holding: Vec<String>,
+    /// The PeerIds that answered without it.
+    pub not_holding: Vec<String>,
+    /// The PeerIds that did not answer in time.
+    pub no_answer: Vec<String>,
+}
+
 /// The most slash records an account answer lists, newest last; `slashes_total` counts all.
 pub const MAX_LISTED_SLASHES: usize = 100;
 

@@ -107,6 +107,9 @@ pub fn up(dir: &Path, timeout: Duration, exe: &Path) -> Result<Outcome> {
         match row.state {
             NodeState::Up => tracing::info!(node = i, "already running: left alone"),
             NodeState::Starting => tracing::info!(node = i, "already starting: left alone"),
+            NodeState::Removed => {
+                tracing::info!(node = i, "removed from the testnet: left stopped")
+            }
             NodeState::PortTaken => bail!(
                 "node {i}'s API address {} answers for another node: stop whatever listens \
                  there, or init this testnet with another --base-port",
@@ -118,6 +121,7 @@ pub fn up(dir: &Path, timeout: Duration, exe: &Path) -> Result<Outcome> {
                     home: layout.home(&dir, i),
                     genesis: genesis.clone(),
                     log: layout.home(&dir, i).join(LOG_FILE),
+                    trust: None,
                 };
                 children.push((i, start(&layout, i, &launch)?));
             }
@@ -131,7 +135,7 @@ pub fn up(dir: &Path, timeout: Duration, exe: &Path) -> Result<Outcome> {
 }
 
 /// Starts node `i` after checking that its ports are free, and records its pid.
-fn start(layout: &Layout, i: usize, launch: &procs::Launch) -> Result<Child> {
+pub(crate) fn start(layout: &Layout, i: usize, launch: &procs::Launch) -> Result<Child> {
     let node = &layout.nodes[i];
     procs::remove_pid(&launch.home)?;
     let p2p = p2p_addr(&node.listen);
@@ -185,8 +189,10 @@ fn wait_ready(
                 first[row.index].get_or_insert(h);
             }
         }
-        let committing =
-            |row: &NodeRow| row.state == NodeState::Up && row.height > first[row.index];
+        let committing = |row: &NodeRow| {
+            row.state == NodeState::Removed
+                || (row.state == NodeState::Up && row.height > first[row.index])
+        };
         let waiting: Vec<usize> = rows
             .iter()
             .filter(|r| !committing(r))
@@ -268,7 +274,7 @@ fn not_ready(
 }
 
 /// "the last lines of LOG:" and those lines.
-fn tail_of(dir: &Path, layout: &Layout, i: usize) -> String {
+pub(crate) fn tail_of(dir: &Path, layout: &Layout, i: usize) -> String {
     let log = layout.home(dir, i).join(LOG_FILE);
     format!(
         "the last lines of {}:\n{}",
@@ -279,11 +285,11 @@ fn tail_of(dir: &Path, layout: &Layout, i: usize) -> String {
 
 /// A node `down` signalled.
 #[derive(Debug)]
-struct Stopped {
-    index: usize,
-    pid: u32,
+pub(crate) struct Stopped {
+    pub(crate) index: usize,
+    pub(crate) pid: u32,
     /// The last signal sent.
-    signal: Signal,
+    pub(crate) signal: Signal,
 }
 
 /// `attest testnet down`: SIGTERM every node started by `up`, SIGKILL those still running
@@ -291,7 +297,7 @@ struct Stopped {
 pub fn down(dir: &Path, grace: Duration, purge: bool) -> Result<Outcome> {
     let dir = absolute_dir(dir)?;
     let layout = Layout::load(&dir)?;
-    let (stopped, mut survivors) = stop_all(&dir, &layout, grace)?;
+    let (stopped, mut survivors) = stop(&dir, &layout, grace, |_| true)?;
     let mut rows = report::probe_all(&dir, &layout);
     for s in &stopped {
         rows[s.index].stopped_with = Some(s.signal.name());
@@ -329,12 +335,18 @@ pub fn down(dir: &Path, grace: Duration, purge: bool) -> Result<Outcome> {
     })
 }
 
-/// Signals every running node: SIGTERM, then SIGKILL for those left after `grace`. Answers
-/// the nodes signalled and the pids no signal could reach. Stale pid files are removed.
-fn stop_all(dir: &Path, layout: &Layout, grace: Duration) -> Result<(Vec<Stopped>, Vec<u32>)> {
+/// Signals every running node `which` picks: SIGTERM, then SIGKILL for those left after
+/// `grace`. Answers the nodes signalled and the pids no signal could reach. Stale pid files
+/// are removed.
+pub(crate) fn stop(
+    dir: &Path,
+    layout: &Layout,
+    grace: Duration,
+    which: impl Fn(usize) -> bool,
+) -> Result<(Vec<Stopped>, Vec<u32>)> {
     let mut stopped = Vec::new();
     let mut unreachable = Vec::new();
-    for index in 0..layout.nodes.len() {
+    for index in (0..layout.nodes.len()).filter(|i| which(*i)) {
         let home = layout.home(dir, index);
         match procs::running_pid(&home) {
             Some(pid) if procs::signal(pid, Signal::Term) => {
@@ -372,7 +384,7 @@ fn stop_all(dir: &Path, layout: &Layout, grace: Duration) -> Result<(Vec<Stopped
 }
 
 /// Polls `done` until it holds or `limit` passes.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

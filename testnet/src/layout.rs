@@ -63,7 +63,7 @@ const DEVICES: [(&str, u64); 4] = [
 pub const IDLE_BLOCK_INTERVAL_MS: u64 = 250;
 /// Each validator's bonded stake, in tokens: a hundred times the minimum, so a node that
 /// loses a dispute (half its stake slashed) stays staked and the testnet keeps its validators.
-const STAKE_TOKENS: u64 = 10_000;
+pub const STAKE_TOKENS: u64 = 10_000;
 /// Each validator's and each client's spendable balance, in tokens: no demo or load run on a
 /// local testnet comes near spending it.
 const BALANCE_TOKENS: u64 = 1_000_000;
@@ -153,6 +153,13 @@ pub struct NodeLayout {
     pub price_per_token: u64,
     /// `MODE:RATE` if it cheats on purpose.
     pub cheater: Option<String>,
+    /// Whether it joined the running chain (`attest testnet add-node`) rather than being
+    /// staked at genesis.
+    #[serde(default)]
+    pub joined: bool,
+    /// Whether `attest testnet remove-node` unstaked and stopped it: `up` leaves it stopped.
+    #[serde(default)]
+    pub removed: bool,
 }
 
 /// One funded client of [`Layout`].
@@ -230,6 +237,80 @@ impl Layout {
     pub fn home(&self, dir: &Path, i: usize) -> PathBuf {
         dir.join(&self.nodes[i].home)
     }
+
+    /// Writes `DIR/testnet.json` atomically (a temporary file renamed over it), so a reader
+    /// never sees half a layout.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(LAYOUT_FILE);
+        let tmp = dir.join(format!("{LAYOUT_FILE}.tmp"));
+        let json = serde_json::to_string_pretty(self).context("encoding the layout")?;
+        std::fs::write(&tmp, json + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// A node added to the running testnet `layout` in `dir` as node `layout.nodes.len()`: its
+/// home (keys derived from the seed as the others', a config whose bootnodes are every other
+/// node, the testnet's watch rate) on the next two ports, on `device` (default: the next in
+/// the cycle). Answers its layout and its device's capability; the caller adds it to the
+/// layout.
+pub fn new_node(
+    dir: &Path,
+    layout: &Layout,
+    device: Option<&str>,
+    watch_rate: f64,
+) -> Result<NodeLayout> {
+    let i = layout.nodes.len();
+    if i >= MAX_NODES {
+        bail!("the testnet already has {i} nodes; at most {MAX_NODES}");
+    }
+    let opts = InitOptions {
+        dir: dir.to_owned(),
+        nodes: i + 1,
+        seed: layout.seed,
+        base_port: layout.base_port,
+        clients: 0,
+        cheaters: Vec::new(),
+        watch_rate,
+        force: false,
+    };
+    let last = u32::from(layout.base_port) + 2 * i as u32 + 1;
+    if last > u32::from(u16::MAX) {
+        bail!("node {i}'s API port {last} is above 65535");
+    }
+    let mut node = node_layout(&opts, i);
+    node.joined = true;
+    if let Some(device) = device {
+        let (name, price) = DEVICES
+            .iter()
+            .find(|(name, _)| *name == device)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DEVICES.iter().map(|(n, _)| *n).collect();
+                anyhow!("device {device:?}: use one of {}", names.join(", "))
+            })?;
+        node.device = (*name).to_owned();
+        node.price_per_token = *price;
+    }
+    let home = dir.join(&node.home);
+    if home.exists() {
+        bail!(
+            "{} already exists: a node once added there was not cleaned up; remove it first",
+            home.display()
+        );
+    }
+    private_dir(&home)?;
+    attest_node::keyfile::write(
+        &home.join(files::NODE_KEY),
+        &derived_key(layout.seed, "node", i),
+    )?;
+    attest_node::keyfile::write(
+        &home.join(files::ACCOUNT_KEY),
+        &derived_key(layout.seed, "account", i),
+    )?;
+    let mut all = layout.nodes.clone();
+    all.push(node.clone());
+    write_config(&home, &node_config(&opts, &node, &all)?)?;
+    Ok(node)
 }
 
 /// The directory name of node `i`'s home.
@@ -442,9 +523,7 @@ fn write_all(opts: &InitOptions, chain_id: ChainId) -> Result<Layout> {
         nodes,
         clients,
     };
-    let path = dir.join(LAYOUT_FILE);
-    let json = serde_json::to_string_pretty(&layout).context("encoding the layout")?;
-    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    layout.save(dir)?;
     Ok(layout)
 }
 
@@ -469,6 +548,8 @@ fn node_layout(opts: &InitOptions, i: usize) -> NodeLayout {
             .iter()
             .find(|c| c.node == i)
             .map(|c| c.cheat.to_string()),
+        joined: false,
+        removed: false,
     }
 }
 

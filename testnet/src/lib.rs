@@ -15,5 +15,6 @@ pub mod demo;
 pub mod http;
 pub mod launcher;
 pub mod layout;
+pub mod membership;
 pub mod procs;
 pub mod report;

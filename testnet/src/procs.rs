@@ -150,6 +150,8 @@ pub struct Launch {
     pub genesis: PathBuf,
     /// The log file, appended to.
     pub log: PathBuf,
+    /// Join by state sync from this trusted block (height, hash), if the store is empty.
+    pub trust: Option<(u64, String)>,
 }
 
 /// Starts `attest node` detached: in a process group of its own (a Ctrl-C aimed at the
@@ -165,12 +167,21 @@ pub fn spawn_node(launch: &Launch) -> Result<Child> {
     let err = log
         .try_clone()
         .with_context(|| format!("opening {}", launch.log.display()))?;
-    Command::new(&launch.exe)
+    let mut command = Command::new(&launch.exe);
+    command
         .arg("node")
         .arg("--home")
         .arg(&launch.home)
         .arg("--genesis")
-        .arg(&launch.genesis)
+        .arg(&launch.genesis);
+    if let Some((height, hash)) = &launch.trust {
+        command
+            .arg("--trust-height")
+            .arg(height.to_string())
+            .arg("--trust-hash")
+            .arg(hash);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

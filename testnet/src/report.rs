@@ -33,6 +33,8 @@ pub enum NodeState {
     Down,
     /// Something else answers on its API port: another node (of another testnet) or program.
     PortTaken,
+    /// `attest testnet remove-node` unstaked and stopped it; `up` leaves it stopped.
+    Removed,
 }
 
 impl NodeState {
@@ -43,6 +45,7 @@ impl NodeState {
             NodeState::Starting => "starting",
             NodeState::Down => "down",
             NodeState::PortTaken => "port-taken",
+            NodeState::Removed => "removed",
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Report {
     pub clients: Vec<ClientLayout>,
     /// Whether `down --purge` removed the directory.
     pub purged: bool,
+    /// What `add-node` or `remove-node` did, and how long it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub membership: Option<crate::membership::Membership>,
 }
 
 impl Report {
@@ -120,6 +126,7 @@ impl Report {
             nodes,
             clients: layout.clients.clone(),
             purged: false,
+            membership: None,
         }
     }
 }
@@ -130,7 +137,11 @@ pub fn offline_row(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
     let home = layout.home(dir, i);
     NodeRow {
         index: i,
-        state: NodeState::Down,
+        state: if node.removed {
+            NodeState::Removed
+        } else {
+            NodeState::Down
+        },
         pid: None,
         peer_id: node.peer_id.clone(),
         account: node.account.clone(),
@@ -158,6 +169,7 @@ pub fn probe(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
         Answer::Status(s) if s.peer_id == layout.nodes[i].peer_id => NodeState::Up,
         Answer::Status(_) | Answer::Other => NodeState::PortTaken,
         Answer::None if row.pid.is_some() => NodeState::Starting,
+        Answer::None if layout.nodes[i].removed => NodeState::Removed,
         Answer::None => NodeState::Down,
     };
     if row.state == NodeState::Up
@@ -217,6 +229,33 @@ pub fn print_table(out: &mut impl Write, report: &Report) -> std::io::Result<()>
         "genesis hash {} (pin it: attest audit --genesis-hash ...)",
         report.genesis_hash
     )?;
+    if let Some(m) = &report.membership {
+        let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
+        match report.command {
+            "add-node" => writeln!(
+                out,
+                "node {} joined ({}): funded at height {}, caught up in {}, staked at height {}, \
+                 advert in every book {} later; {} ms in all",
+                m.node,
+                m.how,
+                m.tx_height.unwrap_or(0),
+                ms(m.sync_ms),
+                m.staked_at.unwrap_or(0),
+                ms(m.advert_ms),
+                m.total_ms
+            )?,
+            _ => writeln!(
+                out,
+                "node {} removed: {}, stopped; {} ms in all",
+                m.node,
+                m.tx_height.map_or_else(
+                    || "it had no bonded stake".to_owned(),
+                    |h| format!("its stake unbonds from height {h}")
+                ),
+                m.total_ms
+            )?,
+        }
+    }
     writeln!(
         out,
         "{:<4} {:<10} {:<52} {:>7} {:>5}  {:<9} {:<22} {:<30} cheat",

@@ -64,8 +64,9 @@ fn free_base() -> u16 {
     for _ in 0..200 {
         let random = RandomState::new().build_hasher().finish();
         let base = 20_000 + (random % 5_000) as u16 * 2;
+        // Room for one node more than the testnet starts with (`add-node`).
         let free =
-            (0..2 * NODES as u16).all(|p| TcpListener::bind(("127.0.0.1", base + p)).is_ok());
+            (0..2 * (NODES as u16 + 1)).all(|p| TcpListener::bind(("127.0.0.1", base + p)).is_ok());
         if free {
             return base;
         }
@@ -102,7 +103,10 @@ impl Drop for Guard {
         if !std::thread::panicking() {
             return;
         }
-        for i in 0..NODES {
+        // Every node there is, the ones `add-node` added included.
+        for i in (0..attest_cli::layout::MAX_NODES)
+            .filter(|i| self.dir.join(format!("node-{i}")).exists())
+        {
             let home = self.dir.join(format!("node-{i}"));
             let log = home.join("node.log");
             eprintln!("---- node {i}: the last lines of {}", log.display());
@@ -660,4 +664,148 @@ fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
         &["audit", "--node", &node, "--genesis-hash", &other],
         "hashes to",
     );
+}
+
+/// A provider joins the running testnet (`add-node`): its advert reaches every node's market,
+/// a job asked of it settles, its account shows the work; it leaves (`remove-node`): unstaked,
+/// stopped, left stopped by `up`; the audit passes after both.
+#[test]
+fn a_provider_joins_the_running_testnet_works_and_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tn");
+    let _guard = Guard {
+        tmp: Some(tmp),
+        dir: dir.clone(),
+    };
+    let d = dir.display().to_string();
+    let base = free_base().to_string();
+    let json = |args: &[&str]| -> Value {
+        let out = attest(args);
+        assert!(
+            out.status.success(),
+            "attest {args:?} failed:\n{}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+    };
+    testnet_json(
+        &dir,
+        &[
+            "init",
+            "--seed",
+            "11",
+            "--clients",
+            "1",
+            "--base-port",
+            &base,
+            "--watch-rate",
+            "0",
+        ],
+    );
+    let up = testnet_json(&dir, &["up", "--timeout", "45"]);
+    assert_eq!(up["nodes_up"], NODES);
+    let node = up["nodes"][0]["api_url"].as_str().unwrap().to_owned();
+
+    let added = json(&[
+        "testnet",
+        "add-node",
+        "--dir",
+        &d,
+        "--device",
+        "cpu",
+        "--timeout",
+        "90",
+        "--json",
+    ]);
+    assert_eq!(added["command"], "add-node");
+    assert_eq!(added["nodes_up"], NODES + 1, "{added}");
+    let joined = &added["nodes"][NODES];
+    assert_eq!(joined["device"], "cpu", "{added}");
+    let m = &added["membership"];
+    assert_eq!(m["node"], NODES, "{added}");
+    assert!(m["staked_at"].as_u64() > m["tx_height"].as_u64(), "{added}");
+    let account = joined["account"].as_str().unwrap().to_owned();
+    for i in 0..NODES {
+        let api = added["nodes"][i]["api_url"].as_str().unwrap();
+        let market = json(&["market", "--node", api, "--json"]);
+        let listed = market["adverts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["provider"] == account.as_str());
+        assert!(listed, "node {i}'s market lacks the new provider: {market}");
+    }
+    // Its own node answers "why no work": nothing; every peer holds its advert.
+    let own = joined["api_url"].as_str().unwrap();
+    let standing = json(&["provider", "status", "--node", own, "--json"]);
+    assert_eq!(standing["schema"], "attest.provider-status/1");
+    assert_eq!(standing["account"], account.as_str(), "{standing}");
+    assert_eq!(standing["problems"], serde_json::json!([]), "{standing}");
+    assert_eq!(standing["bound_to_this_node"], true, "{standing}");
+    assert_eq!(standing["reach"]["asked"], NODES, "{standing}");
+    assert_eq!(
+        standing["reach"]["holding"].as_array().map(Vec::len),
+        Some(NODES),
+        "{standing}"
+    );
+    let key = dir.join("clients/client-0.key").display().to_string();
+    let job = json(&[
+        "submit",
+        "--node",
+        &node,
+        "--key",
+        &key,
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        "a new provider",
+        "--max-tokens",
+        "8",
+        "--provider",
+        &account,
+        "--check",
+        "always",
+        "--wait",
+        "settled",
+        "--timeout",
+        "90",
+        "--json",
+    ]);
+    assert_eq!(job["view"]["provider"], account.as_str(), "{job}");
+    assert_eq!(job["phase"], "settled", "{job}");
+    let record = json(&["account", &account, "--node", &node, "--json"]);
+    let record = &record["account"];
+    assert!(
+        record["provider"]["jobs"]["settled"].as_u64() >= Some(1),
+        "{record}"
+    );
+    assert!(record["validator_power"].as_u64().is_some(), "{record}");
+
+    let removed = json(&["testnet", "remove-node", "4", "--dir", &d, "--json"]);
+    assert_eq!(removed["nodes"][NODES]["state"], "removed", "{removed}");
+    assert_eq!(removed["nodes_up"], NODES, "{removed}");
+    let record = json(&["account", &account, "--node", &node, "--json"]);
+    let stake = &record["account"]["stake"];
+    assert_eq!(stake["bonded"], 0, "{record}");
+    assert_eq!(
+        stake["unbonding"].as_array().map(Vec::len),
+        Some(1),
+        "{record}"
+    );
+    assert!(record["account"]["validator_power"].is_null(), "{record}");
+    let standing = json(&["provider", "status", &account, "--node", &node, "--json"]);
+    let problems = standing["problems"].to_string();
+    assert!(
+        problems.contains("below the chain's min_stake"),
+        "{standing}"
+    );
+    let hash = up["genesis_hash"].as_str().unwrap();
+    let audit = json(&["audit", "--node", &node, "--genesis-hash", hash, "--json"]);
+    assert_eq!(audit["ok"], true, "{audit}");
+    // `up` leaves the removed node stopped and waits only for the others.
+    let again = json(&["testnet", "up", "--dir", &d, "--timeout", "45", "--json"]);
+    assert_eq!(again["nodes"][NODES]["state"], "removed", "{again}");
+    assert_eq!(again["nodes_up"], NODES, "{again}");
+    let purge = json(&["testnet", "down", "--purge", "--dir", &d, "--json"]);
+    assert_eq!(purge["purged"], true);
 }

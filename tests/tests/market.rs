@@ -27,7 +27,11 @@ fn market_params(check_ppm: u32) -> Params {
 
 /// `n` nodes (4 to 6), a steady stream of `jobs` jobs, lossy-ish network.
 fn market(seed: u64, jobs: u64, check_ppm: u32) -> Scenario {
-    let n = 4 + Rng::fork(seed, 0x3A4).index(3);
+    market_of(seed, 4 + Rng::fork(seed, 0x3A4).index(3), jobs, check_ppm)
+}
+
+/// [`market`] with `n` nodes.
+fn market_of(seed: u64, n: usize, jobs: u64, check_ppm: u32) -> Scenario {
     let mut s = Scenario::honest(seed, n);
     s.tx_interval_ms = Some((400, 1_500));
     s.params = market_params(check_ppm);
@@ -344,6 +348,54 @@ fn a_crashed_provider_refunds_and_a_silent_checker_is_replaced() {
             for (who, reason) in slashed(o) {
                 assert_eq!(who, down, "only the crashed node is penalised: {reason:?}");
             }
+        },
+    );
+}
+
+/// Five staked nodes, three validators (`max_validators`): the two outside the set follow the
+/// chain to the target height (the simulator requires it of every honest node), provide jobs
+/// that settle and check others' results.
+#[test]
+fn providers_outside_the_validator_set_provide_and_check() {
+    run_seeds(
+        "providers_outside_the_validator_set_provide_and_check",
+        2,
+        |seed| {
+            let mut s = market_of(seed, 5, 40, 1_000_000);
+            s.params.max_validators = 3;
+            // Providers drawn uniformly, not ranked by a gateway (which favours the first
+            // to build a record), so every provider gets jobs.
+            if let Some(jobs) = s.jobs.as_mut() {
+                jobs.via_gateway = false;
+            }
+            s
+        },
+        |o| {
+            every_job_final(o);
+            let validators: Vec<AccountId> = o.state.validators().map(|(a, _)| a).collect();
+            assert_eq!(validators.len(), 3, "{validators:?}");
+            let outside: Vec<AccountId> = (0..5)
+                .map(account)
+                .filter(|a| !validators.contains(a))
+                .collect();
+            assert_eq!(outside.len(), 2);
+            for a in &outside {
+                let settled = o.state.record(a).provided.settled;
+                assert!(settled > 0, "{a} outside the set provided no settled job");
+            }
+            let checked_by_outside = o
+                .state
+                .jobs()
+                .filter(|(_, j)| {
+                    matches!(j.review, attest_contracts_sim::Review::Agreed { checker }
+                        if outside.contains(&checker))
+                })
+                .count();
+            assert!(
+                checked_by_outside > 0,
+                "nobody outside the set checked a job"
+            );
+            assert!(o.slashes.is_empty(), "slashes: {:?}", slashed(o));
         },
     );
 }

@@ -12,7 +12,7 @@ use attest_protocol::{AccountId, Amount, ChainId, Hash, Height, JobId, PublicKey
 use attest_protocol::{VoteKind, encoding::decode_bounded};
 use serde::{Deserialize, Serialize};
 
-use super::{Account, Job, Record, StakeEntry, State};
+use super::{Account, Job, Record, StakeEntry, StakeStatus, State};
 use crate::params::Params;
 
 /// Where an entry lives. The variant order is the table order of a snapshot.
@@ -281,6 +281,18 @@ impl State {
     /// value of another table than the key's is ignored (no caller builds one).
     pub(crate) fn write_raw(&mut self, key: Key, value: Option<Entry>) -> Option<Entry> {
         let old = self.entry(&key);
+        if let Key::Stake(id) = key {
+            // The validator ranking follows the stake: out with the old, in with the new.
+            if let Some(Entry::Stake(s)) = &old {
+                self.ranked.remove(&(std::cmp::Reverse(s.bonded), id));
+            }
+            if let Some(Entry::Stake(s)) = &value
+                && s.status == StakeStatus::Active
+                && s.bonded.0 > 0
+            {
+                self.ranked.insert((std::cmp::Reverse(s.bonded), id));
+            }
+        }
         let ok = match (key, value) {
             (Key::Meta, Some(Entry::Meta(m))) => {
                 self.chain_id = m.chain_id;

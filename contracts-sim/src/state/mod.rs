@@ -449,6 +449,10 @@ pub struct State {
     pub(crate) retire: BTreeSet<(Height, JobId)>,
     pub(crate) treasury: Amount,
     pub(crate) evidence: BTreeSet<LiveEvidence>,
+    /// Every active stake with bonded stake, most bonded first (ties by account): the
+    /// validator set is its first `max_validators`. Derived from the stakes by every write
+    /// ([`State::write_raw`]); not an entry of its own.
+    pub(crate) ranked: BTreeSet<(std::cmp::Reverse<Amount>, AccountId)>,
     /// Prior values of what the current transaction (or speculated block) touched, to undo
     /// it. Empty between transitions; not state.
     pub(crate) journal: Vec<(Key, Option<Entry>)>,
@@ -557,6 +561,7 @@ impl State {
             retire: BTreeSet::new(),
             treasury: Amount::ZERO,
             evidence: BTreeSet::new(),
+            ranked: BTreeSet::new(),
             journal: Vec::new(),
             holding: false,
             at: Height(0),
@@ -601,6 +606,16 @@ impl State {
     /// Every stake, in account order.
     pub fn stakes(&self) -> impl Iterator<Item = (&AccountId, &StakeEntry)> {
         self.stakes.iter()
+    }
+
+    /// The validators of the height after this state: the first `max_validators` active
+    /// stakes with bonded stake, most bonded first, ties by account key. Reads an ordered
+    /// index: its cost is the set's size, not the number of stakes.
+    pub fn validators(&self) -> impl Iterator<Item = (AccountId, Amount)> + '_ {
+        self.ranked
+            .iter()
+            .take(self.params.max_validators as usize)
+            .map(|(std::cmp::Reverse(bonded), id)| (*id, *bonded))
     }
 
     /// The account a node key is bound to.

@@ -7,18 +7,15 @@
 
 use std::sync::Arc;
 
-use attest_contracts_sim::{StakeStatus, State};
+use attest_contracts_sim::State;
 use attest_protocol::limits::MAX_VALIDATORS;
 use attest_protocol::{Amount, Height, PublicKey, Round};
 
-/// The validators of the height after `state`: every active stake, weighted by bonded stake.
+/// The validators of the height after `state`: the `max_validators` active stakes with the
+/// most bonded stake (ties by account key), each weighted by its bonded stake
+/// (`State::validators`). Every other eligible stake provides and checks without validating.
 pub fn validator_set(state: &State) -> Result<ValidatorSet, ValidatorSetError> {
-    ValidatorSet::new(
-        state
-            .stakes()
-            .filter(|(_, s)| s.status == StakeStatus::Active && s.bonded.0 > 0)
-            .map(|(account, s)| (*account, s.bonded)),
-    )
+    ValidatorSet::new(state.validators())
 }
 
 /// One validator: its account and its voting power, which is its stake in micro-units.

@@ -3,8 +3,8 @@
 
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_OUTPUT_TOKENS, MAX_SMALL_MESSAGE_BYTES};
 use attest_protocol::{
-    Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal, Signed,
-    SignedTx, Vote,
+    AccountId, Block, BoundedVec, Bytes, Canonical, CommitCertificate, Height, JobId, Proposal,
+    Signed, SignedTx, Vote,
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,9 @@ pub enum Request {
     /// The output bytes of several jobs the peer provided: what a gateway sends, one batch
     /// per provider at a time.
     Outputs(BoundedVec<JobId, MAX_OUTPUTS_PER_REQUEST>),
+    /// Whether the peer's advert book holds this provider's advert: what
+    /// `attest provider status` asks every peer of the provider's node.
+    Advert(AccountId),
 }
 
 /// The most jobs one output request names: 64 ids fit the small-message bound (4 KiB) with
@@ -100,6 +103,19 @@ pub enum Response {
     Chunk(ChunkResponse),
     /// The answer to [`Request::Outputs`]: one entry per job asked, in the order asked.
     Outputs(BoundedVec<OutputResponse, MAX_OUTPUTS_PER_REQUEST>),
+    /// The answer to [`Request::Advert`]: the advert the peer holds, if any.
+    Advert(Option<AdvertHeld>),
+}
+
+/// What a peer holds of a provider's advert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvertHeld {
+    /// The advert's sequence number (its signing time, ms).
+    pub seq: u64,
+    /// When it expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// Free slots as the peer counts them.
+    pub free_slots: u32,
 }
 
 /// The most snapshots one peer offers at once.

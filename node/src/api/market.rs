@@ -3,19 +3,20 @@
 //! for the client to sign).
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use attest_protocol::workload::ModelSpec;
 use attest_protocol::{AccountId, Amount, DeviceName, ModelId, PublicKey};
 
-use super::{ApiError, ask, json_rejection, parse_hex_id};
+use super::{ApiError, account_id, ask, json_rejection, parse_hex_id};
 use attest_core::market::{HeldAdvert, NoProvider, Offer, Request};
 
 use crate::shell::NodeHandle;
-pub use crate::views::ReputationView;
+pub use crate::views::{AdvertReach, ReputationView};
 
 /// One advert as `GET /v1/adverts` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,4 +176,25 @@ fn no_provider(e: &NoProvider) -> ApiError {
         NoProvider::OverPriceCap { .. } => (StatusCode::CONFLICT, "over_price_cap"),
     };
     ApiError::new(status, code, e.to_string())
+}
+
+/// `GET /v1/adverts/{provider}/reach`: which of this node's connected peers hold the
+/// provider's advert, each asked now over request-response (answers within 3 s; a peer that
+/// does not is listed as not answering). 503 `busy` while 8 such probes run.
+pub(super) async fn reach(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AdvertReach>, ApiError> {
+    let provider = account_id(path)?;
+    match ask(node.advert_reach(provider)).await? {
+        Some(reach) => Ok(Json(reach)),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} advert probes are running; retry in a few seconds",
+                crate::reach::MAX_PROBES
+            ),
+        )),
+    }
 }

@@ -72,6 +72,7 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/blocks/{height}/raw", get(chain::raw_block))
         .route("/v1/txs", post(chain::submit_tx).layer(write.clone()))
         .route("/v1/adverts", get(market::adverts))
+        .route("/v1/adverts/{provider}/reach", get(market::reach))
         .route("/v1/quote", post(market::quote).layer(write))
         .route("/v1/jobs/{id}", get(jobs::job))
         .route("/v1/jobs/{id}/output", get(jobs::output))

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
+use serde::Serialize;
 use serde_json::json;
 
 use attest_node::api::accounts::AccountSnapshot;
+use attest_node::api::market::{AdvertReach, AdvertView};
 use attest_node::config::files;
 use attest_protocol::tx::{Action, Stake, Transfer, Unstake};
 use attest_protocol::{AccountId, Amount};
@@ -69,6 +71,11 @@ pub enum AccountCommand {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// A provider's standing, for "my node runs, why does it get no work?".
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Start unbonding stake: it stays slashable and returns to the balance after the
     /// chain's `unbonding_ms`.
     Unstake {
@@ -84,6 +91,22 @@ pub enum AccountCommand {
         /// Seconds to wait for a block to commit it.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+    },
+}
+
+/// `attest provider ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Every condition for getting work, checked: staked and eligible, bound to the node at
+    /// --node, in the validator set, on probation or banned, which models the bound device
+    /// holds, advertising, and how many of the node's peers hold its advert (asked now); its
+    /// jobs and slashes. Ask the provider's own node (--node).
+    Status {
+        /// The provider's account (default: the account of --home, else the node's own).
+        account: Option<String>,
+        /// A node home whose account to check.
+        #[arg(long, conflicts_with = "account")]
+        home: Option<PathBuf>,
     },
 }
 
@@ -174,6 +197,27 @@ pub fn run(command: AccountCommand, g: &Globals, out: &mut impl Write) -> Result
             )?;
             writeln!(out, "  {}", role(&after, session.api())?)?;
             Ok(())
+        }
+        AccountCommand::Provider {
+            command: ProviderCommand::Status { account, home },
+        } => {
+            let api = Api::new(node)?;
+            let account = match (account, home) {
+                (Some(id), _) => id.parse().map_err(|e| anyhow!("account {id:?}: {e}"))?,
+                (None, Some(home)) => {
+                    attest_node::keyfile::read(&home.join(files::ACCOUNT_KEY))?.public()
+                }
+                (None, None) => {
+                    let own = api.status()?.account;
+                    own.parse()
+                        .map_err(|e| anyhow!("the node's account {own:?}: {e}"))?
+                }
+            };
+            let report = provider_status(&api, account)?;
+            if g.json {
+                return super::print_json(out, &report);
+            }
+            print_provider_status(&report, out)
         }
         AccountCommand::Unstake {
             amount,
@@ -355,6 +399,228 @@ fn account(
     }
     if let Some(c) = &check {
         print_check(c, out)?;
+    }
+    Ok(())
+}
+
+/// What `attest provider status` found (schema `attest.provider-status/1`).
+#[derive(Debug, Serialize)]
+pub struct ProviderStatus {
+    /// Always `attest.provider-status/1`.
+    pub schema: &'static str,
+    /// The provider's account.
+    pub account: AccountId,
+    /// The node asked, and its PeerId.
+    pub node: String,
+    /// Its PeerId.
+    pub node_peer_id: String,
+    /// The account as the ledger holds it.
+    pub view: AccountSnapshot,
+    /// The chain's `min_stake`, in units.
+    pub min_stake: Amount,
+    /// Whether the stake binds the node asked.
+    pub bound_to_this_node: bool,
+    /// Catalogue models the bound device holds.
+    pub models_runnable: Vec<String>,
+    /// Catalogue models it does not.
+    pub models_not_runnable: Vec<String>,
+    /// Its advert in the asked node's book, if there.
+    pub advert: Option<AdvertView>,
+    /// Which of the asked node's peers hold its advert, as they answered.
+    pub reach: AdvertReach,
+    /// Every condition that keeps work away, in the order to fix them; empty if none.
+    pub problems: Vec<String>,
+}
+
+/// Checks every condition for `account` getting work, asking the node at `api`.
+fn provider_status(api: &Api, account: AccountId) -> Result<ProviderStatus> {
+    let status = api.status()?;
+    let params = api.params()?.params;
+    let view = api.account(&account)?;
+    let advert = api
+        .adverts()?
+        .adverts
+        .into_iter()
+        .find(|a| a.provider == account);
+    let reach: AdvertReach = api.get(&format!("/v1/adverts/{account}/reach"))?;
+    let mut problems = Vec::new();
+    let (mut runnable, mut not_runnable) = (Vec::new(), Vec::new());
+    let mut bound = false;
+    match &view.stake {
+        None => problems.push(format!(
+            "not staked: `attest stake --home HOME --amount N` with at least {} tokens",
+            params.min_stake
+        )),
+        Some(stake) => {
+            match stake.status.as_str() {
+                "banned" => {
+                    problems.push("banned: it lost its disputes; it gets no more work".to_owned())
+                }
+                "jailed" => {
+                    problems.push("jailed: it gets no work until it is released".to_owned())
+                }
+                _ => {}
+            }
+            if stake.bonded < params.min_stake {
+                problems.push(format!(
+                    "{} tokens bonded, below the chain's min_stake of {}: stake more",
+                    stake.bonded, params.min_stake
+                ));
+            }
+            bound = stake.node_peer_id == status.peer_id;
+            if !bound {
+                problems.push(format!(
+                    "the stake binds node {}, not the node asked ({}): restake from this node's home, or ask that node",
+                    stake.node_peer_id, status.peer_id
+                ));
+            }
+            let device = attest_protocol::tx::Capability {
+                device: stake.device.clone(),
+                memory_bytes: stake.memory_bytes,
+            };
+            for m in attest_protocol::workload::CATALOGUE {
+                if device.can_run(m.id) {
+                    runnable.push(m.id.to_owned());
+                } else {
+                    not_runnable.push(m.id.to_owned());
+                }
+            }
+            if runnable.is_empty() {
+                problems.push(format!(
+                    "its device {} holds no catalogue model",
+                    stake.device.as_str()
+                ));
+            }
+        }
+    }
+    match &advert {
+        None if bound => problems.push(
+            "its node does not advertise: is `serve_jobs` on in its config.toml? (an eligible stake is needed too)"
+                .to_owned(),
+        ),
+        None => problems.push("the node asked holds no advert of it".to_owned()),
+        Some(a) if a.free_slots == 0 => {
+            problems.push("its advert shows no free slot: it is busy".to_owned())
+        }
+        Some(_) => {}
+    }
+    if advert.is_some() && reach.asked > 0 && reach.holding.is_empty() {
+        problems.push(format!(
+            "none of the {} peers asked holds its advert: gossip does not reach them",
+            reach.asked
+        ));
+    } else if reach.asked == 0 {
+        problems.push("the node has no peers: check its bootnodes and listen addresses".to_owned());
+    }
+    Ok(ProviderStatus {
+        schema: "attest.provider-status/1",
+        account,
+        node: api.url().to_owned(),
+        node_peer_id: status.peer_id,
+        view,
+        min_stake: params.min_stake,
+        bound_to_this_node: bound,
+        models_runnable: runnable,
+        models_not_runnable: not_runnable,
+        advert,
+        reach,
+        problems,
+    })
+}
+
+fn print_provider_status(r: &ProviderStatus, out: &mut impl Write) -> Result<()> {
+    let yes = |b: bool| if b { "yes" } else { "NO" };
+    let v = &r.view;
+    writeln!(
+        out,
+        "provider {} (asked node {} at {})",
+        r.account, r.node_peer_id, r.node
+    )?;
+    match &v.stake {
+        Some(s) => {
+            writeln!(
+                out,
+                "  staked:      {} ({} tokens bonded, min_stake {}; {})",
+                yes(s.eligible),
+                s.bonded,
+                r.min_stake,
+                s.status
+            )?;
+            writeln!(
+                out,
+                "  bound:       {} (the stake binds node {})",
+                yes(r.bound_to_this_node),
+                s.node_peer_id
+            )?;
+            writeln!(
+                out,
+                "  probation:   {} jobs left always checked; {} disputes lost",
+                s.probation_left, s.disputes_lost
+            )?;
+            writeln!(
+                out,
+                "  device:      {} ({} GB): runs {}{}",
+                s.device.as_str(),
+                s.memory_bytes / 1_000_000_000,
+                r.models_runnable.join(", "),
+                if r.models_not_runnable.is_empty() {
+                    String::new()
+                } else {
+                    format!("; cannot hold {}", r.models_not_runnable.join(", "))
+                }
+            )?;
+        }
+        None => writeln!(out, "  staked:      NO (no stake)")?,
+    }
+    match v.validator_power {
+        Some(p) => writeln!(out, "  validator:   yes (power {p})")?,
+        None => writeln!(
+            out,
+            "  validator:   no (the largest stakes validate; providing does not need it)"
+        )?,
+    }
+    match &r.advert {
+        Some(a) => writeln!(
+            out,
+            "  advert:      yes: {} free slots at {} units/token, expires in ~{} s",
+            a.free_slots,
+            a.price_per_token.0,
+            a.expires_at_ms.saturating_sub(attest_node::shell::now_ms()) / 1000
+        )?,
+        None => writeln!(out, "  advert:      NO (not in the asked node's book)")?,
+    }
+    writeln!(
+        out,
+        "  reach:       held by {} of {} peers asked now{}{}",
+        r.reach.holding.len(),
+        r.reach.asked,
+        if r.reach.not_holding.is_empty() {
+            String::new()
+        } else {
+            format!("; missing at {}", r.reach.not_holding.join(", "))
+        },
+        if r.reach.no_answer.is_empty() {
+            String::new()
+        } else {
+            format!("; no answer from {}", r.reach.no_answer.join(", "))
+        }
+    )?;
+    let p = &v.provider;
+    writeln!(
+        out,
+        "  work:        {} settled, {} refunded, {} open, {} committed; {} slashes",
+        p.jobs.settled, p.jobs.refunded, p.jobs.open, p.jobs.committed, p.slashes_total
+    )?;
+    if r.problems.is_empty() {
+        writeln!(
+            out,
+            "ready: eligible, advertised, and its advert reaches the network"
+        )?;
+    } else {
+        writeln!(out, "why no work:")?;
+        for problem in &r.problems {
+            writeln!(out, "  - {problem}")?;
+        }
     }
     Ok(())
 }

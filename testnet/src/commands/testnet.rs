@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use crate::launcher::{self, Outcome};
 use crate::layout::{self, CheaterSpec, InitOptions, MAX_CLIENTS, MAX_NODES};
+use crate::membership;
 use crate::report::{self, Report};
 
 /// The testnet subcommands.
@@ -72,6 +73,32 @@ pub enum TestnetCommand {
         #[arg(long, default_value = layout::DEFAULT_DIR)]
         dir: PathBuf,
     },
+    /// Join a new provider to the running testnet as a new machine would: a new home, its
+    /// account funded from the first client (the faucet), the node started (state sync when
+    /// node 0 offers a snapshot), then staked; done when its advert is in every book.
+    AddNode {
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// The device profile (wse-3, h100-sxm, a100-80gb, cpu); default the next in the
+        /// testnet's cycle.
+        #[arg(long)]
+        device: Option<String>,
+        /// Seconds to wait for it to catch up and advertise.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Unstake a node's whole bonded stake and stop it; `up` leaves it stopped.
+    RemoveNode {
+        /// The node's index.
+        index: usize,
+        /// The testnet directory.
+        #[arg(long, default_value = layout::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Seconds the node has to shut down before it is killed.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+    },
 }
 
 /// Runs `command`, printing its report on `out`; a command that failed part-way still prints
@@ -108,6 +135,17 @@ pub fn run(command: TestnetCommand, json: bool, out: &mut impl Write) -> Result<
             launcher::down(&dir, Duration::from_secs(grace), purge)?
         }
         TestnetCommand::Status { dir } => done(launcher::status(&dir)?),
+        TestnetCommand::AddNode {
+            dir,
+            device,
+            timeout,
+        } => {
+            let exe = std::env::current_exe().context("finding the attest binary")?;
+            membership::add_node(&dir, device.as_deref(), Duration::from_secs(timeout), &exe)?
+        }
+        TestnetCommand::RemoveNode { index, dir, grace } => {
+            membership::remove_node(&dir, index, Duration::from_secs(grace))?
+        }
     };
     if json {
         serde_json::to_writer(&mut *out, &outcome.report)?;

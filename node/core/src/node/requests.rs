@@ -30,15 +30,17 @@ impl NodeCore {
                 Some(Response::Snapshots(offers)) => SyncAnswer::Offers(offers.into_vec()),
                 Some(Response::Sync(r)) => SyncAnswer::Blocks(r.blocks.into_vec()),
                 Some(Response::Chunk(c)) => SyncAnswer::Chunk(c),
-                Some(Response::Output(_) | Response::Outputs(_)) | None => SyncAnswer::Failed,
+                Some(Response::Output(_) | Response::Outputs(_) | Response::Advert(_)) | None => {
+                    SyncAnswer::Failed
+                }
             };
             self.on_sync_answer(now_ms, from, answer);
             return;
         }
         match response {
             Some(Response::Sync(r)) => self.on_sync_response(now_ms, from, r),
-            // Answers to a state sync that finished.
-            Some(Response::Snapshots(_) | Response::Chunk(_)) => {}
+            // Answers to a state sync that finished; advert probes are the host's own.
+            Some(Response::Snapshots(_) | Response::Chunk(_) | Response::Advert(_)) => {}
             Some(Response::Output(r)) => {
                 self.market
                     .gateway
@@ -104,6 +106,14 @@ impl NodeCore {
                     jobs.iter().map(|job| self.output_response(*job)).collect();
                 let response = Response::Outputs(BoundedVec::new(answers).ok()?);
                 Some(Answer::Ready(response.encode()))
+            }
+            Request::Advert(provider) => {
+                let held = self.market.book.get(&provider).map(|h| wire::AdvertHeld {
+                    seq: h.advert().seq,
+                    expires_at_ms: h.advert().expires_at_ms,
+                    free_slots: h.free_slots(),
+                });
+                Some(Answer::Ready(Response::Advert(held).encode()))
             }
             Request::Snapshots => Some(Answer::Ready(self.answer_offers().encode())),
             Request::Chunk(c) => Some(Answer::Ready(self.answer_chunk(&c).encode())),
