@@ -1,8 +1,10 @@
 //! The libp2p half of the shell: the swarm's behaviours, topics and wire codec.
 //!
 //! Transport is TCP with noise and yamux. Behaviours: identify and ping (so any standard libp2p
-//! peer can identify the node), gossipsub for transactions, consensus messages and adverts,
-//! and request-response for block sync and job outputs. This module builds the swarm and says
+//! peer can identify the node), Kademlia on the node's own protocol ([`KAD_PROTOCOL`]) so one
+//! reachable bootnode is enough to find the rest (peers' listen addresses learned through
+//! identify go into its routing table), gossipsub for transactions, consensus messages and
+//! adverts, and request-response for block sync and job outputs. This module builds the swarm and says
 //! how bytes travel; it decides nothing about their meaning, which is the node core's job. It
 //! never listens or dials anywhere it is not told to (no mDNS).
 
@@ -14,7 +16,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, kad, noise, ping, tcp, yamux,
 };
 
 /// Gossip topics (their names are the core's).
@@ -24,6 +26,11 @@ pub use attest_core::topic;
 pub const REQUEST_PROTOCOL: &str = "/attest/req/1";
 /// The identify protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/attest/1";
+/// The Kademlia protocol: the nodes' own DHT, never mixed with the public IPFS one.
+pub const KAD_PROTOCOL: &str = "/attest/kad/1";
+/// How often the routing table is refreshed by a bootstrap query (libp2p also bootstraps when
+/// the table gains its first peers).
+pub const KAD_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Largest request read from a peer: requests name heights or jobs, so they are small.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -66,6 +73,8 @@ impl NetConfig {
 pub struct Behaviour {
     /// Who the peer is and what it speaks.
     pub identify: identify::Behaviour,
+    /// Peer discovery: the routing table the shell dials peers from.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
     /// Liveness.
     pub ping: ping::Behaviour,
     /// Topics.
@@ -76,7 +85,7 @@ pub struct Behaviour {
 
 impl std::fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Behaviour { identify, ping, gossipsub, requests }")
+        f.write_str("Behaviour { identify, kad, ping, gossipsub, requests }")
     }
 }
 
@@ -144,11 +153,20 @@ pub fn build_swarm(config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                 [(StreamProtocol::new(REQUEST_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(config.request_timeout),
             );
+            let me = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+            kad_config.set_periodic_bootstrap_interval(Some(KAD_BOOTSTRAP_INTERVAL));
+            let mut kad =
+                kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), kad_config);
+            // Answer queries whatever addresses we have: peers on a private network have no
+            // confirmed external address, and discovery is the point.
+            kad.set_mode(Some(kad::Mode::Server));
             Ok(Behaviour {
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
                 )),
+                kad,
                 ping: ping::Behaviour::new(ping::Config::new()),
                 gossipsub,
                 requests,
@@ -212,6 +230,25 @@ pub fn bootnode_peer(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().find_map(|p| match p {
         libp2p::multiaddr::Protocol::P2p(id) => Some(id),
         _ => None,
+    })
+}
+
+/// `addr` without its `/p2p/<PeerId>` suffix: how the routing table stores a peer's address.
+pub fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+        .collect()
+}
+
+/// Whether a peer's reported listen address can be dialled: not an unspecified IP (0.0.0.0,
+/// ::) and not port 0.
+pub fn dialable(addr: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().all(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        Protocol::Tcp(port) => port != 0,
+        _ => true,
     })
 }
 

@@ -17,7 +17,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, Message, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use attest_chain::GenesisFile;
@@ -403,6 +403,13 @@ const BACKLOG: usize = 1_024;
 /// and a bootnode that was not up yet must still be reached.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The most connections the node opens to peers it discovered (bootnodes are always dialled,
+/// and peers may dial us): enough for a full gossip mesh and every validator of a small set.
+const MAX_DIALED_PEERS: usize = 64;
+
+/// The most listen addresses taken from one peer's identify message.
+const MAX_LEARNED_ADDRESSES: usize = 8;
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("core", &self.core).finish()
@@ -447,9 +454,12 @@ impl Node {
             net::listen(&mut swarm, addr.clone())?;
         }
         for addr in &settings.bootnodes {
-            if net::bootnode_peer(addr).is_none() {
+            let Some(peer) = net::bootnode_peer(addr) else {
                 anyhow::bail!("bootnode {addr} lacks a /p2p/<PeerId> suffix");
-            }
+            };
+            // The routing table starts from the bootnodes; the rest is discovered.
+            let kad = &mut swarm.behaviour_mut().kad;
+            kad.add_address(&peer, net::without_peer(addr));
         }
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (accel, results) = AccelPool::start(vec![settings.device.clone()])?;
@@ -520,7 +530,10 @@ impl Node {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
                 () = tokio::time::sleep(sleep) => self.core.handle_timeout(now_ms()),
-                _ = redial.tick() => self.dial_bootnodes(),
+                _ = redial.tick() => {
+                    self.dial_bootnodes();
+                    self.redial_discovered();
+                }
                 _ = publish.tick() => {
                     self.publish_due = true;
                     self.probes.expire(now_ms());
@@ -672,6 +685,7 @@ impl Node {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => p2p.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => p2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => p2p.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => p2p.record(e),
             SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
                 self.metrics.set_peers(self.swarm.connected_peers().count());
@@ -753,7 +767,77 @@ impl Node {
                 tracing::debug!(peer = %peer_id, "connected");
                 self.core.peer_connected(now_ms(), &peer_id.to_bytes());
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.learn_addresses(peer_id, &info),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer: true,
+                ..
+            })) => {
+                tracing::debug!(%peer, "discovered");
+                self.dial_discovered(peer);
+            }
             _ => {}
+        }
+    }
+
+    /// A peer told us (identify) where it listens: if it speaks our Kademlia, those addresses
+    /// go into the routing table, at most [`MAX_LEARNED_ADDRESSES`] of them and none that
+    /// cannot be dialled (unspecified or port 0).
+    fn learn_addresses(&mut self, peer: PeerId, info: &identify::Info) {
+        if !info
+            .protocols
+            .iter()
+            .any(|p| p.as_ref() == net::KAD_PROTOCOL)
+        {
+            return;
+        }
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for addr in info
+            .listen_addrs
+            .iter()
+            .filter(|a| net::dialable(a))
+            .take(MAX_LEARNED_ADDRESSES)
+        {
+            kad.add_address(&peer, addr.clone());
+        }
+    }
+
+    /// Dials a peer the routing table holds, unless connected already or at
+    /// [`MAX_DIALED_PEERS`] connections.
+    fn dial_discovered(&mut self, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id()
+            || self.swarm.is_connected(&peer)
+            || self.swarm.connected_peers().count() >= MAX_DIALED_PEERS
+        {
+            return;
+        }
+        if let Err(e) = self.swarm.dial(peer) {
+            tracing::debug!(%peer, error = %e, "dialling a discovered peer");
+        }
+    }
+
+    /// Dials every peer of the routing table we are not connected to (a peer lost in a
+    /// partition is found again this way), up to [`MAX_DIALED_PEERS`] connections.
+    fn redial_discovered(&mut self) {
+        let known: Vec<PeerId> = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .flat_map(|bucket| {
+                bucket
+                    .iter()
+                    .map(|entry| *entry.node.key.preimage())
+                    .collect::<Vec<_>>()
+            })
+            .take(MAX_DIALED_PEERS)
+            .collect();
+        for peer in known {
+            self.dial_discovered(peer);
         }
     }
 

@@ -1,0 +1,403 @@
+//! Nodes on separate hosts, as far as one machine can show it: four `attest node` processes,
+//! each in a Linux network namespace of its own with its own address on a virtual bridge
+//! (`ip netns`, `veth`), made as an operator makes them (`attest init`, `attest genesis`).
+//! Every node but node 0 is given node 0 alone as its bootnode: they must find each other
+//! (Kademlia, identify). Then a fifth host joins (block sync), is funded and stakes
+//! (`attest transfer`, `attest stake` over its own API) and its advert reaches node 0's
+//! market; one host is cut off (its link down) while the rest go on, and healed (link up)
+//! after which it catches up; the chain is one chain on every host and `attest audit` passes.
+//!
+//! Needs root (namespaces); CI runs as root. Without it the test says so and does nothing.
+//! Addresses are 10.77.N.0/24 with N from the process id, on interfaces and namespaces the
+//! test creates and removes (also when it fails). Waits are hang guards only.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attest_cli::http::Client;
+use attest_node::views::Status;
+use serde_json::Value;
+
+const HOSTS: usize = 4;
+const P2P_PORT: u16 = 26_656;
+const API_PORT: u16 = 26_657;
+
+fn attest() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_attest"))
+}
+
+fn attest_json(args: &[&str]) -> Value {
+    let out = attest().args(args).output().expect("run attest");
+    assert!(
+        out.status.success(),
+        "attest {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
+}
+
+/// Runs `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether this process runs as root (its effective uid, from /proc/self/status, is 0).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// The bridge, the namespaces and the node processes; dropping it removes them all.
+struct Net {
+    tag: String,
+    subnet: u8,
+    bridge: String,
+    hosts: Vec<Host>,
+    dir: Option<tempfile::TempDir>,
+    started: Instant,
+}
+
+struct Host {
+    ns: String,
+    /// The bridge side of its veth pair.
+    link: String,
+    addr: String,
+    home: PathBuf,
+    log: PathBuf,
+    peer_id: String,
+    child: Option<Child>,
+}
+
+impl Net {
+    fn new() -> Self {
+        let pid = std::process::id();
+        let tag = format!("{:x}", pid % 0xfff);
+        let subnet = (20 + pid % 200) as u8;
+        let bridge = format!("atbr{tag}");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.77.{subnet}.254/24"),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        Self {
+            tag,
+            subnet,
+            bridge,
+            hosts: Vec::new(),
+            dir: Some(tempfile::tempdir().unwrap()),
+            started: Instant::now(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!("[{:6.2}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+
+    /// A namespace with one veth on the bridge at 10.77.N.(i+1), and a node home for it.
+    fn add_host(&mut self) -> usize {
+        let i = self.hosts.len();
+        let ns = format!("atns{}-{i}", self.tag);
+        let link = format!("atv{}{i}", self.tag);
+        let inner = format!("atp{}{i}", self.tag);
+        let addr = format!("10.77.{}.{}", self.subnet, i + 1);
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["link", "set", &link, "master", &self.bridge]);
+        ip(&["link", "set", &link, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &inner,
+        ]);
+        ip(&["-n", &ns, "link", "set", &inner, "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let dir = self.dir.as_ref().unwrap().path();
+        let home = dir.join(format!("host{i}"));
+        let listen = format!("/ip4/{addr}/tcp/{P2P_PORT}");
+        let api = format!("{addr}:{API_PORT}");
+        let report = attest_json(&[
+            "init",
+            "--home",
+            &home.display().to_string(),
+            "--listen",
+            &listen,
+            "--api",
+            &api,
+            "--json",
+        ]);
+        self.hosts.push(Host {
+            ns,
+            link,
+            addr,
+            home,
+            log: dir.join(format!("host{i}.log")),
+            peer_id: report["peer_id"].as_str().unwrap().to_owned(),
+            child: None,
+        });
+        i
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://{}:{API_PORT}", self.hosts[i].addr)
+    }
+
+    fn bootnode(&self) -> String {
+        let h = &self.hosts[0];
+        format!("/ip4/{}/tcp/{P2P_PORT}/p2p/{}", h.addr, h.peer_id)
+    }
+
+    /// Starts host `i`'s node inside its namespace; every host but 0 knows only host 0.
+    fn start(&mut self, i: usize, genesis: &Path) {
+        let bootnode = self.bootnode();
+        let host = &self.hosts[i];
+        let log = std::fs::File::create(&host.log).unwrap();
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &host.ns])
+            .arg(env!("CARGO_BIN_EXE_attest"))
+            .args(["node", "--home"])
+            .arg(&host.home)
+            .arg("--genesis")
+            .arg(genesis)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if i != 0 {
+            command.args(["--bootnode", &bootnode]);
+        }
+        self.hosts[i].child = Some(command.spawn().unwrap());
+    }
+
+    fn status(&self, i: usize) -> Option<Status> {
+        let client = Client::new(&self.url(i))
+            .ok()?
+            .with_timeouts(Duration::from_secs(1), Duration::from_secs(2));
+        client.get("/v1/status").ok()
+    }
+
+    fn wait<T>(&self, what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            let seen: Vec<Option<(u64, usize)>> = (0..self.hosts.len())
+                .map(|i| self.status(i).map(|s| (s.height.0, s.peers)))
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "hang guard: {what} after {limit:?}; (height, peers) by host: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let panicking = std::thread::panicking();
+        for (i, host) in self.hosts.iter().enumerate() {
+            if panicking {
+                eprintln!("---- host {i}: the last lines of {}", host.log.display());
+                eprintln!("{}", attest_cli::procs::log_tail(&host.log, 40));
+            }
+            let _ = Command::new("ip")
+                .args(["link", "del", &host.link])
+                .output();
+            let _ = Command::new("ip").args(["netns", "del", &host.ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        if panicking && let Some(dir) = self.dir.take() {
+            eprintln!("test directory kept at {}", dir.keep().display());
+        }
+    }
+}
+
+#[test]
+fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
+    if !is_root() {
+        eprintln!("SKIPPED: network namespaces need root (CI runs this as root)");
+        return;
+    }
+    let mut net = Net::new();
+    for _ in 0..HOSTS {
+        net.add_host();
+    }
+    let dir = net.dir.as_ref().unwrap().path().to_owned();
+    let client_key = dir.join("client.key");
+    let client = attest_json(&["keys", "new", &client_key.display().to_string(), "--json"]);
+    let client = client["account"].as_str().unwrap().to_owned();
+    let genesis = dir.join("genesis.json");
+    let mut args = vec![
+        "genesis".to_owned(),
+        "--chain-id".into(),
+        "netns-test".into(),
+        "--out".into(),
+        genesis.display().to_string(),
+        "--fund".into(),
+        format!("{client}=100000"),
+        "--json".into(),
+    ];
+    for h in &net.hosts {
+        args.extend(["--validator".into(), h.home.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    attest_json(&args);
+    for i in 0..HOSTS {
+        net.start(i, &genesis);
+    }
+    net.say("four hosts started, each knowing host 0 alone");
+    // Every host finds every other through host 0, and blocks are made.
+    net.wait(
+        "every host connected to the 3 others",
+        Duration::from_secs(60),
+        || {
+            (0..HOSTS)
+                .all(|i| {
+                    net.status(i)
+                        .is_some_and(|s| s.peers >= HOSTS - 1 && s.height.0 >= 2)
+                })
+                .then_some(())
+        },
+    );
+    net.say("every host has the other three as peers");
+
+    // A fifth host joins, is funded, stakes from its own API and advertises.
+    let joiner = net.add_host();
+    net.start(joiner, &genesis);
+    let head = net.status(0).unwrap().height.0;
+    net.wait(
+        "the fifth host catching up",
+        Duration::from_secs(60),
+        || {
+            net.status(joiner)
+                .filter(|s| s.height.0 >= head && s.peers >= HOSTS)
+                .map(|_| ())
+        },
+    );
+    net.say("the fifth host caught up by block sync");
+    let home = net.hosts[joiner].home.display().to_string();
+    let account = attest_json(&[
+        "keys",
+        "show",
+        &net.hosts[joiner]
+            .home
+            .join("account.key")
+            .display()
+            .to_string(),
+        "--json",
+    ])["account"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let node0 = net.url(0);
+    let own = net.url(joiner);
+    attest_json(&[
+        "transfer",
+        "--to",
+        &account,
+        "--amount",
+        "2000",
+        "--key",
+        &client_key.display().to_string(),
+        "--node",
+        &node0,
+        "--json",
+    ]);
+    let staked = attest_json(&[
+        "stake", "--amount", "1000", "--home", &home, "--node", &own, "--json",
+    ]);
+    assert_eq!(staked["bonded_after"], 1_000_000_000u64, "{staked}");
+    net.wait(
+        "the new provider in host 0's market",
+        Duration::from_secs(30),
+        || {
+            let market = attest_json(&["market", "--node", &node0, "--json"]);
+            market["adverts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["provider"] == account.as_str())
+                .then_some(())
+        },
+    );
+    net.say("the fifth host staked; its advert is in host 0's market");
+
+    // Cut host 3 off; the other four (4 of 5 equal stakes) go on without it.
+    let cut = 3;
+    ip(&["link", "set", &net.hosts[cut].link, "down"]);
+    let at_cut = net.status(0).unwrap().height.0;
+    let live = [0, 1, 2, joiner];
+    net.wait(
+        "the others committing without host 3",
+        Duration::from_secs(60),
+        || {
+            live.iter()
+                .all(|i| net.status(*i).is_some_and(|s| s.height.0 >= at_cut + 3))
+                .then_some(())
+        },
+    );
+    net.say("the four others made 3 blocks with host 3 cut off");
+    ip(&["link", "set", &net.hosts[cut].link, "up"]);
+    let target = net.status(0).unwrap().height.0;
+    net.wait(
+        "host 3 catching up after the heal",
+        Duration::from_secs(60),
+        || net.status(cut).filter(|s| s.height.0 >= target).map(|_| ()),
+    );
+    net.say("host 3 healed and caught up");
+
+    // One chain on every host, and an audit from genesis through host 0.
+    let common = (0..=joiner)
+        .map(|i| net.status(i).unwrap().height.0)
+        .min()
+        .unwrap();
+    let hash_at = |i: usize, h: u64| -> String {
+        let client = Client::new(&net.url(i)).unwrap();
+        let block: Value = client.get(&format!("/v1/blocks/{h}")).unwrap();
+        block["hash"].as_str().unwrap().to_owned()
+    };
+    for h in [1, common / 2, common] {
+        let want = hash_at(0, h.max(1));
+        for i in 1..=joiner {
+            assert_eq!(hash_at(i, h.max(1)), want, "host {i} differs at height {h}");
+        }
+    }
+    let audit = attest_json(&[
+        "audit",
+        "--node",
+        &node0,
+        "--genesis",
+        &genesis.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(audit["ok"], true, "{audit}");
+    net.say(&format!("one chain to height {common}; the audit passes"));
+}
