@@ -127,6 +127,11 @@ fn lying_checker_loses_and_the_honest_provider_is_paid() {
                 tokens(200),
                 "honest provider slashed"
             );
+            // The winner's share of the lying checker's slash counts as earned, and its
+            // record shows what the slash took from the loser.
+            let taken = h.state.record(&id(CHECKER)).slashed;
+            assert_eq!(taken, tokens(100));
+            assert!(h.state.record(&id(PROVIDER)).earned.0 >= taken.0 / 5);
             assert!(events.iter().any(|e| matches!(
                 e,
                 Event::Settled {

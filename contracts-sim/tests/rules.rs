@@ -671,6 +671,17 @@ fn agreeing_checker_is_paid_and_job_settles() {
         h.balance(CHECKER),
         Amount(before.0 - fee.0 + h.state.params().checker_fee.0)
     );
+    // Both records count what they were paid for their work (not block fees).
+    let payment = spec.price.0 * u64::from(spec.max_tokens);
+    assert_eq!(
+        h.state.record(&id(PROVIDER)).earned,
+        Amount(payment - payment / 100)
+    );
+    assert_eq!(
+        h.state.record(&id(CHECKER)).earned,
+        h.state.params().checker_fee
+    );
+    assert_eq!(h.state.record(&id(CLIENT)).earned, Amount::ZERO);
 }
 
 #[test]

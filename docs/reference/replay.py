@@ -453,7 +453,8 @@ class State:
         if t == "record":
             r = self.records.get(k[1])
             return None if r is None else (enc_counts(r["provided"]) + enc_counts(r["opened"])
-                                           + varint(r["slashes"]) + varint(r["slashed"]))
+                                           + varint(r["slashes"]) + varint(r["slashed"])
+                                           + varint(r["earned"]))
         if t == "job":
             j = self.jobs.get(k[1])
             return None if j is None else enc_job(j)
@@ -497,7 +498,7 @@ class State:
         r = self.records.get(a)
         if r is None:
             r = {"provided": dict.fromkeys(PHASES, 0), "opened": dict.fromkeys(PHASES, 0),
-                 "slashes": 0, "slashed": 0}
+                 "slashes": 0, "slashed": 0, "earned": 0}
             self.records[a] = r
         self.dirty.add(("record", a))
         return r
@@ -559,12 +560,18 @@ class State:
         self.put_stake(who, s)
         return amount - left
 
+    def earn(self, who, amount):
+        """Counts what the protocol paid `who` for its work in its record."""
+        if amount > 0:
+            self.record(who)["earned"] += amount
+
     def slash(self, who, amount, winner):
         taken = self.take_stake(who, amount)
         share = 0
         if winner is not None and winner != who:
             share = ppm_ceil(taken, self.p["winner_share_ppm"])
             self.credit(winner, share)
+            self.earn(winner, share)
         self.credit_treasury(taken - share)
         r = self.record(who)
         r["slashes"] += 1
@@ -849,6 +856,7 @@ class State:
         if winner == "provider" and bond > 0:
             share = ppm_ceil(bond, self.p["winner_share_ppm"])
             self.credit(prov, share)
+            self.earn(prov, share)
             self.credit_treasury(bond - share)
             self.settle(jid, None)
         elif winner == "provider":
@@ -880,9 +888,11 @@ class State:
         checker_paid = self.p["checker_fee"] if checker is not None else 0
         refund = job["escrow"] - payment - checker_paid
         self.credit(job["provider"], payment - fee)
+        self.earn(job["provider"], payment - fee)
         self.credit_treasury(fee)
         if checker is not None:
             self.credit(checker, checker_paid)
+            self.earn(checker, checker_paid)
         self.credit(job["client"], refund)
         job["escrow"], job["phase"] = 0, {"kind": "settled"}
         self.put_job(jid, job)

@@ -136,6 +136,13 @@ pub struct AccountSnapshot {
     pub provider: ProviderRecord,
     /// Jobs it opened as a client, by phase.
     pub client_jobs: PhaseCounts,
+    /// What the protocol paid it for its work in all, in units: pay for provided jobs, checker
+    /// fees, shares of slashes and forfeited bonds it won (not block fees).
+    #[serde(default)]
+    pub earned: Amount,
+    /// What slashes and penalties took from its stake in all, in units.
+    #[serde(default)]
+    pub penalized: Amount,
     /// Its voting power if it is in the validator set of the next height (the top
     /// `max_validators` active stakes), else `null`.
     #[serde(default)]
@@ -331,6 +338,8 @@ impl AccountSnapshot {
                 slashes,
             },
             client_jobs: record.opened.into(),
+            earned: record.earned,
+            penalized: record.slashed,
             validator_power: None,
             proof: None,
         }

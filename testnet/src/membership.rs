@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
 
 use attest_node::config::files;
 use attest_protocol::Amount;
@@ -24,7 +23,7 @@ use crate::client::{Api, Opener};
 use crate::launcher::{self, Outcome, absolute_dir};
 use crate::layout::{self, GENESIS_FILE, LOG_FILE, Layout};
 use crate::procs;
-use crate::report::{self, NodeState, Report};
+use crate::report::{self, Membership, NodeState, Report};
 
 /// How long a transaction of these commands may take to commit.
 const COMMIT_WAIT: Duration = Duration::from_secs(30);
@@ -32,28 +31,6 @@ const COMMIT_WAIT: Duration = Duration::from_secs(30);
 const SPENDING_TOKENS: u64 = 1_000;
 /// How often the joins look again.
 const POLL: Duration = Duration::from_millis(200);
-
-/// What `add-node` did and how long each part took (the `membership` field of its report).
-#[derive(Debug, Clone, Serialize)]
-pub struct Membership {
-    /// The node.
-    pub node: usize,
-    /// Its account.
-    pub account: String,
-    /// `state sync from height H` or `block sync from genesis` (add-node); `unstaked`
-    /// (remove-node).
-    pub how: String,
-    /// Height of the transaction that funded it (add-node) or unstaked it (remove-node).
-    pub tx_height: Option<u64>,
-    /// Height of its stake (add-node).
-    pub staked_at: Option<u64>,
-    /// Milliseconds from its start until it had caught up with node 0's height at the start.
-    pub sync_ms: Option<u64>,
-    /// Milliseconds from its stake's commit until its advert was in every running node's book.
-    pub advert_ms: Option<u64>,
-    /// Milliseconds for the whole command.
-    pub total_ms: u64,
-}
 
 /// The first running node's API: where the transactions go.
 fn gateway(dir: &Path, layout: &Layout, except: Option<usize>) -> Result<(usize, Api)> {

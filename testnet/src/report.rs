@@ -87,6 +87,28 @@ pub struct NodeRow {
     pub stopped_with: Option<&'static str>,
 }
 
+/// What `add-node` did and how long each part took (the `membership` field of its report).
+#[derive(Debug, Clone, Serialize)]
+pub struct Membership {
+    /// The node.
+    pub node: usize,
+    /// Its account.
+    pub account: String,
+    /// `state sync from height H` or `block sync from genesis` (add-node); `unstaked`
+    /// (remove-node).
+    pub how: String,
+    /// Height of the transaction that funded it (add-node) or unstaked it (remove-node).
+    pub tx_height: Option<u64>,
+    /// Height of its stake (add-node).
+    pub staked_at: Option<u64>,
+    /// Milliseconds from its start until it had caught up with node 0's height at the start.
+    pub sync_ms: Option<u64>,
+    /// Milliseconds from its stake's commit until its advert was in every running node's book.
+    pub advert_ms: Option<u64>,
+    /// Milliseconds for the whole command.
+    pub total_ms: u64,
+}
+
 /// One `attest testnet` answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -110,7 +132,7 @@ pub struct Report {
     pub purged: bool,
     /// What `add-node` or `remove-node` did, and how long it took.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub membership: Option<crate::membership::Membership>,
+    pub membership: Option<Membership>,
 }
 
 impl Report {

@@ -3,9 +3,11 @@
 //! (`ip netns`, `veth`), made as an operator makes them (`attest init`, `attest genesis`).
 //! Every node but node 0 is given node 0 alone as its bootnode: they must find each other
 //! (Kademlia, identify). Then a fifth host joins (block sync), is funded and stakes
-//! (`attest transfer`, `attest stake` over its own API) and its advert reaches node 0's
-//! market; one host is cut off (its link down) while the rest go on, and healed (link up)
-//! after which it catches up; the chain is one chain on every host and `attest audit` passes.
+//! (`attest transfer`, `attest stake` over its own API), its advert reaches every host's
+//! market and a job asked of it is provided there, checked and settled; one host is cut off
+//! (its link down) while the rest go on, and healed (link up) after which it catches up; the
+//! chain is one chain on every host and `attest audit` passes; the fifth host unstakes and
+//! leaves, and the rest go on.
 //!
 //! Needs root (namespaces); CI runs as root. Without it the test says so and does nothing.
 //! Addresses are 10.77.N.0/24 with N from the process id, on interfaces and namespaces the
@@ -23,19 +25,9 @@ const HOSTS: usize = 4;
 const P2P_PORT: u16 = 26_656;
 const API_PORT: u16 = 26_657;
 
-fn attest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attest"))
-}
-
-fn attest_json(args: &[&str]) -> Value {
-    let out = attest().args(args).output().expect("run attest");
-    assert!(
-        out.status.success(),
-        "attest {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
-}
+#[path = "support/cluster.rs"]
+mod cluster;
+use cluster::attest_json;
 
 /// Runs `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
@@ -337,18 +329,50 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
     ]);
     assert_eq!(staked["bonded_after"], 1_000_000_000u64, "{staked}");
     net.wait(
-        "the new provider in host 0's market",
+        "the new provider in every host's market",
         Duration::from_secs(30),
         || {
-            let market = attest_json(&["market", "--node", &node0, "--json"]);
-            market["adverts"]
-                .as_array()?
-                .iter()
-                .any(|a| a["provider"] == account.as_str())
+            (0..=joiner)
+                .all(|i| {
+                    let market = attest_json(&["market", "--node", &net.url(i), "--json"]);
+                    market["adverts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|a| a["provider"] == account.as_str()))
+                })
                 .then_some(())
         },
     );
-    net.say("the fifth host staked; its advert is in host 0's market");
+    net.say("the fifth host staked; its advert is in every host's market");
+    // A job asked of it through host 0 is provided on the fifth host, checked and settled.
+    let job = attest_json(&[
+        "submit",
+        "--node",
+        &node0,
+        "--key",
+        &client_key.display().to_string(),
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        "across hosts",
+        "--max-tokens",
+        "8",
+        "--provider",
+        &account,
+        "--check",
+        "always",
+        "--wait",
+        "settled",
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    assert_eq!(job["phase"], "settled", "{job}");
+    let earned = attest_json(&["account", &account, "--node", &own, "--json"]);
+    assert!(
+        earned["account"]["earned"].as_u64().is_some_and(|e| e > 0),
+        "{earned}"
+    );
+    net.say("a job on the fifth host settled after its check; it earned");
 
     // Cut host 3 off; the other four (4 of 5 equal stakes) go on without it.
     let cut = 3;
@@ -400,4 +424,34 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
     ]);
     assert_eq!(audit["ok"], true, "{audit}");
     net.say(&format!("one chain to height {common}; the audit passes"));
+
+    // The fifth host leaves: it unstakes from its own API and stops; the others go on.
+    let left = attest_json(&[
+        "unstake", "--amount", "1000", "--home", &home, "--node", &own, "--json",
+    ]);
+    assert_eq!(left["bonded_after"], 0, "{left}");
+    if let Some(mut child) = net.hosts[joiner].child.take() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let after = net.status(0).unwrap().height.0;
+    net.wait(
+        "the four hosts going on without the fifth",
+        Duration::from_secs(60),
+        || {
+            (0..HOSTS)
+                .all(|i| net.status(i).is_some_and(|s| s.height.0 >= after + 3))
+                .then_some(())
+        },
+    );
+    let audit = attest_json(&[
+        "audit",
+        "--node",
+        &node0,
+        "--genesis",
+        &genesis.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(audit["ok"], true, "{audit}");
+    net.say("the fifth host unstaked and left; the others go on; the audit passes");
 }

@@ -27,6 +27,17 @@ fn attest(args: &[&str]) -> Output {
         .expect("attest runs")
 }
 
+/// Runs `attest ARGS`, which must succeed, and parses the one JSON object it prints.
+fn attest_json(args: &[&str]) -> Value {
+    let out = attest(args);
+    assert!(
+        out.status.success(),
+        "attest {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -570,15 +581,7 @@ fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
     let beside = dir.parent().unwrap();
     let me = beside.join("me.key").display().to_string();
     let home = beside.join("joiner").display().to_string();
-    let json = |args: &[&str]| -> Value {
-        let out = attest(args);
-        assert!(
-            out.status.success(),
-            "attest {args:?} failed:\n{}",
-            stderr(&out)
-        );
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-    };
+    let json = attest_json;
     let fails = |args: &[&str], needle: &str| {
         let out = attest(args);
         assert!(!out.status.success(), "attest {args:?} succeeded");
@@ -679,15 +682,7 @@ fn a_provider_joins_the_running_testnet_works_and_leaves() {
     };
     let d = dir.display().to_string();
     let base = free_base().to_string();
-    let json = |args: &[&str]| -> Value {
-        let out = attest(args);
-        assert!(
-            out.status.success(),
-            "attest {args:?} failed:\n{}",
-            stderr(&out)
-        );
-        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-    };
+    let json = attest_json;
     testnet_json(
         &dir,
         &[

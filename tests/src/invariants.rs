@@ -31,6 +31,8 @@ pub struct Checker {
     sets: BTreeMap<Height, ValidatorSet>,
     /// The block committed at each height, and the node that committed it first.
     committed: BTreeMap<Height, (BlockHash, usize)>,
+    /// Each committed block's time (ms).
+    times: BTreeMap<Height, u64>,
     /// The state root after each height.
     roots: BTreeMap<Height, Hash>,
     /// Certificates (by height and hash) already verified: nodes often assemble the same one.
@@ -56,6 +58,7 @@ impl Checker {
             oracle,
             sets,
             committed: BTreeMap::new(),
+            times: BTreeMap::new(),
             roots,
             verified: BTreeSet::new(),
             votes: honest.iter().map(|h| h.then(BTreeMap::new)).collect(),
@@ -77,6 +80,11 @@ impl Checker {
     /// The committed block hashes, by height.
     pub fn committed(&self) -> impl Iterator<Item = (Height, BlockHash)> + '_ {
         self.committed.iter().map(|(h, (hash, _))| (*h, *hash))
+    }
+
+    /// Each committed block's time (ms), heights 1 up.
+    pub fn block_times(&self) -> impl Iterator<Item = u64> + '_ {
+        self.times.values().copied()
     }
 
     /// The state root after `height`, once some node committed it.
@@ -109,6 +117,7 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.committed.insert(height, (hash, node));
+                self.times.insert(height, block.header.time_ms);
                 self.advance_oracle(node, block, cert);
             }
         }

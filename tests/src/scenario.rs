@@ -10,6 +10,9 @@ use attest_protocol::tx::{Capability, CheckLevel};
 
 use crate::rng::Rng;
 
+/// The most nodes a run can have (the wide scenarios: 100 validators and 1,000 providers).
+pub const MAX_SIM_NODES: usize = 1_200;
+
 /// How a node behaves. Every role runs a real `NodeCore` underneath; the Byzantine ones
 /// tamper with what it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,30 @@ impl Scenario {
             devices: Vec::new(),
             idle_block_interval_ms: None,
         }
+    }
+
+    /// A wide network: `validators` validators and `providers` more staked nodes outside the
+    /// validator set (`max_validators`), every one serving jobs, on a WAN: each message takes
+    /// 50 to 150 ms. Client transfers flow; no faults.
+    pub fn wide(seed: u64, validators: usize, providers: usize) -> Self {
+        let n = validators + providers;
+        assert!(
+            (4..=MAX_SIM_NODES).contains(&n) && validators >= 4,
+            "4 to {} nodes, at least 4 validators",
+            MAX_SIM_NODES
+        );
+        let mut s = Self::honest(seed, 4);
+        s.roles = vec![Role::Honest; n];
+        s.markets = vec![
+            MarketConfig {
+                serve: true,
+                ..MarketConfig::default()
+            };
+            n
+        ];
+        s.params.max_validators = u32::try_from(validators).expect("validators fit the parameter");
+        s.net.latency_ms = (50, 150);
+        s
     }
 
     /// Node `node` starts only at `at`, with an empty store, and joins by state sync.

@@ -8,7 +8,7 @@
 //! What the effects and events do in detail lives in [`crate::effects`]; what is checked, in
 //! [`crate::invariants`]. Everything is a function of the scenario's seed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -72,24 +72,62 @@ fn restart_point(
     })
 }
 
+pub use crate::scenario::MAX_SIM_NODES;
+
+/// Nodes below this keep the keys they always had (`[i + 1; 32]` and `[i + 100; 32]`), so
+/// the small runs' traces do not change; the others' keys are derived by hash.
+const BYTE_KEYED: usize = 99;
+
+/// A key seed for the `i`th key of `role`, for nodes past [`BYTE_KEYED`].
+fn derived_seed(role: &str, i: usize) -> [u8; 32] {
+    let tag = format!("attest/sim/{role}");
+    attest_protocol::hash::hash_tagged(&tag, &[&(i as u64).to_le_bytes()]).0
+}
+
+/// Every node's peer id and the node of each peer id, derived once (a key derivation is a
+/// scalar multiplication; the wide runs look peers up per message).
+fn peers() -> &'static (Vec<PeerKey>, BTreeMap<PeerKey, usize>) {
+    static PEERS: std::sync::OnceLock<(Vec<PeerKey>, BTreeMap<PeerKey, usize>)> =
+        std::sync::OnceLock::new();
+    PEERS.get_or_init(|| {
+        let ids: Vec<PeerKey> = (0..MAX_SIM_NODES)
+            .map(|i| node_key(i).public().peer_id_bytes().to_vec())
+            .collect();
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i))
+            .collect();
+        (ids, index)
+    })
+}
+
 /// Node `i`'s peer id in the simulator.
 pub fn peer(i: usize) -> PeerKey {
-    node_key(i).public().peer_id_bytes().to_vec()
+    peers().0[i].clone()
 }
 
 /// Node `i`'s identity key (its PeerId), bound to its account at genesis.
 pub fn node_key(i: usize) -> SecretKey {
-    SecretKey::from_seed([i as u8 + 100; 32])
+    if i < BYTE_KEYED {
+        SecretKey::from_seed([i as u8 + 100; 32])
+    } else {
+        SecretKey::from_seed(derived_seed("node", i))
+    }
 }
 
 /// The node whose peer id is `key`, if any of `n`.
 pub fn node_of(key: &[u8], n: usize) -> Option<usize> {
-    (0..n).find(|&i| peer(i) == key)
+    peers().1.get(key).copied().filter(|i| *i < n)
 }
 
 /// Node `i`'s validator account key.
 pub fn validator_key(i: usize) -> SecretKey {
-    SecretKey::from_seed([i as u8 + 1; 32])
+    if i < BYTE_KEYED {
+        SecretKey::from_seed([i as u8 + 1; 32])
+    } else {
+        SecretKey::from_seed(derived_seed("account", i))
+    }
 }
 
 /// The genesis of a run with `n` validators (equal stake, node `i` binding `devices[i]`, or a
@@ -195,6 +233,8 @@ pub struct Outcome {
     pub height: u64,
     /// The committed block hashes, heights 1 up.
     pub chain: Vec<BlockHash>,
+    /// The committed blocks' times (ms), heights 1 up.
+    pub block_times_ms: Vec<u64>,
     /// A digest of everything that happened, in order.
     pub trace: u64,
     /// Virtual time the run took (ms).
@@ -644,6 +684,7 @@ impl Sim {
             heights: self.nodes.iter().map(SimNode::chain_height).collect(),
             height: height.0,
             chain,
+            block_times_ms: self.checker.block_times().collect(),
             trace: self.trace.0,
             elapsed_ms: self.now - START_MS,
             state: first.state().clone(),

@@ -369,6 +369,7 @@ impl State {
         let share = ppm_ceil(bond, self.params.winner_share_ppm);
         let to_treasury = Amount(bond.0 - share.0);
         self.credit(provider, share)?;
+        self.earn(provider, share);
         self.credit_treasury(to_treasury)?;
         events.push(Event::BondForfeited {
             job: id,

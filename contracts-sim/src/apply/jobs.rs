@@ -221,9 +221,11 @@ impl State {
             .ok_or(overflow.clone())?;
         let client_refund = job.escrow.checked_sub(paid_out).ok_or(overflow)?;
         self.credit(job.provider, provider_paid)?;
+        self.earn(job.provider, provider_paid);
         self.credit_treasury(protocol_fee)?;
         if let Some((c, fee)) = checker_paid {
             self.credit(c, fee)?;
+            self.earn(c, fee);
         }
         self.credit(job.client, client_refund)?;
         job.escrow = Amount::ZERO;

@@ -221,6 +221,7 @@ impl State {
             Some(w) if w != who => {
                 let share = ppm_ceil(taken, self.params.winner_share_ppm);
                 self.credit(w, share)?;
+                self.earn(w, share);
                 Some((w, share))
             }
             _ => None,

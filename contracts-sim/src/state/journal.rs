@@ -137,6 +137,16 @@ impl State {
         self.write(Key::Record(id), Some(Entry::Record(Box::new(record))));
     }
 
+    /// Counts `amount` the protocol paid `who` for its work in its record (saturating: a
+    /// running total for people, never spent).
+    pub(crate) fn earn(&mut self, who: AccountId, amount: Amount) {
+        if amount.0 > 0 {
+            self.update_record(who, |r| {
+                r.earned = Amount(r.earned.0.saturating_add(amount.0))
+            });
+        }
+    }
+
     /// Writes a job: moves its timer to the new phase's deadline, counts a phase change in
     /// the client's and provider's records, and once it is final drops its input (no check or
     /// dispute can need it; the `OpenJob` transaction on the ledger keeps it) and schedules

@@ -425,6 +425,10 @@ pub struct Record {
     pub slashes: u64,
     /// How much stake slashes took in all.
     pub slashed: Amount,
+    /// What the protocol paid it in all for its work: its pay for provided jobs that settled
+    /// (after the protocol's share), checker fees, and its shares of slashes and forfeited
+    /// bonds as a dispute's winner or an equivocation's reporter. Block fees are not counted.
+    pub earned: Amount,
 }
 
 /// The whole ledger state. Every collection is ordered, and its root is the state tree over

@@ -390,6 +390,11 @@ fn account(
         "  as client: {} settled, {} refunded, {} open",
         v.client_jobs.settled, v.client_jobs.refunded, v.client_jobs.open
     )?;
+    writeln!(
+        out,
+        "  earned {} tokens for its work; slashes and penalties took {} tokens",
+        v.earned, v.penalized
+    )?;
     for s in &p.slashes {
         writeln!(
             out,
@@ -610,6 +615,11 @@ fn print_provider_status(r: &ProviderStatus, out: &mut impl Write) -> Result<()>
         out,
         "  work:        {} settled, {} refunded, {} open, {} committed; {} slashes",
         p.jobs.settled, p.jobs.refunded, p.jobs.open, p.jobs.committed, p.slashes_total
+    )?;
+    writeln!(
+        out,
+        "  earnings:    {} tokens earned, {} tokens taken by slashes and penalties",
+        v.earned, v.penalized
     )?;
     if r.problems.is_empty() {
         writeln!(

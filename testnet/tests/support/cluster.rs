@@ -1,4 +1,5 @@
-//! Helpers shared by the process-level tests (`tests/testnet_process.rs`, `tests/chaos.rs`) and
+//! Helpers shared by the process-level tests (`tests/testnet_process.rs`, `tests/chaos.rs`,
+//! `tests/netns.rs`) and
 //! the 4-process benchmark (`benches/testnet.rs`), each of which includes this file with
 //! `#[path]`: picking ports, running `attest` for its JSON, bounded waits, a node's files and
 //! process, the tail of a node's log, a cluster of four `attest node` processes made as an
