@@ -682,6 +682,8 @@ fn agreeing_checker_is_paid_and_job_settles() {
         h.state.params().checker_fee
     );
     assert_eq!(h.state.record(&id(CLIENT)).earned, Amount::ZERO);
+    assert_eq!(h.state.record(&id(CHECKER)).checks, 1);
+    assert_eq!(h.state.record(&id(PROVIDER)).checks, 0);
 }
 
 #[test]

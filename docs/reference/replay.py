@@ -454,7 +454,7 @@ class State:
             r = self.records.get(k[1])
             return None if r is None else (enc_counts(r["provided"]) + enc_counts(r["opened"])
                                            + varint(r["slashes"]) + varint(r["slashed"])
-                                           + varint(r["earned"]))
+                                           + varint(r["earned"]) + varint(r["checks"]))
         if t == "job":
             j = self.jobs.get(k[1])
             return None if j is None else enc_job(j)
@@ -498,7 +498,7 @@ class State:
         r = self.records.get(a)
         if r is None:
             r = {"provided": dict.fromkeys(PHASES, 0), "opened": dict.fromkeys(PHASES, 0),
-                 "slashes": 0, "slashed": 0, "earned": 0}
+                 "slashes": 0, "slashed": 0, "earned": 0, "checks": 0}
             self.records[a] = r
         self.dirty.add(("record", a))
         return r
@@ -758,6 +758,7 @@ class State:
                 if s is None or not self.eligible(s):
                     raise Refused("may not challenge")
         if a["agree"]:
+            self.record(signer)["checks"] += 1
             job["review"] = ("agreed", signer)
             self.put_job(jid, job)
             self.settle(jid, signer)
@@ -769,6 +770,8 @@ class State:
                 or a["final_leaf"] == res["final_leaf"]):
             raise Refused("bad disagreement")
         bond = 0 if assigned else self.p["challenge_bond"]
+        if assigned:
+            self.record(signer)["checks"] += 1
         if bond:
             self.debit(signer, bond)
         d = {"challenger": signer, "bond": bond, "challenger_root": a["trace_root"],

@@ -39,8 +39,8 @@ use crate::sled_store::{BlockReader, SledStore};
 use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
-    AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_SLASHES,
-    MAX_SUBSCRIBERS, Status,
+    AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_JOBS,
+    MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status,
 };
 use attest_contracts_sim::Key;
 
@@ -640,6 +640,16 @@ impl Node {
                 let chain = self.core.chain();
                 let mut snapshot = AccountSnapshot::of(chain.state(), &id, &recent);
                 snapshot.validator_power = chain.validators().get(&id).map(|v| v.power());
+                snapshot.recent_jobs = self
+                    .store
+                    .account_jobs(&id, MAX_LISTED_JOBS)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading an account's jobs");
+                        Vec::new()
+                    })
+                    .into_iter()
+                    .map(|(height, role, job)| (height, role.name().to_owned(), job))
+                    .collect();
                 if proof {
                     let keys = [Key::Account(id), Key::Stake(id), Key::Record(id)];
                     snapshot.proof = Some(ProofView::of(chain, &keys));

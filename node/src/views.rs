@@ -117,6 +117,9 @@ pub struct AdvertReach {
     pub no_answer: Vec<String>,
 }
 
+/// The most job parts an account answer lists (`recent_jobs`).
+pub const MAX_LISTED_JOBS: usize = 10;
+
 /// The most slash records an account answer lists, newest last; `slashes_total` counts all.
 pub const MAX_LISTED_SLASHES: usize = 100;
 
@@ -143,6 +146,14 @@ pub struct AccountSnapshot {
     /// What slashes and penalties took from its stake in all, in units.
     #[serde(default)]
     pub penalized: Amount,
+    /// Verdicts it posted as a job's drawn checker.
+    #[serde(default)]
+    pub checks: u64,
+    /// Its newest parts in jobs from this node's history index, newest first, at most
+    /// [`MAX_LISTED_JOBS`]: the height it took the part at, `client`, `provider` or
+    /// `checker`, and the job.
+    #[serde(default)]
+    pub recent_jobs: Vec<(Height, String, JobId)>,
     /// Its voting power if it is in the validator set of the next height (the top
     /// `max_validators` active stakes), else `null`.
     #[serde(default)]
@@ -287,7 +298,7 @@ fn status_name(status: StakeStatus) -> &'static str {
 }
 
 impl AccountSnapshot {
-    /// `id` in `state` (its validator power is the caller's to fill in), with `recent`, its newest slashes from the node's history (newest
+    /// `id` in `state` (its validator power and recent jobs are the caller's to fill in), with `recent`, its newest slashes from the node's history (newest
     /// first, at most [`MAX_LISTED_SLASHES`]). Look-ups only: the counts are the account's
     /// running record in the state.
     pub fn of(state: &Ledger, id: &AccountId, recent: &[SlashEntry]) -> Self {
@@ -340,6 +351,8 @@ impl AccountSnapshot {
             client_jobs: record.opened.into(),
             earned: record.earned,
             penalized: record.slashed,
+            checks: record.checks,
+            recent_jobs: Vec::new(),
             validator_power: None,
             proof: None,
         }

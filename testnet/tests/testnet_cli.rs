@@ -610,6 +610,15 @@ fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
     let shown = json(&["account", &account, "--node", &node, "--json"]);
     assert_eq!(shown["schema"], "attest.account/1");
     assert_eq!(shown["account"]["balance"], 300_000_000u64, "{shown}");
+    // `provider status` names each state the account is in on its way to work.
+    let problems = |account: &str| {
+        json(&["provider", "status", account, "--node", &node, "--json"])["problems"].to_string()
+    };
+    assert!(
+        problems(&account).contains("not staked"),
+        "{}",
+        problems(&account)
+    );
 
     let init = json(&["init", "--home", &home, "--json"]);
     let staked = json(&[
@@ -623,6 +632,13 @@ fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
     assert_eq!(after["stake"]["device"], "h100-sxm", "{staked}");
     assert_eq!(after["stake"]["eligible"], true, "{staked}");
     // The text form names the role.
+    // Staked, but bound to a node that is not the one asked (and not running).
+    let staked_problems = problems(&account);
+    assert!(
+        staked_problems.contains("the stake binds node"),
+        "{staked_problems}"
+    );
+    assert!(!staked_problems.contains("not staked"), "{staked_problems}");
     let text = attest(&["--node", &node, "account", "--key", &me]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("provider and checker on h100-sxm"), "{text}");
@@ -775,6 +791,13 @@ fn a_provider_joins_the_running_testnet_works_and_leaves() {
         "{record}"
     );
     assert!(record["validator_power"].as_u64().is_some(), "{record}");
+    // The node's history lists the job among the provider's recent parts.
+    let part = serde_json::json!([job["view"]["opened_at"], "provider", job["job"]]);
+    assert!(
+        record["recent_jobs"].as_array().unwrap().contains(&part),
+        "{record}"
+    );
+    assert!(record["earned"].as_u64().is_some_and(|e| e > 0), "{record}");
 
     let removed = json(&["testnet", "remove-node", "4", "--dir", &d, "--json"]);
     assert_eq!(removed["nodes"][NODES]["state"], "removed", "{removed}");

@@ -138,6 +138,7 @@ impl State {
         }
         match &v.outcome {
             VerdictOutcome::Agree => {
+                self.count_check(signer);
                 events.push(Event::VerdictPosted {
                     job: v.job,
                     checker: signer,
@@ -175,6 +176,7 @@ impl State {
                     self.debit(signer, bond)?;
                 }
                 if assigned {
+                    self.count_check(signer);
                     events.push(Event::VerdictPosted {
                         job: v.job,
                         checker: signer,
@@ -191,6 +193,11 @@ impl State {
                 self.open_dispute(ctx, v.job, challenge, events)
             }
         }
+    }
+
+    /// Counts a verdict its drawn checker posted in the checker's record.
+    fn count_check(&mut self, checker: AccountId) {
+        self.update_record(checker, |r| r.checks = r.checks.saturating_add(1));
     }
 
     /// Rule "who may challenge": not the job's provider; its client, or any staked account

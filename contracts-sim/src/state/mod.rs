@@ -429,6 +429,8 @@ pub struct Record {
     /// (after the protocol's share), checker fees, and its shares of slashes and forfeited
     /// bonds as a dispute's winner or an equivocation's reporter. Block fees are not counted.
     pub earned: Amount,
+    /// Verdicts it posted as a job's drawn checker (agreeing or disagreeing).
+    pub checks: u64,
 }
 
 /// The whole ledger state. Every collection is ordered, and its root is the state tree over

@@ -321,6 +321,14 @@ fn role(v: &AccountSnapshot, api: &Api) -> Result<String> {
     })
 }
 
+/// The account's newest parts in jobs, one line each.
+fn print_recent_jobs(v: &AccountSnapshot, out: &mut impl Write) -> Result<()> {
+    for (height, role, job) in &v.recent_jobs {
+        writeln!(out, "  job {job} as {role} at height {}", height.0)?;
+    }
+    Ok(())
+}
+
 /// `attest account`.
 fn account(
     id: &AccountId,
@@ -390,6 +398,8 @@ fn account(
         "  as client: {} settled, {} refunded, {} open",
         v.client_jobs.settled, v.client_jobs.refunded, v.client_jobs.open
     )?;
+    writeln!(out, "  as checker: {} verdicts posted", v.checks)?;
+    print_recent_jobs(&v, out)?;
     writeln!(
         out,
         "  earned {} tokens for its work; slashes and penalties took {} tokens",
@@ -613,14 +623,15 @@ fn print_provider_status(r: &ProviderStatus, out: &mut impl Write) -> Result<()>
     let p = &v.provider;
     writeln!(
         out,
-        "  work:        {} settled, {} refunded, {} open, {} committed; {} slashes",
-        p.jobs.settled, p.jobs.refunded, p.jobs.open, p.jobs.committed, p.slashes_total
+        "  work:        {} settled, {} refunded, {} open, {} committed; {} checks; {} slashes",
+        p.jobs.settled, p.jobs.refunded, p.jobs.open, p.jobs.committed, v.checks, p.slashes_total
     )?;
     writeln!(
         out,
         "  earnings:    {} tokens earned, {} tokens taken by slashes and penalties",
         v.earned, v.penalized
     )?;
+    print_recent_jobs(v, out)?;
     if r.problems.is_empty() {
         writeln!(
             out,
