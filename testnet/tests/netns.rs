@@ -205,6 +205,25 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Waits until every host of `hosts` is at `height` or above.
+    fn wait_heights(&self, what: &str, hosts: &[usize], height: u64) {
+        self.wait(what, Duration::from_secs(60), || {
+            hosts
+                .iter()
+                .all(|i| self.status(*i).is_some_and(|s| s.height.0 >= height))
+                .then_some(())
+        });
+    }
+}
+
+/// `attest audit` of the chain `node` serves, from `genesis`, passes.
+fn audit_passes(node: &str, genesis: &Path) {
+    let genesis = genesis.display().to_string();
+    let audit = attest_json(&["audit", "--node", node, "--genesis", &genesis, "--json"]);
+    assert_eq!(audit["ok"], true, "{audit}");
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         for host in &mut self.hosts {
@@ -379,15 +398,7 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
     ip(&["link", "set", &net.hosts[cut].link, "down"]);
     let at_cut = net.status(0).unwrap().height.0;
     let live = [0, 1, 2, joiner];
-    net.wait(
-        "the others committing without host 3",
-        Duration::from_secs(60),
-        || {
-            live.iter()
-                .all(|i| net.status(*i).is_some_and(|s| s.height.0 >= at_cut + 3))
-                .then_some(())
-        },
-    );
+    net.wait_heights("the others committing without host 3", &live, at_cut + 3);
     net.say("the four others made 3 blocks with host 3 cut off");
     ip(&["link", "set", &net.hosts[cut].link, "up"]);
     let target = net.status(0).unwrap().height.0;
@@ -414,15 +425,7 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
             assert_eq!(hash_at(i, h.max(1)), want, "host {i} differs at height {h}");
         }
     }
-    let audit = attest_json(&[
-        "audit",
-        "--node",
-        &node0,
-        "--genesis",
-        &genesis.display().to_string(),
-        "--json",
-    ]);
-    assert_eq!(audit["ok"], true, "{audit}");
+    audit_passes(&node0, &genesis);
     net.say(&format!("one chain to height {common}; the audit passes"));
 
     // The fifth host leaves: it unstakes from its own API and stops; the others go on.
@@ -435,23 +438,12 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
         child.wait().unwrap();
     }
     let after = net.status(0).unwrap().height.0;
-    net.wait(
+    let four: Vec<usize> = (0..HOSTS).collect();
+    net.wait_heights(
         "the four hosts going on without the fifth",
-        Duration::from_secs(60),
-        || {
-            (0..HOSTS)
-                .all(|i| net.status(i).is_some_and(|s| s.height.0 >= after + 3))
-                .then_some(())
-        },
+        &four,
+        after + 3,
     );
-    let audit = attest_json(&[
-        "audit",
-        "--node",
-        &node0,
-        "--genesis",
-        &genesis.display().to_string(),
-        "--json",
-    ]);
-    assert_eq!(audit["ok"], true, "{audit}");
+    audit_passes(&node0, &genesis);
     net.say("the fifth host unstaked and left; the others go on; the audit passes");
 }
