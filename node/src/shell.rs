@@ -75,8 +75,8 @@ pub enum Command {
         Box<Verified<Tx>>,
         oneshot::Sender<Result<TxHash, AdmitError>>,
     ),
-    /// The gateway's pick for a request now; a pick counts as an assignment (one slot fewer
-    /// for that provider until its next advert).
+    /// The gateway's pick for a request now. A pick changes nothing: a job opened through
+    /// this node is what takes a slot (`NodeCore::submit_tx`).
     Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
     /// A job from the ledger with its measured timeline and the output this node holds.
     Job(JobId, bool, oneshot::Sender<Option<JobSnapshot>>),
@@ -601,11 +601,7 @@ impl Node {
                 let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
             }
             Command::Quote(request, reply) => {
-                let offer = self.core.quote(now_ms(), &request);
-                if let Ok(offer) = &offer {
-                    self.core.note_assigned(offer);
-                }
-                let _ = reply.send(offer);
+                let _ = reply.send(self.core.quote(now_ms(), &request));
             }
             Command::Job(id, proof, reply) => {
                 // The live state first; a job that left it is in the history.

@@ -175,6 +175,20 @@ fn a_job_goes_from_quote_to_verified_output_and_shows_in_every_view() {
     assert_eq!(quote["price_per_token"], PRICE);
     assert!(quote["reputation"]["tier"].is_i64(), "{quote}");
 
+    // A quote is a question: asking again and again, more often than the provider has slots,
+    // takes none of them (only a job opened through this node does).
+    let slots = advert["free_slots"].as_u64().unwrap();
+    for _ in 0..slots * 2 {
+        let again = post_json(api, "/v1/quote", &node.quote_body(PRICE));
+        assert_eq!(again.status, 200, "{again:?}");
+    }
+    let book = get(api, "/v1/adverts");
+    assert_eq!(
+        book.json["adverts"][0]["free_slots"], slots,
+        "{:?}",
+        book.json
+    );
+
     let input = b"attest the truth";
     let max_tokens = 16;
     let tx = node.open_job(0, &quote, input, max_tokens);

@@ -490,8 +490,8 @@ impl Sim {
                 max_price_per_token: attest_protocol::Amount(1_000),
                 exclude: Some(client),
             };
+            // The job's admission (`submit_tx`) takes the provider's slot, not the quote.
             let offer = core.quote(now, &request).ok()?;
-            core.note_assigned(&offer);
             Some((offer.provider, offer.device, offer.price_per_token))
         };
         let txs = self

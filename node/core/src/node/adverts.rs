@@ -34,11 +34,6 @@ impl NodeCore {
             .pick(now_ms, request, self.ledger.chain.state())
     }
 
-    /// The gateway named `offer`'s provider in a job: one slot fewer until its next advert.
-    pub fn note_assigned(&mut self, offer: &Offer) {
-        self.market.book.note_assigned(&offer.provider);
-    }
-
     /// The advert timer: expire the book, and as a serving provider with stake, advertise.
     pub(super) fn on_advert_timer(&mut self, now_ms: u64) {
         self.arm(now_ms + ADVERT_INTERVAL_MS, Timer::Advert);

@@ -607,16 +607,17 @@ impl NodeCore {
             Offered::Verified(tx) => tx.signed(),
         };
         let gossip = signed.clone();
-        let opens_job = match &signed.body.action {
+        let opens_with = match &signed.body.action {
             attest_protocol::Action::OpenJob(open) => {
                 let state = self.ledger.chain.state();
                 state
                     .check_open(signed.signer, open)
                     .map_err(|e| AdmitError::Refused(e.to_string()))?;
-                true
+                Some(open.provider)
             }
-            _ => false,
+            _ => None,
         };
+        let opens_job = opens_with.is_some();
         if opens_job && self.market.gateway.is_full() {
             return Err(AdmitError::GatewayFull {
                 jobs: crate::market::gateway::MAX_WANTED,
@@ -632,8 +633,11 @@ impl NodeCore {
             Offered::Signed(tx) => self.ledger.mempool.admit(tx, &view, now_ms)?,
             Offered::Verified(tx) => self.ledger.mempool.admit_verified(tx, &view, now_ms)?,
         };
-        if opens_job {
+        if let Some(provider) = opens_with {
             self.market.gateway.track(JobId::from(hash), now_ms);
+            // The job takes one of the provider's slots in this node's book until its result
+            // commits (or its next advert): concurrent clients are spread over providers.
+            self.market.book.note_assigned(&provider);
         }
         self.queue_gossip(now_ms, gossip);
         self.on_tx_waiting(now_ms);
