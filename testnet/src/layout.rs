@@ -298,19 +298,28 @@ pub fn new_node(
             home.display()
         );
     }
-    private_dir(&home)?;
-    attest_node::keyfile::write(
-        &home.join(files::NODE_KEY),
-        &derived_key(layout.seed, "node", i),
-    )?;
-    attest_node::keyfile::write(
-        &home.join(files::ACCOUNT_KEY),
-        &derived_key(layout.seed, "account", i),
-    )?;
     let mut all = layout.nodes.clone();
     all.push(node.clone());
-    write_config(&home, &node_config(&opts, &node, &all)?)?;
+    write_home(&opts, &node, &all)?;
     Ok(node)
+}
+
+/// Writes `node`'s home in `opts.dir`: a private directory, its node and account keys
+/// derived from the seed, and its config (every other node of `all` a bootnode). Answers
+/// the two keys.
+fn write_home(
+    opts: &InitOptions,
+    node: &NodeLayout,
+    all: &[NodeLayout],
+) -> Result<(SecretKey, SecretKey)> {
+    let home = opts.dir.join(&node.home);
+    private_dir(&home)?;
+    let node_key = derived_key(opts.seed, "node", node.index);
+    let account_key = derived_key(opts.seed, "account", node.index);
+    attest_node::keyfile::write(&home.join(files::NODE_KEY), &node_key)?;
+    attest_node::keyfile::write(&home.join(files::ACCOUNT_KEY), &account_key)?;
+    write_config(&home, &node_config(opts, node, all)?)?;
+    Ok((node_key, account_key))
 }
 
 /// The directory name of node `i`'s home.
@@ -476,13 +485,7 @@ fn write_all(opts: &InitOptions, chain_id: ChainId) -> Result<Layout> {
     let stake = Amount::tokens(STAKE_TOKENS).context("stake overflows")?;
     let balance = Amount::tokens(BALANCE_TOKENS).context("balance overflows")?;
     for node in &nodes {
-        let home = dir.join(&node.home);
-        private_dir(&home)?;
-        let node_key = derived_key(opts.seed, "node", node.index);
-        let account_key = derived_key(opts.seed, "account", node.index);
-        attest_node::keyfile::write(&home.join(files::NODE_KEY), &node_key)?;
-        attest_node::keyfile::write(&home.join(files::ACCOUNT_KEY), &account_key)?;
-        write_config(&home, &node_config(opts, node, &nodes)?)?;
+        let (node_key, account_key) = write_home(opts, node, &nodes)?;
         balances.push((account_key.public(), balance));
         let device = attest_core::accel::DeviceProfile::find(&node.device)
             .map_err(|e| anyhow!("node {}: {e}", node.index))?
