@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod net;
 pub mod process;
 pub mod reach;
+pub mod recent;
 pub mod shell;
 pub mod sled_store;
 pub mod snapshots;

@@ -8,7 +8,7 @@
 //! Nothing here decides anything about the ledger.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -35,12 +35,13 @@ use crate::accel_pool::{AccelError, AccelPool, AccelResult, DeviceConfig};
 use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::reach::Probes;
+use crate::recent::{Parts, Recent, RecentView};
 use crate::sled_store::{BlockReader, SledStore};
 use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
     AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_JOBS,
-    MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status,
+    MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status, ValidatorView, ValidatorsView,
 };
 use attest_contracts_sim::Key;
 
@@ -99,12 +100,16 @@ pub struct NodeHandle {
     /// What the loop last published for readers: status and adverts.
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<Metrics>,
+    /// The newest blocks, jobs, latencies, disputes and slashes, fed by the loop per block.
+    recent: Arc<Mutex<Recent>>,
     /// The chain's id, which signatures are checked under before a transaction reaches the
     /// loop.
     chain: ChainId,
     /// The genesis document the node started from, served to auditors and clients.
     genesis: Arc<GenesisFile>,
     genesis_hash: Hash,
+    /// One `GET /v1/audit` at a time.
+    audit_gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeHandle {
@@ -131,6 +136,31 @@ impl NodeHandle {
     /// The node's metrics, to encode for a scrape.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The sections `parts` of what the node committed recently (a short lock, never the
+    /// loop).
+    pub fn recent(&self, parts: Parts) -> RecentView {
+        // A poisoned lock only means a recorder panicked mid-update; the record stays usable.
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .view(parts)
+    }
+
+    /// The permit a node audit holds while it runs (one at a time).
+    pub fn audit_gate(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.audit_gate
+    }
+
+    /// A reader of the committed blocks, for work off the loop (the node's own audit).
+    pub fn block_reader(&self) -> BlockReader {
+        self.blocks.clone()
+    }
+
+    /// The validator set of the next height, as the loop last published it.
+    pub fn validators(&self) -> ValidatorsView {
+        self.published.borrow().validators.clone()
     }
 
     /// Committed blocks `from..=to`, as many as the read budget allows.
@@ -223,6 +253,7 @@ impl NodeHandle {
 struct Published {
     status: Status,
     adverts: Vec<HeldAdvert>,
+    validators: ValidatorsView,
 }
 
 /// What the API reads of `core` and its host now.
@@ -252,7 +283,24 @@ fn published(
         .iter()
         .map(|(_, held)| held.clone())
         .collect();
-    Published { status, adverts }
+    let set = chain.validators();
+    let validators = ValidatorsView {
+        height: chain.height().next(),
+        total_power: set.total_power(),
+        validators: set
+            .validators()
+            .iter()
+            .map(|v| ValidatorView {
+                account: v.account(),
+                power: v.power(),
+            })
+            .collect(),
+    };
+    Published {
+        status,
+        adverts,
+        validators,
+    }
 }
 
 /// How often the loop publishes when nothing commits, so that peers, the mempool and the
@@ -333,6 +381,8 @@ pub struct Node {
     /// Jobs waiting for room on the device's queue, oldest first; at most [`BACKLOG`].
     backlog: VecDeque<JobRun>,
     metrics: Arc<Metrics>,
+    /// What the explorer lists, shared with the handles.
+    recent: Arc<Mutex<Recent>>,
     /// Committed blocks' events for the API's event stream; bounded by [`EVENT_BUFFER`].
     events: broadcast::Sender<Arc<BlockEvents>>,
     /// Where snapshots go, and how often.
@@ -464,6 +514,7 @@ impl Node {
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (accel, results) = AccelPool::start(vec![settings.device.clone()])?;
         let metrics = Arc::new(Metrics::new(core.chain().height()));
+        let recent = Arc::new(Mutex::new(Recent::new()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (checked_tx, checked) = mpsc::channel(VERIFIERS);
         let account = settings.account_key.public().to_string();
@@ -483,6 +534,7 @@ impl Node {
             results,
             backlog: VecDeque::new(),
             metrics: Arc::clone(&metrics),
+            recent: Arc::clone(&recent),
             events,
             snapshots,
             genesis_hash: genesis_id.hash,
@@ -498,9 +550,11 @@ impl Node {
             blocks,
             published,
             metrics,
+            recent,
             chain: settings.genesis.genesis.chain_id.clone(),
             genesis: Arc::new(settings.genesis.clone()),
             genesis_hash: genesis_id.hash,
+            audit_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         Ok((node, handle))
     }
@@ -713,6 +767,17 @@ impl Node {
     ) {
         self.metrics
             .on_block(height, time_ms, txs, &events, self.core.measurements());
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .on_block(
+                height,
+                hash,
+                time_ms,
+                txs,
+                &events,
+                self.core.measurements(),
+            );
         self.metrics.sync_stats(
             self.core.duty_stats(),
             self.core.gateway_stats(),

@@ -420,6 +420,33 @@ impl BlockEvents {
     }
 }
 
+/// A contract event as JSON: its fields as the contract names them, with the block's height
+/// and time (`height`, `time_ms`) added, and a slash's reason flattened as `/v1/accounts` shows it.
+pub fn event_json(height: Height, time_ms: u64, event: &Event) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    // Every variant serialises as `{"Variant": {fields}}`; the fields are what we send.
+    let mut fields = match serde_json::to_value(event) {
+        Ok(Value::Object(outer)) => match outer.into_iter().next() {
+            Some((_, Value::Object(inner))) => inner,
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    };
+    if let Event::Slashed { reason, .. } = event {
+        let reason = ReasonView::new(reason);
+        if let Ok(Value::Object(r)) = serde_json::to_value(reason) {
+            fields.remove("reason");
+            fields.extend(r);
+        }
+    }
+    fields.insert("height".into(), json!(height));
+    fields.insert("time_ms".into(), json!(time_ms));
+    if let Some(name) = event_name(event) {
+        fields.insert("event".into(), json!(name));
+    }
+    Value::Object(fields)
+}
+
 /// The SSE event name of a contract event the stream carries, `None` for the rest (fees,
 /// transfers and stake movements, which the blocks and accounts show).
 pub fn event_name(event: &Event) -> Option<&'static str> {
@@ -447,4 +474,24 @@ pub fn event_name(event: &Event) -> Option<&'static str> {
         Event::BondReturned { .. } => "bond_returned",
         Event::BondForfeited { .. } => "bond_forfeited",
     })
+}
+
+/// `GET /v1/validators`: the validator set that decides the next height.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorsView {
+    /// The height it decides (the node's height + 1).
+    pub height: Height,
+    /// The sum of their power.
+    pub total_power: u64,
+    /// Each validator and its power (its bonded stake), in the set's order.
+    pub validators: Vec<ValidatorView>,
+}
+
+/// One validator of a [`ValidatorsView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorView {
+    /// Its account.
+    pub account: AccountId,
+    /// Its voting power.
+    pub power: u64,
 }

@@ -75,6 +75,8 @@ pub struct NodeRow {
     pub api_url: String,
     /// Its metrics endpoint.
     pub metrics_url: String,
+    /// The explorer it serves (its API's `/`).
+    pub explorer_url: String,
     /// Its last committed height, while up.
     pub height: Option<u64>,
     /// Its connected peers, while up.
@@ -173,6 +175,7 @@ pub fn offline_row(dir: &Path, layout: &Layout, i: usize) -> NodeRow {
         listen: node.listen.clone(),
         api_url: node.api_url.clone(),
         metrics_url: node.metrics_url.clone(),
+        explorer_url: format!("{}/", node.api_url),
         height: None,
         peers: None,
         log: home.join(LOG_FILE).display().to_string(),
@@ -251,6 +254,13 @@ pub fn print_table(out: &mut impl Write, report: &Report) -> std::io::Result<()>
         "genesis hash {} (pin it: attest audit --genesis-hash ...)",
         report.genesis_hash
     )?;
+    if let Some(up) = report.nodes.iter().find(|n| n.state == NodeState::Up) {
+        writeln!(
+            out,
+            "explorer {} (every node serves one at its API URL)",
+            up.explorer_url
+        )?;
+    }
     if let Some(m) = &report.membership {
         let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
         match report.command {

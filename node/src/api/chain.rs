@@ -86,7 +86,7 @@ impl BlockView {
 }
 
 /// A height as text: 400 `bad_height` unless it is a non-negative 64-bit integer.
-fn parse_height(what: &str, text: &str) -> Result<u64, ApiError> {
+pub(super) fn parse_height(what: &str, text: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -97,7 +97,7 @@ fn parse_height(what: &str, text: &str) -> Result<u64, ApiError> {
 }
 
 /// A store failure: the node's problem, logged, and a 500.
-fn store_error(e: &attest_core::store::StoreError) -> ApiError {
+pub(super) fn store_error(e: &attest_core::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "API: reading blocks");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
 }

@@ -20,44 +20,17 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use attest_contracts_sim::Event;
 use attest_protocol::JobId;
 
 use super::{ApiError, ask, parse_hex_id};
 use crate::shell::NodeHandle;
-pub use crate::views::{BlockEvents, MAX_SUBSCRIBERS, ReasonView, event_name};
+pub use crate::views::{BlockEvents, MAX_SUBSCRIBERS, event_json, event_name};
 
 /// How often an idle stream sends a comment, so proxies and clients keep the connection.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// A contract event as JSON: its fields as the contract names them, with the block's height
-/// and time added, and a slash's reason flattened as `/v1/accounts` shows it.
-fn event_json(block: &BlockEvents, event: &Event) -> Value {
-    // Every variant serialises as `{"Variant": {fields}}`; the fields are what we send.
-    let mut fields = match serde_json::to_value(event) {
-        Ok(Value::Object(outer)) => match outer.into_iter().next() {
-            Some((_, Value::Object(inner))) => inner,
-            _ => Map::new(),
-        },
-        _ => Map::new(),
-    };
-    if let Event::Slashed { reason, .. } = event {
-        let reason = ReasonView::new(reason);
-        if let Ok(Value::Object(r)) = serde_json::to_value(reason) {
-            fields.remove("reason");
-            fields.extend(r);
-        }
-    }
-    fields.insert("height".into(), json!(block.height));
-    fields.insert("time_ms".into(), json!(block.time_ms));
-    if let Some(name) = event_name(event) {
-        fields.insert("event".into(), json!(name));
-    }
-    Value::Object(fields)
-}
 
 /// The kinds a stream may be filtered to: `block` and every named contract event.
 const KINDS: [&str; 18] = [
@@ -156,7 +129,7 @@ fn frames<'a>(block: &'a BlockEvents, filter: &'a Filter) -> impl Iterator<Item 
         if !filter.wants_kind(name) {
             return None;
         }
-        let data = event_json(block, e);
+        let data = event_json(block.height, block.time_ms, e);
         filter.wants(name, &data).then(|| {
             SseEvent::default()
                 .event(name)
@@ -205,7 +178,7 @@ pub(super) async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attest_contracts_sim::RefundReason;
+    use attest_contracts_sim::{Event, RefundReason};
     use attest_protocol::{AccountId, Amount, SecretKey};
 
     #[test]
@@ -236,7 +209,10 @@ mod tests {
             1_000,
             events.to_vec(),
         );
-        let json: Vec<Value> = events.iter().map(|e| event_json(&block, e)).collect();
+        let json: Vec<Value> = events
+            .iter()
+            .map(|e| event_json(block.height, block.time_ms, e))
+            .collect();
         for (e, data) in events.iter().zip(&json) {
             let name = event_name(e).expect("named");
             assert!(KINDS.contains(&name), "{name}");

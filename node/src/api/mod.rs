@@ -20,9 +20,11 @@
 pub mod accounts;
 pub mod chain;
 pub mod events;
+pub mod explorer;
 pub mod jobs;
 pub mod limits;
 pub mod market;
+pub mod network;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +63,9 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
     let write = axum::middleware::from_fn_with_state(limits.clone(), limits::admit_write);
     let stream = axum::middleware::from_fn_with_state(limits, limits::admit_stream);
     Router::new()
+        .route("/", get(explorer::index))
+        .route("/explorer/app.js", get(explorer::app))
+        .route("/explorer/style.css", get(explorer::style))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
@@ -70,6 +75,11 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/blocks/raw", get(chain::raw_blocks))
         .route("/v1/blocks/{height}", get(chain::block))
         .route("/v1/blocks/{height}/raw", get(chain::raw_block))
+        .route("/v1/blocks/{height}/txs", get(network::txs))
+        .route("/v1/blocks/{height}/txs/{index}", get(network::tx))
+        .route("/v1/recent", get(network::recent))
+        .route("/v1/validators", get(network::validators))
+        .route("/v1/audit", get(network::audit).layer(write.clone()))
         .route("/v1/txs", post(chain::submit_tx).layer(write.clone()))
         .route("/v1/adverts", get(market::adverts))
         .route("/v1/adverts/{provider}/reach", get(market::reach))
