@@ -132,6 +132,10 @@ fn lying_checker_loses_and_the_honest_provider_is_paid() {
             let taken = h.state.record(&id(CHECKER)).slashed;
             assert_eq!(taken, tokens(100));
             assert!(h.state.record(&id(PROVIDER)).earned.0 >= taken.0 / 5);
+            // Each side's record counts the dispute once.
+            let (won, lost) = (h.state.record(&id(PROVIDER)), h.state.record(&id(CHECKER)));
+            assert_eq!((won.disputes_won, won.disputes_lost), (1, 0));
+            assert_eq!((lost.disputes_won, lost.disputes_lost), (0, 1));
             assert!(events.iter().any(|e| matches!(
                 e,
                 Event::Settled {

@@ -454,7 +454,8 @@ class State:
             r = self.records.get(k[1])
             return None if r is None else (enc_counts(r["provided"]) + enc_counts(r["opened"])
                                            + varint(r["slashes"]) + varint(r["slashed"])
-                                           + varint(r["earned"]) + varint(r["checks"]))
+                                           + varint(r["earned"]) + varint(r["checks"])
+                                           + varint(r["disputes_won"]) + varint(r["disputes_lost"]))
         if t == "job":
             j = self.jobs.get(k[1])
             return None if j is None else enc_job(j)
@@ -498,7 +499,8 @@ class State:
         r = self.records.get(a)
         if r is None:
             r = {"provided": dict.fromkeys(PHASES, 0), "opened": dict.fromkeys(PHASES, 0),
-                 "slashes": 0, "slashed": 0, "earned": 0, "checks": 0}
+                 "slashes": 0, "slashed": 0, "earned": 0, "checks": 0,
+                 "disputes_won": 0, "disputes_lost": 0}
             self.records[a] = r
         self.dirty.add(("record", a))
         return r
@@ -855,6 +857,8 @@ class State:
         d = job["phase"]["dispute"]
         prov, chal, bond = job["provider"], d["challenger"], d["bond"]
         w, l = (prov, chal) if winner == "provider" else (chal, prov)
+        self.record(w)["disputes_won"] += 1
+        self.record(l)["disputes_lost"] += 1
         reason = ("dispute_lost", jid)
         if winner == "provider" and bond > 0:
             share = ppm_ceil(bond, self.p["winner_share_ppm"])

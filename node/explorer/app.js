@@ -27,6 +27,10 @@ const ago = (t) => {
   const s = Math.max(0, Math.round((Date.now() - t) / 1000));
   return s < 90 ? `${s} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
 };
+const left = (t) => {
+  const s = Math.round((t - Date.now()) / 1000);
+  return s <= 0 ? "expired" : s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
+};
 const chip = (text, kind) => `<span class="chip ${kind || ""}">${esc(text)}</span>`;
 const PHASE = { open: "", committed: "warn", disputed: "bad", settled: "ok", refunded: "bad" };
 const phaseChip = (p) => chip(p, PHASE[p]);
@@ -278,15 +282,15 @@ async function pageProviders() {
     const p = r && r.provider;
     return tr([acct(id), esc(a.device), N(num(a.price_per_token)), N(num(a.free_slots)),
       N((a.tokens_per_sec_milli / 1000).toFixed(0)), N(p ? p.reputation.tier : "-"), N(p ? num(p.jobs.settled) : "-"),
-      N(r ? num(r.checks) : "-"), N(r && r.stake ? num(r.stake.disputes_lost) : "-"),
+      N(r ? num(r.checks) : "-"), N(r ? `${num(r.disputes_won)} / ${num(r.disputes_lost)}` : "-"),
       N(p ? (p.slashes_total ? chip(num(p.slashes_total), "bad") : "0") : "-"),
       r && r.stake ? chip(r.stake.status, r.stake.status === "active" ? "ok" : "bad") : "-"]);
   });
   const book = ads.map((a) => tr([acct(a.provider), esc(a.device), esc(a.models.join(", ")), N(num(a.free_slots)),
-    N(num(a.price_per_token)), N(num(a.seq)), ago(a.expires_at_ms).replace(" ago", "") + (a.expires_at_ms > Date.now() ? " left" : "")]));
+    N(num(a.price_per_token)), N(num(a.seq)), left(a.expires_at_ms)]));
   return `<section data-page="providers"><h1>Providers and market</h1>
-    ${table(["provider", "device", "#price/token", "#free slots", "#tokens/s", "#tier", "#settled", "#checks", "#disputes lost", "#slashes", "stake"], rows, "No adverts in this node's book.")}
-    <p class="muted">Free slots as this node sees them; tokens/s as advertised. Disputes won are counted per dispute on the verification page.</p>
+    ${table(["provider", "device", "#price/token", "#free slots", "#tokens/s", "#tier", "#settled", "#checks", "#disputes won / lost", "#slashes", "stake"], rows, "No adverts in this node's book.")}
+    <p class="muted">Free slots as this node sees them; tokens/s as advertised. Jobs, checks, disputes and slashes are each account's running record in the ledger.</p>
     <h2>Advert book</h2>
     ${table(["provider", "device", "models", "#free", "#price", "#seq", "expires in"], book)}</section>`;
 }
@@ -307,7 +311,7 @@ async function pageAccount(id) {
       ["probation", s ? `${num(s.probation_left)} jobs left always checked` : "-"],
       ["jobs as provider", byPhase(p.jobs)], ["reputation", `tier ${p.reputation.tier} (${num(p.reputation.settled)} settled, ${num(p.reputation.slashes)} slashes)`],
       ["checks posted", num(a.checks)], ["earned", num(a.earned)], ["penalized", num(a.penalized)],
-      ["disputes lost", s ? num(s.disputes_lost) : "-"], ["jobs as client", byPhase(a.client_jobs)]])}
+      ["disputes", `${num(a.disputes_won)} won, ${num(a.disputes_lost)} lost`], ["jobs as client", byPhase(a.client_jobs)]])}
     <h2 id="slashes-heading">Slashes (${num(p.slashes_total)})</h2>
     ${table(["height", "reason", "#amount", "evidence"], slashes, "Never slashed.")}
     <h2>Recent jobs</h2>${table(["height", "role", "job"], jobs, "No jobs in this node's history index.")}</section>`;

@@ -149,6 +149,12 @@ pub struct AccountSnapshot {
     /// Verdicts it posted as a job's drawn checker.
     #[serde(default)]
     pub checks: u64,
+    /// Bisection disputes it won, as provider or challenger.
+    #[serde(default)]
+    pub disputes_won: u64,
+    /// Bisection disputes it lost, on either side.
+    #[serde(default)]
+    pub disputes_lost: u64,
     /// Its newest parts in jobs from this node's history index, newest first, at most
     /// [`MAX_LISTED_JOBS`]: the height it took the part at, `client`, `provider` or
     /// `checker`, and the job.
@@ -352,6 +358,8 @@ impl AccountSnapshot {
             earned: record.earned,
             penalized: record.slashed,
             checks: record.checks,
+            disputes_won: record.disputes_won,
+            disputes_lost: record.disputes_lost,
             recent_jobs: Vec::new(),
             validator_power: None,
             proof: None,

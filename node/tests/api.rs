@@ -855,3 +855,121 @@ fn a_client_over_its_rate_is_told_to_wait_and_reads_stay_open() {
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     assert_error(&post_json(api, "/v1/txs", b"{}"), 422, "bad_json");
 }
+
+#[test]
+fn the_explorer_and_the_routes_it_reads_answer_and_refuse_bad_queries() {
+    let node = start();
+    let api = node.api;
+
+    // The page and its assets, compiled in; a strict policy (no inline script, nothing from
+    // elsewhere).
+    let page = http_raw(api, "GET", "/", &[], b"");
+    assert_eq!(page.status, 200, "{page:?}");
+    let head = page.head.to_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    assert!(page.body.contains("/explorer/app.js"), "{}", page.body);
+    for (path, kind) in [
+        ("/explorer/app.js", "text/javascript"),
+        ("/explorer/style.css", "text/css"),
+    ] {
+        let asset = http_raw(api, "GET", path, &[], b"");
+        assert_eq!(asset.status, 200, "{path}");
+        assert!(
+            asset.head.to_lowercase().contains(kind),
+            "{path}: {}",
+            asset.head
+        );
+        assert!(!asset.body.is_empty(), "{path}");
+    }
+
+    // A transfer, decoded from its block.
+    let before = node.height();
+    let tx = node.transfer(0, 5);
+    let hash = tx_hash(&tx).to_string();
+    assert_eq!(submit_hex(api, &hex::encode(tx.encode())).status, 200);
+    let block = node.wait_for_commit(&hash, before);
+    let height = block["height"].as_u64().unwrap();
+    let page = get(api, &format!("/v1/blocks/{height}/txs"));
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.json["total"], 1, "{page:?}");
+    assert_eq!(page.json["next"], Value::Null);
+    let decoded = &page.json["txs"][0];
+    assert_eq!(decoded["hash"], hash.as_str());
+    assert_eq!(decoded["kind"], "transfer");
+    assert_eq!(decoded["nonce"], 0);
+    assert_eq!(decoded["action"]["amount"], 5);
+    let one = get(api, &format!("/v1/blocks/{height}/txs/0"));
+    assert_eq!(&one.json, decoded);
+    assert_error(
+        &get(api, &format!("/v1/blocks/{height}/txs/1")),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &get(api, &format!("/v1/blocks/{height}/txs/x")),
+        400,
+        "bad_index",
+    );
+    assert_error(
+        &get(api, &format!("/v1/blocks/{height}/txs?from=-1")),
+        400,
+        "bad_query",
+    );
+    assert_error(
+        &get(api, &format!("/v1/blocks/{height}/txs?to=3")),
+        400,
+        "bad_query",
+    );
+    assert_error(&get(api, "/v1/blocks/999999/txs"), 404, "not_found");
+
+    // The recent record holds the block; parts select sections.
+    let recent = get(api, "/v1/recent");
+    assert_eq!(recent.status, 200, "{recent:?}");
+    assert_eq!(recent.json["schema"], "attest.recent/1");
+    let blocks = recent.json["blocks"].as_array().unwrap();
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["height"] == height && b["txs"] == 1),
+        "{blocks:?}"
+    );
+    for part in ["jobs", "validation", "disputes", "slashes"] {
+        assert!(recent.json[part].is_array(), "{part}: {recent:?}");
+    }
+    let only = get(api, "/v1/recent?parts=jobs");
+    assert!(only.json["jobs"].is_array() && only.json.get("blocks").is_none());
+    assert_error(&get(api, "/v1/recent?parts=blocks,nope"), 400, "bad_query");
+    assert_error(&get(api, "/v1/recent?limit=3"), 400, "bad_query");
+
+    // The validator set: this node alone, with all the power.
+    let set = get(api, "/v1/validators");
+    assert_eq!(set.status, 200);
+    assert_eq!(set.json["validators"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        set.json["validators"][0]["account"],
+        node.validator.as_str()
+    );
+    assert_eq!(set.json["validators"][0]["power"], set.json["total_power"]);
+    assert!(set.json["height"].as_u64().unwrap() > height);
+
+    // The node audits its own store and says that it did.
+    let audit = get(api, &format!("/v1/audit?from=1&to={height}"));
+    assert_eq!(audit.status, 200, "{audit:?}");
+    assert_eq!(audit.json["report"]["ok"], true, "{audit:?}");
+    assert_eq!(audit.json["report"]["last_height"], height);
+    assert_eq!(audit.json["run_by"], "this node, over its own store");
+    assert!(
+        audit.json["independent"]
+            .as_str()
+            .unwrap()
+            .starts_with("attest audit --node URL --genesis-hash "),
+        "{audit:?}"
+    );
+    assert_error(&get(api, "/v1/audit?from=5&to=2"), 400, "bad_query");
+    assert_error(&get(api, "/v1/audit?from=x"), 400, "bad_height");
+    assert_error(&get(api, "/v1/audit?depth=2"), 400, "bad_query");
+}

@@ -457,7 +457,12 @@ fn the_explorer_shows_a_live_network_a_job_to_settlement_and_the_cheaters_slash(
         "the cheater's slash on its provider page",
         "[...document.querySelectorAll('[data-page=account] td')].some((td) => td.textContent === 'dispute_lost')",
     );
-    say("the cheater's dispute_lost slash is on its page");
+    let lost = browser.wait(
+        "the cheater's lost dispute in its record",
+        "(/(\\d+) won, (\\d+) lost/.exec(document.querySelector('[data-page=account]').innerText) || [])[2] | 0",
+    );
+    assert!(lost.as_u64().unwrap_or(0) >= 1, "{lost}");
+    say("the cheater's dispute_lost slash and its lost dispute are on its page");
     browser.screenshot(&shots, "provider");
 
     // Every other page, each without an error.

@@ -327,6 +327,8 @@ impl State {
             loser: l,
             end,
         });
+        self.update_record(w, |r| r.disputes_won = r.disputes_won.saturating_add(1));
+        self.update_record(l, |r| r.disputes_lost = r.disputes_lost.saturating_add(1));
         let bond = dispute.bond;
         let reason = SlashReason::DisputeLost { job: id };
         match winner {

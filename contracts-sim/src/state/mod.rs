@@ -431,6 +431,11 @@ pub struct Record {
     pub earned: Amount,
     /// Verdicts it posted as a job's drawn checker (agreeing or disagreeing).
     pub checks: u64,
+    /// Bisection disputes it won, as the provider or as the challenger (a drawn checker that
+    /// disagreed, or anyone who challenged with a bond).
+    pub disputes_won: u64,
+    /// Bisection disputes it lost, on either side.
+    pub disputes_lost: u64,
 }
 
 /// The whole ledger state. Every collection is ordered, and its root is the state tree over
