@@ -73,6 +73,10 @@ pub struct Config {
     pub danger_cheat: Option<Cheat>,
     /// TEST ONLY: give false verdicts on checks at this rate, e.g. `"flip:1.0"`.
     pub danger_false_verdicts: Option<Cheat>,
+    /// TEST ONLY: run the node's clock this many milliseconds ahead (negative: behind) of the
+    /// machine's, as a machine with a wrong clock would (the chaos test's clock-skew fault).
+    /// At most a day either way; needs the `cheats` feature like the other danger settings.
+    pub danger_clock_skew_ms: Option<i64>,
 }
 
 impl Default for Config {
@@ -97,9 +101,13 @@ impl Default for Config {
             api_max_in_flight: LimitsConfig::default().max_in_flight,
             danger_cheat: None,
             danger_false_verdicts: None,
+            danger_clock_skew_ms: None,
         }
     }
 }
+
+/// The largest `danger_clock_skew_ms` either way: a day.
+pub const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
 
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +221,15 @@ impl Config {
             let v = self.watch_rate.to_string();
             return bad("watch_rate", v, "must be between 0.0 and 1.0");
         }
+        if let Some(skew) = self.danger_clock_skew_ms
+            && skew.unsigned_abs() > MAX_CLOCK_SKEW_MS
+        {
+            return bad(
+                "danger_clock_skew_ms",
+                skew.to_string(),
+                "must be between -86400000 and 86400000 (a day)",
+            );
+        }
         for (key, value, max) in [
             ("api_rate_per_s", self.api_rate_per_s, 1_000_000),
             ("api_burst", self.api_burst, 1_000_000),
@@ -322,12 +339,20 @@ impl Config {
              {cheat}\n\
              \n\
              # TEST ONLY: give false verdicts on checks at a rate, e.g. \"flip:1.0\".\n\
-             {false_verdicts}\n",
+             {false_verdicts}\n\
+             \n\
+             # TEST ONLY: run this node's clock this many milliseconds ahead of the\n\
+             # machine's (negative: behind), at most a day either way.\n\
+             {skew}\n",
             cheat = danger("danger_cheat", self.danger_cheat, "flip:0.1"),
             false_verdicts = danger(
                 "danger_false_verdicts",
                 self.danger_false_verdicts,
                 "flip:1.0"
+            ),
+            skew = self.danger_clock_skew_ms.map_or_else(
+                || "# danger_clock_skew_ms = 30000".to_owned(),
+                |ms| format!("danger_clock_skew_ms = {ms}")
             ),
             listen = list(&self.listen),
             bootnodes = list(&self.bootnodes),
@@ -382,6 +407,7 @@ mod tests {
         let cheating = Config {
             danger_cheat: Some("flip:0.1".parse().unwrap()),
             danger_false_verdicts: Some("flip:1.0".parse().unwrap()),
+            danger_clock_skew_ms: Some(-30_000),
             ..config
         };
         assert_eq!(load_text(&cheating.to_commented_toml()).unwrap(), cheating);
@@ -408,5 +434,9 @@ mod tests {
         assert!(err.contains("idle_block_interval_ms = 0"), "{err}");
         let err = load_text("api = \"nowhere\"\n").unwrap_err().to_string();
         assert!(err.contains("api"), "{err}");
+        let err = load_text("danger_clock_skew_ms = 86400001\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("danger_clock_skew_ms = 86400001"), "{err}");
     }
 }

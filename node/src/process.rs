@@ -81,6 +81,20 @@ pub fn node_settings(args: &NodeArgs) -> Result<NodeSetup> {
     if config.danger_cheat.is_some() || config.danger_false_verdicts.is_some() {
         tracing::warn!("danger_* settings are on: this node cheats on purpose (test only)");
     }
+    if let Some(skew) = config.danger_clock_skew_ms {
+        if !cfg!(feature = "cheats") {
+            anyhow::bail!(
+                "config {}: danger_clock_skew_ms is a test-only setting, and this build has no \
+                 test-only settings (build with --features cheats)",
+                args.home.join(files::CONFIG).display()
+            );
+        }
+        tracing::warn!(
+            skew_ms = skew,
+            "danger_clock_skew_ms: this node's clock is wrong on purpose (test only)"
+        );
+        crate::shell::set_clock_skew_ms(skew);
+    }
     let profile = attest_core::accel::DeviceProfile::find(&config.device)?;
     let device = crate::accel_pool::DeviceConfig::new(profile, config.time_scale);
     let mut core = core;

@@ -322,12 +322,24 @@ pub const EVENT_BUFFER: usize = 64;
 /// milliseconds, and a client asks again from where the answer stopped.
 pub const MAX_RANGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it), moved by the
+/// test-only clock skew if one is set ([`set_clock_skew_ms`]).
 pub fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+    ms.saturating_add_signed(CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The test-only skew [`now_ms`] adds: 0 unless a node was started with
+/// `danger_clock_skew_ms` (one node per process, so one clock per process).
+static CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// TEST ONLY (the chaos test's clock-skew fault): runs this process's clock `ms` ahead of the
+/// machine's (negative: behind). Set once, before the node starts.
+pub fn set_clock_skew_ms(ms: i64) {
+    CLOCK_SKEW_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Time since this process first asked, on the monotonic clock: the clock
