@@ -41,7 +41,7 @@ use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
     AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_JOBS,
-    MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status, ValidatorView, ValidatorsView,
+    MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status, TxStatus, ValidatorView, ValidatorsView,
 };
 use attest_contracts_sim::Key;
 
@@ -86,6 +86,9 @@ pub enum Command {
     /// A receiver of every committed block's events from now on, or `None` if the stream
     /// already has its bound of subscribers.
     Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
+    /// Where a transaction is: committed (its block and index), waiting in the mempool, or
+    /// neither.
+    Tx(TxHash, oneshot::Sender<Result<TxStatus, StoreError>>),
     /// Which connected peers hold a provider's advert, asked of each now; `None` if
     /// [`crate::reach::MAX_PROBES`] probes run already.
     AdvertReach(AccountId, oneshot::Sender<Option<AdvertReach>>),
@@ -121,6 +124,11 @@ impl NodeHandle {
             .await
             .context("node stopped")?;
         rx.await.context("node stopped")
+    }
+
+    /// Where the transaction `hash` is, as this node knows it.
+    pub async fn tx(&self, hash: TxHash) -> Result<Result<TxStatus, StoreError>> {
+        self.ask(|reply| Command::Tx(hash, reply)).await
     }
 
     /// The genesis document the node started from (its hash is `status().genesis_hash`).
@@ -663,6 +671,14 @@ impl Node {
 
     fn on_command(&mut self, command: Command) {
         match command {
+            Command::Tx(hash, reply) => {
+                let status = self.store.tx_location(&hash).map(|at| match at {
+                    Some((height, index)) => TxStatus::Committed { height, index },
+                    None if self.core.mempool_contains(&hash) => TxStatus::Pending,
+                    None => TxStatus::Unknown,
+                });
+                let _ = reply.send(status);
+            }
             Command::SubmitTx(tx, reply) => {
                 let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
             }

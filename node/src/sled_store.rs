@@ -36,7 +36,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use attest_consensus::LockRecord;
 use attest_core::history::{FinalJob, HistoryBatch, Role, SlashEntry};
 use attest_core::store::{BlockIter, CommittedBlock, GenesisId, Store, StoreError, check_put_args};
-use attest_protocol::{AccountId, JobId};
+use attest_protocol::{AccountId, JobId, TxHash};
 
 /// The longest encoded [`GenesisId`]: a 32-byte chain id with its length and a 32-byte hash.
 /// Anything longer in the meta tree is corrupt and is refused unread.
@@ -100,6 +100,8 @@ pub struct SledStore {
     parts: sled::Tree,
     /// History: account | height (BE) | index (BE u32) -> the slash.
     slashes: sled::Tree,
+    /// History: transaction hash -> height (BE u64) | index in the block (BE u32).
+    txs: sled::Tree,
     genesis: GenesisId,
     /// The last stored height, kept in memory because every `put_block` needs it; set from
     /// the trees on open and advanced only after a successful flush.
@@ -283,6 +285,8 @@ impl SledStore {
     pub const PARTS_TREE: &'static str = "history_parts";
     /// Name of the tree holding each account's slashes.
     pub const SLASHES_TREE: &'static str = "history_slashes";
+    /// Name of the tree indexing committed transactions by hash.
+    pub const TXS_TREE: &'static str = "history_txs";
     /// Key of the genesis identity in the meta tree.
     pub const GENESIS_KEY: &'static [u8] = b"genesis";
     /// Key of the base height (8 bytes, big-endian) in the meta tree, for a store that began
@@ -313,7 +317,7 @@ impl SledStore {
         let (votes, meta) = (tree(Self::VOTES_TREE)?, tree(Self::META_TREE)?);
         let locks = tree(Self::LOCKS_TREE)?;
         let (finished, parts) = (tree(Self::FINISHED_TREE)?, tree(Self::PARTS_TREE)?);
-        let slashes = tree(Self::SLASHES_TREE)?;
+        let (slashes, txs) = (tree(Self::SLASHES_TREE)?, tree(Self::TXS_TREE)?);
         let trees = BlockTrees {
             path: path.clone(),
             blocks,
@@ -330,6 +334,7 @@ impl SledStore {
             finished,
             parts,
             slashes,
+            txs,
             genesis: genesis.clone(),
             latest: Height(0),
             base: Height(0),
@@ -819,9 +824,33 @@ impl Store for SledStore {
             key.extend_from_slice(&u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes());
             slashes.insert(key, encode(slash));
         }
+        let mut txs = sled::Batch::default();
+        for (i, tx) in batch.txs.iter().enumerate() {
+            let mut value = [0u8; 12];
+            value[..8].copy_from_slice(&height);
+            value[8..].copy_from_slice(&u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes());
+            txs.insert(&tx.0[..], &value[..]);
+        }
         self.finished.apply_batch(jobs).map_err(|e| self.io(e))?;
         self.parts.apply_batch(parts).map_err(|e| self.io(e))?;
-        self.slashes.apply_batch(slashes).map_err(|e| self.io(e))
+        self.slashes.apply_batch(slashes).map_err(|e| self.io(e))?;
+        self.txs.apply_batch(txs).map_err(|e| self.io(e))
+    }
+
+    fn tx_location(&self, tx: &TxHash) -> Result<Option<(Height, u32)>, StoreError> {
+        let Some(bytes) = self.txs.get(tx.0).map_err(|e| self.io(e))? else {
+            return Ok(None);
+        };
+        let (height, index) = match (bytes.get(..8), bytes.get(8..)) {
+            (Some(h), Some(i)) if bytes.len() == 12 => (h, i),
+            _ => {
+                let detail = format!("transaction {tx}: {} bytes, not 12", bytes.len());
+                return Err(self.corrupt(Self::TXS_TREE, None, detail));
+            }
+        };
+        let height = u64::from_be_bytes(height.try_into().unwrap_or_default());
+        let index = u32::from_be_bytes(index.try_into().unwrap_or_default());
+        Ok(Some((Height(height), index)))
     }
 
     fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {

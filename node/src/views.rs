@@ -503,3 +503,19 @@ pub struct ValidatorView {
     /// Its voting power.
     pub power: u64,
 }
+
+/// Where a transaction is, as `Command::Tx` answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// In the block at `height`, at `index`.
+    Committed {
+        /// The block's height.
+        height: Height,
+        /// Its place in the block, from 0.
+        index: u32,
+    },
+    /// Admitted to this node's mempool, not committed yet.
+    Pending,
+    /// Neither in the mempool nor in a block this node indexed.
+    Unknown,
+}

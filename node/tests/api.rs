@@ -904,6 +904,18 @@ fn the_explorer_and_the_routes_it_reads_answer_and_refuse_bad_queries() {
     assert_eq!(decoded["action"]["amount"], 5);
     let one = get(api, &format!("/v1/blocks/{height}/txs/0"));
     assert_eq!(&one.json, decoded);
+    // The transaction index finds it by hash; an unknown hash is a 404 that says what it
+    // means for a transaction the client was told was accepted.
+    let found = get(api, &format!("/v1/txs/{hash}"));
+    assert_eq!(found.status, 200, "{found:?}");
+    assert_eq!(found.json["state"], "committed");
+    assert_eq!(found.json["height"], height);
+    assert_eq!(found.json["index"], 0);
+    let unknown = get(api, &format!("/v1/txs/{}", "ab".repeat(32)));
+    assert_error(&unknown, 404, "not_found");
+    let detail = unknown.json["detail"].as_str().unwrap();
+    assert!(detail.contains("submit it again"), "{detail}");
+    assert_error(&get(api, "/v1/txs/abc"), 400, "bad_hex");
     assert_error(
         &get(api, &format!("/v1/blocks/{height}/txs/1")),
         404,

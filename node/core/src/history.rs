@@ -8,7 +8,7 @@
 //! account, height and position), so a block indexed twice after a crash changes nothing.
 
 use attest_contracts_sim::{Event, Job, SlashReason, State};
-use attest_protocol::{AccountId, Amount, Height, JobId};
+use attest_protocol::{AccountId, Amount, Height, JobId, TxHash};
 use serde::{Deserialize, Serialize};
 
 /// An account's part in a job.
@@ -64,6 +64,9 @@ pub struct HistoryBatch {
     pub parts: Vec<(AccountId, Role, JobId)>,
     /// `(account, slash)` for its slashes, in event order.
     pub slashes: Vec<(AccountId, SlashEntry)>,
+    /// Its transactions' hashes, in block order (the transaction index: where each
+    /// committed transaction is).
+    pub txs: Vec<TxHash>,
 }
 
 impl HistoryBatch {
@@ -118,7 +121,10 @@ impl HistoryBatch {
 
     /// Whether the block added nothing.
     pub fn is_empty(&self) -> bool {
-        self.finished.is_empty() && self.parts.is_empty() && self.slashes.is_empty()
+        self.finished.is_empty()
+            && self.parts.is_empty()
+            && self.slashes.is_empty()
+            && self.txs.is_empty()
     }
 }
 

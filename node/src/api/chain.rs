@@ -18,6 +18,7 @@ use super::{ApiError, ask, json_rejection, segment};
 use attest_core::mempool::AdmitError;
 
 use crate::shell::NodeHandle;
+use crate::views::TxStatus;
 
 /// Blocks one `GET /v1/blocks?from=&to=` answers at most. Each block's view lists its
 /// transaction hashes (up to 1,024, 66 bytes each in JSON), so a page is at most ~7 MB of
@@ -300,8 +301,53 @@ pub struct Submitted {
     pub hash: TxHash,
 }
 
+/// `GET /v1/txs/{hash}`'s answer for a transaction this node knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxState {
+    /// The transaction's hash.
+    pub hash: TxHash,
+    /// `committed` or `pending` (in this node's mempool).
+    pub state: String,
+    /// The block that holds it, once committed.
+    pub height: Option<Height>,
+    /// Its place in that block, from 0.
+    pub index: Option<u32>,
+}
+
+/// `GET /v1/txs/{hash}`: committed (where), pending in this node's mempool, or a 404 that
+/// says what an unknown transaction the client was told was accepted means.
+pub(super) async fn tx_state(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TxState>, ApiError> {
+    let hash: TxHash = super::parse_hex_id("transaction hash", &segment(path)?)?;
+    let status = ask(node.tx(hash)).await?.map_err(|e| store_error(&e))?;
+    let (state, height, index) = match status {
+        TxStatus::Committed { height, index } => ("committed", Some(height), Some(index)),
+        TxStatus::Pending => ("pending", None, None),
+        TxStatus::Unknown => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "transaction {hash} is neither in this node's mempool nor in a block it \
+                     indexed. If this node accepted it, it expired (the mempool keeps a \
+                     transaction mempool_ttl_ms) or was lost when the node restarted: submit \
+                     it again (of two transactions with the same nonce at most one commits)"
+                ),
+            ));
+        }
+    };
+    Ok(Json(TxState {
+        hash,
+        state: state.to_owned(),
+        height,
+        index,
+    }))
+}
+
 /// `POST /v1/txs`: decode, hand to the mempool, answer the hash or why it was refused.
-/// Acceptance means admitted and gossiped, not committed: poll the blocks for that.
+/// Acceptance means admitted and gossiped, not committed: follow it with `GET /v1/txs/{hash}`.
 pub(super) async fn submit_tx(
     State(node): State<NodeHandle>,
     body: Result<Json<SubmitTx>, JsonRejection>,

@@ -81,6 +81,7 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/validators", get(network::validators))
         .route("/v1/audit", get(network::audit).layer(write.clone()))
         .route("/v1/txs", post(chain::submit_tx).layer(write.clone()))
+        .route("/v1/txs/{hash}", get(chain::tx_state))
         .route("/v1/adverts", get(market::adverts))
         .route("/v1/adverts/{provider}/reach", get(market::reach))
         .route("/v1/quote", post(market::quote).layer(write))

@@ -291,6 +291,10 @@ impl Cluster {
     }
 }
 
+/// Refusals in a row for a nonce too far ahead after which a [`Load`] rewinds to the
+/// account's committed nonce (a transfer before it was lost).
+pub const REWIND_AFTER: usize = 40;
+
 /// Transfers sent one after another from the funded client, spread over the given APIs.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -324,6 +328,12 @@ impl Load {
     /// Sends transfers until stopped. A refused or failed submission is retried with the same
     /// nonce, so the account's nonces have no gaps; a 409 `duplicate` or `stale_nonce` means an
     /// earlier attempt got through after all (the transfer for a nonce is always the same).
+    ///
+    /// A node that accepted a transfer and died before gossiping it loses it (a mempool is not
+    /// durable; `GET /v1/txs/{hash}` then answers 404 everywhere), and every later nonce waits
+    /// behind the gap. The sender does what a client must: after [`REWIND_AFTER`] refusals in a
+    /// row for a nonce too far ahead, it asks the account's committed nonce and sends again
+    /// from there (the same bytes, so the same hashes), counted as `rewound`.
     pub fn start(apis: Vec<SocketAddr>, client: SecretKey) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -336,6 +346,8 @@ impl Load {
             let to = SecretKey::from_seed([7; 32]).public();
             let mut nonce = 0;
             let mut refused = BTreeMap::new();
+            let mut ahead_in_row = 0;
+            let account = format!("/v1/accounts/{}", client.public());
             while !stop2.load(Ordering::Relaxed) {
                 let tx = transfer(&chain, &client, to, nonce);
                 let body = SubmitTx {
@@ -357,6 +369,9 @@ impl Load {
                             let code = e.code().unwrap_or("?");
                             let got_through = matches!(code, "duplicate" | "stale_nonce");
                             *refused.entry(format!("{status} {code}")).or_insert(0) += 1;
+                            if code == "nonce_too_far_ahead" {
+                                ahead_in_row += 1;
+                            }
                             got_through
                         }
                         None => {
@@ -365,13 +380,57 @@ impl Load {
                         }
                     },
                 };
+                if ahead_in_row >= REWIND_AFTER
+                    && let Ok(view) = api.get::<Value>(&account)
+                    && let Some(committed) = view["nonce"].as_u64()
+                    && committed < nonce
+                {
+                    *refused.entry("rewound".into()).or_insert(0) += 1;
+                    nonce = committed;
+                    ahead_in_row = 0;
+                    continue;
+                }
                 if ok {
-                    accepted2.lock().unwrap().push(tx_hash(&tx).to_string());
+                    ahead_in_row = 0;
+                    let hash = tx_hash(&tx).to_string();
+                    let mut accepted = accepted2.lock().unwrap();
+                    // A rewound nonce sends the same bytes again: one hash, listed once.
+                    if !accepted.contains(&hash) {
+                        accepted.push(hash);
+                    }
+                    drop(accepted);
                     nonce += 1;
                     std::thread::sleep(Duration::from_millis(5));
                 } else {
                     std::thread::sleep(Duration::from_millis(50));
                 }
+            }
+            // Stopped: make sure nothing accepted stays behind a lost nonce. Until the
+            // account's committed nonce reaches ours, resend what is missing whenever it stops
+            // moving for two seconds (a hang guard bounds the whole wait).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let (mut last, mut since) = (None, Instant::now());
+            while Instant::now() < deadline {
+                let committed = apis
+                    .iter()
+                    .find_map(|a| a.get::<Value>(&account).ok()?["nonce"].as_u64());
+                match committed {
+                    Some(c) if c >= nonce => break,
+                    Some(c) if last != Some(c) => (last, since) = (Some(c), Instant::now()),
+                    Some(c) if since.elapsed() > Duration::from_secs(2) => {
+                        for n in c..nonce {
+                            let body = SubmitTx {
+                                tx: hex::encode(transfer(&chain, &client, to, n).encode()),
+                            };
+                            let api = &apis[n as usize % apis.len()];
+                            let _ = api.post::<_, Submitted>("/v1/txs", &body);
+                        }
+                        *refused.entry("resent after stopping".into()).or_insert(0) += 1;
+                        since = Instant::now();
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
             refused
         });

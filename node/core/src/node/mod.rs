@@ -439,6 +439,12 @@ impl NodeCore {
         self.ledger.mempool.len()
     }
 
+    /// Whether the mempool holds the transaction `hash` (admitted, not yet committed or
+    /// expired).
+    pub fn mempool_contains(&self, hash: &TxHash) -> bool {
+        self.ledger.mempool.contains(hash)
+    }
+
     /// What the job pipeline did (results, verdicts, dispute moves).
     pub fn duty_stats(&self) -> &DutyStats {
         self.market.duties.stats()
@@ -1040,7 +1046,8 @@ impl NodeCore {
             });
             return;
         }
-        let history = HistoryBatch::of(height, &events, self.ledger.chain.state());
+        let mut history = HistoryBatch::of(height, &events, self.ledger.chain.state());
+        history.txs.clone_from(&tx_hashes);
         if !history.is_empty() {
             self.effects
                 .push_back(Effect::Persist(Persist::History(Box::new(history))));

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use attest_protocol::{AccountId, Height, JobId, Round, Signed, Vote, VoteKind};
+use attest_protocol::{AccountId, Height, JobId, Round, Signed, TxHash, Vote, VoteKind};
 
 use attest_consensus::LockRecord;
 
@@ -30,6 +30,7 @@ pub struct MemStore {
     finished: BTreeMap<JobId, FinalJob>,
     parts: BTreeSet<(AccountId, Height, Role, JobId)>,
     slashes: BTreeMap<(AccountId, Height, u32), SlashEntry>,
+    txs: BTreeMap<TxHash, (Height, u32)>,
     base: Option<(Height, Vec<u8>)>,
 }
 
@@ -44,6 +45,7 @@ impl MemStore {
             finished: BTreeMap::new(),
             parts: BTreeSet::new(),
             slashes: BTreeMap::new(),
+            txs: BTreeMap::new(),
             base: None,
         }
     }
@@ -216,7 +218,15 @@ impl Store for MemStore {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             self.slashes.insert((*who, batch.height, i), slash.clone());
         }
+        for (i, tx) in batch.txs.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            self.txs.insert(*tx, (batch.height, i));
+        }
         Ok(())
+    }
+
+    fn tx_location(&self, tx: &TxHash) -> Result<Option<(Height, u32)>, StoreError> {
+        Ok(self.txs.get(tx).copied())
     }
 
     fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {

@@ -26,7 +26,7 @@ mod mem;
 use std::fmt;
 
 use attest_protocol::{AccountId, Block, ChainId, CommitCertificate, Hash, Height, JobId};
-use attest_protocol::{Signed, Vote};
+use attest_protocol::{Signed, TxHash, Vote};
 
 use crate::history::{FinalJob, HistoryBatch, Role, SlashEntry};
 
@@ -172,6 +172,10 @@ pub trait Store {
 
     /// The newest `limit` slashes of `account`, newest first.
     fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError>;
+
+    /// Where the committed transaction `tx` is: its block's height and its index in it, if a
+    /// block this store indexed holds it.
+    fn tx_location(&self, tx: &TxHash) -> Result<Option<(Height, u32)>, StoreError>;
 }
 
 /// Checks what [`Store::put_block`] requires of its arguments that does not depend on the
