@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use cluster::{attest, free_port};
+use cluster::{attest, free_port, guard_expired};
 
-/// Hang guard for one wait in the browser or on the chain: generous, never a measurement.
+/// Hang guard for one wait in the browser or on the chain, stretched by the machine's load
+/// (`cluster::guard_scale`): never a measurement.
 const GUARD: Duration = Duration::from_secs(60);
 
 fn find_chromium() -> Option<PathBuf> {
@@ -137,12 +138,14 @@ impl Browser {
             .write_all(&bytes)
             .expect("write to chromium");
         self.to_browser.flush().expect("flush to chromium");
-        let deadline = Instant::now() + GUARD;
+        let started = Instant::now();
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = match self.from_browser.recv_timeout(left) {
+            let message = match self.from_browser.recv_timeout(Duration::from_secs(1)) {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => panic!("hang guard: chromium, {method}"),
+                Err(RecvTimeoutError::Timeout) if guard_expired(started, GUARD) => {
+                    panic!("hang guard: chromium, {method}")
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => panic!("chromium exited during {method}"),
             };
             if message["method"] == "Runtime.exceptionThrown" {
@@ -187,13 +190,13 @@ impl Browser {
 
     /// Polls `expression` until it is truthy; answers its value.
     fn wait(&mut self, what: &str, expression: &str) -> Value {
-        let deadline = Instant::now() + GUARD;
+        let started = Instant::now();
         loop {
             let value = self.eval(expression);
             if !(value.is_null() || value == json!(false) || value == json!("")) {
                 return value;
             }
-            if Instant::now() > deadline {
+            if guard_expired(started, GUARD) {
                 let text = self.eval(
                     "location.hash + '\\n' + document.getElementById('view').innerHTML.slice(0, 3000)",
                 );

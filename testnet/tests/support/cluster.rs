@@ -54,22 +54,49 @@ pub fn attest_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
 }
 
+/// How many times its nominal limit a hang guard waits now: the machine's one-minute load
+/// average per core, at least 1 and at most 4 (a 2-core machine building and running debug
+/// tests side by side is slow, not hung), times `ATTEST_HANG_SCALE` if that is set (a
+/// number, e.g. 3 under valgrind). Read at each check, so a guard stretches while the load
+/// lasts.
+pub fn guard_scale() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let extra = std::env::var("ATTEST_HANG_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(1.0);
+    (load / cores).clamp(1.0, 4.0) * extra
+}
+
+/// Whether a hang guard of nominal `limit` started at `started` has run out, scaled by
+/// [`guard_scale`] now.
+pub fn guard_expired(started: Instant, limit: Duration) -> bool {
+    started.elapsed() > limit.mul_f64(guard_scale())
+}
+
 /// Polls `check` every 50 ms until it yields a value; panics with `what()` (the wait and what
-/// was last seen) after `limit`. A hang guard only: nothing measures time with it.
+/// was last seen) after `limit`, stretched by the machine's load ([`guard_scale`]). A hang
+/// guard only: nothing measures time with it.
 pub fn wait_for<T>(
     what: impl Fn() -> String,
     limit: Duration,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
     loop {
         if let Some(value) = check() {
             return value;
         }
         assert!(
-            Instant::now() < deadline,
-            "hang guard: {} after {limit:?}",
-            what()
+            !guard_expired(started, limit),
+            "hang guard: {} after {:?} (nominal {limit:?}, scaled by the load)",
+            what(),
+            started.elapsed()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
