@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/cluster.rs"]
 mod cluster;
-use cluster::{Cluster, Load, NODES, attest_json, wait_for};
+use cluster::{Cluster, Load, NODES, Rng, attest_json, env_u64, wait_for};
 
 /// What can happen to a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,27 +48,6 @@ impl Fault {
             Fault::Kill { .. } => "kill",
             Fault::Pause { .. } => "pause",
         }
-    }
-}
-
-/// A seeded generator (xorshift64*): the schedule depends on the seed alone.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
     }
 }
 
@@ -97,15 +76,6 @@ fn schedule(seed: u64, faults: usize) -> Vec<Fault> {
             }
         })
         .collect()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to node `i`.

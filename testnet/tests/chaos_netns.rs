@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 mod cluster;
 #[path = "support/netns.rs"]
 mod netns;
-use cluster::{CHAIN, Load, attest_json};
+use cluster::{CHAIN, Load, Rng, attest_json, env_u64};
 use netns::{API_PORT, Net, is_root};
 use serde_json::Value;
 
@@ -74,26 +74,6 @@ impl Fault {
             Fault::Disk { .. } => "disk",
             Fault::Skew { .. } => "skew",
         }
-    }
-}
-
-/// A seeded generator (xorshift64*): the schedule depends on the seed alone.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
     }
 }
 
@@ -134,15 +114,6 @@ fn schedule(seed: u64, extra: usize) -> Vec<Fault> {
         plan.push(fault(&mut rng, kind));
     }
     plan
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
 }
 
 /// Jobs submitted through `attest submit` in a loop, each to a host not faulted, until
@@ -422,27 +393,13 @@ fn seeded_kills_pauses_partitions_and_a_full_disk_leave_one_chain_and_lose_nothi
     let job_key = dir.join("jobs.key");
     let job_client = attest_json(&["keys", "new", &job_key.display().to_string(), "--json"]);
     let job_client = job_client["account"].as_str().unwrap().to_owned();
-    let genesis = dir.join("genesis.json");
-    let mut args = vec![
-        "genesis".to_owned(),
-        "--chain-id".into(),
-        CHAIN.into(),
-        "--out".into(),
-        genesis.display().to_string(),
-        "--fund".into(),
-        format!("{}=1000000", transfer_client.public()),
-        "--fund".into(),
-        format!("{job_client}=1000000"),
-        "--json".into(),
-    ];
-    for h in &net.hosts {
-        args.extend(["--validator".into(), h.home.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    attest_json(&args);
-    for i in 0..HOSTS {
-        net.start(i, &genesis);
-    }
+    let genesis = net.start_chain(
+        CHAIN,
+        &[
+            format!("{}=1000000", transfer_client.public()),
+            format!("{job_client}=1000000"),
+        ],
+    );
     net.wait("every host connected and blocks made", GUARD, || {
         (0..HOSTS)
             .all(|i| {

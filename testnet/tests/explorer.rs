@@ -269,6 +269,26 @@ fn run_json(args: &[&str]) -> Value {
     serde_json::from_slice(&run(args).stdout).expect("attest --json prints JSON")
 }
 
+/// `attest submit` of an 8-token job of the tiny model through `api`, paid by `key`, with
+/// `extra` flags; its JSON record.
+fn submit(api: &str, key: &str, input: &str, extra: &[&str]) -> Value {
+    let base = [
+        "submit",
+        "--node",
+        api,
+        "--key",
+        key,
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        input,
+        "--max-tokens",
+        "8",
+        "--json",
+    ];
+    run_json(&[&base[..], extra].concat())
+}
+
 /// Ports for four nodes (and one more), all free a moment ago.
 fn free_base() -> u16 {
     loop {
@@ -382,22 +402,7 @@ fn the_explorer_shows_a_live_network_a_job_to_settlement_and_the_cheaters_slash(
 
     // A job from submit to settled, followed on its page.
     let key0 = dir.join("clients/client-0.key").display().to_string();
-    let job = run_json(&[
-        "submit",
-        "--node",
-        &api,
-        "--key",
-        &key0,
-        "--model",
-        "attest-tiny-1b",
-        "--input",
-        "explorer test",
-        "--max-tokens",
-        "8",
-        "--wait",
-        "result",
-        "--json",
-    ]);
+    let job = submit(&api, &key0, "explorer test", &["--wait", "result"]);
     let id = job["job"].as_str().expect("job id").to_owned();
     let output = job["output"].as_str().expect("output").to_owned();
     browser.open(&format!("#/job/{id}"), "job");
@@ -435,26 +440,13 @@ fn the_explorer_shows_a_live_network_a_job_to_settlement_and_the_cheaters_slash(
     // The cheater, always wrong, under an always-checked job: the checker disagrees, the
     // dispute is bisected, the cheater loses and is slashed; its provider page shows it.
     let key1 = dir.join("clients/client-1.key").display().to_string();
-    run(&[
-        "submit",
-        "--node",
+    let always = ["--check", "always"];
+    submit(
         &api,
-        "--key",
         &key1,
-        "--model",
-        "attest-tiny-1b",
-        "--input",
         "catch me",
-        "--max-tokens",
-        "8",
-        "--provider",
-        &cheater,
-        "--check",
-        "always",
-        "--wait",
-        "result",
-        "--json",
-    ]);
+        &[&["--provider", &cheater], &always[..]].concat(),
+    );
     browser.open(&format!("#/account/{cheater}"), "account");
     browser.wait(
         "the cheater's slash on its provider page",
@@ -494,24 +486,13 @@ fn the_explorer_shows_a_live_network_a_job_to_settlement_and_the_cheaters_slash(
     // A few always-checked jobs, one after another (one key, one nonce at a time), for the
     // latency distribution.
     for i in 0..6 {
-        run(&[
-            "submit",
-            "--node",
+        let input = format!("checked {i}");
+        submit(
             &api,
-            "--key",
             &key0,
-            "--model",
-            "attest-tiny-1b",
-            "--input",
-            &format!("checked {i}"),
-            "--max-tokens",
-            "8",
-            "--check",
-            "always",
-            "--wait",
-            "verdict",
-            "--json",
-        ]);
+            &input,
+            &[&always[..], &["--wait", "verdict"]].concat(),
+        );
     }
     browser.open("#/verification", "verification");
     browser.wait(

@@ -41,25 +41,7 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
     let client_key = dir.join("client.key");
     let client = attest_json(&["keys", "new", &client_key.display().to_string(), "--json"]);
     let client = client["account"].as_str().unwrap().to_owned();
-    let genesis = dir.join("genesis.json");
-    let mut args = vec![
-        "genesis".to_owned(),
-        "--chain-id".into(),
-        "netns-test".into(),
-        "--out".into(),
-        genesis.display().to_string(),
-        "--fund".into(),
-        format!("{client}=100000"),
-        "--json".into(),
-    ];
-    for h in &net.hosts {
-        args.extend(["--validator".into(), h.home.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    attest_json(&args);
-    for i in 0..HOSTS {
-        net.start(i, &genesis);
-    }
+    let genesis = net.start_chain("netns-test", &[format!("{client}=100000")]);
     net.say("four hosts started, each knowing host 0 alone");
     // Every host finds every other through host 0, and blocks are made.
     net.wait(

@@ -307,6 +307,35 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Writes a genesis for `chain` in the test directory with every host so far a validator
+    /// and the accounts `funds` (`ACCOUNT=UNITS`) funded, and starts every host's node on it;
+    /// answers the genesis file.
+    pub fn start_chain(&mut self, chain: &str, funds: &[String]) -> PathBuf {
+        let genesis = self.dir.as_ref().unwrap().path().join("genesis.json");
+        let mut args = vec![
+            "genesis".to_owned(),
+            "--chain-id".into(),
+            chain.into(),
+            "--out".into(),
+            genesis.display().to_string(),
+            "--json".into(),
+        ];
+        for fund in funds {
+            args.extend(["--fund".into(), fund.clone()]);
+        }
+        for h in &self.hosts {
+            args.extend(["--validator".into(), h.home.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        attest_json(&args);
+        for i in 0..self.hosts.len() {
+            self.start(i, &genesis);
+        }
+        genesis
+    }
+}
+
 /// `attest audit` of the chain `node` serves, from `genesis`, passes.
 pub fn audit_passes(node: &str, genesis: &Path) {
     let genesis = genesis.display().to_string();
