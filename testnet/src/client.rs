@@ -18,7 +18,7 @@ use attest_chain::GenesisFile;
 use attest_chain::audit::{self, AuditRange, AuditReport};
 use attest_core::store::{GenesisId, Store};
 use attest_node::api::accounts::AccountSnapshot;
-use attest_node::api::chain::{RawBlock, RawBlocksPage, SubmitTx, Submitted};
+use attest_node::api::chain::{RawBlock, RawBlocksPage, SubmitTx, Submitted, TxState};
 use attest_node::api::jobs::{Assurance, CheckView, JobView, OutputView};
 use attest_node::api::market::{Adverts, Quote, QuoteRequest};
 use attest_node::api::{BlockView, BlocksPage, ChainParams};
@@ -146,6 +146,16 @@ impl Api {
     /// `GET /v1/accounts/{id}`.
     pub fn account(&self, id: &AccountId) -> Result<AccountSnapshot> {
         self.get(&format!("/v1/accounts/{id}"))
+    }
+
+    /// `GET /v1/txs/{hash}`: where the transaction is (`committed` or `pending`), or `None`
+    /// if the node has it in neither its index nor its mempool.
+    pub fn tx(&self, hash: &attest_protocol::TxHash) -> Result<Option<TxState>> {
+        match self.get(&format!("/v1/txs/{hash}")) {
+            Ok(at) => Ok(Some(at)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `GET /v1/blocks/{height}`.
@@ -542,24 +552,38 @@ impl Opener {
     /// the same key took the nonce.
     pub fn send_committed(&mut self, action: Action, timeout: Duration) -> Result<Committed> {
         let started = Instant::now();
-        let from = self.api.status()?.height.0;
         let nonce = self.next_nonce;
         let hash = self.send(action)?;
         loop {
-            let account = self.api.account(&self.key.public())?;
-            if account.nonce.0 > nonce {
-                let height = self.find_tx(hash, from)?.ok_or_else(|| {
-                    anyhow!(
-                        "transaction {hash} was not committed: another transaction of this key \
-                         took nonce {nonce}"
-                    )
-                })?;
-                return Ok(Committed {
-                    hash,
-                    height,
-                    nonce,
-                    fee: self.fee,
-                });
+            // The node's transaction index says where it is; gone from both the index and the
+            // mempool, the account's nonce says whether another transaction took its place.
+            match self.api.tx(&hash)? {
+                Some(at) if at.state == "committed" => {
+                    let height = at.height.ok_or_else(|| {
+                        anyhow!("the node says {hash} is committed but not where")
+                    })?;
+                    return Ok(Committed {
+                        hash,
+                        height,
+                        nonce,
+                        fee: self.fee,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    let account = self.api.account(&self.key.public())?;
+                    if account.nonce.0 > nonce {
+                        bail!(
+                            "transaction {hash} was not committed: another transaction of this \
+                             key took nonce {nonce}"
+                        );
+                    }
+                    bail!(
+                        "transaction {hash} (nonce {nonce}) was admitted but is no longer in the \
+                         node's mempool nor in a block: it expired, or the node restarted and \
+                         lost it. Nothing was spent; run the command again"
+                    );
+                }
             }
             if started.elapsed() > timeout {
                 bail!(
@@ -569,21 +593,6 @@ impl Opener {
                 );
             }
             std::thread::sleep(COMMIT_POLL);
-        }
-    }
-
-    /// The height of the block above `after` that holds `hash`, if any.
-    fn find_tx(&self, hash: attest_protocol::TxHash, after: u64) -> Result<Option<Height>> {
-        let mut from = after.saturating_add(1);
-        loop {
-            let page = self.api.blocks(from, u64::MAX)?;
-            if let Some(b) = page.blocks.iter().find(|b| b.txs.contains(&hash)) {
-                return Ok(Some(b.height));
-            }
-            match page.next {
-                Some(next) if next.0 > from => from = next.0,
-                _ => return Ok(None),
-            }
         }
     }
 
