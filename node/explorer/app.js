@@ -210,6 +210,16 @@ async function pageTx(h, i) {
     <h2>Action</h2><pre>${linkHex(t.action)}</pre></section>`;
 }
 
+async function pageTxByHash(hash) {
+  // Where the transaction is, from this node's transaction index; then its page.
+  const at = await api(`/v1/txs/${hash}`);
+  if (at.state !== "committed") {
+    return `<section data-page="tx"><h1>Transaction ${esc(short(hash))}</h1>
+      <p class="note">Pending: admitted to this node's mempool, not in a block yet. This page follows it.</p></section>`;
+  }
+  return pageTx(at.height, at.index);
+}
+
 async function pageJobs() {
   const recent = await api("/v1/recent?parts=jobs");
   const rows = recent.jobs.map((j) => tr([jobLink(j.job), esc(j.model), esc(j.device), acct(j.provider),
@@ -378,6 +388,7 @@ const routes = [
   [/^#\/blocks$/, "blocks", () => pageBlocks(), true],
   [/^#\/block\/(\d+)$/, "blocks", (m) => pageBlock(Number(m[1])), false],
   [/^#\/block\/(\d+)\/tx\/(\d+)$/, "blocks", (m) => pageTx(Number(m[1]), Number(m[2])), false],
+  [/^#\/tx\/([0-9a-fA-F]{64})$/, "blocks", (m) => pageTxByHash(m[1].toLowerCase()), true],
   [/^#\/jobs$/, "jobs", () => pageJobs(), true],
   [/^#\/job\/([0-9a-fA-F]{64})$/, "jobs", (m) => pageJob(m[1].toLowerCase()), true],
   [/^#\/providers$/, "providers", () => pageProviders(), true],
@@ -443,10 +454,12 @@ document.getElementById("search").addEventListener("submit", async (e) => {
   const q = document.getElementById("q").value.trim().toLowerCase();
   if (/^\d+$/.test(q)) location.hash = `#/block/${q}`;
   else if (/^[0-9a-f]{64}$/.test(q)) {
-    // A job id and an account are both 64 hex: try the job first.
+    // A job id, a transaction hash and an account are all 64 hex: a job first, then a
+    // committed transaction, else the account.
     const job = await fetch(`/v1/jobs/${q}`).then((r) => r.ok).catch(() => false);
-    location.hash = job ? `#/job/${q}` : `#/account/${q}`;
-  } else view.insertAdjacentHTML("afterbegin", `<p class="error">Search takes a height or a 64-hex job id or account.</p>`);
+    const tx = job ? false : await fetch(`/v1/txs/${q}`).then((r) => r.ok).catch(() => false);
+    location.hash = job ? `#/job/${q}` : tx ? `#/tx/${q}` : `#/account/${q}`;
+  } else view.insertAdjacentHTML("afterbegin", `<p class="error">Search takes a height, or a 64-hex job id, transaction hash or account.</p>`);
 });
 
 // The forms of the pages (no inline handlers: the page's CSP allows only this script).

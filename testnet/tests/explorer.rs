@@ -471,6 +471,15 @@ fn the_explorer_shows_a_live_network_a_job_to_settlement_and_the_cheaters_slash(
     browser.screenshot(&shots, "block");
     browser.open(&format!("#/block/{opened}/tx/0"), "tx");
     browser.screenshot(&shots, "tx");
+    // The job's OpenJob found by its hash (the job id) through the transaction index.
+    browser.open(&format!("#/tx/{id}"), "tx");
+    browser.wait(
+        "the OpenJob by hash",
+        &format!(
+            "document.querySelector('[data-page=tx]').innerText.includes('open_job') && \
+             document.querySelector('[data-page=tx]').innerText.includes('{id}')"
+        ),
+    );
     browser.open("#/jobs", "jobs");
     browser.wait(
         "jobs listed",
