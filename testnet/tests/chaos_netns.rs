@@ -20,7 +20,8 @@
 //! (one a dying node accepted and lost is found missing by the load, which sends it again, as
 //! a client must) and found by every node's transaction index (`GET /v1/txs/{hash}`),
 //! every job `attest submit` got a result for settled or refunded, `attest audit` passes on
-//! every node, and no slash that means an honest node lied or double-signed (`dispute_lost`,
+//! every node, the reference verifiers (`docs/reference/verify_export.py`, `replay.py`) pass
+//! on the exported chain, and no slash that means an honest node lied or double-signed (`dispute_lost`,
 //! `equivocation`); missed-deadline penalties of crashed nodes are counted and printed.
 //!
 //! The schedule comes from `ATTEST_CHAOS_SEED` (printed; default 1): each kind once in a
@@ -178,6 +179,61 @@ impl Jobs {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap()
     }
+}
+
+/// Exports the chain `node` serves and runs `docs/reference/verify_export.py` and
+/// `replay.py` on it, which must pass; answers what they said, or why they were not run
+/// (python3 without blake3 and cryptography: `.ci/run` installs them).
+fn reference_verifiers(node: &str, genesis: &Path, dir: &Path) -> String {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import blake3, cryptography"])
+        .output();
+    if !probe.is_ok_and(|p| p.status.success()) {
+        return "not run (python3 with blake3 and cryptography is not available)".into();
+    }
+    let export = cluster::attest()
+        .args([
+            "ledger",
+            "export",
+            "--format",
+            "jsonl",
+            "--node",
+            node,
+            "--genesis",
+        ])
+        .arg(genesis)
+        .output()
+        .expect("run attest ledger export");
+    assert!(
+        export.status.success(),
+        "ledger export: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let chain = dir.join("chain.jsonl");
+    std::fs::write(&chain, &export.stdout).unwrap();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reference");
+    let mut said = Vec::new();
+    for script in ["verify_export.py", "replay.py"] {
+        let run = std::process::Command::new("python3")
+            .arg(scripts.join(script))
+            .arg(&chain)
+            .output()
+            .expect("run python3");
+        let out = String::from_utf8_lossy(&run.stdout).into_owned();
+        assert!(
+            run.status.success(),
+            "{script} refused the chain:\n{out}{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let verdict = out.lines().find(|l| l.starts_with("OK"));
+        said.push(
+            verdict
+                .or(out.lines().last())
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    said.join("; ")
 }
 
 /// Fills the filesystem holding `dir` with one file, to its last byte; answers the file.
@@ -532,6 +588,10 @@ fn seeded_kills_pauses_partitions_and_a_full_disk_leave_one_chain_and_lose_nothi
         penalties = slashes.len();
     }
 
+    // The reference verifiers, written from the protocol document alone, agree: every
+    // signature (verify_export.py) and every state root after every block (replay.py).
+    let reference = reference_verifiers(&net.url(0), &genesis, &dir);
+
     let summary: Vec<String> = recoveries
         .iter()
         .map(|(kind, ms)| {
@@ -549,7 +609,8 @@ fn seeded_kills_pauses_partitions_and_a_full_disk_leave_one_chain_and_lose_nothi
         "chaos seed {seed}: {} faults: {}; full disk stopped the node {disk_stops} time(s); the skewed clock's \
          proposals refused at {skew_refusals} height(s); {} \
          transfers accepted, all committed once; jobs {phases:?}; missed-deadline penalties \
-         {penalties}; {common} blocks identical on all {HOSTS} hosts; audit OK on each",
+         {penalties}; {common} blocks identical on all {HOSTS} hosts; audit OK on each; \
+         reference verifiers: {reference}",
         plan.len(),
         summary.join(", "),
         accepted.len(),
