@@ -42,6 +42,9 @@ const N = (v) => ({ num: v });
 const card = (k, v, id) => `<div class="card"><div class="k">${esc(k)}</div><div class="v"${id ? ` id="${id}"` : ""}>${v}</div></div>`;
 const kv = (pairs) => `<dl class="kv">${pairs.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("")}</dl>`;
 
+/** The height the header shows (the newest block this page has heard of). */
+const headHeight = () => Number(heightEl.textContent.replace(/,/g, "")) || 0;
+
 async function api(path) {
   const r = await fetch(path, { headers: { accept: "application/json" } });
   const body = await r.json().catch(() => ({}));
@@ -181,7 +184,7 @@ async function pageBlock(h) {
     acct(t.sender), N(num(t.nonce)), N(num(t.fee)), `<span class="mono">${esc(short(t.hash))}</span>`]));
   const signers = b.certificate.validators.map(acct).join(" ");
   return `<section data-page="block"><h1>Block ${num(b.height)}</h1>
-    <p>${h > 1 ? `<a href="#/block/${h - 1}">← ${h - 1}</a>` : ""} <a href="#/block/${Number(h) + 1}">${Number(h) + 1} →</a></p>
+    <p>${h > 1 ? `<a href="#/block/${h - 1}">← ${h - 1}</a>` : ""} ${h < headHeight() ? `<a href="#/block/${h + 1}">${h + 1} →</a>` : ""}</p>
     ${kv([["hash", `<span class="mono">${esc(b.hash)}</span>`], ["previous", `<span class="mono">${esc(b.prev)}</span>`],
       ["time", `${when(b.time_ms)} (${ago(b.time_ms)})`], ["proposer", acct(b.proposer)],
       ["state root (after block " + (h - 1) + ")", `<span class="mono">${esc(b.state_root)}</span>`],

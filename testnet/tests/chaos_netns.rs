@@ -21,8 +21,9 @@
 //! a client must) and found by every node's transaction index (`GET /v1/txs/{hash}`),
 //! every job `attest submit` got a result for settled or refunded, `attest audit` passes on
 //! every node, the reference verifiers (`docs/reference/verify_export.py`, `replay.py`) pass
-//! on the exported chain, and no slash that means an honest node lied or double-signed (`dispute_lost`,
-//! `equivocation`); missed-deadline penalties of crashed nodes are counted and printed.
+//! on the exported chain, and no slash says an honest node lied or double-signed
+//! (`dispute_lost`, `equivocation`); missed-deadline penalties of crashed nodes are counted
+//! and printed.
 //!
 //! The schedule comes from `ATTEST_CHAOS_SEED` (printed; default 1): each kind once in a
 //! seeded order, then `ATTEST_CHAOS_EXTRA` (default 0) more seeded faults. Needs root (CI runs
