@@ -372,8 +372,9 @@ async function pageAudit(from, to) {
   const verdict = rep.ok
     ? `<div class="note ok" id="audit-verdict"><b>Passed.</b> Blocks ${num(rep.first_height)}–${num(rep.last_height)} verified (${num(rep.replayed.to_height)} replayed from genesis).</div>`
     : `<div class="note bad" id="audit-verdict"><b>Failed</b> at height ${esc(rep.failure.height)} (${esc(rep.failure.check)}): ${esc(rep.failure.reason)}</div>`;
-  const providers = rep.providers.map((p) => tr([acct(p.provider), ...Object.entries(p).filter(([k, v]) => k !== "provider" && typeof v === "number").map(([, v]) => N(num(v)))]));
-  const provHead = rep.providers.length ? ["provider", ...Object.entries(rep.providers[0]).filter(([k, v]) => k !== "provider" && typeof v === "number").map(([k]) => "#" + k.replace(/_/g, " "))] : [];
+  const counted = (p) => Object.entries(p).filter(([k, v]) => k !== "account" && typeof v === "number");
+  const providers = rep.providers.map((p) => tr([acct(p.account), ...counted(p).map(([, v]) => N(num(v)))]));
+  const provHead = rep.providers.length ? ["provider", ...counted(rep.providers[0]).map(([k]) => "#" + k.replace(/_/g, " "))] : [];
   return intro + verdict + `
     ${kv([["run by", esc(a.run_by)], ["independently", `<code>${esc(a.independent)}</code>`], ["genesis", `<span class="mono">${esc(rep.genesis_hash)}</span>`],
       ["blocks / txs", `${num(rep.blocks)} / ${num(rep.txs)}`], ["signatures verified", num(rep.signatures_verified)],
@@ -402,6 +403,10 @@ const routes = [
 
 let current = null, drawing = false, pending = false, lastDraw = 0;
 
+/** Whether `hash` is still the page the reader is on (a draw that ends after they moved on
+ * must not cover the page they moved to). */
+const still = (hash) => (location.hash || "#/") === hash;
+
 async function draw(fresh) {
   if (drawing) { pending = true; return; }
   const hash = location.hash || "#/";
@@ -418,9 +423,9 @@ async function draw(fresh) {
     current = { hash, live };
     if (fresh) window.scrollTo(0, 0);
     const html = await page(hash.match(re));
-    if (location.hash === hash || (!location.hash && hash === "#/")) view.innerHTML = html;
+    if (still(hash)) view.innerHTML = html;
   } catch (e) {
-    view.innerHTML = `<p class="error" data-error="${esc(e.code || "")}">${esc(e.message)}</p>`;
+    if (still(hash)) view.innerHTML = `<p class="error" data-error="${esc(e.code || "")}">${esc(e.message)}</p>`;
   } finally {
     drawing = false;
     lastDraw = Date.now();
@@ -428,14 +433,22 @@ async function draw(fresh) {
   }
 }
 
+/** Redraws the open view if it follows the chain and is still the one open, and the reader
+ * is not typing in one of its fields. */
+function refresh(hash) {
+  if (!current || !current.live || current.hash !== hash || !still(hash)) return;
+  if (document.activeElement && view.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+  draw(false);
+}
+
 function onBlock(height) {
   heightEl.textContent = Number(height).toLocaleString("en-US");
-  // Redraw the open view if it follows the chain, at most once a second, and not while the
-  // reader types in a form on it.
+  // At most once a second; checked again when the timer fires, so a view opened meanwhile
+  // (an audit, say) is not redrawn by a block that arrived for the one before it.
   if (!current || !current.live) return;
-  if (document.activeElement && view.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
+  const hash = current.hash;
   const wait = Math.max(0, 1000 - (Date.now() - lastDraw));
-  setTimeout(() => draw(false), wait);
+  setTimeout(() => refresh(hash), wait);
 }
 
 function connect() {
@@ -444,7 +457,7 @@ function connect() {
     liveEl.classList.add("on");
     try { onBlock(JSON.parse(e.data).height); } catch (_) { /* a malformed frame is skipped */ }
   });
-  source.addEventListener("lagged", () => draw(false));
+  source.addEventListener("lagged", () => current && refresh(current.hash));
   source.onerror = () => {
     liveEl.classList.remove("on");
     // EventSource reconnects by itself unless the server refused (e.g. 503 at the subscriber cap).

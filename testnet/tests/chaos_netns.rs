@@ -259,6 +259,17 @@ fn fill(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The highest height any of `hosts` has, asking until each answers (a hang guard).
+fn side_top(net: &Net, hosts: &[usize]) -> u64 {
+    net.wait("hosts answering their status", GUARD, || {
+        let hs: Option<Vec<u64>> = hosts
+            .iter()
+            .map(|i| net.status(*i).map(|s| s.height.0))
+            .collect();
+        hs.and_then(|hs| hs.into_iter().max())
+    })
+}
+
 fn heights(net: &Net) -> Vec<Option<u64>> {
     (0..HOSTS)
         .map(|i| net.status(i).map(|s| s.height.0))
@@ -329,20 +340,20 @@ impl Run<'_> {
                 let before = heights(self.net);
                 self.net.split(&[2, 3]);
                 // A block decided as the split began may still land; after a second nothing
-                // can: two of four validators are no quorum on either side.
+                // can: two of four validators are no quorum on either side. (Host 1 may still
+                // fetch a block host 0 has, so the side's highest height is what counts.)
                 std::thread::sleep(Duration::from_millis(1_000));
-                let settled = heights(self.net);
+                let settled = side_top(self.net, &[0, 1]);
                 std::thread::sleep(Duration::from_millis(ms));
-                let during = heights(self.net);
+                let during = side_top(self.net, &[0, 1]);
                 self.net.join_all();
                 assert_eq!(
-                    during[..2],
-                    settled[..2],
+                    during, settled,
                     "hosts 0 and 1 committed without a quorum during the split"
                 );
                 self.net.say(&format!(
-                    "split for {} ms: heights {before:?} before, {during:?} at its end (no \
-                     progress on either side)",
+                    "split for {} ms: heights {before:?} before, {during} on hosts 0 and 1 \
+                     from its first second to its end (no progress without a quorum)",
                     ms + 1_000
                 ));
                 recovered(self.net, "recovery after a split")
@@ -357,8 +368,11 @@ impl Run<'_> {
                     std::thread::sleep(Duration::from_millis(250));
                     !self.net.running(node)
                 });
-                let log = attest_cli::procs::log_tail(&self.net.hosts[node].log, 6);
                 std::fs::remove_file(&filler).expect("remove filler");
+                // It may also meet the full disk just after the window: the same as stopping.
+                std::thread::sleep(Duration::from_millis(500));
+                let stopped = stopped || !self.net.running(node);
+                let log = attest_cli::procs::log_tail(&self.net.hosts[node].log, 6);
                 if stopped {
                     self.disk_stops += 1;
                     self.net.say(&format!(
@@ -376,18 +390,29 @@ impl Run<'_> {
                 let account = self.net.status(node).expect("up").account;
                 let config = self.net.hosts[node].home.join("config.toml");
                 let original = std::fs::read_to_string(&config).unwrap();
+                let others: Vec<usize> = (0..HOSTS).filter(|i| *i != node).collect();
                 self.net.kill(node);
+                // A proposal it broadcast just before the kill may still commit: let the
+                // others pass that height before any block is held against the skewed clock.
+                let at_kill = heights(self.net).into_iter().flatten().max().unwrap_or(0);
+                self.net
+                    .wait_heights("the others past the kill", &others, at_kill + 2);
                 std::fs::write(
                     &config,
                     format!("{original}\ndanger_clock_skew_ms = {SKEW_MS}\n"),
                 )
                 .unwrap();
-                let from = heights(self.net).into_iter().flatten().max().unwrap_or(0);
                 self.net.start(node, self.genesis);
-                let others: Vec<usize> = (0..HOSTS).filter(|i| *i != node).collect();
-                self.net
-                    .wait_heights("blocks with a skewed clock", &others, from + SKEW_BLOCKS);
+                // It must run and follow the chain (a build that refuses the setting would
+                // leave it down, and its turns would go to later rounds all the same).
+                let head = heights(self.net).into_iter().flatten().max().unwrap_or(0);
+                let from = self.net.wait("the skewed node caught up", GUARD, || {
+                    let s = self.net.status(node)?;
+                    (s.height.0 >= head).then_some(s.height.0)
+                });
                 let to = from + SKEW_BLOCKS;
+                self.net
+                    .wait_heights("blocks with a skewed clock", &others, to);
                 let peer = attest_cli::http::Client::new(&self.net.url(others[0])).unwrap();
                 let mut refused = 0;
                 for height in from + 1..=to {
@@ -402,9 +427,14 @@ impl Run<'_> {
                     }
                 }
                 assert!(
+                    self.net.running(node),
+                    "the skewed node stopped; its log ends:\n{}",
+                    attest_cli::procs::log_tail(&self.net.hosts[node].log, 10)
+                );
+                assert!(
                     refused > 0,
-                    "no height of {from}..{to} needed a later round: the skewed node never \
-                     proposed"
+                    "no height of {from}..{to} needed a later round: the skewed node, running \
+                     and caught up, never proposed"
                 );
                 self.skew_refusals += refused;
                 self.net.say(&format!(

@@ -209,7 +209,11 @@ impl Browser {
     /// Moves to `hash` inside the open page (no reload) and waits for the view `page` with no
     /// error on it.
     fn open(&mut self, hash: &str, page: &str) {
-        self.eval(&format!("location.hash = {}; true", json!(hash)));
+        // The old view goes first, so a page of the same kind is not taken for the new one.
+        self.eval(&format!(
+            "document.getElementById('view').innerHTML = ''; location.hash = {}; true",
+            json!(hash)
+        ));
         self.wait(
             &format!("page {hash}"),
             &format!(

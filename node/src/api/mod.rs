@@ -77,7 +77,7 @@ pub fn router(node: NodeHandle, limits: Limits) -> Router {
         .route("/v1/blocks/{height}/raw", get(chain::raw_block))
         .route("/v1/blocks/{height}/txs", get(network::txs))
         .route("/v1/blocks/{height}/txs/{index}", get(network::tx))
-        .route("/v1/recent", get(network::recent))
+        .route("/v1/recent", get(network::recent).layer(write.clone()))
         .route("/v1/validators", get(network::validators))
         .route("/v1/audit", get(network::audit).layer(write.clone()))
         .route("/v1/txs", post(chain::submit_tx).layer(write.clone()))

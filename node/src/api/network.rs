@@ -9,6 +9,7 @@
 //! machine of their own; the answer says so.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -33,6 +34,30 @@ pub const MAX_TXS_PER_PAGE: usize = 64;
 /// node refuses and names the command that audits from elsewhere: a request must not cost
 /// the node minutes of a core.
 pub const MAX_NODE_AUDIT_BLOCKS: u64 = 20_000;
+
+/// The most transactions `GET /v1/audit` replays: a few seconds of a core at the measured
+/// audit rates, however full the blocks.
+pub const MAX_NODE_AUDIT_TXS: u64 = 100_000;
+
+/// Why the node's own audit stopped reading blocks early.
+#[derive(Debug, thiserror::Error)]
+enum Stopped {
+    #[error("the request ended")]
+    Cancelled,
+    #[error("over the node's audit budget of transactions")]
+    TooLong,
+    #[error("{0}")]
+    Store(attest_core::store::StoreError),
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// `GET /v1/recent[?parts=blocks,jobs,validation,disputes,slashes]`.
 pub(super) async fn recent(
@@ -269,19 +294,30 @@ pub(super) async fn audit(
             ),
         ));
     }
+    if status.height == Height(0) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_blocks",
+            "no block is committed yet: there is nothing to audit",
+        ));
+    }
     let to = to.unwrap_or(status.height).min(status.height);
     let range = AuditRange::new(from, Some(to)).map_err(|e| bad(e.to_string()))?;
-    if to.0 > MAX_NODE_AUDIT_BLOCKS {
-        return Err(ApiError::new(
+    let too_long = |what: String| {
+        ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "audit_too_long",
             format!(
-                "an audit replays every block from height 1; this node replays at most \
-                 {MAX_NODE_AUDIT_BLOCKS} for a request (asked {to}). Run `attest audit --node \
+                "an audit replays every block from height 1; {what}. Run `attest audit --node \
                  URL --from {} --to {to}` on your own machine",
                 range.from
             ),
-        ));
+        )
+    };
+    if to.0 > MAX_NODE_AUDIT_BLOCKS {
+        return Err(too_long(format!(
+            "this node replays at most {MAX_NODE_AUDIT_BLOCKS} blocks for a request (asked {to})"
+        )));
     }
     let Ok(permit) = Arc::clone(node.audit_gate()).try_acquire_owned() else {
         return Err(ApiError::new(
@@ -292,9 +328,27 @@ pub(super) async fn audit(
     };
     let genesis = node.genesis().clone();
     let reader = node.block_reader();
+    // Dropped with this handler (the client went away, or the server is stopping): the
+    // audit stops at its next block instead of holding a core and the permit.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = Arc::clone(&stop.0);
+    let over = Arc::new(AtomicBool::new(false));
+    let over_budget = Arc::clone(&over);
     let report = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let blocks = reader.blocks(Height(1)..=to);
+        let mut txs: u64 = 0;
+        let blocks = reader.blocks(Height(1)..=to).map(move |item| {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(Stopped::Cancelled);
+            }
+            let block = item.map_err(Stopped::Store)?;
+            txs = txs.saturating_add(block.0.txs.len() as u64);
+            if txs > MAX_NODE_AUDIT_TXS {
+                over_budget.store(true, Ordering::Relaxed);
+                return Err(Stopped::TooLong);
+            }
+            Ok(block)
+        });
         match audit::audit(&genesis, blocks, range, monotonic) {
             Ok(report) => report,
             Err(failed) => *failed.report,
@@ -302,6 +356,12 @@ pub(super) async fn audit(
     })
     .await
     .map_err(|e| ApiError::unavailable(format!("the audit stopped: {e}")))?;
+    drop(stop);
+    if over.load(Ordering::Relaxed) {
+        return Err(too_long(format!(
+            "this node replays at most {MAX_NODE_AUDIT_TXS} transactions for a request"
+        )));
+    }
     Ok(Json(NodeAudit {
         run_by: "this node, over its own store".to_owned(),
         independent: format!(

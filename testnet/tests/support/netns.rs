@@ -68,10 +68,16 @@ pub struct Host {
 
 impl Net {
     pub fn new() -> Self {
-        let pid = std::process::id();
-        let tag = format!("{:x}", pid % 0xfff);
-        let subnet = (20 + pid % 200) as u8;
+        // A tag from the process and the clock, so a later run (or one beside it) does not
+        // meet this one's names; anything a killed run left under the same tag goes first.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id() ^ nanos;
+        let tag = format!("{:x}", seed % 0xfff);
+        let subnet = (20 + seed % 200) as u8;
         let bridge = format!("atbr{tag}");
+        sweep(&tag);
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&[
             "addr",
@@ -333,6 +339,22 @@ impl Net {
             self.start(i, &genesis);
         }
         genesis
+    }
+}
+
+/// Removes the bridges and namespaces named with `tag`, left by a run that was killed before
+/// it could clean up (its veths go with its namespaces and bridges).
+fn sweep(tag: &str) {
+    for bridge in [format!("atbr{tag}"), format!("atbb{tag}")] {
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+    }
+    let list = Command::new("ip").args(["netns", "list"]).output();
+    let list = list.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for line in list.unwrap_or_default().lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if name.starts_with(&format!("atns{tag}-")) {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
     }
 }
 
