@@ -319,8 +319,10 @@ impl Cluster {
 }
 
 /// Refusals in a row for a nonce too far ahead after which a [`Load`] rewinds to the
-/// account's committed nonce (a transfer before it was lost).
-pub const REWIND_AFTER: usize = 40;
+/// account's committed nonce (a transfer before it was lost): about 5 s of refusals, longer
+/// than a stalled round (a dead proposer's 3 s timeout), so back-pressure alone rarely
+/// triggers it.
+pub const REWIND_AFTER: usize = 100;
 
 /// Transfers sent one after another from the funded client, spread over the given APIs.
 pub struct Load {
@@ -360,7 +362,8 @@ impl Load {
     /// durable; `GET /v1/txs/{hash}` then answers 404 everywhere), and every later nonce waits
     /// behind the gap. The sender does what a client must: after [`REWIND_AFTER`] refusals in a
     /// row for a nonce too far ahead, it asks the account's committed nonce and sends again
-    /// from there (the same bytes, so the same hashes), counted as `rewound`.
+    /// from there (the same bytes, so the same hashes), counted as `rewound` in the refusals
+    /// map (with `resent after stopping`, the same recovery at the end: neither is a refusal).
     pub fn start(apis: Vec<SocketAddr>, client: SecretKey) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(Mutex::new(Vec::new()));
