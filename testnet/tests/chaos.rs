@@ -199,24 +199,12 @@ fn a_seeded_schedule_of_kills_and_pauses_leaves_one_chain_and_loses_no_transfer(
         let audit = attest_json(&["audit", "--node", &api, "--genesis", &genesis, "--json"]);
         assert_eq!(audit["ok"], true, "node {i}: {audit}");
     }
-    let summary: Vec<String> = recoveries
-        .iter()
-        .map(|(kind, ms)| {
-            let mut ms = ms.clone();
-            ms.sort_unstable();
-            format!(
-                "{kind}: {} (recovery p50 {} ms, max {} ms)",
-                ms.len(),
-                ms[ms.len() / 2],
-                ms[ms.len() - 1]
-            )
-        })
-        .collect();
+    let summary = cluster::recovery_summary(&recoveries);
     cluster.say(&format!(
         "chaos seed {seed}: {} faults ({}); {} transfers accepted, all committed once, {common} \
          blocks identical on all {NODES} nodes, audit OK on each",
         plan.len(),
-        summary.join("; "),
+        summary,
         accepted.len()
     ));
 }

@@ -623,19 +623,7 @@ fn seeded_kills_pauses_partitions_and_a_full_disk_leave_one_chain_and_lose_nothi
     // signature (verify_export.py) and every state root after every block (replay.py).
     let reference = reference_verifiers(&net.url(0), &genesis, &dir);
 
-    let summary: Vec<String> = recoveries
-        .iter()
-        .map(|(kind, ms)| {
-            let mut ms = ms.clone();
-            ms.sort_unstable();
-            format!(
-                "{kind} {} (recovery p50 {} ms, max {} ms)",
-                ms.len(),
-                ms[ms.len() / 2],
-                ms[ms.len() - 1]
-            )
-        })
-        .collect();
+    let summary = cluster::recovery_summary(&recoveries);
     net.say(&format!(
         "chaos seed {seed}: {} faults: {}; full disk stopped the node {disk_stops} time(s); the skewed clock's \
          proposals refused at {skew_refusals} height(s); {} \
@@ -643,7 +631,7 @@ fn seeded_kills_pauses_partitions_and_a_full_disk_leave_one_chain_and_lose_nothi
          {penalties}; {common} blocks identical on all {HOSTS} hosts; audit OK on each; \
          reference verifiers: {reference}",
         plan.len(),
-        summary.join(", "),
+        summary,
         accepted.len(),
     ));
 }

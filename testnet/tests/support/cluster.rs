@@ -528,3 +528,22 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         Err(_) => default,
     }
 }
+
+/// One line per fault kind: how many, and the recovery p50 and max in ms (the chaos tests'
+/// summaries).
+pub fn recovery_summary(recoveries: &BTreeMap<&str, Vec<u128>>) -> String {
+    let kinds: Vec<String> = recoveries
+        .iter()
+        .map(|(kind, ms)| {
+            let mut ms = ms.clone();
+            ms.sort_unstable();
+            format!(
+                "{kind} {} (recovery p50 {} ms, max {} ms)",
+                ms.len(),
+                ms[ms.len() / 2],
+                ms[ms.len() - 1]
+            )
+        })
+        .collect();
+    kinds.join(", ")
+}
