@@ -452,14 +452,7 @@ struct CheckedGossip {
 /// Verifies every signature of `work` under `chain`.
 fn verify(chain: &ChainId, work: Unchecked) -> Checked {
     match work {
-        Unchecked::Txs(batch) => Checked::Txs(
-            batch
-                .0
-                .into_vec()
-                .into_iter()
-                .map(|tx| tx.verify(chain))
-                .collect(),
-        ),
+        Unchecked::Txs(batch) => Checked::Txs(Signed::verify_all(chain, batch.0.into_vec())),
         Unchecked::Vote(vote) => Checked::Vote(vote.verify(chain)),
     }
 }

@@ -40,6 +40,10 @@ pub mod tag {
     pub const SPOT_CHECK: &str = "attest/spot-check/v1";
     /// The seed of a model's weights (blake3 XOF): over the model id.
     pub const WEIGHTS: &str = "attest/weights/v1";
+    /// The random weights of one batch verification (`keys::verify_batch`): drawn from every
+    /// item of the batch, so they are fixed only once the batch is. Local to a verifier; never
+    /// on the ledger.
+    pub const BATCH_WEIGHTS: &str = "attest/batch-weights/v1";
 }
 
 /// Hashes `parts`, concatenated, under domain `tag`: `blake3(tag || 0x00 || parts...)`.

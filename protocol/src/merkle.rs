@@ -86,6 +86,29 @@ impl MerkleTree {
     }
 }
 
+/// The root over `leaves` and the inclusion proof of the last leaf, in one pass over the
+/// levels (what a provider commits; [`MerkleTree::new`] then [`MerkleTree::prove`] give the
+/// same pair at the cost of keeping every level). `None` for no leaves.
+pub fn root_and_last_proof(leaves: &[Hash]) -> Option<(Hash, MerkleProof)> {
+    if leaves.is_empty() {
+        return None;
+    }
+    let mut level = leaves.to_vec();
+    let mut siblings = Vec::new();
+    while level.len() > 1 {
+        // The path node is the level's last; it has a sibling only when it is a right child.
+        let last = level.len() - 1;
+        if last % 2 == 1 {
+            siblings.push(level[last - 1]);
+        }
+        level = next_level(&level);
+    }
+    let proof = MerkleProof {
+        siblings: BoundedVec::new(siblings).ok()?,
+    };
+    Some((level[0], proof))
+}
+
 /// The root over `leaves`, without keeping the levels.
 pub fn root(leaves: &[Hash]) -> Hash {
     if leaves.is_empty() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::{Canonical, encode};
 use crate::error::SignatureError;
-use crate::keys::{PublicKey, SecretKey, Signature};
+use crate::keys::{PublicKey, SecretKey, Signature, verify_batch};
 use crate::types::ChainId;
 
 /// A body that can be signed.
@@ -51,7 +51,7 @@ impl<T: Signable> Signed<T> {
         }
     }
 
-    /// Checks the signature with the strict rule.
+    /// Checks the signature (the rule of [`PublicKey::verify`]).
     pub fn verify(self, chain: &ChainId) -> Result<Verified<T>, SignatureError> {
         self.check(chain)?;
         Ok(Verified(self))
@@ -65,10 +65,48 @@ impl<T: Signable> Signed<T> {
         {
             Ok(())
         } else {
-            Err(SignatureError::Invalid {
-                what: T::SIGNING_TAG,
-                signer: self.signer.to_string(),
+            Err(self.invalid())
+        }
+    }
+
+    /// Checks many signatures in batches ([`verify_batch`]); each answer is what
+    /// [`Signed::verify`] gives for that item, in order.
+    pub fn verify_all(
+        chain: &ChainId,
+        items: Vec<Self>,
+    ) -> Vec<Result<Verified<T>, SignatureError>> {
+        let ok = Self::check_all(chain, &items);
+        items
+            .into_iter()
+            .zip(ok)
+            .map(|(item, ok)| {
+                if ok {
+                    Ok(Verified(item))
+                } else {
+                    Err(item.invalid())
+                }
             })
+            .collect()
+    }
+
+    /// For each item, whether [`Signed::check`] passes, checked in batches.
+    pub fn check_all(chain: &ChainId, items: &[Self]) -> Vec<bool> {
+        let payloads: Vec<Vec<u8>> = items
+            .iter()
+            .map(|item| signing_payload(chain, &item.body))
+            .collect();
+        let batch: Vec<(PublicKey, &[u8], Signature)> = items
+            .iter()
+            .zip(&payloads)
+            .map(|(item, payload)| (item.signer, payload.as_slice(), item.signature))
+            .collect();
+        verify_batch(&batch)
+    }
+
+    fn invalid(&self) -> SignatureError {
+        SignatureError::Invalid {
+            what: T::SIGNING_TAG,
+            signer: self.signer.to_string(),
         }
     }
 }

@@ -226,10 +226,21 @@ impl CommitResult {
     }
 }
 
-/// The inclusion proof of an execution's last leaf.
+/// The inclusion proof of an execution's last leaf: the one made with its root when it
+/// proves the last leaf under `trace_root` (a check of one path), else built from the leaves.
 pub fn last_leaf_proof(execution: &Execution) -> MerkleProof {
-    let last = execution.step_count().saturating_sub(1);
-    execution.tree().prove(last).unwrap_or_default()
+    let count = execution.step_count();
+    let last = count.saturating_sub(1);
+    match execution.leaves.last() {
+        Some(leaf)
+            if execution
+                .final_proof
+                .verify(&execution.trace_root, count, last, leaf) =>
+        {
+            execution.final_proof.clone()
+        }
+        _ => execution.tree().prove(last).unwrap_or_default(),
+    }
 }
 
 /// A verdict on a committed result: the assigned checker's, or a challenge. Any other

@@ -271,3 +271,21 @@ fn proof_depth_bound_covers_the_largest_trace() {
             .is_err()
     );
 }
+
+proptest! {
+    /// The one-pass root and last-leaf proof equal the kept tree's, for every size.
+    #[test]
+    fn root_and_last_proof_match_the_tree(count in 1usize..300) {
+        let leaves = leaves(count as u64, 7);
+        let (root, proof) = merkle::root_and_last_proof(&leaves).expect("leaves");
+        let tree = MerkleTree::new(leaves.clone());
+        prop_assert_eq!(root, tree.root());
+        prop_assert_eq!(&proof, &tree.prove(count as u64 - 1).expect("in range"));
+        prop_assert!(proof.verify(&root, count as u64, count as u64 - 1, &leaves[count - 1]));
+    }
+}
+
+#[test]
+fn root_and_last_proof_of_no_leaves_is_none() {
+    assert!(merkle::root_and_last_proof(&[]).is_none());
+}

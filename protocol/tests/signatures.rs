@@ -293,6 +293,8 @@ enum Item {
     IdentityR,
     /// `R` replaced by another small-order point.
     TorsionR(usize),
+    /// Signed with a torsion point added to the nonce point: valid under the cofactored rule.
+    TorsionedR(usize),
     /// `s` replaced by `s + l`: the same scalar, not canonically encoded.
     UnreducedS,
     /// Random bytes.
@@ -306,6 +308,7 @@ fn item() -> impl Strategy<Value = Item> {
         1 => Just(Item::OtherMessage),
         1 => Just(Item::IdentityR),
         1 => (0usize..8).prop_map(Item::TorsionR),
+        1 => (0usize..8).prop_map(Item::TorsionedR),
         1 => Just(Item::UnreducedS),
         1 => any::<[u8; 64]>().prop_map(Item::Random),
     ]
@@ -334,6 +337,9 @@ fn build(kind: Item, key: &SecretKey, msg: &[u8]) -> Signature {
             sig[0] = 1;
         }
         Item::TorsionR(i) => sig[..32].copy_from_slice(&EIGHT_TORSION[i].compress().to_bytes()),
+        Item::TorsionedR(i) => {
+            sig = sign_with_extra_r(&raw_key(key.seed()), msg, &EIGHT_TORSION[i]).0
+        }
         Item::UnreducedS => {
             let s = add_order(&sig[32..]);
             sig[32..].copy_from_slice(&s);
@@ -364,7 +370,7 @@ proptest! {
         // Items built valid verify; items built broken do not.
         for ((_, _, kind), ok) in specs.iter().zip(&single) {
             match kind {
-                Item::Valid => prop_assert!(*ok),
+                Item::Valid | Item::TorsionedR(_) => prop_assert!(*ok),
                 Item::FlippedBit(_) | Item::IdentityR | Item::TorsionR(_) | Item::UnreducedS => {
                     prop_assert!(!*ok, "{:?} verified", kind)
                 }
@@ -579,32 +585,86 @@ proptest! {
     }
 }
 
-/// A signature whose `R` carries a torsion component `T` (order 2) is refused by the strict
-/// rule (`R != sB - kA`), although `R` itself is a canonical point of large order. In the
-/// batch equation `sum z_i (R_i + k_i A_i - s_i B) == 0` with random 128-bit `z_i` the item
-/// contributes `z T`, which vanishes whenever `z` is even; so `verify_batch` must send such
-/// items to single verification. (A regression test: before it did, about half of these
-/// signatures were answered `true` by `verify_batch` and `false` by `PublicKey::verify`.)
+/// A signature whose `R` carries a torsion component `T` (`R' = rB + T`, `s = r + H(R'||A||M) a`)
+/// satisfies the cofactored equation (`sB - R' - kA = -T`, which `[8]` sends to zero) though
+/// not the cofactorless one: the rule accepts it, singly and in a batch, alone or among other
+/// items, for every torsion point that leaves `R'` of large order. (Under the strict rule used
+/// before, single and batch verification could disagree on exactly these: a batch's weight
+/// `z` kills an order-2 `T` whenever it is even.)
 #[test]
-fn batch_agrees_on_torsion_components_in_r() {
+fn torsion_in_r_is_accepted_singly_and_in_batches_alike() {
     let seed = [42; 32];
     let key = SecretKey::from_seed(seed);
     let raw = raw_key(seed);
-    let order2 = EIGHT_TORSION[4];
-    let mut disagreements = Vec::new();
-    for i in 0u8..32 {
-        let msg = [i; 16];
-        let sig = sign_with_extra_r(&raw, &msg, &order2);
-        let single = key.public().verify(&msg, &sig);
-        let batch = verify_batch(&[(key.public(), &msg, sig)]);
-        if batch != [single] {
-            disagreements.push((i, single, batch));
+    let plain = b"a plain one".to_vec();
+    for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+        for i in 0u8..8 {
+            let msg = [i; 16];
+            let sig = sign_with_extra_r(&raw, &msg, torsion);
+            assert!(key.public().verify(&msg, &sig), "torsion {t}, message {i}");
+            assert_eq!(verify_batch(&[(key.public(), &msg, sig)]), [true]);
+            let mut broken = sig;
+            broken.0[40] ^= 1;
+            let items = [
+                (key.public(), plain.as_slice(), key.sign(&plain)),
+                (key.public(), &msg[..], sig),
+                (key.public(), &msg[..], broken),
+            ];
+            assert_eq!(
+                verify_batch(&items),
+                [true, true, false],
+                "torsion {t}, message {i}"
+            );
         }
     }
-    assert!(
-        disagreements.is_empty(),
-        "verify_batch disagrees with verify for messages {disagreements:?}"
-    );
+}
+
+/// A key with a torsion component (`A = aB + T`: canonical, of large order, so a valid key)
+/// signs as any key does, and its signatures satisfy the cofactored equation (`kT` vanishes
+/// under `[8]`) whatever `k` is; single and batch verification agree on them.
+#[test]
+fn keys_with_a_torsion_component_verify_singly_and_in_batches_alike() {
+    let a = Scalar::from_bytes_mod_order([7; 32]);
+    for (t, torsion) in EIGHT_TORSION.iter().enumerate() {
+        let point = EdwardsPoint::mul_base(&a) + torsion;
+        let Ok(public) = PublicKey::from_bytes(point.compress().to_bytes()) else {
+            panic!("torsion {t}: a point of large order is a valid key");
+        };
+        let raw = RawKey {
+            a,
+            public: *public.as_bytes(),
+            prefix: [t as u8; 32],
+        };
+        let msgs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i, t as u8]).collect();
+        let sigs: Vec<Signature> = msgs
+            .iter()
+            .map(|m| sign_with_extra_r(&raw, m, &identity()))
+            .collect();
+        let items: Vec<(PublicKey, &[u8], Signature)> = msgs
+            .iter()
+            .zip(&sigs)
+            .map(|(m, s)| (public, m.as_slice(), *s))
+            .collect();
+        let single: Vec<bool> = items.iter().map(|(k, m, s)| k.verify(m, s)).collect();
+        assert_eq!(single, vec![true; 6], "torsion {t}");
+        assert_eq!(verify_batch(&items), single, "torsion {t}");
+    }
+}
+
+/// Batches longer than one equation's bound are split, and a bad item in a later part is found.
+#[test]
+fn long_batches_are_split_and_still_agree() {
+    let key = SecretKey::from_seed([3; 32]);
+    let msgs: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let mut items: Vec<(PublicKey, &[u8], Signature)> = msgs
+        .iter()
+        .map(|m| (key.public(), m.as_slice(), key.sign(m)))
+        .collect();
+    assert_eq!(verify_batch(&items), vec![true; 600]);
+    items[555].2.0[50] ^= 4;
+    let answers = verify_batch(&items);
+    assert!(!answers[555]);
+    assert_eq!(answers.iter().filter(|ok| **ok).count(), 599);
 }
 
 // --- Equivocation ----------------------------------------------------------------------------
@@ -762,4 +822,22 @@ fn advert_signature_covers_every_field() {
         assert_ne!(forged.body, advert);
         assert!(forged.check(&c).is_err(), "{:?}", forged.body);
     }
+}
+
+/// The example of `docs/PROTOCOL.md` section 1 of a signature that only the cofactored
+/// equation accepts: RFC 8032's first key and (empty) message, signed with the order-2 point
+/// added to the nonce point. Any implementation of the rule must accept it.
+#[test]
+fn the_protocol_documents_cofactored_example() {
+    let seed = unhex::<32>("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+    let sig = sign_with_extra_r(&raw_key(seed), b"", &EIGHT_TORSION[4]);
+    println!("cofactored example: {sig}");
+    let key = SecretKey::from_seed(seed).public();
+    assert!(key.verify(b"", &sig));
+    assert_eq!(verify_batch(&[(key, &b""[..], sig)]), [true]);
+    let protocol = include_str!("../../docs/PROTOCOL.md");
+    assert!(
+        protocol.contains(&sig.to_string()),
+        "docs/PROTOCOL.md lacks the example signature {sig}"
+    );
 }

@@ -327,3 +327,27 @@ fn leaf_hash_is_the_documented_tagged_hash() {
     // The index is bound: the same activation at another step is another leaf.
     assert_ne!(leaf_hash(7, &act), leaf_hash(8, &act));
 }
+
+/// A result's proof of its last leaf is the one made with the root, and a proof made stale by
+/// changing the leaves afterwards is not used: the tree's is.
+#[test]
+fn the_last_leaf_proof_is_made_with_the_root_and_checked_before_use() {
+    let job = Job::new("attest-tiny-1b", b"proof", 4).expect("valid");
+    let mut exec = execute(&job);
+    let last = exec.step_count() - 1;
+    assert_eq!(exec.final_proof, exec.tree().prove(last).expect("in range"));
+    assert_eq!(
+        attest_protocol::tx::last_leaf_proof(&exec),
+        exec.final_proof
+    );
+    exec.leaves[0] = attest_protocol::Hash([9; 32]);
+    exec.trace_root = exec.tree().root();
+    let proof = attest_protocol::tx::last_leaf_proof(&exec);
+    assert_ne!(proof, exec.final_proof);
+    assert!(proof.verify(
+        &exec.trace_root,
+        exec.step_count(),
+        last,
+        &exec.leaves[last as usize]
+    ));
+}

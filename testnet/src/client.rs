@@ -903,7 +903,7 @@ const VERIFIERS: usize = 2;
 /// Blocks from a node's API, from height 1 up to `to` or its height, read ahead (at most
 /// [`PREFETCH_BLOCKS`]) by a thread of their own, which hands them in turn to [`VERIFIERS`]
 /// threads that verify every signature that needs no state (transactions, certificates:
-/// `audit::Fetched::verify`, the strict rule). The replay on this thread takes them back in
+/// `audit::Fetched::verify`, the protocol's rule, in batches). The replay on this thread takes them back in
 /// height order. A signature that fails there is passed on unverified, and the replay
 /// reports it. The threads end when the blocks do or the receiver is dropped.
 fn prefetched(

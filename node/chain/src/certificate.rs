@@ -2,7 +2,7 @@
 //! one received from anyone (sync, audits, the next block's `last_commit`).
 //!
 //! This module owns the certificate rule: distinct members of the height's validator set,
-//! every signature valid under the strict rule, more than 2/3 of the total voting power. It
+//! every signature valid under the protocol's rule, more than 2/3 of the total voting power. It
 //! never trusts a certificate it did not verify and never consults the driver.
 
 use attest_protocol::{
@@ -81,17 +81,17 @@ pub fn check_quorum(validators: &ValidatorSet, cert: &CommitCertificate) -> Resu
 }
 
 /// The half of [`verify_certificate`] that needs no validator set: every signature is valid
-/// (the strict rule) over the precommit it stands for.
+/// (the protocol's rule, in one batch) over the precommit it stands for.
 pub fn verify_certificate_signatures(
     chain: &ChainId,
     cert: &CommitCertificate,
 ) -> Result<(), CertError> {
-    for signed in cert.signed_votes() {
-        signed
-            .check(chain)
-            .map_err(|_| CertError::BadSignature(Box::new(signed.signer)))?;
+    let votes: Vec<Signed<Vote>> = cert.signed_votes().collect();
+    let checks = Signed::check_all(chain, &votes);
+    match votes.iter().zip(checks).find(|(_, ok)| !ok) {
+        Some((bad, _)) => Err(CertError::BadSignature(Box::new(bad.signer))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Builds the certificate for `block` decided in `round` at `height` from verified precommits

@@ -13,7 +13,7 @@ use attest_protocol::encoding::encode;
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_PROPOSAL_BYTES};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
-    SignatureError, Tx, TxHash, Verified,
+    SignatureError, Signed, SignedTx, Tx, TxHash, Verified,
 };
 
 use crate::certificate::{CertError, check_quorum, verify_certificate};
@@ -503,21 +503,34 @@ impl Chain {
         }
         block.check_body()?;
         self.check_last_commit(block, last_commit_verified)?;
+        // Equal hashes mean equal bytes: a known transaction's signature was verified. The
+        // others are verified together, in batches.
+        let known: Vec<Option<Verified<Tx>>> = block
+            .txs
+            .iter()
+            .map(|tx| known(&attest_protocol::tx_hash(tx)))
+            .collect();
+        let unknown: Vec<SignedTx> = block
+            .txs
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(tx, _)| tx.clone())
+            .collect();
+        let mut checked = Signed::verify_all(&self.chain_id, unknown).into_iter();
         let mut txs = Vec::with_capacity(block.txs.len());
-        for (index, tx) in block.txs.iter().enumerate() {
-            // Equal hashes mean equal bytes: a known transaction's signature was verified.
-            if let Some(verified) = known(&attest_protocol::tx_hash(tx)) {
-                txs.push(verified);
-                continue;
-            }
-            let verified =
-                tx.clone()
-                    .verify(&self.chain_id)
+        for (index, known) in known.into_iter().enumerate() {
+            let verified = match known {
+                Some(verified) => verified,
+                None => checked
+                    .next()
+                    .expect("one answer per unknown transaction")
                     .map_err(|error| BlockError::TxSignature {
                         height,
                         index,
                         error,
-                    })?;
+                    })?,
+            };
             txs.push(verified);
         }
         self.run(block, txs)

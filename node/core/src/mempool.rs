@@ -1,7 +1,7 @@
 //! The mempool: verified transactions waiting for a block. Pure and deterministic.
 //!
 //! A transaction is admitted only if it decodes within the size bound, its signature verifies
-//! under the strict rule, it is for this chain, its fee is at least the chain's minimum, its
+//! under the protocol's rule, it is for this chain, its fee is at least the chain's minimum, its
 //! nonce is the sender's next one or at most [`MAX_NONCE_AHEAD`] beyond it, and the sender can
 //! pay the fee. The pool is bounded in count and in bytes and deduplicates by hash. When full it
 //! refuses newcomers rather than evicting: eviction by fee would let a spammer push out honest

@@ -27,7 +27,7 @@ pub use model::{CATALOGUE, ModelSpec};
 
 use crate::hash::{Hash, hash_tagged, tag};
 use crate::limits::{MAX_INPUT_BYTES, MAX_OUTPUT_TOKENS};
-use crate::merkle::{self, MerkleTree};
+use crate::merkle::{self, MerkleProof, MerkleTree};
 
 /// Bytes of the output accumulator at the end of every activation.
 pub const ACC_BYTES: usize = 32;
@@ -180,6 +180,10 @@ pub struct Execution {
     pub trace_root: Hash,
     /// The last step's activation, which a result opens (its accumulator is `output_hash`).
     pub final_activation: Vec<u8>,
+    /// The inclusion proof of the last leaf under `trace_root`, made in the same pass as the
+    /// root (a result carries it). [`crate::tx::last_leaf_proof`] checks it before use, so an
+    /// execution whose leaves were changed afterwards still gets a true proof.
+    pub final_proof: MerkleProof,
 }
 
 impl Execution {
@@ -249,7 +253,9 @@ pub fn execute_with(job: &Job<'_>, mut hook: impl FnMut(u64, &[u8], &mut Vec<u8>
     // Exactly `max_tokens` steps emit. The hash is the final accumulator, which an honest run
     // makes equal to `output_hash(&output)`; a hook that tampers may not.
     debug_assert_eq!(output.len(), job.max_tokens as usize);
-    let trace_root = merkle::root(&leaves);
+    let (trace_root, final_proof) = merkle::root_and_last_proof(&leaves).expect(
+        "a job has at least one step, and a tree in memory is shallower than a proof's bound",
+    );
     let output_hash = accumulator(&prev).expect("activations end with the accumulator");
     Execution {
         output_hash,
@@ -257,6 +263,7 @@ pub fn execute_with(job: &Job<'_>, mut hook: impl FnMut(u64, &[u8], &mut Vec<u8>
         leaves,
         trace_root,
         final_activation: prev,
+        final_proof,
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`audit`] takes a genesis and the committed blocks with their certificates, from wherever
 //! they come (a node's API, a data directory's `SledStore`), and re-verifies all of it from
 //! genesis: the hash chain, every commit certificate against the validator set of its height
-//! (taken from the replayed state), every transaction signature under the strict rule, the
+//! (taken from the replayed state), every transaction signature under the protocol's rule, the
 //! replay of every block through `attest-contracts-sim` with the state root each header
 //! claims, the contract invariants after every block, and monotonic timestamps. It stops at
 //! the first failure with an [`AuditError`] naming the height, the check and the reason, and
@@ -28,7 +28,9 @@ use std::fmt;
 use std::time::Duration;
 
 use attest_contracts_sim::InvariantViolation;
-use attest_protocol::{Block, BlockHash, CommitCertificate, Hash, Height, Tx, TxHash, Verified};
+use attest_protocol::{
+    Block, BlockHash, CommitCertificate, Hash, Height, Signed, Tx, TxHash, Verified,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::CommittedBlock;
@@ -127,7 +129,7 @@ pub enum Check {
     LastCommit,
     /// The block's own commit certificate: names it, signed by more than 2/3 of the stake.
     Certificate,
-    /// A transaction's signature (strict rule).
+    /// A transaction's signature (the protocol's rule).
     TxSignature,
     /// That the contract accepts every transaction in the block.
     Replay,
@@ -316,7 +318,7 @@ where
 }
 
 /// A committed block with what its source verified of it already (on a thread of its own,
-/// with the same strict rule): the audit does not verify that again.
+/// with the same rule): the audit does not verify that again.
 #[derive(Debug, Clone)]
 pub struct Fetched {
     /// The block and its certificate.
@@ -349,11 +351,9 @@ impl Fetched {
         chain: &attest_protocol::ChainId,
         last_commit_is_previous: bool,
     ) -> Self {
-        let verified_txs = block
-            .0
-            .txs
-            .iter()
-            .filter_map(|t| t.clone().verify(chain).ok())
+        let verified_txs = Signed::verify_all(chain, block.0.txs.to_vec())
+            .into_iter()
+            .filter_map(Result::ok)
             .collect();
         let own = crate::verify_certificate_signatures(chain, &block.1).is_ok();
         let last = last_commit_is_previous
@@ -532,7 +532,7 @@ impl Auditor {
     }
 
     /// [`Auditor::handle_block`], with `verified`: some of the block's transactions whose
-    /// signatures the caller verified already (with the same strict rule, on another thread);
+    /// signatures the caller verified already (with the same rule, on another thread);
     /// the others are verified here.
     pub fn handle_block_known(
         &mut self,

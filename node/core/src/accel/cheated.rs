@@ -80,8 +80,11 @@ fn run_lazy(job: &Job<'_>, seed: &[u8; 32]) -> Execution {
         leaves.push(Hash(leaf));
     }
     leaves.push(workload::leaf_hash(last, &final_activation));
+    let (trace_root, final_proof) =
+        merkle::root_and_last_proof(&leaves).expect("a job has at least one step");
     Execution {
-        trace_root: merkle::root(&leaves),
+        trace_root,
+        final_proof,
         output,
         output_hash,
         leaves,
