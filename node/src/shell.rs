@@ -1063,9 +1063,26 @@ impl Node {
 
     /// Carries out the core's effects in order. A store failure is fatal: the node must not
     /// go on after failing to make a vote or block durable.
+    ///
+    /// Writes the core asks for back to back share one flush (a block with its history and
+    /// the vote pruning, a lock with its precommit): the group ends, flushed, before the next
+    /// effect that is not a write, so nothing is sent or announced before it is durable.
     fn carry_out(&mut self) -> Result<()> {
+        let mut grouped = false;
         while let Some(effect) = self.core.poll_effect() {
+            if let Effect::Persist(what) = &effect {
+                if !grouped {
+                    self.store.begin_group();
+                    grouped = true;
+                }
+                host::persist(&mut self.store, what)?;
+                continue;
+            }
+            if std::mem::take(&mut grouped) {
+                self.store.end_group()?;
+            }
             match effect {
+                // Taken above; persisting here too would be as correct.
                 Effect::Persist(what) => host::persist(&mut self.store, &what)?,
                 Effect::Broadcast { topic, data } => {
                     let gossip = &mut self.swarm.behaviour_mut().gossipsub;
@@ -1114,6 +1131,9 @@ impl Node {
                     }
                 }
             }
+        }
+        if grouped {
+            self.store.end_group()?;
         }
         self.metrics.set_mempool(self.core.mempool_len());
         if self.publish_due {

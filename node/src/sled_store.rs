@@ -16,7 +16,10 @@
 //! transaction over the two trees (sled applies a multi-tree transaction as one unit in its
 //! log, so a crash leaves both or neither) and then calls `flush`, which writes and fsyncs the
 //! log before returning. Own votes are a single insert followed by `flush`. So one fsync per
-//! block and one per own vote, never one per transaction in a block.
+//! block and one per own vote, never one per transaction in a block; and fewer when the shell
+//! groups writes the core asks for back to back ([`Store::begin_group`]: a block with its
+//! history, a lock with its precommit), which share one flush at the group's end, before
+//! anything that depends on them is sent, and only then are their blocks shown to readers.
 //!
 //! This module must never rewrite or delete an entry it could not read: corrupt entries are
 //! reported with [`StoreError::Corrupt`] and left in place.
@@ -108,6 +111,12 @@ pub struct SledStore {
     latest: Height,
     /// The height blocks start after (0, or a state-synced snapshot's), from the meta tree.
     base: Height,
+    /// Inside a group of writes ([`Store::begin_group`]): flushes and showing wait for its end.
+    grouping: bool,
+    /// A write of the current group skipped its flush.
+    unflushed: std::cell::Cell<bool>,
+    /// A block of the current group is not shown to readers yet.
+    unshown: bool,
 }
 
 /// The `base` and `latest` heights of a [`SledStore`] as its readers see them: set after the
@@ -338,6 +347,9 @@ impl SledStore {
             genesis: genesis.clone(),
             latest: Height(0),
             base: Height(0),
+            grouping: false,
+            unflushed: std::cell::Cell::new(false),
+            unshown: false,
         };
         store.check_genesis()?;
         store.base = store.find_base()?;
@@ -458,7 +470,11 @@ impl SledStore {
     }
 
     /// Shows readers off the loop the heights as they are now.
-    fn show(&self) {
+    fn show(&mut self) {
+        if self.grouping {
+            self.unshown = true;
+            return;
+        }
         self.shown.base.store(self.base.0, Ordering::Release);
         self.shown.latest.store(self.latest.0, Ordering::Release);
     }
@@ -563,7 +579,13 @@ impl SledStore {
         self.flush()
     }
 
+    /// Writes everything sled holds in memory to disk and fsyncs it; inside a group, leaves
+    /// that to the group's end.
     fn flush(&self) -> Result<(), StoreError> {
+        if self.grouping {
+            self.unflushed.set(true);
+            return Ok(());
+        }
         self.db.flush().map(drop).map_err(|e| self.io(e))
     }
 
@@ -624,6 +646,21 @@ fn vote_key(vote: &Vote) -> [u8; VOTE_KEY_LEN] {
 impl Store for SledStore {
     fn genesis(&self) -> &GenesisId {
         &self.genesis
+    }
+
+    fn begin_group(&mut self) {
+        self.grouping = true;
+    }
+
+    fn end_group(&mut self) -> Result<(), StoreError> {
+        self.grouping = false;
+        if self.unflushed.replace(false) {
+            self.flush()?;
+        }
+        if std::mem::take(&mut self.unshown) {
+            self.show();
+        }
+        Ok(())
     }
 
     fn put_block(

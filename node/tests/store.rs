@@ -531,6 +531,62 @@ fn sled_acknowledged_writes_survive_abort() {
     );
 }
 
+/// Writes grouped with `begin_group`/`end_group` (what the shell does with back-to-back
+/// writes) are hidden from readers until the group ends, and durable once it has: a child
+/// writes a group and aborts right after `end_group`.
+#[test]
+fn sled_grouped_writes_are_shown_at_the_end_and_survive_abort() {
+    if let Some(dir) = std::env::var_os(GROUP_CRASH_DIR_ENV) {
+        let mut store = SledStore::open(Path::new(&dir), &genesis()).expect("child opens");
+        store.begin_group();
+        put_chain(&mut store, 3);
+        store
+            .record_own_vote(&vote(4, 0, VoteKind::Prevote, None))
+            .expect("vote recorded");
+        store.end_group().expect("the group's flush");
+        std::process::abort();
+    }
+    // Shown only at the end.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), &genesis()).unwrap();
+    let reader = store.reader();
+    store.begin_group();
+    put_chain(&mut store, 2);
+    assert_eq!(
+        reader.latest_height(),
+        Height(0),
+        "shown before the group's flush"
+    );
+    store.end_group().unwrap();
+    assert_eq!(reader.latest_height(), Height(2));
+    drop(store);
+
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sled_grouped_writes_are_shown_at_the_end_and_survive_abort",
+            "--test-threads=1",
+        ])
+        .env(GROUP_CRASH_DIR_ENV, dir.path())
+        .status()
+        .expect("child runs");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "the child must reach abort(): {status}"
+    );
+    let store = SledStore::open(dir.path(), &genesis()).expect("reopen after the crash");
+    assert_eq!(heights(&store, 1, 10), vec![1, 2, 3]);
+    assert_eq!(
+        store.own_votes(Height(4)).unwrap(),
+        vec![vote(4, 0, VoteKind::Prevote, None)]
+    );
+}
+
+const GROUP_CRASH_DIR_ENV: &str = "ATTEST_STORE_GROUP_CRASH_DIR";
+
 // ---- sled only: corruption written straight into the trees ----
 
 /// A closed store in a temp dir holding chain blocks 1..=`blocks` and one vote at height 2.

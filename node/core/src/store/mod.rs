@@ -69,6 +69,22 @@ pub trait Store {
     /// The genesis identity this store was created for. Durable since the store was opened.
     fn genesis(&self) -> &GenesisId;
 
+    /// Starts a group of writes that share one flush. Until [`Store::end_group`], a write
+    /// whose durability promise below says "flushed before this returns" may leave its flush
+    /// to `end_group`, and a stored block may stay hidden from readers off the loop until
+    /// then. So the caller must not act on any write of the group (send a vote, announce a
+    /// block) before `end_group` returns `Ok`. The shell groups the writes the core asks for
+    /// back to back (a block with its history, a lock with its precommit). A store without
+    /// a flush of its own ignores groups.
+    fn begin_group(&mut self) {}
+
+    /// Ends the group begun by [`Store::begin_group`]: flushes once whatever its writes left
+    /// unflushed, then shows stored blocks to readers. After an error the group's writes may
+    /// not be durable, and the node must stop (as for any I/O failure).
+    fn end_group(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Stores the block at the next height with the certificate that committed it.
     ///
     /// `block` must be at height `latest_height() + 1` ([`StoreError::NotContiguous`]), on
