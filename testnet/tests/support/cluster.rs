@@ -38,9 +38,13 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("bound address").port()
 }
 
-/// The `attest` binary Cargo built for this test or bench.
+/// The `attest` binary Cargo built for this test or bench; `ATTEST_BIN` names another (a bench
+/// compares two builds of the node with the same harness that way).
 pub fn attest() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attest"))
+    match std::env::var_os("ATTEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_attest")),
+    }
 }
 
 /// Runs `attest` to completion and parses its `--json` output.
