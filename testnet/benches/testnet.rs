@@ -100,6 +100,7 @@ impl Cluster {
                 "init", "--home", &home_arg, "--listen", &listen, "--api", &api_arg,
             ];
             let report = attest_json(&[&init[..], &["--json"]].concat());
+            allow_every_client(&home);
             nodes.push(NodeProc {
                 log: dir.path().join(format!("node{i}.log")),
                 home,
@@ -435,6 +436,17 @@ fn summarise(run: usize, load: &Load, idle: &[u64]) -> Run {
         load.refused,
     );
     r
+}
+
+/// Lifts the node's per-address API rate limit (50 writes/s by default) as `attest testnet`
+/// does: every client of this bench posts from 127.0.0.1, one address.
+fn allow_every_client(home: &std::path::Path) {
+    let path = home.join(attest_node::config::files::CONFIG);
+    let text = std::fs::read_to_string(&path).expect("the node's config");
+    let mut config = attest_node::config::Config::parse(&text, &path).expect("a valid config");
+    config.api_rate_per_s = 100_000;
+    config.api_burst = 100_000;
+    std::fs::write(&path, config.to_commented_toml()).expect("write the node's config");
 }
 
 fn main() {
