@@ -21,7 +21,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use attest_chain::GenesisFile;
-use attest_core::market::{HeldAdvert, JobRun, NoProvider, Offer, Request};
+use attest_core::market::{HeldAdvert, JobClock, JobRun, NoProvider, Offer, Request};
 use attest_core::mempool::AdmitError;
 use attest_core::store::{CommittedBlock, GenesisId, Store, StoreError};
 use attest_core::wire::{ConsensusMessage, TxBatch};
@@ -36,14 +36,14 @@ use crate::metrics::Metrics;
 use crate::net::{self, Behaviour, BehaviourEvent, NetConfig};
 use crate::reach::Probes;
 use crate::recent::{Parts, Recent, RecentView};
-use crate::sled_store::{BlockReader, SledStore};
+use crate::sled_store::{BlockReader, HistoryReader, SledStore};
 use crate::snapshots::{self, Snapshots};
 use crate::views::ProofView;
 use crate::views::{
     AccountSnapshot, AdvertReach, BlockEvents, BlockRange, JobSnapshot, MAX_LISTED_JOBS,
     MAX_LISTED_SLASHES, MAX_SUBSCRIBERS, Status, TxStatus, ValidatorView, ValidatorsView,
 };
-use attest_contracts_sim::Key;
+use attest_contracts_sim::{Job, Key};
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -79,19 +79,29 @@ pub enum Command {
     /// The gateway's pick for a request now. A pick changes nothing: a job opened through
     /// this node is what takes a slot (`NodeCore::submit_tx`).
     Quote(Request, oneshot::Sender<Result<Offer, NoProvider>>),
-    /// A job from the ledger with its measured timeline and the output this node holds.
-    Job(JobId, bool, oneshot::Sender<Option<JobSnapshot>>),
-    /// An account's balance, nonce, stake and provider record.
+    /// A job in the live state with its measured timeline and the output this node holds.
+    Job(JobId, bool, oneshot::Sender<LiveJob>),
+    /// An account's balance, nonce, stake and provider record from the live state (without
+    /// what the history holds of it).
     Account(AccountId, bool, oneshot::Sender<AccountSnapshot>),
     /// A receiver of every committed block's events from now on, or `None` if the stream
     /// already has its bound of subscribers.
     Subscribe(oneshot::Sender<Option<broadcast::Receiver<Arc<BlockEvents>>>>),
-    /// Where a transaction is: committed (its block and index), waiting in the mempool, or
-    /// neither.
-    Tx(TxHash, oneshot::Sender<Result<TxStatus, StoreError>>),
+    /// Whether a transaction waits in the mempool.
+    TxPending(TxHash, oneshot::Sender<bool>),
     /// Which connected peers hold a provider's advert, asked of each now; `None` if
     /// [`crate::reach::MAX_PROBES`] probes run already.
     AdvertReach(AccountId, oneshot::Sender<Option<AdvertReach>>),
+}
+
+/// What the loop knows of a job: the live state's entry (`None` once the job left the state
+/// for the history, or if there is no such job) and what the node measured and holds of it.
+#[derive(Debug)]
+pub struct LiveJob {
+    job: Option<Job>,
+    clock: Option<JobClock>,
+    output: Option<Vec<u8>>,
+    proof: Option<ProofView>,
 }
 
 /// A handle to a running node: cloneable, talks to the loop over a bounded channel.
@@ -100,6 +110,9 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     /// Committed blocks, read off the loop.
     blocks: BlockReader,
+    /// The history (jobs that left the state, accounts' parts and slashes, the transaction
+    /// index), read off the loop.
+    history: HistoryReader,
     /// What the loop last published for readers: status and adverts.
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<Metrics>,
@@ -126,9 +139,30 @@ impl NodeHandle {
         rx.await.context("node stopped")
     }
 
-    /// Where the transaction `hash` is, as this node knows it.
+    /// Where the transaction `hash` is, as this node knows it. The loop is asked first
+    /// whether it waits in the mempool; if not, the transaction index off the loop: a
+    /// transaction leaves the pool in the same loop turn that writes its block's index, so
+    /// one that committed is found either way.
     pub async fn tx(&self, hash: TxHash) -> Result<Result<TxStatus, StoreError>> {
-        self.ask(|reply| Command::Tx(hash, reply)).await
+        if self.ask(|reply| Command::TxPending(hash, reply)).await? {
+            return Ok(Ok(TxStatus::Pending));
+        }
+        let at = self.read_history(move |h| h.tx_location(&hash)).await?;
+        Ok(at.map(|at| match at {
+            Some((height, index)) => TxStatus::Committed { height, index },
+            None => TxStatus::Unknown,
+        }))
+    }
+
+    /// Runs `read` on the history on the blocking pool.
+    async fn read_history<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&HistoryReader) -> T + Send + 'static,
+    ) -> Result<T> {
+        let history = self.history.clone();
+        tokio::task::spawn_blocking(move || read(&history))
+            .await
+            .context("history reader failed")
     }
 
     /// The genesis document the node started from (its hash is `status().genesis_hash`).
@@ -197,14 +231,48 @@ impl NodeHandle {
         self.ask(|reply| Command::Quote(request, reply)).await
     }
 
-    /// A job, `None` if the ledger has none with this id.
+    /// A job, `None` if the ledger has none with this id: the live state's entry from the
+    /// loop, else the history's, read off the loop (a job leaves the state in the same loop
+    /// turn that writes it to the history).
     pub async fn job(&self, id: JobId, proof: bool) -> Result<Option<JobSnapshot>> {
-        self.ask(|reply| Command::Job(id, proof, reply)).await
+        let live = self.ask(|reply| Command::Job(id, proof, reply)).await?;
+        let job = match live.job {
+            Some(job) => Some(job),
+            None => self
+                .read_history(move |h| h.final_job(&id))
+                .await?
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading a final job");
+                    None
+                })
+                .map(|f| f.job),
+        };
+        Ok(job.map(|job| JobSnapshot {
+            job,
+            clock: live.clock,
+            output: live.output,
+            proof: live.proof,
+        }))
     }
 
-    /// An account's balance, stake and provider record.
+    /// An account's balance, stake and provider record from the loop, with its newest
+    /// slashes and parts in jobs from the history, read off the loop.
     pub async fn account(&self, id: AccountId, proof: bool) -> Result<AccountSnapshot> {
-        self.ask(|reply| Command::Account(id, proof, reply)).await
+        let live = self.ask(|reply| Command::Account(id, proof, reply)).await?;
+        let (slashes, jobs) = self
+            .read_history(move |h| {
+                let slashes = h.slashes_of(&id, MAX_LISTED_SLASHES).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading an account's slashes");
+                    Vec::new()
+                });
+                let jobs = h.account_jobs(&id, MAX_LISTED_JOBS).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading an account's jobs");
+                    Vec::new()
+                });
+                (slashes, jobs)
+            })
+            .await?;
+        Ok(live.with_history(&slashes, jobs))
     }
 
     /// Which connected peers hold `provider`'s advert, as each answers now (at most
@@ -534,6 +602,7 @@ impl Node {
         let first = Arc::new(published(&core, &store, &swarm, &account, genesis_id.hash));
         let (publisher, published) = watch::channel(first);
         let blocks = store.reader();
+        let history = store.history_reader();
         let node = Self {
             swarm,
             core,
@@ -561,6 +630,7 @@ impl Node {
         let handle = NodeHandle {
             commands: tx,
             blocks,
+            history,
             published,
             metrics,
             recent,
@@ -664,13 +734,8 @@ impl Node {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Tx(hash, reply) => {
-                let status = self.store.tx_location(&hash).map(|at| match at {
-                    Some((height, index)) => TxStatus::Committed { height, index },
-                    None if self.core.mempool_contains(&hash) => TxStatus::Pending,
-                    None => TxStatus::Unknown,
-                });
-                let _ = reply.send(status);
+            Command::TxPending(hash, reply) => {
+                let _ = reply.send(self.core.mempool_contains(&hash));
             }
             Command::SubmitTx(tx, reply) => {
                 let _ = reply.send(self.core.submit_verified_tx(now_ms(), *tx));
@@ -679,48 +744,20 @@ impl Node {
                 let _ = reply.send(self.core.quote(now_ms(), &request));
             }
             Command::Job(id, proof, reply) => {
-                // The live state first; a job that left it is in the history.
-                let job = match self.core.chain().state().job(&id) {
-                    Some(job) => Some(job.clone()),
-                    None => self
-                        .store
-                        .final_job(&id)
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "reading a final job");
-                            None
-                        })
-                        .map(|f| f.job),
-                };
+                // The live state only; a job that left it is read from the history off the
+                // loop (`NodeHandle::job`).
                 let chain = self.core.chain();
-                let snapshot = job.map(|job| JobSnapshot {
-                    job,
+                let _ = reply.send(LiveJob {
+                    job: chain.state().job(&id).cloned(),
                     clock: self.core.measurements().job(&id).cloned(),
                     output: self.core.job_output(&id).map(<[u8]>::to_vec),
                     proof: proof.then(|| ProofView::of(chain, &[Key::Job(id)])),
                 });
-                let _ = reply.send(snapshot);
             }
             Command::Account(id, proof, reply) => {
-                let recent = self
-                    .store
-                    .slashes_of(&id, MAX_LISTED_SLASHES)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "reading an account's slashes");
-                        Vec::new()
-                    });
                 let chain = self.core.chain();
-                let mut snapshot = AccountSnapshot::of(chain.state(), &id, &recent);
+                let mut snapshot = AccountSnapshot::of(chain.state(), &id);
                 snapshot.validator_power = chain.validators().get(&id).map(|v| v.power());
-                snapshot.recent_jobs = self
-                    .store
-                    .account_jobs(&id, MAX_LISTED_JOBS)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "reading an account's jobs");
-                        Vec::new()
-                    })
-                    .into_iter()
-                    .map(|(height, role, job)| (height, role.name().to_owned(), job))
-                    .collect();
                 if proof {
                     let keys = [Key::Account(id), Key::Stake(id), Key::Record(id)];
                     snapshot.proof = Some(ProofView::of(chain, &keys));

@@ -97,14 +97,8 @@ pub struct SledStore {
     votes: sled::Tree,
     locks: sled::Tree,
     meta: sled::Tree,
-    /// History: job id -> the job as it ended.
-    finished: sled::Tree,
-    /// History: account | height (BE) | role | job -> empty.
-    parts: sled::Tree,
-    /// History: account | height (BE) | index (BE u32) -> the slash.
-    slashes: sled::Tree,
-    /// History: transaction hash -> height (BE u64) | index in the block (BE u32).
-    txs: sled::Tree,
+    /// The history trees, shared with every [`HistoryReader`] handed out.
+    history: HistoryReader,
     genesis: GenesisId,
     /// The last stored height, kept in memory because every `put_block` needs it; set from
     /// the trees on open and advanced only after a successful flush.
@@ -332,6 +326,13 @@ impl SledStore {
             blocks,
             certificates,
         };
+        let history = HistoryReader {
+            path: path.clone(),
+            finished,
+            parts,
+            slashes,
+            txs,
+        };
         let mut store = Self {
             path,
             db,
@@ -340,10 +341,7 @@ impl SledStore {
             votes,
             locks,
             meta,
-            finished,
-            parts,
-            slashes,
-            txs,
+            history,
             genesis: genesis.clone(),
             latest: Height(0),
             base: Height(0),
@@ -477,6 +475,11 @@ impl SledStore {
         }
         self.shown.base.store(self.base.0, Ordering::Release);
         self.shown.latest.store(self.latest.0, Ordering::Release);
+    }
+
+    /// A read-only handle on the history trees, for readers off the node loop.
+    pub fn history_reader(&self) -> HistoryReader {
+        self.history.clone()
     }
 
     /// A read-only handle on the committed blocks, for readers off the node loop.
@@ -868,13 +871,63 @@ impl Store for SledStore {
             value[8..].copy_from_slice(&u32::try_from(i).unwrap_or(u32::MAX).to_be_bytes());
             txs.insert(&tx.0[..], &value[..]);
         }
-        self.finished.apply_batch(jobs).map_err(|e| self.io(e))?;
-        self.parts.apply_batch(parts).map_err(|e| self.io(e))?;
-        self.slashes.apply_batch(slashes).map_err(|e| self.io(e))?;
-        self.txs.apply_batch(txs).map_err(|e| self.io(e))
+        let h = &self.history;
+        h.finished.apply_batch(jobs).map_err(|e| self.io(e))?;
+        h.parts.apply_batch(parts).map_err(|e| self.io(e))?;
+        h.slashes.apply_batch(slashes).map_err(|e| self.io(e))?;
+        h.txs.apply_batch(txs).map_err(|e| self.io(e))
     }
 
     fn tx_location(&self, tx: &TxHash) -> Result<Option<(Height, u32)>, StoreError> {
+        self.history.tx_location(tx)
+    }
+
+    fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {
+        self.history.final_job(job)
+    }
+
+    fn account_jobs(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<(Height, Role, JobId)>, StoreError> {
+        self.history.account_jobs(account, limit)
+    }
+
+    fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError> {
+        self.history.slashes_of(account, limit)
+    }
+}
+
+/// A read-only handle on the history trees (final jobs, each account's parts and slashes,
+/// the transaction index), for readers off the node loop: the API answers those reads on the
+/// blocking pool and asks the loop only for the live state. The trees are written with each
+/// block's history (in the block's group of writes); a reader sees a block's history no later
+/// than the loop answers anything about the state after it.
+#[derive(Clone)]
+pub struct HistoryReader {
+    path: PathBuf,
+    /// Job id -> the job as it ended.
+    finished: sled::Tree,
+    /// Account | height (BE) | role | job -> empty.
+    parts: sled::Tree,
+    /// Account | height (BE) | index (BE u32) -> the slash.
+    slashes: sled::Tree,
+    /// Transaction hash -> height (BE u64) | index in the block (BE u32).
+    txs: sled::Tree,
+}
+
+impl fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistoryReader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl HistoryReader {
+    /// Where the committed transaction `tx` is (see [`Store::tx_location`]).
+    pub fn tx_location(&self, tx: &TxHash) -> Result<Option<(Height, u32)>, StoreError> {
         let Some(bytes) = self.txs.get(tx.0).map_err(|e| self.io(e))? else {
             return Ok(None);
         };
@@ -882,7 +935,7 @@ impl Store for SledStore {
             (Some(h), Some(i)) if bytes.len() == 12 => (h, i),
             _ => {
                 let detail = format!("transaction {tx}: {} bytes, not 12", bytes.len());
-                return Err(self.corrupt(Self::TXS_TREE, None, detail));
+                return Err(self.corrupt(SledStore::TXS_TREE, None, detail));
             }
         };
         let height = u64::from_be_bytes(height.try_into().unwrap_or_default());
@@ -890,16 +943,18 @@ impl Store for SledStore {
         Ok(Some((Height(height), index)))
     }
 
-    fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {
+    /// A job that left the live state (see [`Store::final_job`]).
+    pub fn final_job(&self, job: &JobId) -> Result<Option<FinalJob>, StoreError> {
         let Some(bytes) = self.finished.get(job.0).map_err(|e| self.io(e))? else {
             return Ok(None);
         };
         decode_bounded(&bytes, "a final job", MAX_HISTORY_VALUE)
             .map(Some)
-            .map_err(|e| self.corrupt(Self::FINISHED_TREE, None, format!("job {job}: {e}")))
+            .map_err(|e| self.corrupt(SledStore::FINISHED_TREE, None, format!("job {job}: {e}")))
     }
 
-    fn account_jobs(
+    /// The newest `limit` parts `account` took in jobs (see [`Store::account_jobs`]).
+    pub fn account_jobs(
         &self,
         account: &AccountId,
         limit: usize,
@@ -919,14 +974,19 @@ impl Store for SledStore {
                 Some(part) => out.push(part),
                 None => {
                     let detail = format!("malformed key {}", hex::encode(&key));
-                    return Err(self.corrupt(Self::PARTS_TREE, None, detail));
+                    return Err(self.corrupt(SledStore::PARTS_TREE, None, detail));
                 }
             }
         }
         Ok(out)
     }
 
-    fn slashes_of(&self, account: &AccountId, limit: usize) -> Result<Vec<SlashEntry>, StoreError> {
+    /// The newest `limit` slashes of `account` (see [`Store::slashes_of`]).
+    pub fn slashes_of(
+        &self,
+        account: &AccountId,
+        limit: usize,
+    ) -> Result<Vec<SlashEntry>, StoreError> {
         let mut out = Vec::new();
         for entry in self
             .slashes
@@ -937,10 +997,23 @@ impl Store for SledStore {
             let (key, value) = entry.map_err(|e| self.io(e))?;
             let slash = decode_bounded(&value, "a slash", MAX_HISTORY_VALUE).map_err(|e| {
                 let detail = format!("key {}: {e}", hex::encode(&key));
-                self.corrupt(Self::SLASHES_TREE, None, detail)
+                self.corrupt(SledStore::SLASHES_TREE, None, detail)
             })?;
             out.push(slash);
         }
         Ok(out)
+    }
+
+    fn io(&self, source: sled::Error) -> StoreError {
+        io_error(&self.path, source)
+    }
+
+    fn corrupt(
+        &self,
+        tree: &'static str,
+        height: Option<Height>,
+        detail: impl fmt::Display,
+    ) -> StoreError {
+        corrupt_error(&self.path, tree, height, detail)
     }
 }

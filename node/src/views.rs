@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use attest_contracts_sim::{Event, Job, JobCounts, SlashReason, StakeStatus, State as Ledger};
-use attest_core::history::SlashEntry;
+use attest_core::history::{Role, SlashEntry};
 use attest_core::market::JobClock;
 use attest_core::market::book::Reputation;
 use attest_core::store::CommittedBlock;
@@ -304,10 +304,10 @@ fn status_name(status: StakeStatus) -> &'static str {
 }
 
 impl AccountSnapshot {
-    /// `id` in `state` (its validator power and recent jobs are the caller's to fill in), with `recent`, its newest slashes from the node's history (newest
-    /// first, at most [`MAX_LISTED_SLASHES`]). Look-ups only: the counts are the account's
-    /// running record in the state.
-    pub fn of(state: &Ledger, id: &AccountId, recent: &[SlashEntry]) -> Self {
+    /// `id` in `state`: look-ups only, the counts are the account's running record in the
+    /// state. Its validator power is the caller's to fill in, and what the node's history
+    /// holds of it with [`AccountSnapshot::with_history`].
+    pub fn of(state: &Ledger, id: &AccountId) -> Self {
         let account = state.account(id);
         let record = state.record(id);
         let stake = state.stake(id).map(|s| StakeView {
@@ -329,16 +329,6 @@ impl AccountSnapshot {
             device: s.capability.device.clone(),
             memory_bytes: s.capability.memory_bytes,
         });
-        let slashes = recent
-            .iter()
-            .take(MAX_LISTED_SLASHES)
-            .rev()
-            .map(|s| SlashView {
-                amount: s.amount,
-                height: s.height,
-                reason: ReasonView::new(&s.reason),
-            })
-            .collect();
         let reputation = Reputation {
             settled: record.provided.settled,
             slashes: record.slashes,
@@ -352,7 +342,7 @@ impl AccountSnapshot {
                 jobs: record.provided.into(),
                 reputation: reputation.into(),
                 slashes_total: record.slashes,
-                slashes,
+                slashes: Vec::new(),
             },
             client_jobs: record.opened.into(),
             earned: record.earned,
@@ -364,6 +354,32 @@ impl AccountSnapshot {
             validator_power: None,
             proof: None,
         }
+    }
+
+    /// Adds what the node's history holds of the account: `slashes`, its newest slashes
+    /// (newest first, at most [`MAX_LISTED_SLASHES`] kept, listed oldest first), and `jobs`,
+    /// its newest parts in jobs (newest first, at most [`MAX_LISTED_JOBS`] kept).
+    pub fn with_history(
+        mut self,
+        slashes: &[SlashEntry],
+        jobs: Vec<(Height, Role, JobId)>,
+    ) -> Self {
+        self.provider.slashes = slashes
+            .iter()
+            .take(MAX_LISTED_SLASHES)
+            .rev()
+            .map(|s| SlashView {
+                amount: s.amount,
+                height: s.height,
+                reason: ReasonView::new(&s.reason),
+            })
+            .collect();
+        self.recent_jobs = jobs
+            .into_iter()
+            .take(MAX_LISTED_JOBS)
+            .map(|(height, role, job)| (height, role.name().to_owned(), job))
+            .collect();
+        self
     }
 }
 

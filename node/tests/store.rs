@@ -587,6 +587,36 @@ fn sled_grouped_writes_are_shown_at_the_end_and_survive_abort() {
 
 const GROUP_CRASH_DIR_ENV: &str = "ATTEST_STORE_GROUP_CRASH_DIR";
 
+/// The history a block writes is read the same through the store and through a
+/// `HistoryReader` handed out before the write (the API's reader off the loop).
+#[test]
+fn sled_history_is_read_the_same_off_the_loop() {
+    use attest_core::history::{HistoryBatch, Role};
+    use attest_protocol::{JobId, TxHash};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path(), &genesis()).unwrap();
+    let reader = store.history_reader();
+    let who = validators()[0].public();
+    let (job, tx) = (JobId([7; 32]), TxHash([9; 32]));
+    assert_eq!(reader.tx_location(&tx).unwrap(), None);
+    let mut batch = HistoryBatch {
+        height: Height(3),
+        ..HistoryBatch::default()
+    };
+    batch.parts.push((who, Role::Provider, job));
+    batch.txs = vec![TxHash([1; 32]), tx];
+    store.begin_group();
+    store.put_history(&batch).unwrap();
+    store.end_group().unwrap();
+    assert_eq!(reader.tx_location(&tx).unwrap(), Some((Height(3), 1)));
+    assert_eq!(store.tx_location(&tx).unwrap(), Some((Height(3), 1)));
+    let parts = vec![(Height(3), Role::Provider, job)];
+    assert_eq!(reader.account_jobs(&who, 10).unwrap(), parts);
+    assert_eq!(store.account_jobs(&who, 10).unwrap(), parts);
+    assert_eq!(reader.final_job(&job).unwrap(), None);
+    assert!(reader.slashes_of(&who, 10).unwrap().is_empty());
+}
+
 // ---- sled only: corruption written straight into the trees ----
 
 /// A closed store in a temp dir holding chain blocks 1..=`blocks` and one vote at height 2.
