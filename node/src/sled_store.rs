@@ -239,6 +239,24 @@ impl BlockReader {
     }
 }
 
+/// Errors naming the store's directory, for the store and its readers.
+trait NamesPath {
+    fn path(&self) -> &Path;
+
+    fn io(&self, source: sled::Error) -> StoreError {
+        io_error(self.path(), source)
+    }
+
+    fn corrupt(
+        &self,
+        tree: &'static str,
+        height: Option<Height>,
+        detail: impl fmt::Display,
+    ) -> StoreError {
+        corrupt_error(self.path(), tree, height, detail)
+    }
+}
+
 fn io_error(path: &Path, source: sled::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
@@ -591,18 +609,11 @@ impl SledStore {
         }
         self.db.flush().map(drop).map_err(|e| self.io(e))
     }
+}
 
-    fn io(&self, source: sled::Error) -> StoreError {
-        io_error(&self.path, source)
-    }
-
-    fn corrupt(
-        &self,
-        tree: &'static str,
-        height: Option<Height>,
-        detail: impl fmt::Display,
-    ) -> StoreError {
-        corrupt_error(&self.path, tree, height, detail)
+impl NamesPath for SledStore {
+    fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -1003,17 +1014,10 @@ impl HistoryReader {
         }
         Ok(out)
     }
+}
 
-    fn io(&self, source: sled::Error) -> StoreError {
-        io_error(&self.path, source)
-    }
-
-    fn corrupt(
-        &self,
-        tree: &'static str,
-        height: Option<Height>,
-        detail: impl fmt::Display,
-    ) -> StoreError {
-        corrupt_error(&self.path, tree, height, detail)
+impl NamesPath for HistoryReader {
+    fn path(&self) -> &Path {
+        &self.path
     }
 }

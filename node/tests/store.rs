@@ -501,26 +501,32 @@ fn crash_child(dir: &Path) -> ! {
     std::process::abort();
 }
 
+/// Runs the test `name` of this binary again as a child with `env` naming `dir`; the child
+/// writes there and must end in `abort()`.
+fn run_aborting_child(name: &str, env: &str, dir: &Path) {
+    use std::os::unix::process::ExitStatusExt;
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env(env, dir)
+        .status()
+        .expect("child runs");
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "the child must reach abort(): {status}"
+    );
+}
+
 #[test]
 fn sled_acknowledged_writes_survive_abort() {
     if let Some(dir) = std::env::var_os(CRASH_DIR_ENV) {
         crash_child(Path::new(&dir));
     }
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sled_acknowledged_writes_survive_abort",
-            "--test-threads=1",
-        ])
-        .env(CRASH_DIR_ENV, dir.path())
-        .status()
-        .expect("child runs");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "the child must reach abort(): {status}"
+    run_aborting_child(
+        "sled_acknowledged_writes_survive_abort",
+        CRASH_DIR_ENV,
+        dir.path(),
     );
     let store = SledStore::open(dir.path(), &genesis()).expect("reopen after the crash");
     assert_eq!(store.latest_height(), Height(3));
@@ -562,20 +568,10 @@ fn sled_grouped_writes_are_shown_at_the_end_and_survive_abort() {
     drop(store);
 
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "sled_grouped_writes_are_shown_at_the_end_and_survive_abort",
-            "--test-threads=1",
-        ])
-        .env(GROUP_CRASH_DIR_ENV, dir.path())
-        .status()
-        .expect("child runs");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "the child must reach abort(): {status}"
+    run_aborting_child(
+        "sled_grouped_writes_are_shown_at_the_end_and_survive_abort",
+        GROUP_CRASH_DIR_ENV,
+        dir.path(),
     );
     let store = SledStore::open(dir.path(), &genesis()).expect("reopen after the crash");
     assert_eq!(heights(&store, 1, 10), vec![1, 2, 3]);
