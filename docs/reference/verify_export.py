@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493
-# y-coordinates of the eight small-order points (section 1's strict rule refuses them as R or key).
+# y-coordinates of the eight small-order points (section 1's rule refuses them as R or key).
 SMALL_Y = {0, 1, P - 1,
            int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"),
            int.from_bytes(bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), "little")}
