@@ -249,6 +249,42 @@ impl std::fmt::Display for NeverCommitted {
 
 impl std::error::Error for NeverCommitted {}
 
+/// `--provider` named a provider this node's advert book cannot take a job for now: it holds
+/// no unexpired advert of it, or its advert does not serve the model. Nothing was signed or
+/// sent. A caller may wait for the provider's next advert, or leave the pick to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAdvert {
+    /// The provider asked for, as given.
+    pub provider: String,
+    /// The model asked for.
+    pub model: String,
+    /// The models its advert serves; `None`: the book holds no unexpired advert of it.
+    pub serves: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for NoAdvert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.serves {
+            None => write!(
+                f,
+                "--provider {}: the node's advert book (GET /v1/adverts) holds no unexpired \
+                 advert of it: it is not advertising, its advert lapsed, or it is banned; \
+                 try again later, or leave out --provider for the gateway's pick",
+                self.provider
+            ),
+            Some(models) => write!(
+                f,
+                "--provider {}: its advert does not serve model {} (it serves {})",
+                self.provider,
+                self.model,
+                models.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NoAdvert {}
+
 /// Reads `TEXT` or `@FILE`.
 pub fn read_input(input: &str) -> Result<Vec<u8>> {
     match input.strip_prefix('@') {
@@ -491,14 +527,29 @@ impl Opener {
     /// retry.
     pub fn open(&mut self, args: &SubmitArgs) -> Result<Opened> {
         let client = self.key.public();
+        // A provider asked for by name is that provider or an error, never another one.
         let chosen = match &args.provider {
-            Some(p) => self
-                .api
-                .adverts()?
-                .adverts
-                .into_iter()
-                .find(|ad| ad.provider.to_string() == *p)
-                .map(|ad| (ad.provider, ad.device, ad.price_per_token)),
+            Some(p) => {
+                let advert = self
+                    .api
+                    .adverts()?
+                    .adverts
+                    .into_iter()
+                    .find(|ad| ad.provider.to_string() == *p);
+                let no_advert = |serves| NoAdvert {
+                    provider: p.clone(),
+                    model: args.model.clone(),
+                    serves,
+                };
+                let Some(ad) = advert else {
+                    return Err(no_advert(None).into());
+                };
+                if !ad.models.iter().any(|m| m.as_str() == args.model) {
+                    let serves = ad.models.iter().map(|m| m.as_str().to_owned()).collect();
+                    return Err(no_advert(Some(serves)).into());
+                }
+                Some((ad.provider, ad.device, ad.price_per_token))
+            }
             None => None,
         };
         let (provider, device, price) = match chosen {

@@ -235,7 +235,8 @@ fn submit_all(
                     let args = SubmitArgs {
                         // Round-robin over the providers, so every one (the cheater too)
                         // gets its share and the spot-checks have something to find; a
-                        // provider without an advert (banned) leaves the pick to the gateway.
+                        // provider without an advert (banned) leaves the pick to the gateway
+                        // (below, on `NoAdvert`).
                         provider: providers.get(i % providers.len().max(1)).cloned(),
                         ..job_args(i, gateway, &key)
                     };
@@ -248,12 +249,13 @@ fn submit_all(
                             Err(e) if is_busy(e) => {
                                 std::thread::sleep(Duration::from_millis(200));
                             }
-                            // The provider was banned after its advert went out, before the
-                            // job was admitted or before a block took it: let the gateway
-                            // pick instead.
+                            // The provider has no advert now (banned, or its advert lapsed),
+                            // or it was banned after its advert went out, before the job was
+                            // admitted or before a block took it: let the gateway pick instead.
                             Err(e)
                                 if code_of(e) == Some("refused_by_contract")
-                                    || e.downcast_ref::<client::NeverCommitted>().is_some() =>
+                                    || e.downcast_ref::<client::NeverCommitted>().is_some()
+                                    || e.downcast_ref::<client::NoAdvert>().is_some() =>
                             {
                                 args.provider = None;
                             }

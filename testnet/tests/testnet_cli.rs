@@ -17,6 +17,9 @@ use std::process::{Command, Output};
 use attest_cli::procs;
 use serde_json::Value;
 
+#[path = "support/cluster.rs"]
+mod cluster;
+
 const NODES: usize = 4;
 
 fn attest(args: &[&str]) -> Output {
@@ -347,26 +350,29 @@ fn challenge_a_wrong_result(
             return;
         }
         let input = format!("challenge me {attempt}");
-        let record = json(run(&[
-            "submit",
-            "--node",
-            node,
-            "--key",
-            key,
-            "--model",
-            "attest-tiny-1b",
-            "--input",
-            &input,
-            "--max-tokens",
-            "4",
-            "--provider",
-            &cheater,
-            "--wait",
-            "result",
-            "--timeout",
-            "60",
-            "--json",
-        ]));
+        let record = cluster::submit_to_provider(
+            &[
+                "submit",
+                "--node",
+                node,
+                "--key",
+                key,
+                "--model",
+                "attest-tiny-1b",
+                "--input",
+                &input,
+                "--max-tokens",
+                "4",
+                "--provider",
+                &cheater,
+                "--wait",
+                "result",
+                "--timeout",
+                "60",
+                "--json",
+            ],
+            std::time::Duration::from_secs(60),
+        );
         let job = record["job"].as_str().unwrap().to_owned();
         let shown = json(run(&["job", "show", &job, "--node", node, "--json"]));
         assert_eq!(shown["job"]["provider"], cheater.as_str(), "{shown}");
@@ -613,6 +619,31 @@ fn account_commands_work_against_the_testnet(dir: &Path, status: &Value) {
         .unwrap()
         .to_owned();
     fails(&["--node", &node, "keys", "show", &me], "talks to no node");
+    // A job asked of an account that advertises nothing is refused before anything is signed
+    // or sent, naming the provider: it never goes to another provider instead.
+    let asked = |provider: &str| {
+        let args = [
+            "submit",
+            "--node",
+            &node,
+            "--key",
+            &client,
+            "--model",
+            "attest-tiny-1b",
+            "--input",
+            "for nobody",
+            "--provider",
+            provider,
+        ];
+        let out = attest(&args);
+        (out.status.success(), stderr(&out))
+    };
+    let (taken, err) = asked(&account);
+    assert!(
+        !taken && err.contains(&format!("--provider {account}")),
+        "{err}"
+    );
+    assert!(err.contains("holds no unexpired advert"), "{err}");
 
     let sent = json(&[
         "--node", &node, "--json", "transfer", "--to", &account, "--amount", "300", "--key",
@@ -777,28 +808,31 @@ fn a_provider_joins_the_running_testnet_works_and_leaves() {
         "{standing}"
     );
     let key = dir.join("clients/client-0.key").display().to_string();
-    let job = json(&[
-        "submit",
-        "--node",
-        &node,
-        "--key",
-        &key,
-        "--model",
-        "attest-tiny-1b",
-        "--input",
-        "a new provider",
-        "--max-tokens",
-        "8",
-        "--provider",
-        &account,
-        "--check",
-        "always",
-        "--wait",
-        "settled",
-        "--timeout",
-        "90",
-        "--json",
-    ]);
+    let job = cluster::submit_to_provider(
+        &[
+            "submit",
+            "--node",
+            &node,
+            "--key",
+            &key,
+            "--model",
+            "attest-tiny-1b",
+            "--input",
+            "a new provider",
+            "--max-tokens",
+            "8",
+            "--provider",
+            &account,
+            "--check",
+            "always",
+            "--wait",
+            "settled",
+            "--timeout",
+            "90",
+            "--json",
+        ],
+        std::time::Duration::from_secs(60),
+    );
     assert_eq!(job["view"]["provider"], account.as_str(), "{job}");
     assert_eq!(job["phase"], "settled", "{job}");
     let record = json(&["account", &account, "--node", &node, "--json"]);

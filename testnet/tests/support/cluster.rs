@@ -1,7 +1,8 @@
 //! Helpers shared by the process-level tests (`tests/testnet_process.rs`, `tests/chaos.rs`,
-//! `tests/netns.rs`) and
+//! `tests/netns.rs`, `tests/explorer.rs`, `tests/testnet_cli.rs`) and
 //! the 4-process benchmark (`benches/testnet.rs`), each of which includes this file with
-//! `#[path]`: picking ports, running `attest` for its JSON, bounded waits, a node's files and
+//! `#[path]`: picking ports, running `attest` for its JSON (a job asked of a provider by name
+//! until its advert is there), bounded waits, a node's files and
 //! process, the tail of a node's log, a cluster of four `attest node` processes made as an
 //! operator makes them, and a steady load of transfers.
 
@@ -56,6 +57,29 @@ pub fn attest_json(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("attest --json prints JSON")
+}
+
+/// Runs `attest submit` with `args`, which name a provider (`--provider`), for its JSON. While
+/// the node's advert book holds no unexpired advert of that provider (between two of its
+/// adverts under load, or before its first reached the node), `submit` refuses with nothing
+/// sent; it is run again every 250 ms until it is taken, for at most `limit` (scaled by the
+/// load). Any other failure panics at once.
+pub fn submit_to_provider(args: &[&str], limit: Duration) -> Value {
+    assert!(args.contains(&"--provider"), "{args:?} names no provider");
+    let started = Instant::now();
+    loop {
+        let out = attest().args(args).output().expect("run attest");
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).expect("attest --json prints JSON");
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("holds no unexpired advert") && !guard_expired(started, limit),
+            "attest {args:?} failed after {:?}: {stderr}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// How many times its nominal limit a hang guard waits now: the machine's one-minute load
