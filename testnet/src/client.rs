@@ -268,8 +268,9 @@ impl std::fmt::Display for NoAdvert {
             None => write!(
                 f,
                 "--provider {}: the node's advert book (GET /v1/adverts) holds no unexpired \
-                 advert of it: it is not advertising, its advert lapsed, or it is banned; \
-                 try again later, or leave out --provider for the gateway's pick",
+                 advert of it: it is not advertising, its advert has not reached this node \
+                 yet or lapsed, or it is banned; try again later, or leave out --provider for \
+                 the gateway's pick",
                 self.provider
             ),
             Some(models) => write!(

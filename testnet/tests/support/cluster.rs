@@ -60,8 +60,9 @@ pub fn attest_json(args: &[&str]) -> Value {
 }
 
 /// Runs `attest submit` with `args`, which name a provider (`--provider`), for its JSON. While
-/// the node's advert book holds no unexpired advert of that provider (between two of its
-/// adverts under load, or before its first reached the node), `submit` refuses with nothing
+/// the node's advert book holds no unexpired advert of that provider (its first advert has
+/// not reached the node yet: a provider's first one can go out before its gossip mesh is
+/// formed, and the next follows 5 s later), `submit` refuses with nothing
 /// sent; it is run again every 250 ms until it is taken, for at most `limit` (scaled by the
 /// load). Any other failure panics at once.
 pub fn submit_to_provider(args: &[&str], limit: Duration) -> Value {
