@@ -41,6 +41,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("protocol types always encode")
 }
 
+/// The length of [`encode`]`(value)`, computed without building the bytes.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).expect("protocol types always encode")
+}
+
 /// Decodes `bytes` as the canonical encoding of a `T` of at most `max` bytes.
 pub fn decode_bounded<T: Serialize + DeserializeOwned>(
     bytes: &[u8],

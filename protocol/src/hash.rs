@@ -48,12 +48,34 @@ pub mod tag {
 
 /// Hashes `parts`, concatenated, under domain `tag`: `blake3(tag || 0x00 || parts...)`.
 pub fn hash_tagged(tag: &str, parts: &[&[u8]]) -> Hash {
+    let len = parts.iter().fold(tag.len().saturating_add(1), |n, p| {
+        n.saturating_add(p.len())
+    });
+    if len <= SHORT_INPUT {
+        // Short inputs (tree nodes and leaves, keys, small values) are laid out on the stack
+        // and hashed in one call: the same bytes give the same hash, without building an
+        // incremental hasher (about 2 KB of state) for two compressions.
+        debug_assert!(!tag.as_bytes().contains(&0), "tags contain no NUL");
+        let mut input = [0u8; SHORT_INPUT];
+        let mut at = 0;
+        for piece in [tag.as_bytes(), &[0]]
+            .into_iter()
+            .chain(parts.iter().copied())
+        {
+            input[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        return Hash(*blake3::hash(&input[..at]).as_bytes());
+    }
     let mut h = tagged_hasher(tag);
     for p in parts {
         h.update(p);
     }
     Hash(*h.finalize().as_bytes())
 }
+
+/// The longest input (tag, NUL and parts) [`hash_tagged`] lays out on the stack.
+const SHORT_INPUT: usize = 256;
 
 /// A blake3 hasher already fed with the domain prefix of `tag`.
 pub fn tagged_hasher(tag: &str) -> blake3::Hasher {

@@ -145,3 +145,26 @@ fn golden_trace_roots_per_model() {
         );
     }
 }
+
+/// `hash_tagged` hashes short inputs from a buffer on the stack and long ones incrementally:
+/// both are `blake3(tag || 0 || parts...)`, on either side of the switch and however the
+/// input is cut into parts.
+#[test]
+fn tagged_hashes_are_blake3_of_the_prefixed_bytes_at_every_length() {
+    use attest_protocol::hash::{hash_tagged, tag};
+    let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+    for len in 0..data.len() {
+        let bytes = &data[..len];
+        let mut prefixed = tag::SMT_NODE.as_bytes().to_vec();
+        prefixed.push(0);
+        prefixed.extend_from_slice(bytes);
+        let expected = *blake3::hash(&prefixed).as_bytes();
+        let cut = len / 3;
+        assert_eq!(hash_tagged(tag::SMT_NODE, &[bytes]).0, expected, "{len}");
+        assert_eq!(
+            hash_tagged(tag::SMT_NODE, &[&bytes[..cut], &[], &bytes[cut..]]).0,
+            expected,
+            "{len} in parts"
+        );
+    }
+}

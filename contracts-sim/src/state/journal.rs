@@ -27,18 +27,24 @@ impl State {
         self.holding = true;
         let out = f(self);
         self.holding = false;
+        // Each key's value before the block is the first one journaled for it. Restoring that
+        // value key by key takes the block back exactly as undoing the journal newest first
+        // would (every write is one key's, and `write_raw` keeps what derives from a key, the
+        // validator ranking, in step with it), with one write per key instead of one per
+        // journaled change, and the write hands back the value the block left.
+        let mut journal = std::mem::take(&mut self.journal);
         let mut first: BTreeMap<Key, Option<Entry>> = BTreeMap::new();
-        for (key, old) in &self.journal {
-            first.entry(*key).or_insert_with(|| old.clone());
+        for (key, old) in journal.drain(..) {
+            first.entry(key).or_insert(old);
         }
-        let changes = first
-            .into_iter()
-            .filter_map(|(key, old)| {
-                let new = self.entry(&key);
-                (old != new).then_some(Change { key, old, new })
-            })
-            .collect();
-        self.rollback_to(0);
+        self.journal = journal;
+        let mut changes = Vec::with_capacity(first.len());
+        for (key, old) in first {
+            let new = self.write_raw(key, old.clone());
+            if old != new {
+                changes.push(Change { key, old, new });
+            }
+        }
         if clean {
             // Rolled back to the last root: nothing for the next root to rehash.
             self.touched.clear();

@@ -6,7 +6,7 @@
 //! evidence) are entries with an empty value. The encoding of a key and of a value is the
 //! canonical one (`docs/PROTOCOL.md`, section 2), so every node derives the same leaves.
 
-use attest_protocol::encoding::encode;
+use attest_protocol::encoding::{encode, encoded_len};
 use attest_protocol::hash::{hash_tagged, tag};
 use attest_protocol::{AccountId, Amount, ChainId, Hash, Height, JobId, PublicKey, Round};
 use attest_protocol::{VoteKind, encoding::decode_bounded};
@@ -102,6 +102,20 @@ impl Entry {
         }
     }
 
+    /// The length of [`Entry::to_bytes`], computed without building the bytes.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Entry::Meta(m) => encoded_len(m.as_ref()),
+            Entry::Amount(a) => encoded_len(a),
+            Entry::Account(a) => encoded_len(a),
+            Entry::Stake(s) => encoded_len(s.as_ref()),
+            Entry::Node(a) => encoded_len(a),
+            Entry::Record(r) => encoded_len(r.as_ref()),
+            Entry::Job(j) => encoded_len(j.as_ref()),
+            Entry::Member => 0,
+        }
+    }
+
     /// Decodes the value stored under `key` from its canonical bytes.
     pub fn from_bytes(key: &Key, bytes: &[u8]) -> Result<Entry, EntryError> {
         let k = *key;
@@ -190,7 +204,7 @@ pub struct Delta {
 
 impl Delta {
     pub(super) fn new(changes: Vec<Change>) -> Self {
-        let value = |e: &Option<Entry>| e.as_ref().map_or(0, |e| e.to_bytes().len());
+        let value = |e: &Option<Entry>| e.as_ref().map_or(0, Entry::encoded_len);
         let bytes = changes
             .iter()
             .map(|c| 40 + value(&c.old) + value(&c.new))

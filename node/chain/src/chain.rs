@@ -9,7 +9,7 @@
 
 use attest_contracts_sim::{Ctx, Delta, Event, Key, State, StateProof, TxError};
 use attest_protocol::consensus::BlockBodyError;
-use attest_protocol::encoding::encode;
+use attest_protocol::encoding::{encode, encoded_len};
 use attest_protocol::limits::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_PROPOSAL_BYTES};
 use attest_protocol::{
     Block, BlockHash, BlockHeader, BoundedVec, ChainId, CommitCertificate, Hash, Height, PublicKey,
@@ -493,7 +493,7 @@ impl Chain {
                 got,
             });
         }
-        let bytes = encode(block).len();
+        let bytes = encoded_len(block);
         if bytes > MAX_BLOCK_BYTES {
             return Err(BlockError::TooLarge {
                 height,
