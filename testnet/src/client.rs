@@ -912,8 +912,16 @@ pub fn run_audit(
             let latest = store.latest_height();
             match from_snapshot {
                 None => {
-                    let blocks = store.blocks(Height(1)..=latest);
-                    audit::audit(genesis, blocks, range, attest_node::shell::monotonic)
+                    let last = range.to.map_or(latest, |to| to.min(latest));
+                    let chain_id = genesis.genesis.chain_id.clone();
+                    let blocks = prefetched(chain_id, move |push| {
+                        for item in store.blocks(Height(1)..=last) {
+                            if !push(item.map_err(anyhow::Error::from)) {
+                                break;
+                            }
+                        }
+                    });
+                    audit::audit_preverified(genesis, blocks, range, attest_node::shell::monotonic)
                 }
                 Some(h) => {
                     let snapshots = attest_node::snapshots::Snapshots::new(dir, 1, 1);
@@ -936,7 +944,14 @@ pub fn run_audit(
         None => {
             let api = Api::new(node.unwrap_or(DEFAULT_NODE))?;
             let chain_id = genesis.genesis.chain_id.clone();
-            let blocks = prefetched(api, range.to, chain_id);
+            let to = range.to;
+            let blocks = prefetched(chain_id, move |push| {
+                for item in NodeBlocks::new(&api, to) {
+                    if !push(item) {
+                        break;
+                    }
+                }
+            });
             audit::audit_preverified(genesis, blocks, range, attest_node::shell::monotonic)
         }
     };
@@ -952,16 +967,17 @@ const PREFETCH_BLOCKS: usize = 64;
 /// Threads that verify fetched blocks' signatures.
 const VERIFIERS: usize = 2;
 
-/// Blocks from a node's API, from height 1 up to `to` or its height, read ahead (at most
-/// [`PREFETCH_BLOCKS`]) by a thread of their own, which hands them in turn to [`VERIFIERS`]
-/// threads that verify every signature that needs no state (transactions, certificates:
-/// `audit::Fetched::verify`, the protocol's rule, in batches). The replay on this thread takes them back in
-/// height order. A signature that fails there is passed on unverified, and the replay
-/// reports it. The threads end when the blocks do or the receiver is dropped.
+/// Blocks in height order from height 1, which `read` hands to the `push` it is given (from a
+/// node's API or a stopped node's store; it stops when `push` answers false), read ahead (at
+/// most [`PREFETCH_BLOCKS`]) on a thread of their own, which hands them in turn to
+/// [`VERIFIERS`] threads that verify every signature that needs no state (transactions,
+/// certificates: `audit::Fetched::verify`, the protocol's rule, in batches). The replay on
+/// this thread takes them back in height order. A signature that fails there is passed on
+/// unverified, and the replay reports it. The threads end when the blocks do, at the first
+/// error, or when the receiver is dropped.
 fn prefetched(
-    api: Api,
-    to: Option<Height>,
     chain: attest_protocol::ChainId,
+    read: impl FnOnce(&mut dyn FnMut(Result<CommittedPair, anyhow::Error>) -> bool) + Send + 'static,
 ) -> impl Iterator<Item = Result<audit::Fetched, anyhow::Error>> {
     type Work = Result<(CommittedPair, bool), anyhow::Error>;
     let per_thread = PREFETCH_BLOCKS / VERIFIERS;
@@ -984,17 +1000,18 @@ fn prefetched(
     }
     std::thread::spawn(move || {
         let mut previous: Option<CommitCertificate> = None;
-        for (i, item) in NodeBlocks::new(&api, to).enumerate() {
+        let mut i = 0usize;
+        read(&mut |item| {
             let stop = item.is_err();
             let work = item.map(|(block, cert)| {
                 let same = block.last_commit.is_some() && block.last_commit == previous;
                 previous = Some(cert.clone());
                 ((block, cert), same)
             });
-            if inputs[i % VERIFIERS].send(work).is_err() || stop {
-                break;
-            }
-        }
+            let sent = inputs[i % VERIFIERS].send(work).is_ok();
+            i = i.wrapping_add(1);
+            sent && !stop
+        });
     });
     let mut turn = 0usize;
     std::iter::from_fn(move || {

@@ -256,6 +256,25 @@ fn a_testnet_comes_up_goes_down_restarts_on_its_data_and_is_purged() {
     }
     let status = testnet_json(&dir, &["status"]);
     assert_eq!(status["nodes_up"], 0);
+    // A stopped node's data directory audits from genesis (read ahead and its signatures
+    // verified on threads of their own, as over the API): every block the node holds.
+    let audit = attest_json(&[
+        "audit",
+        "--data-dir",
+        &dir.join("node-0/data").display().to_string(),
+        "--genesis",
+        &dir.join("genesis.json").display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(audit["ok"], true, "{audit}");
+    assert!(
+        audit["blocks"].as_u64() >= before_down["nodes"][0]["height"].as_u64(),
+        "{audit}"
+    );
+    assert!(
+        audit["signatures_verified"].as_u64() > audit["txs"].as_u64(),
+        "{audit}"
+    );
 
     // Restarted on the same data, every node carries on from where it stopped.
     let up = testnet_json(&dir, &["up", "--timeout", "45"]);
