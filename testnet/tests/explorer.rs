@@ -276,25 +276,7 @@ fn run_json(args: &[&str]) -> Value {
 /// `attest submit` of an 8-token job of the tiny model through `api`, paid by `key`, with
 /// `extra` flags; its JSON record.
 fn submit(api: &str, key: &str, input: &str, extra: &[&str]) -> Value {
-    let base = [
-        "submit",
-        "--node",
-        api,
-        "--key",
-        key,
-        "--model",
-        "attest-tiny-1b",
-        "--input",
-        input,
-        "--max-tokens",
-        "8",
-        "--json",
-    ];
-    let args = [&base[..], extra].concat();
-    if extra.contains(&"--provider") {
-        return cluster::submit_to_provider(&args, GUARD);
-    }
-    run_json(&args)
+    cluster::submit_job(api, key, input, 8, extra)
 }
 
 /// Ports for four nodes (and one more), all free a moment ago.

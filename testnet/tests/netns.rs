@@ -120,30 +120,13 @@ fn nodes_on_separate_hosts_find_each_other_join_partition_and_heal() {
     );
     net.say("the fifth host staked; its advert is in every host's market");
     // A job asked of it through host 0 is provided on the fifth host, checked and settled.
-    let job = cluster::submit_to_provider(
-        &[
-            "submit",
-            "--node",
-            &node0,
-            "--key",
-            &client_key.display().to_string(),
-            "--model",
-            "attest-tiny-1b",
-            "--input",
-            "across hosts",
-            "--max-tokens",
-            "8",
-            "--provider",
-            &account,
-            "--check",
-            "always",
-            "--wait",
-            "settled",
-            "--timeout",
-            "120",
-            "--json",
-        ],
-        Duration::from_secs(60),
+    let always = ["--check", "always", "--wait", "settled", "--timeout", "120"];
+    let job = cluster::submit_job(
+        &node0,
+        &client_key.display().to_string(),
+        "across hosts",
+        8,
+        &[&["--provider", &account][..], &always].concat(),
     );
     assert_eq!(job["phase"], "settled", "{job}");
     let earned = attest_json(&["account", &account, "--node", &own, "--json"]);

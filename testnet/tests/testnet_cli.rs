@@ -369,28 +369,13 @@ fn challenge_a_wrong_result(
             return;
         }
         let input = format!("challenge me {attempt}");
-        let record = cluster::submit_to_provider(
-            &[
-                "submit",
-                "--node",
-                node,
-                "--key",
-                key,
-                "--model",
-                "attest-tiny-1b",
-                "--input",
-                &input,
-                "--max-tokens",
-                "4",
-                "--provider",
-                &cheater,
-                "--wait",
-                "result",
-                "--timeout",
-                "60",
-                "--json",
-            ],
-            std::time::Duration::from_secs(60),
+        let wait = ["--wait", "result", "--timeout", "60"];
+        let record = cluster::submit_job(
+            node,
+            key,
+            &input,
+            4,
+            &[&["--provider", &cheater][..], &wait].concat(),
         );
         let job = record["job"].as_str().unwrap().to_owned();
         let shown = json(run(&["job", "show", &job, "--node", node, "--json"]));
@@ -827,30 +812,13 @@ fn a_provider_joins_the_running_testnet_works_and_leaves() {
         "{standing}"
     );
     let key = dir.join("clients/client-0.key").display().to_string();
-    let job = cluster::submit_to_provider(
-        &[
-            "submit",
-            "--node",
-            &node,
-            "--key",
-            &key,
-            "--model",
-            "attest-tiny-1b",
-            "--input",
-            "a new provider",
-            "--max-tokens",
-            "8",
-            "--provider",
-            &account,
-            "--check",
-            "always",
-            "--wait",
-            "settled",
-            "--timeout",
-            "90",
-            "--json",
-        ],
-        std::time::Duration::from_secs(60),
+    let always = ["--check", "always", "--wait", "settled", "--timeout", "90"];
+    let job = cluster::submit_job(
+        &node,
+        &key,
+        "a new provider",
+        8,
+        &[&["--provider", &account][..], &always].concat(),
     );
     assert_eq!(job["view"]["provider"], account.as_str(), "{job}");
     assert_eq!(job["phase"], "settled", "{job}");

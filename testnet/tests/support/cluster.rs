@@ -83,6 +83,34 @@ pub fn submit_to_provider(args: &[&str], limit: Duration) -> Value {
     }
 }
 
+/// `attest submit` of a job of the tiny model through `node`, paid by `key`: `max_tokens`
+/// tokens for `input`, with `--json` and `extra`; its JSON record. With `--provider` among
+/// `extra`, it is asked again while the node holds no advert of that provider
+/// ([`submit_to_provider`]).
+pub fn submit_job(node: &str, key: &str, input: &str, max_tokens: u32, extra: &[&str]) -> Value {
+    let max_tokens = max_tokens.to_string();
+    let base = [
+        "submit",
+        "--node",
+        node,
+        "--key",
+        key,
+        "--model",
+        "attest-tiny-1b",
+        "--input",
+        input,
+        "--max-tokens",
+        &max_tokens,
+        "--json",
+    ];
+    let args = [&base[..], extra].concat();
+    if extra.contains(&"--provider") {
+        submit_to_provider(&args, Duration::from_secs(60))
+    } else {
+        attest_json(&args)
+    }
+}
+
 /// How many times its nominal limit a hang guard waits now: the machine's one-minute load
 /// average per core, at least 1 and at most 4 (a 2-core machine building and running debug
 /// tests side by side is slow, not hung), times `ATTEST_HANG_SCALE` if that is set (a
